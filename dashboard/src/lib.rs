@@ -1,0 +1,2 @@
+//! placeholder, replaced as the crate is written
+#![forbid(unsafe_code)]
