@@ -1,8 +1,26 @@
 //! The service kit: everything every `platform` service needs, written once.
 //!
-//! A service is a thin `main.rs` plus its domain code; configuration,
-//! logging, the HTTP scaffold (health, metrics, info, admin), errors as
-//! problem+json, graceful shutdown and the registry client live here.
+//! A service is a thin `main.rs` plus its domain code; configuration
+//! ([`config`]), logging ([`telemetry`]), the HTTP scaffold with health,
+//! metrics, info and admin endpoints ([`http`], [`health`], [`metrics`],
+//! [`auth`]), errors as problem+json ([`error`]), graceful shutdown
+//! ([`shutdown`], [`service`]) and the registry client ([`registry`]) live
+//! here. See [`service`] for how a `main.rs` puts them together.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod probe;
 pub mod registry;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{CommonArgs, HasCommon, ServiceSpec};
+pub use error::Problem;
+pub use service::Service;

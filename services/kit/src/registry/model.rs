@@ -19,7 +19,8 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The class name Eureka clients put in `dataCenterInfo` for a non-AWS host.
-pub const DEFAULT_DATA_CENTER_CLASS: &str = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo";
+pub const DEFAULT_DATA_CENTER_CLASS: &str =
+    "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo";
 
 /// Status of an instance as Eureka defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -108,10 +109,16 @@ pub struct Port {
 
 impl Port {
     pub fn enabled(port: u16) -> Port {
-        Port { port, enabled: true }
+        Port {
+            port,
+            enabled: true,
+        }
     }
     pub fn disabled(port: u16) -> Port {
-        Port { port, enabled: false }
+        Port {
+            port,
+            enabled: false,
+        }
     }
 }
 
@@ -143,7 +150,10 @@ impl<'de> Deserialize<'de> for Port {
                 port: port.0,
                 enabled: enabled.map(|b| b.0).unwrap_or(true),
             }),
-            Raw::Plain(p) => Ok(Port { port: p.0, enabled: true }),
+            Raw::Plain(p) => Ok(Port {
+                port: p.0,
+                enabled: true,
+            }),
         }
     }
 }
@@ -166,7 +176,10 @@ fn default_dc_name() -> String {
 
 impl Default for DataCenterInfo {
     fn default() -> Self {
-        DataCenterInfo { class: default_dc_class(), name: default_dc_name() }
+        DataCenterInfo {
+            class: default_dc_class(),
+            name: default_dc_name(),
+        }
     }
 }
 
@@ -279,12 +292,18 @@ pub enum InvalidInstance {
     #[error("`{0}` is required and must not be empty")]
     Missing(&'static str),
     #[error("`{field}` is too long ({len} characters, at most {max})")]
-    TooLong { field: &'static str, len: usize, max: usize },
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("`port` must be between 1 and 65535 when enabled")]
     InvalidPort,
     #[error("the instance's `app` ({body}) does not match the application in the path ({path})")]
     AppMismatch { body: String, path: String },
-    #[error("`leaseInfo.durationInSecs` ({duration}) must be greater than `renewalIntervalInSecs` ({renewal}), which must be at least 1")]
+    #[error(
+        "`leaseInfo.durationInSecs` ({duration}) must be greater than `renewalIntervalInSecs` ({renewal}), which must be at least 1"
+    )]
     InvalidLease { renewal: u32, duration: u32 },
 }
 
@@ -352,14 +371,20 @@ impl InstanceInfo {
             ("ipAddr", &self.ip_addr),
         ] {
             if value.len() > MAX_FIELD_LEN {
-                return Err(InvalidInstance::TooLong { field, len: value.len(), max: MAX_FIELD_LEN });
+                return Err(InvalidInstance::TooLong {
+                    field,
+                    len: value.len(),
+                    max: MAX_FIELD_LEN,
+                });
             }
         }
         if self.port.enabled && self.port.port == 0 {
             return Err(InvalidInstance::InvalidPort);
         }
         let lease = &self.lease_info;
-        if lease.renewal_interval_in_secs == 0 || lease.duration_in_secs <= lease.renewal_interval_in_secs {
+        if lease.renewal_interval_in_secs == 0
+            || lease.duration_in_secs <= lease.renewal_interval_in_secs
+        {
             return Err(InvalidInstance::InvalidLease {
                 renewal: lease.renewal_interval_in_secs,
                 duration: lease.duration_in_secs,
@@ -381,7 +406,11 @@ impl InstanceInfo {
     /// `preferIpAddress` does, because container host names are not always
     /// resolvable from where the caller runs.
     pub fn base_url(&self) -> String {
-        let host = if self.ip_addr.is_empty() { &self.host_name } else { &self.ip_addr };
+        let host = if self.ip_addr.is_empty() {
+            &self.host_name
+        } else {
+            &self.ip_addr
+        };
         format!("http://{host}:{}", self.port.port)
     }
 }
@@ -409,7 +438,12 @@ pub struct ApplicationEnvelope {
 /// The registry's content (or a delta of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Applications {
-    #[serde(rename = "versions__delta", default, serialize_with = "as_string", deserialize_with = "flex")]
+    #[serde(
+        rename = "versions__delta",
+        default,
+        serialize_with = "as_string",
+        deserialize_with = "flex"
+    )]
     pub versions_delta: u64,
     #[serde(rename = "apps__hashcode", default)]
     pub apps_hashcode: String,
@@ -487,7 +521,9 @@ where
             Raw::F(_) => None,
             Raw::S(s) => s.trim().parse::<T>().ok(),
         };
-        parsed.map(Flex).ok_or_else(|| de::Error::custom("expected a non-negative integer in range"))
+        parsed
+            .map(Flex)
+            .ok_or_else(|| de::Error::custom("expected a non-negative integer in range"))
     }
 }
 
@@ -515,7 +551,9 @@ impl<'de> Deserialize<'de> for FlexBool {
             Raw::S(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" => Ok(FlexBool(true)),
                 "false" | "" => Ok(FlexBool(false)),
-                other => Err(de::Error::custom(format!("expected true or false, got `{other}`"))),
+                other => Err(de::Error::custom(format!(
+                    "expected true or false, got `{other}`"
+                ))),
             },
         }
     }
@@ -590,9 +628,18 @@ mod tests {
         assert_eq!(i.lease_info.duration_in_secs, 90);
         assert_eq!(i.last_dirty_timestamp, 1_700_000_000_000);
         let out = serde_json::to_value(&i).unwrap();
-        assert_eq!(out["port"], serde_json::json!({"$": 8082, "@enabled": "true"}));
-        assert_eq!(out["lastDirtyTimestamp"], serde_json::json!("1700000000000"));
-        assert_eq!(out["isCoordinatingDiscoveryServer"], serde_json::json!("false"));
+        assert_eq!(
+            out["port"],
+            serde_json::json!({"$": 8082, "@enabled": "true"})
+        );
+        assert_eq!(
+            out["lastDirtyTimestamp"],
+            serde_json::json!("1700000000000")
+        );
+        assert_eq!(
+            out["isCoordinatingDiscoveryServer"],
+            serde_json::json!("false")
+        );
     }
 
     /// Clients that send numbers as strings, the legacy `overriddenstatus` key and an `@class` metadata marker are read.
@@ -602,7 +649,9 @@ mod tests {
             "overriddenstatus":"OUT_OF_SERVICE","status":"up","countryId":"1",
             "leaseInfo":{"renewalIntervalInSecs":"5","durationInSecs":"15"},
             "metadata":{"@class":"java.util.Collections$EmptyMap"}}}"#;
-        let mut i = serde_json::from_str::<InstanceEnvelope>(body).unwrap().instance;
+        let mut i = serde_json::from_str::<InstanceEnvelope>(body)
+            .unwrap()
+            .instance;
         i.normalize_and_validate("X").unwrap();
         assert_eq!(i.instance_id, "h");
         assert_eq!(i.app, "X");
@@ -616,16 +665,28 @@ mod tests {
     fn validation_rejects_bad_instances() {
         let base = InstanceInfo::new("a", "id", "h", "127.0.0.1", 80);
         let mut i = base.clone();
-        assert!(matches!(i.normalize_and_validate("B"), Err(InvalidInstance::AppMismatch { .. })));
+        assert!(matches!(
+            i.normalize_and_validate("B"),
+            Err(InvalidInstance::AppMismatch { .. })
+        ));
         let mut i2 = base.clone();
         i2.port = Port::enabled(0);
-        assert_eq!(i2.normalize_and_validate("A"), Err(InvalidInstance::InvalidPort));
+        assert_eq!(
+            i2.normalize_and_validate("A"),
+            Err(InvalidInstance::InvalidPort)
+        );
         let mut i3 = base.clone();
         i3.lease_info.duration_in_secs = 5;
-        assert!(matches!(i3.normalize_and_validate("A"), Err(InvalidInstance::InvalidLease { .. })));
+        assert!(matches!(
+            i3.normalize_and_validate("A"),
+            Err(InvalidInstance::InvalidLease { .. })
+        ));
         let mut i4 = base.clone();
         i4.host_name = "x".repeat(300);
-        assert!(matches!(i4.normalize_and_validate("A"), Err(InvalidInstance::TooLong { .. })));
+        assert!(matches!(
+            i4.normalize_and_validate("A"),
+            Err(InvalidInstance::TooLong { .. })
+        ));
         let mut ok = base;
         assert!(ok.normalize_and_validate("a").is_ok());
         let _ = &mut i;

@@ -1,0 +1,301 @@
+//! Configuration every service shares, from flags and environment.
+//!
+//! A service declares its own `clap::Parser` struct that flattens
+//! [`CommonArgs`] and adds its domain options, then calls [`parse`] with its
+//! [`ServiceSpec`]: that sets the service's name, version and default port so
+//! `--help` shows the real default, and validates everything before the
+//! service starts (a bad value exits with status 2 and a clear message).
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
+use secrecy::SecretString;
+use url::Url;
+
+/// What a service is: fixed at compile time in its `main.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Lower-case service name, also its registry application name (upper-cased there).
+    pub name: &'static str,
+    /// The port the platform expects it on (8761, 8080, 8081, ...).
+    pub default_port: u16,
+    /// `CARGO_PKG_VERSION` of the binary.
+    pub version: &'static str,
+    /// Whether instances register themselves with the registry (the registry does not).
+    pub registers: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable, coloured when writing to a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for containers and log pipelines.
+    Json,
+}
+
+/// Options every service accepts. Flattened into each service's config.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Port to listen on (0 picks a free one) [default: the service's own port]
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+
+    /// Address to bind
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Base URL of the service registry (discovery-server)
+    #[arg(long, env = "REGISTRY_URL", default_value = "http://localhost:8761", value_parser = parse_http_url)]
+    pub registry_url: Url,
+
+    /// Do not register with the registry (run alone; peers cannot find this instance)
+    #[arg(long, env = "REGISTRY_DISABLED", default_value_t = false)]
+    pub no_register: bool,
+
+    /// Unique id of this instance in the registry [default: <advertise-host>:<service>:<port>]
+    #[arg(long, env = "INSTANCE_ID", value_parser = parse_non_empty)]
+    pub instance_id: Option<String>,
+
+    /// Host or IP other services use to reach this instance [default: the IP of the interface that routes to the registry]
+    #[arg(long, env = "ADVERTISE_HOST", value_parser = parse_non_empty)]
+    pub advertise_host: Option<String>,
+
+    /// How often this instance renews its registry lease
+    #[arg(long, env = "LEASE_RENEWAL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub lease_renewal_interval: Duration,
+
+    /// How long the registry keeps this instance without a renewal
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long in-flight requests may drain at shutdown before they are cut
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log output format
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Bearer token required on /admin endpoints [default: a random token, logged at start]
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+
+    /// Largest request body accepted, in bytes
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Check the readiness of the instance on --port of this host, exit 0 when ready, 1 otherwise (container health probe)
+    #[arg(long)]
+    pub probe: bool,
+}
+
+impl CommonArgs {
+    /// The port to listen on, after [`parse`] filled the default.
+    pub fn port_or(&self, spec: &ServiceSpec) -> u16 {
+        self.port.unwrap_or(spec.default_port)
+    }
+
+    /// Checks relations between options that clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.lease_renewal_interval.is_zero() {
+            return Err("--lease-renewal-interval must be greater than zero".into());
+        }
+        if self.lease_duration <= self.lease_renewal_interval {
+            return Err(format!(
+                "--lease-duration ({}) must be longer than --lease-renewal-interval ({})",
+                humantime::format_duration(self.lease_duration),
+                humantime::format_duration(self.lease_renewal_interval)
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err("--max-body-bytes must be greater than zero".into());
+        }
+        Ok(())
+    }
+
+    /// Arguments for a service started inside a test: port 0, loopback, no
+    /// registration unless a registry URL is given.
+    pub fn for_tests(registry_url: Option<&str>) -> CommonArgs {
+        let registry = registry_url
+            .and_then(|u| Url::parse(u).ok())
+            .unwrap_or_else(|| Url::parse("http://127.0.0.1:1").expect("static URL parses"));
+        CommonArgs {
+            port: Some(0),
+            bind: IpAddr::from([127, 0, 0, 1]),
+            registry_url: registry,
+            no_register: registry_url.is_none(),
+            instance_id: None,
+            advertise_host: Some("127.0.0.1".into()),
+            lease_renewal_interval: Duration::from_secs(5),
+            lease_duration: Duration::from_secs(15),
+            shutdown_timeout: Duration::from_secs(5),
+            log_format: LogFormat::Pretty,
+            admin_token: Some(SecretString::from("test-admin-token")),
+            max_body_bytes: 1024 * 1024,
+            probe: false,
+        }
+    }
+}
+
+/// Access to the common part of a service's config.
+pub trait HasCommon {
+    fn common(&self) -> &CommonArgs;
+}
+
+/// Parses a service's configuration from the process's arguments and
+/// environment, with the service's name, version and port default; exits
+/// with status 2 and clap's message on bad input.
+pub fn parse<C>(spec: &ServiceSpec) -> C
+where
+    C: CommandFactory + FromArgMatches + HasCommon,
+{
+    match try_parse_from::<C, _, _>(spec, std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    }
+}
+
+/// [`parse`] over explicit arguments, for tests.
+pub fn try_parse_from<C, I, T>(spec: &ServiceSpec, args: I) -> Result<C, clap::Error>
+where
+    C: CommandFactory + FromArgMatches + HasCommon,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = C::command()
+        .name(spec.name)
+        .bin_name(spec.name)
+        .version(spec.version)
+        .mut_arg("port", |a| a.default_value(spec.default_port.to_string()));
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let config = C::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    if let Err(msg) = config.common().validate() {
+        return Err(cmd.error(clap::error::ErrorKind::ValueValidation, msg));
+    }
+    Ok(config)
+}
+
+/// Parses `5s`, `250ms`, `1m 30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 5s, 250ms or 1m: {e}"))
+}
+
+/// Parses an absolute http(s) URL.
+pub fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(format!(
+            "`{s}` must be an http:// or https:// URL with a host"
+        )),
+    }
+}
+
+fn parse_non_empty(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(t.to_string())
+    }
+}
+
+/// The IP address other hosts can reach us on: the local address of the
+/// interface that routes toward `target` (no packet is sent; a UDP
+/// `connect` only picks the route). Falls back to loopback.
+pub fn route_ip_towards(target: &Url) -> IpAddr {
+    let fallback = IpAddr::from([127, 0, 0, 1]);
+    let Some(host) = target.host_str() else {
+        return fallback;
+    };
+    let port = target.port_or_known_default().unwrap_or(80);
+    let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host, port)) else {
+        return fallback;
+    };
+    let Some(addr) = addrs.next() else {
+        return fallback;
+    };
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    UdpSocket::bind(bind)
+        .and_then(|s| s.connect(addr).and_then(|_| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct TestConfig {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// A domain option
+        #[arg(long, default_value = "x")]
+        extra: String,
+    }
+    impl HasCommon for TestConfig {
+        fn common(&self) -> &CommonArgs {
+            &self.common
+        }
+    }
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "test-service",
+        default_port: 8099,
+        version: "1.2.3",
+        registers: true,
+    };
+
+    /// The service's port becomes the default and appears in --help; other defaults apply.
+    #[test]
+    fn port_default_comes_from_the_spec() {
+        let c: TestConfig = try_parse_from(&SPEC, ["x"]).unwrap();
+        assert_eq!(c.common.port, Some(8099));
+        assert_eq!(c.common.registry_url.as_str(), "http://localhost:8761/");
+        assert_eq!(c.common.lease_renewal_interval, Duration::from_secs(5));
+        let help = TestConfig::command()
+            .mut_arg("port", |a| a.default_value("8099"))
+            .render_help()
+            .to_string();
+        assert!(help.contains("8099"), "{help}");
+    }
+
+    /// Bad values are usage errors naming the problem, never panics.
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            vec!["x", "--port", "70000"],
+            vec!["x", "--registry-url", "ftp://x"],
+            vec!["x", "--registry-url", "not a url"],
+            vec![
+                "x",
+                "--lease-duration",
+                "2s",
+                "--lease-renewal-interval",
+                "5s",
+            ],
+            vec!["x", "--shutdown-timeout", "soon"],
+            vec!["x", "--instance-id", " "],
+            vec!["x", "--log-format", "xml"],
+        ] {
+            let err = try_parse_from::<TestConfig, _, _>(&SPEC, args.clone()).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    /// The route toward a loopback registry is the loopback address.
+    #[test]
+    fn route_ip_to_loopback() {
+        let ip = route_ip_towards(&Url::parse("http://127.0.0.1:8761").unwrap());
+        assert!(ip.is_loopback());
+    }
+}

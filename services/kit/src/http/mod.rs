@@ -1,0 +1,184 @@
+//! The HTTP scaffold every service shares.
+//!
+//! [`finish`] turns a service's API router and admin router into the full
+//! application: the standard endpoints (`/health/live`, `/health/ready`,
+//! `/metrics`, `/info`), `/admin/*` behind [`crate::auth::require_admin`],
+//! problem+json for unknown routes, wrong methods and panics, a body size
+//! limit, and the observation middleware.
+//!
+//! Layers, outermost first, and why in this order:
+//! 1. `observe`: request id, the `http.request` span every log line of the
+//!    request is written in, metrics and the access log. Outermost so that it
+//!    also sees requests that inner layers reject.
+//! 2. catch-panic: a panicking handler becomes a logged 500 problem (inside
+//!    `observe`, so the panic is logged within the request's span and counted).
+//! 3. body limit: bounds what extractors buffer (413 problem via [`Json`]).
+
+pub mod extract;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+pub use extract::{Json, Path, Query};
+
+use crate::auth::{AdminAuth, require_admin};
+use crate::error::Problem;
+use crate::health::Health;
+use crate::metrics::{Metrics, PROMETHEUS_TEXT};
+
+/// Header carrying the request id, set or propagated on every request.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What `/info` reports.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Info {
+    pub service: String,
+    pub version: String,
+    pub instance_id: String,
+    pub started_at: String,
+}
+
+/// Everything the scaffold's own endpoints and middleware need.
+#[derive(Clone)]
+pub struct Scaffold {
+    pub metrics: Metrics,
+    pub health: Health,
+    pub info: Arc<Info>,
+    pub admin: AdminAuth,
+    pub max_body_bytes: usize,
+}
+
+/// Builds the complete application around a service's routers.
+pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        scaffold.admin.clone(),
+        require_admin,
+    ));
+    let standard = Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/info", get(info))
+        .with_state(scaffold.clone());
+    Router::new()
+        .merge(standard)
+        .merge(api)
+        .nest("/admin", admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(scaffold.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(scaffold.metrics, observe))
+}
+
+async fn live() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "UP"}))
+}
+
+async fn ready(State(s): State<Scaffold>) -> Response {
+    let report = s.health.readiness().await;
+    let status = if report.is_up() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report)).into_response()
+}
+
+async fn metrics(State(s): State<Scaffold>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn info(State(s): State<Scaffold>) -> axum::Json<Info> {
+    axum::Json((*s.info).clone())
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .instance(req.uri().path())
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::with_detail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+    .kind("method-not-allowed")
+    .instance(req.uri().path())
+}
+
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let msg = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = msg, "handler panicked");
+    Problem::internal().into_response()
+}
+
+/// Request id, span, metrics and access log for every request.
+async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "http.request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let path = req.uri().path().to_string();
+    let mut res = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    // Probes and scrapes are frequent and uninteresting; keep them out of the access log.
+    let quiet = route.starts_with("/health") || route == "/metrics";
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, path = %path, "request failed");
+        } else if !quiet {
+            tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, path = %path, "request");
+        }
+    });
+    metrics.observe_http(method.as_str(), &route, status, elapsed);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    res
+}

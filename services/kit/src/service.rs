@@ -1,0 +1,340 @@
+//! A running service instance: listener, registry, health, metrics,
+//! background tasks and graceful shutdown, in one place.
+//!
+//! A service's `main.rs` does, in order:
+//! ```ignore
+//! let config: Config = kit::config::parse(&SPEC);          // exits 2 on bad input
+//! kit::probe::exit_if_probe(&SPEC, config.common());        // container health probe mode
+//! let _telemetry = kit::telemetry::init(&SPEC, config.common().log_format)?; // before the runtime
+//! kit::service::runtime()?.block_on(async {
+//!     let service = Service::bind(&SPEC, config.common.clone()).await?;
+//!     // domain setup: pools, health checks, background tasks via service.spawn(..)
+//!     service.serve(api_router, admin_router).await
+//! })
+//! ```
+//! Tests do the same with [`CommonArgs::for_tests`] (port 0) and stop the
+//! service by cancelling [`Service::shutdown_token`].
+//!
+//! Shutdown order, and why: (1) readiness turns DOWN and the instance
+//! leaves the registry, so balancers stop choosing it; (2) the listener
+//! stops accepting and in-flight requests drain, bounded by
+//! `--shutdown-timeout`; (3) background tasks (relays, consumers) are told
+//! to stop and awaited, bounded by the same timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AdminAuth, generate_token};
+use crate::config::{CommonArgs, ServiceSpec, route_ip_towards};
+use crate::health::Health;
+use crate::http::{Info, Scaffold, finish};
+use crate::metrics::Metrics;
+use crate::registry::agent::Registration;
+use crate::registry::discovery::{Discovery, DiscoveryOptions};
+use crate::registry::http::RegistryHttp;
+use crate::registry::model::{InstanceInfo, LeaseInfo};
+
+/// Failure to start or run the service scaffold.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// The multi-threaded tokio runtime services run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ServiceError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServiceError::Runtime)
+}
+
+/// One service instance, bound and ready to serve.
+pub struct Service {
+    spec: ServiceSpec,
+    common: CommonArgs,
+    listener: TcpListener,
+    port: u16,
+    instance_id: String,
+    advertise_host: String,
+    metrics: Metrics,
+    health: Health,
+    /// Cancelled on SIGTERM/SIGINT or by a test; every background task
+    /// watches a child of it.
+    shutdown: CancellationToken,
+    /// Background tasks awaited at shutdown so none is cut mid-write.
+    tasks: TaskTracker,
+    admin: AdminAuth,
+    http: reqwest::Client,
+    registry: RegistryHttp,
+    discovery: Discovery,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("service", &self.spec.name)
+            .field("instance_id", &self.instance_id)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Binds the listener and prepares registry, health and metrics.
+    pub async fn bind(spec: &ServiceSpec, common: CommonArgs) -> Result<Service, ServiceError> {
+        let addr = SocketAddr::new(common.bind, common.port_or(spec));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServiceError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| ServiceError::Bind { addr, source })?
+            .port();
+        let advertise_host = common
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| route_ip_towards(&common.registry_url).to_string());
+        let instance_id = common
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("{advertise_host}:{}:{port}", spec.name));
+        let admin = match &common.admin_token {
+            Some(t) => AdminAuth::Token(t.clone()),
+            None => {
+                let t = generate_token();
+                tracing::warn!(
+                    token = t.expose_secret(),
+                    "no ADMIN_TOKEN configured; /admin endpoints accept this generated token"
+                );
+                AdminAuth::Token(t)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(ServiceError::HttpClient)?;
+        let shutdown = CancellationToken::new();
+        let registry = RegistryHttp::new(common.registry_url.clone(), http.clone());
+        let discovery = Discovery::new(
+            registry.clone(),
+            DiscoveryOptions::default(),
+            shutdown.child_token(),
+        );
+        let registers = spec.registers && !common.no_register;
+        tracing::info!(service = spec.name, version = spec.version, %instance_id, port, "listening");
+        Ok(Service {
+            spec: *spec,
+            health: Health::new(registers),
+            common,
+            listener,
+            port,
+            instance_id,
+            advertise_host,
+            metrics: Metrics::new(),
+            shutdown,
+            tasks: TaskTracker::new(),
+            admin,
+            http,
+            registry,
+            discovery,
+            started_at: chrono::Utc::now(),
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+
+    pub fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The admin authentication the scaffold applies to `/admin`.
+    pub fn admin_auth(&self) -> &AdminAuth {
+        &self.admin
+    }
+
+    /// A shared HTTP client (pooled connections) for calls to peers.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The registry's REST API.
+    pub fn registry(&self) -> &RegistryHttp {
+        &self.registry
+    }
+
+    /// The cached view of the registry, for finding peers.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// Cancelled when the service shuts down. Cancel it to stop the service.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs a background task that is awaited at shutdown. The future
+    /// should finish soon after `shutdown_token()` is cancelled.
+    pub fn spawn<F>(&self, name: &'static str, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(async move {
+            fut.await;
+            tracing::debug!(task = name, "background task stopped");
+        });
+    }
+
+    /// The instance as it registers itself.
+    pub fn instance_info(&self) -> InstanceInfo {
+        let mut i = InstanceInfo::new(
+            self.spec.name,
+            &self.instance_id,
+            &self.advertise_host,
+            &self.advertise_host,
+            self.port,
+        );
+        i.lease_info = LeaseInfo {
+            renewal_interval_in_secs: self.common.lease_renewal_interval.as_secs().max(1) as u32,
+            duration_in_secs: self.common.lease_duration.as_secs().max(2) as u32,
+            ..LeaseInfo::default()
+        };
+        i.metadata
+            .insert("version".into(), self.spec.version.into());
+        i
+    }
+
+    /// Serves `api` and `admin` (mounted under `/admin`) with the standard
+    /// endpoints until SIGTERM/SIGINT or the shutdown token, then shuts
+    /// down in order (see the module docs).
+    pub async fn serve(self, api: Router, admin: Router) -> Result<(), ServiceError> {
+        let info = Info {
+            service: self.spec.name.to_string(),
+            version: self.spec.version.to_string(),
+            instance_id: self.instance_id.clone(),
+            started_at: self.started_at.to_rfc3339(),
+        };
+        let app = finish(
+            api,
+            admin,
+            Scaffold {
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                info: Arc::new(info),
+                admin: self.admin.clone(),
+                max_body_bytes: self.common.max_body_bytes,
+            },
+        );
+
+        tokio::spawn(crate::shutdown::cancel_on_signal(self.shutdown.clone()));
+
+        let registration = if self.spec.registers && !self.common.no_register {
+            let stop = CancellationToken::new();
+            let reg = Registration::new(self.registry.clone(), self.instance_info());
+            let task = tokio::spawn(reg.run(self.health.clone(), stop.clone()));
+            Some((stop, task))
+        } else {
+            None
+        };
+
+        let stop_accepting = CancellationToken::new();
+        let server = {
+            let stop_accepting = stop_accepting.clone();
+            tokio::spawn(async move {
+                axum::serve(
+                    self.listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
+                .await
+            })
+        };
+
+        let mut server = server;
+        let early_exit = tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            r = &mut server => Some(r),
+        };
+        self.shutdown.cancel();
+        self.health.set_draining();
+
+        // (1) leave the registry first so nobody picks this instance any more.
+        if let Some((stop, task)) = registration {
+            stop.cancel();
+            if let Ok(reg) = task.await {
+                reg.deregister().await;
+            }
+        }
+
+        // (2) stop accepting, drain in-flight requests, bounded.
+        let timeout = self.common.shutdown_timeout;
+        let served = match early_exit {
+            Some(r) => r,
+            None => {
+                stop_accepting.cancel();
+                match tokio::time::timeout(timeout, &mut server).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!(timeout = ?timeout, "in-flight requests did not drain in time; closing them");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+
+        // (3) background tasks.
+        self.tasks.close();
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        tracing::info!(service = self.spec.name, "stopped");
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServiceError::Serve(e)),
+            Err(join) => Err(ServiceError::Serve(std::io::Error::other(join.to_string()))),
+        }
+    }
+}
