@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod lb;
 pub mod metrics;
 pub mod probe;
 pub mod registry;

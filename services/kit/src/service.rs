@@ -253,6 +253,7 @@ impl Service {
             instance_id: self.instance_id.clone(),
             started_at: self.started_at.to_rfc3339(),
         };
+        let hard_stop = CancellationToken::new();
         let app = finish(
             api,
             admin,
@@ -262,6 +263,7 @@ impl Service {
                 info: Arc::new(info),
                 admin: self.admin.clone(),
                 max_body_bytes: self.common.max_body_bytes,
+                hard_stop: hard_stop.clone(),
             },
         );
 
@@ -314,9 +316,16 @@ impl Service {
                 match tokio::time::timeout(timeout, &mut server).await {
                     Ok(r) => r,
                     Err(_) => {
-                        tracing::warn!(timeout = ?timeout, "in-flight requests did not drain in time; closing them");
-                        server.abort();
-                        Ok(Ok(()))
+                        tracing::warn!(timeout = ?timeout, "in-flight requests did not drain in time; answering them 503");
+                        hard_stop.cancel();
+                        // Give the 503s a moment to be written, then stop waiting.
+                        match tokio::time::timeout(Duration::from_secs(1), &mut server).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                server.abort();
+                                Ok(Ok(()))
+                            }
+                        }
                     }
                 }
             }

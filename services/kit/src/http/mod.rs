@@ -12,7 +12,9 @@
 //!    also sees requests that inner layers reject.
 //! 2. catch-panic: a panicking handler becomes a logged 500 problem (inside
 //!    `observe`, so the panic is logged within the request's span and counted).
-//! 3. body limit: bounds what extractors buffer (413 problem via [`Json`]).
+//! 3. hard stop: requests still running when the shutdown drain times out
+//!    are answered 503 rather than cut without an answer.
+//! 4. body limit: bounds what extractors buffer (413 problem via [`Json`]).
 
 pub mod extract;
 
@@ -57,6 +59,9 @@ pub struct Scaffold {
     pub info: Arc<Info>,
     pub admin: AdminAuth,
     pub max_body_bytes: usize,
+    /// Cancelled when the drain timeout at shutdown has passed: requests
+    /// still running are then answered 503 instead of being left hanging.
+    pub hard_stop: tokio_util::sync::CancellationToken,
 }
 
 /// Builds the complete application around a service's routers.
@@ -79,6 +84,10 @@ pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(scaffold.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            scaffold.hard_stop.clone(),
+            cut_at_hard_stop,
+        ))
         .layer(middleware::from_fn_with_state(scaffold.metrics, observe))
 }
 
@@ -134,6 +143,21 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .unwrap_or("unknown panic");
     tracing::error!(panic = msg, "handler panicked");
     Problem::internal().into_response()
+}
+
+/// Ends a request that is still running when the drain timeout passes.
+async fn cut_at_hard_stop(
+    State(hard_stop): State<tokio_util::sync::CancellationToken>,
+    req: Request,
+    next: Next,
+) -> Response {
+    tokio::select! {
+        res = next.run(req) => res,
+        _ = hard_stop.cancelled() => {
+            Problem::unavailable("the service is shutting down and this request did not finish in time")
+                .into_response()
+        }
+    }
 }
 
 /// Request id, span, metrics and access log for every request.

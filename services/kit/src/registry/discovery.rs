@@ -95,9 +95,13 @@ pub struct Discovery {
 struct Inner {
     http: RegistryHttp,
     options: DiscoveryOptions,
-    /// instance id → instance, for every application. Read on every call
-    /// through the load balancer, written by the watch task only.
+    /// instance id → instance, for every application; written by the
+    /// watch task only.
     view: RwLock<HashMap<String, InstanceInfo>>,
+    /// APP → its UP instances, derived from `view` after every change so
+    /// that the per-request read (the load balancer's) is one map lookup
+    /// and an `Arc` clone.
+    up_by_app: RwLock<HashMap<String, Arc<[ServiceInstance]>>>,
     /// Bumped after every applied change; `subscribe` hands out receivers
     /// so callers (the gateway's balancer, the dashboard) react at once.
     changes: watch::Sender<u64>,
@@ -128,6 +132,7 @@ impl Discovery {
                 http,
                 options,
                 view: RwLock::new(HashMap::new()),
+                up_by_app: RwLock::new(HashMap::new()),
                 changes: watch::channel(0).0,
                 loaded: watch::channel(false).0,
                 started: AtomicBool::new(false),
@@ -146,7 +151,7 @@ impl Discovery {
 
     /// The `UP` instances of `service` (case-insensitive), from the cache.
     /// Waits for the first view only if none exists yet.
-    pub async fn instances(&self, service: &str) -> Result<Vec<ServiceInstance>, DiscoveryError> {
+    pub async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>, DiscoveryError> {
         self.start();
         if !*self.inner.loaded.borrow() {
             let mut rx = self.inner.loaded.subscribe();
@@ -158,8 +163,8 @@ impl Discovery {
                 // No view yet: ask the registry directly, once.
                 let app = self.inner.http.application(service).await;
                 return match app {
-                    Ok(app) => Ok(up_only(app.instance.iter())),
-                    Err(e) if e.is_not_found() => Ok(Vec::new()),
+                    Ok(app) => Ok(up_only(app.instance.iter()).into()),
+                    Err(e) if e.is_not_found() => Ok(Arc::from(Vec::new())),
                     Err(e) => Err(DiscoveryError::NoView(e)),
                 };
             }
@@ -168,10 +173,27 @@ impl Discovery {
     }
 
     /// The cached `UP` instances of `service`, without waiting at all.
-    pub fn cached(&self, service: &str) -> Vec<ServiceInstance> {
+    pub fn cached(&self, service: &str) -> Arc<[ServiceInstance]> {
         let app = service.to_ascii_uppercase();
-        let view = self.inner.view.read();
-        up_only(view.values().filter(|i| i.app == app))
+        self.inner
+            .up_by_app
+            .read()
+            .get(&app)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// Rebuilds `up_by_app` from `view`; called with the new view after a change.
+    fn rebuild_index(&self, view: &HashMap<String, InstanceInfo>) {
+        let mut by_app: HashMap<String, Vec<&InstanceInfo>> = HashMap::new();
+        for i in view.values() {
+            by_app.entry(i.app.clone()).or_default().push(i);
+        }
+        let index = by_app
+            .into_iter()
+            .map(|(app, list)| (app, Arc::from(up_only(list.into_iter()))))
+            .collect();
+        *self.inner.up_by_app.write() = index;
     }
 
     /// Every cached instance, any status, for display.
@@ -190,7 +212,9 @@ impl Discovery {
         self.inner.changes.subscribe()
     }
 
-    fn apply_watch(&self, resp: &WatchResponse) {
+    /// Applies a watch answer. The watch task calls it; it is public so
+    /// that tests can give a balancer a view without running a registry.
+    pub fn apply(&self, resp: &WatchResponse) {
         let mut view = self.inner.view.write();
         if resp.reset {
             view.clear();
@@ -205,9 +229,12 @@ impl Discovery {
                 }
             }
         }
-        drop(view);
         if resp.reset || !resp.changes.is_empty() {
+            self.rebuild_index(&view);
+            drop(view);
             self.inner.changes.send_modify(|v| *v += 1);
+        } else {
+            drop(view);
         }
         self.inner.loaded.send_replace(true);
     }
@@ -220,8 +247,9 @@ impl Discovery {
         let mut view = self.inner.view.write();
         let changed = *view != fresh;
         *view = fresh;
-        drop(view);
         if changed {
+            self.rebuild_index(&view);
+            drop(view);
             self.inner.changes.send_modify(|v| *v += 1);
         }
         self.inner.loaded.send_replace(true);
@@ -253,7 +281,7 @@ impl Discovery {
                 }
                 match self.inner.http.watch(since, opts.watch_timeout).await {
                     Ok(resp) => {
-                        self.apply_watch(&resp);
+                        self.apply(&resp);
                         since = resp.version;
                         Ok(())
                     }
@@ -327,7 +355,7 @@ mod tests {
     fn applies_watch_changes() {
         let d = disc();
         let rx = d.inner.changes.subscribe();
-        d.apply_watch(&WatchResponse {
+        d.apply(&WatchResponse {
             version: 3,
             reset: true,
             changes: vec![
@@ -347,7 +375,7 @@ mod tests {
         });
         assert!(d.is_loaded());
         assert_eq!(d.cached("ORDER-service").len(), 1);
-        d.apply_watch(&WatchResponse {
+        d.apply(&WatchResponse {
             version: 4,
             reset: false,
             changes: vec![
@@ -363,13 +391,13 @@ mod tests {
         });
         let ids: Vec<_> = d
             .cached("order-service")
-            .into_iter()
-            .map(|i| i.instance_id)
+            .iter()
+            .map(|i| i.instance_id.clone())
             .collect();
         assert_eq!(ids, ["o1", "o2"]);
         assert!(d.cached("inventory-service").is_empty());
         assert_eq!(*rx.borrow(), 2);
-        d.apply_watch(&WatchResponse {
+        d.apply(&WatchResponse {
             version: 9,
             reset: true,
             changes: vec![],
@@ -383,7 +411,7 @@ mod tests {
         let d = disc();
         let mut i = inst("a", "1", InstanceStatus::Up);
         i.overridden_status = InstanceStatus::OutOfService;
-        d.apply_watch(&WatchResponse {
+        d.apply(&WatchResponse {
             version: 1,
             reset: true,
             changes: vec![Change {
