@@ -1,3 +1,41 @@
-//! placeholder, replaced as the crate is written
+//! The `platform` binary: parses the command line, runs the command from the library, and turns
+//! failures into a clear message, a hint and an exit code (0 ok, 1 failure, 2 usage).
+
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use platform::commands::Cli;
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with 2; `--help`/`--version` exit with 0.
+    let cli = Cli::parse();
+    platform::telemetry::init(cli.global.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(platform::commands::run(cli))?;
+    Ok(())
+}
+
+/// Prints the error chain and, when the library knows one, a hint on how to fix it.
+fn report(err: &anyhow::Error) -> ExitCode {
+    let typed = err.downcast_ref::<platform::Error>();
+    if !typed.is_some_and(platform::Error::already_reported) {
+        eprintln!("error: {err:#}");
+        if let Some(hint) = typed.and_then(platform::Error::hint) {
+            eprintln!("hint: {hint}");
+        }
+    }
+    ExitCode::from(typed.map_or(1, platform::Error::exit_code))
+}

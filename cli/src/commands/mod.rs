@@ -1,0 +1,94 @@
+//! The command line: clap definitions and one module per command group. Read commands accept
+//! the global `--json`; every command has `--help`. Exit codes: 0 ok, 1 failure, 2 usage.
+
+mod build;
+mod completions;
+pub mod stack;
+mod version;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::Result;
+
+/// The platform CLI: brings the microservice system up on Docker, offline, and looks at it.
+#[derive(Debug, Parser)]
+#[command(name = "platform", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Print one JSON document instead of text (read commands).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Stack to use: a name from stacks/ (dev, full) or a path to a stack file.
+    #[arg(long, global = true, env = "PLATFORM_STACK", default_value = "dev")]
+    pub stack: String,
+    /// Show what the CLI does (-v), or everything (-vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the CLI's version, the git commit it was built from, and the Docker engine's version.
+    Version,
+    /// Check or show a stack file without starting anything.
+    #[command(subcommand)]
+    Stack(stack::StackCommand),
+    /// Build the stack's images locally (never pulls): our binaries, tansu, MariaDB.
+    Build(build::BuildArgs),
+    /// List the stack's images: current, stale (inputs changed) or missing.
+    Images,
+    /// Print a shell completion script, e.g. `platform completions bash > /etc/bash_completion.d/platform`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Version => version::run(g).await,
+        Command::Stack(cmd) => stack::run(g, cmd),
+        Command::Build(args) => build::build(g, args).await,
+        Command::Images => build::images(g).await,
+        Command::Completions { shell } => completions::run(shell),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The clap definition is internally consistent (no clashing flags or names).
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--json` and `--stack` are accepted after the subcommand too.
+    #[test]
+    fn global_flags_anywhere() {
+        let cli = Cli::try_parse_from(["platform", "stack", "show", "--json", "--stack", "full"])
+            .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.stack, "full");
+    }
+
+    /// Unknown commands are usage errors, which clap exits with code 2.
+    #[test]
+    fn usage_errors_exit_2() {
+        let err = Cli::try_parse_from(["platform", "frobnicate"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

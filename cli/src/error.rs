@@ -1,0 +1,93 @@
+//! The library's one error type. Each variant carries what a user needs to act on it, and
+//! [`Error::hint`] adds the next step to try; `main` prints both and picks the exit code.
+
+use crate::runtime::RuntimeError;
+use crate::runtime::build::BuildError;
+use crate::stack::StackError;
+
+/// Result alias for the CLI library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The stack file could not be found, read or validated.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// Docker refused, failed or could not be reached.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A local image build failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A service named on the command line is not in the stack.
+    #[error("unknown service `{name}` in stack `{stack}` (services: {known})")]
+    UnknownService {
+        /// The name as given.
+        name: String,
+        /// The stack searched.
+        stack: String,
+        /// The stack's services, comma separated.
+        known: String,
+    },
+    /// The discovery server could not be read.
+    #[error("cannot read the registry at {url}: {message}")]
+    Registry {
+        /// The registry's base URL.
+        url: String,
+        /// What went wrong, as the HTTP client or the server said it.
+        message: String,
+    },
+    /// Writing to stdout failed (e.g. a closed pipe) or JSON could not be produced.
+    #[error("cannot write output: {0}")]
+    Output(String),
+    /// The failure was already printed in the requested format (e.g. `--json` diagnostics);
+    /// `main` only sets the exit code.
+    #[error("failed (details above)")]
+    Reported,
+}
+
+impl Error {
+    /// The exit code: 2 for bad usage (arguments naming things that do not exist), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::UnknownService { .. } => 2,
+            Error::Stack(StackError::NotFound { .. }) => 2,
+            _ => 1,
+        }
+    }
+
+    /// True when the details are already on the screen and `main` should print nothing more.
+    pub fn already_reported(&self) -> bool {
+        matches!(self, Error::Reported)
+    }
+
+    /// A next step for the user, when there is an obvious one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Runtime(e) => e.hint(),
+            Error::Build(e) => e.hint(),
+            Error::Stack(e) => e.hint(),
+            Error::UnknownService { .. } => {
+                Some("`platform stack show` lists the services of the stack".to_string())
+            }
+            Error::Registry { .. } => Some(
+                "is the stack up? `platform registry ls --url http://HOST:8761` reads another registry"
+                    .to_string(),
+            ),
+            Error::Output(_) | Error::Reported => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Output(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Output(e.to_string())
+    }
+}

@@ -1,0 +1,40 @@
+//! The labels that mark what platform created. Every container, network and volume carries
+//! [`STACK`]; containers also carry [`SERVICE`] and [`INSTANCE`]. The runtime refuses to stop,
+//! remove or change anything without them, so a user's own containers are never touched.
+
+use std::collections::HashMap;
+
+/// The stack a container, network or volume belongs to.
+pub const STACK: &str = "platform.stack";
+/// The service a container runs.
+pub const SERVICE: &str = "platform.service";
+/// The 1-based instance number of a container within its service.
+pub const INSTANCE: &str = "platform.instance";
+/// On images built here: the recipe's image name (`order-service`, `tansu`, `mariadb`, ...).
+pub const IMAGE: &str = "platform.image";
+/// On images built here: the hash of everything that went into the image.
+pub const CONTENT_HASH: &str = "platform.content-hash";
+/// On images built here: which recipe built it (`binary`, `tansu`, `mariadb`, `mariadb-base`).
+pub const RECIPE: &str = "platform.recipe";
+
+/// The labels of a stack-level object (network, volume).
+pub fn for_stack(stack: &str) -> HashMap<String, String> {
+    HashMap::from([(STACK.to_string(), stack.to_string())])
+}
+
+/// The labels of one container.
+pub fn for_container(stack: &str, service: &str, instance: u32) -> HashMap<String, String> {
+    HashMap::from([
+        (STACK.to_string(), stack.to_string()),
+        (SERVICE.to_string(), service.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+    ])
+}
+
+/// A Docker `label` filter value: `key` alone, or `key=value`.
+pub fn filter(key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{key}={v}"),
+        None => key.to_string(),
+    }
+}
