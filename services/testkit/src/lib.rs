@@ -1,2 +1,44 @@
-//! placeholder, replaced as the crate is written
+//! Test support for the whole workspace: real dependencies, started for one test and thrown away.
+//!
+//! Integration tests of every service run against a real MariaDB server and a real Kafka-API broker
+//! (tansu), never against mocks and never against a system database. This crate starts such servers on
+//! loopback, each with its own free port and temporary directory, so any number of tests can run in
+//! parallel processes (cargo-nextest runs one process per test).
+//!
+//! - [`MariaDb`]: a throwaway `mariadbd` (Debian's MariaDB 10.11) with database-per-service accounts.
+//! - [`Tansu`]: a throwaway tansu 0.6.0 broker with SQLite storage that survives restarts.
+//! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
+//! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
+//!
+//! Every child process is started through a tiny `sh` watchdog that kills it when the test process goes
+//! away, even by `SIGKILL` (see [`process`](crate::ChildGuard)), so a timed-out or crashed test never
+//! leaves servers behind. Server logs go to files in their temporary directories; start failures quote
+//! the last lines of that log.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), testkit::Error> {
+//! let db = testkit::MariaDb::start().await?;
+//! let orders = db.create_database("orders").await?;
+//! let kafka = testkit::Tansu::start().await?;
+//! kafka.create_topic("order-placed", 3).await?;
+//! println!("{} {}", orders.url, kafka.bootstrap_servers());
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+
+mod error;
+mod mariadb;
+mod net;
+mod paths;
+mod process;
+mod tansu;
+
+pub use error::Error;
+pub use mariadb::{DbAccess, MariaDb};
+pub use net::{free_port, wait_for_http};
+pub use paths::{bin_path, target_dir, workspace_root};
+pub use process::{ChildGuard, spawn_process, spawn_process_in};
+pub use tansu::Tansu;
+
+/// Result type of every fallible testkit call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,8 @@
+//! Integration tests of the testkit against the real programs: Debian's `mariadbd`, tansu 0.6.0,
+//! `/bin/sh`. They prove what every other crate's tests rely on: isolated parallel servers, restarts
+//! that keep data, the Kafka features the services use, and no servers left behind by dead tests.
+
+mod mariadb;
+mod orphans;
+mod process;
+mod tansu;
