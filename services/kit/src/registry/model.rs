@@ -393,12 +393,20 @@ impl InstanceInfo {
         Ok(())
     }
 
-    /// The status clients should act on: an override (set through the
-    /// status endpoint) wins over what the instance itself reports.
+    /// The status clients should act on, by Eureka's rules: an instance
+    /// that says it is DOWN, STARTING or UNKNOWN is believed (Eureka's
+    /// `DownOrStartingRule`); otherwise an override (set through the status
+    /// endpoint) wins over what the instance reports. A Eureka server has
+    /// already applied these rules to `status`, so for instances read from
+    /// a registry this is `status`, which is what Eureka clients count in
+    /// `apps__hashcode`.
     pub fn effective_status(&self) -> InstanceStatus {
-        match self.overridden_status {
-            InstanceStatus::Unknown => self.status,
-            other => other,
+        match (self.status, self.overridden_status) {
+            (InstanceStatus::Up | InstanceStatus::OutOfService, InstanceStatus::Unknown) => {
+                self.status
+            }
+            (InstanceStatus::Up | InstanceStatus::OutOfService, overridden) => overridden,
+            (reported, _) => reported,
         }
     }
 
@@ -712,6 +720,19 @@ mod tests {
         a.overridden_status = InstanceStatus::OutOfService;
         assert_eq!(apps_hashcode([&a, &b, &c]), "DOWN_1_OUT_OF_SERVICE_1_UP_1_");
         assert_eq!(apps_hashcode(std::iter::empty()), "");
+    }
+
+    /// An instance reporting DOWN or STARTING is believed over an override, as Eureka's rules say.
+    #[test]
+    fn down_or_starting_wins_over_override() {
+        let mut i = InstanceInfo::new("a", "1", "h", "i", 1);
+        i.status = InstanceStatus::Down;
+        i.overridden_status = InstanceStatus::Up;
+        assert_eq!(i.effective_status(), InstanceStatus::Down);
+        assert_eq!(apps_hashcode([&i]), "DOWN_1_");
+        i.status = InstanceStatus::Up;
+        i.overridden_status = InstanceStatus::OutOfService;
+        assert_eq!(i.effective_status(), InstanceStatus::OutOfService);
     }
 
     /// A single application written as an object (old XStream JSON) is read as a one-element list.
