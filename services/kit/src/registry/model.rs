@@ -238,7 +238,8 @@ pub struct InstanceInfo {
     pub app: String,
     #[serde(default)]
     pub ip_addr: String,
-    #[serde(default)]
+    /// Eureka's `InstanceInfo` starts as UP, so a body without `status` registers UP.
+    #[serde(default = "default_status")]
     pub status: InstanceStatus,
     #[serde(default, alias = "overriddenstatus")]
     pub overridden_status: InstanceStatus,
@@ -276,6 +277,9 @@ pub struct InstanceInfo {
     pub action_type: Option<ActionType>,
 }
 
+fn default_status() -> InstanceStatus {
+    InstanceStatus::Up
+}
 fn default_port() -> Port {
     Port::enabled(7001)
 }
@@ -744,5 +748,11 @@ mod tests {
         assert_eq!(env.applications.application.len(), 1);
         assert_eq!(env.applications.instances().count(), 1);
         assert_eq!(env.applications.versions_delta, 1);
+        let first = env.applications.instances().next().unwrap();
+        assert_eq!(
+            first.status,
+            InstanceStatus::Up,
+            "no status means UP, as in Eureka"
+        );
     }
 }
