@@ -7,7 +7,9 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PLATFORM_GIT_COMMIT");
-    let commit = std::env::var("PLATFORM_GIT_COMMIT").ok().or_else(git_commit);
+    let commit = std::env::var("PLATFORM_GIT_COMMIT")
+        .ok()
+        .or_else(git_commit);
     if let Some(commit) = commit {
         println!("cargo:rustc-env=PLATFORM_GIT_COMMIT={commit}");
     }
@@ -20,8 +22,13 @@ fn main() {
 
 fn git_commit() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{commit}-dirty") } else { commit })
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }
 
 fn git(args: &[&str]) -> Option<String> {

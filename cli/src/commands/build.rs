@@ -59,18 +59,36 @@ fn workspace() -> Result<Workspace> {
     })
 }
 
-/// A spinner line per image; tool output is printed above it when verbose.
+/// A spinner line per image; tool output is printed above it when verbose. Without a
+/// terminal (CI logs) the spinner is hidden, so each new phase is printed as a plain line.
 struct Bar {
     bar: ProgressBar,
     verbose: bool,
+    /// The phase (status text before its first `:`) last printed without a terminal, so a
+    /// log gets one line per phase rather than one per package.
+    last_phase: std::sync::Mutex<String>,
 }
 
 impl Progress for Bar {
     fn status(&self, message: &str) {
         self.bar.set_message(message.to_string());
+        if self.bar.is_hidden() {
+            let phase = message.split(':').next().unwrap_or(message).to_string();
+            if let Ok(mut last) = self.last_phase.lock()
+                && *last != phase
+            {
+                eprintln!("{}: {message}", self.bar.prefix());
+                *last = phase;
+            }
+        }
     }
     fn output(&self, line: &str) {
-        if self.verbose {
+        if !self.verbose {
+            return;
+        }
+        if self.bar.is_hidden() {
+            eprintln!("  {line}");
+        } else {
             self.bar.println(format!("  {line}"));
         }
     }
@@ -93,6 +111,7 @@ pub async fn build(g: &Global, args: BuildArgs) -> Result<()> {
         let progress = Bar {
             bar: bar.clone(),
             verbose: g.verbose > 0,
+            last_phase: std::sync::Mutex::new(String::new()),
         };
         match builder.build(recipe, args.force, &progress).await {
             Ok(built) => {

@@ -27,7 +27,9 @@ pub enum RuntimeError {
         name: String,
     },
     /// The object exists but lacks our labels: the CLI never touches what it did not create.
-    #[error("{kind} `{name}` was not created by platform (no `platform.stack` label); leaving it alone")]
+    #[error(
+        "{kind} `{name}` was not created by platform (no `platform.stack` label); leaving it alone"
+    )]
     NotOurs { kind: &'static str, name: String },
     /// A name or port is taken by something else.
     #[error("{what}: {message}")]

@@ -210,8 +210,7 @@ impl Runtime {
             message,
         };
         let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
-        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await
-        {
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
             Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Ok(Ok(d)) => d,
@@ -316,7 +315,9 @@ impl Runtime {
         let filters = HashMap::from([("label", vec![labels::filter(labels::STACK, stack)])]);
         let nets = self
             .docker
-            .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| RuntimeError::docker("list networks", e))?;
         let mut names: Vec<String> = nets.into_iter().filter_map(|n| n.name).collect();
@@ -378,7 +379,9 @@ impl Runtime {
         let filters = HashMap::from([("label", vec![labels::filter(labels::STACK, stack)])]);
         let list = self
             .docker
-            .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| RuntimeError::docker("list volumes", e))?;
         let mut names: Vec<String> = list
@@ -396,7 +399,9 @@ impl Runtime {
     /// Creates (does not start) a container from `spec`, labelled as ours.
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         let body = container_body(spec);
-        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         let created = self
             .docker
             .create_container(Some(options), body)
@@ -556,7 +561,9 @@ impl Runtime {
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| (&a.stack, &a.service, a.instance).cmp(&(&b.stack, &b.service, b.instance)));
+        out.sort_by(|a, b| {
+            (&a.stack, &a.service, a.instance).cmp(&(&b.stack, &b.service, b.instance))
+        });
         Ok(out)
     }
 
@@ -595,7 +602,9 @@ impl Runtime {
             .map_err(move |e| RuntimeError::docker(action.clone(), e))
             .map_ok(|out| {
                 let (stream, bytes) = match out {
-                    bollard::container::LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                    bollard::container::LogOutput::StdErr { message } => {
+                        (LogStream::Stderr, message)
+                    }
                     other => (LogStream::Stdout, other.into_bytes()),
                 };
                 let text = String::from_utf8_lossy(&bytes);
@@ -634,7 +643,10 @@ impl Runtime {
         let cpu = s.cpu_stats.unwrap_or_default();
         let pre = s.precpu_stats.unwrap_or_default();
         let total = |c: &bollard::models::ContainerCpuStats| {
-            c.cpu_usage.as_ref().and_then(|u| u.total_usage).unwrap_or(0)
+            c.cpu_usage
+                .as_ref()
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0)
         };
         let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
         let system_delta = cpu
@@ -705,14 +717,20 @@ impl Runtime {
         let filters = HashMap::from([("label", vec![labels::filter(labels::IMAGE, name)])]);
         let list = self
             .docker
-            .list_images(Some(ListImagesOptionsBuilder::new().filters(&filters).build()))
+            .list_images(Some(
+                ListImagesOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| RuntimeError::docker("list images", e))?;
         let mut out: Vec<ImageInfo> = list
             .into_iter()
             .map(|i| ImageInfo {
                 name: i.labels.get(labels::IMAGE).cloned().unwrap_or_default(),
-                content_hash: i.labels.get(labels::CONTENT_HASH).cloned().unwrap_or_default(),
+                content_hash: i
+                    .labels
+                    .get(labels::CONTENT_HASH)
+                    .cloned()
+                    .unwrap_or_default(),
                 id: i.id,
                 tags: i.repo_tags,
                 created: i.created,
@@ -865,14 +883,20 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         hostname: Some(spec.name.clone()),
         cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels::for_container(&spec.stack, &spec.service, spec.instance)),
+        labels: Some(labels::for_container(
+            &spec.stack,
+            &spec.service,
+            spec.instance,
+        )),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck,
         host_config: Some(HostConfig {
             network_mode: Some(spec.network.clone()),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             mounts: Some(mounts),
-            memory: spec.memory_bytes.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+            memory: spec
+                .memory_bytes
+                .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
             init: Some(false),
             ..Default::default()

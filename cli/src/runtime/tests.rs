@@ -1,0 +1,90 @@
+//! Unit tests of the pure parts of the facade: the container create request.
+
+use super::*;
+
+fn spec() -> ContainerSpec {
+    ContainerSpec {
+        name: "platform-dev-api-gateway-1".into(),
+        image: "platform/api-gateway:abc".into(),
+        stack: "dev".into(),
+        service: "api-gateway".into(),
+        instance: 1,
+        cmd: vec![],
+        env: vec![("PORT".into(), "8080".into())],
+        network: "platform-dev".into(),
+        aliases: vec!["api-gateway".into()],
+        ports: vec![PortSpec {
+            host_ip: None,
+            host_port: 18080,
+            container_port: 8080,
+        }],
+        mounts: vec![MountSpec::Volume {
+            name: "platform-dev-data".into(),
+            target: "/data".into(),
+            read_only: false,
+        }],
+        healthcheck: Some(HealthcheckSpec {
+            command: vec!["/app/api-gateway".into(), "--probe".into()],
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+            retries: 60,
+            start_period: Duration::ZERO,
+        }),
+        memory_bytes: Some(64 << 20),
+        cpus: Some(0.5),
+    }
+}
+
+/// The create request carries our labels, the network alias, port bindings, mounts, limits
+/// and an exec-form health check in nanoseconds.
+#[test]
+fn create_body_carries_everything() {
+    let body = container_body(&spec());
+    let labels = body.labels.clone().unwrap();
+    assert_eq!(labels[labels::STACK], "dev");
+    assert_eq!(labels[labels::SERVICE], "api-gateway");
+    assert_eq!(labels[labels::INSTANCE], "1");
+    assert_eq!(body.env.clone().unwrap(), vec!["PORT=8080"]);
+    assert_eq!(body.cmd, None, "an empty command keeps the image's");
+    assert_eq!(body.exposed_ports.clone().unwrap(), vec!["8080/tcp"]);
+    let host = body.host_config.clone().unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("platform-dev"));
+    let binding = &host.port_bindings.unwrap()["8080/tcp"].clone().unwrap()[0];
+    assert_eq!(binding.host_port.as_deref(), Some("18080"));
+    assert_eq!(host.memory, Some(64 << 20));
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    let mount = &host.mounts.unwrap()[0];
+    assert_eq!(mount.typ, Some(MountType::VOLUME));
+    assert_eq!(mount.source.as_deref(), Some("platform-dev-data"));
+    let hc = body.healthcheck.clone().unwrap();
+    assert_eq!(hc.test.unwrap(), vec!["CMD", "/app/api-gateway", "--probe"]);
+    assert_eq!(hc.interval, Some(500_000_000));
+    let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+    assert_eq!(
+        endpoints["platform-dev"].aliases.clone().unwrap(),
+        vec!["api-gateway"]
+    );
+}
+
+/// Port maps from inspect become sorted host/container pairs; unbound ports are skipped.
+#[test]
+fn ports_from_inspect() {
+    let map: bollard::models::PortMap = HashMap::from([
+        (
+            "8080/tcp".to_string(),
+            Some(vec![PortBinding {
+                host_ip: Some("0.0.0.0".into()),
+                host_port: Some("18080".into()),
+            }]),
+        ),
+        ("9092/tcp".to_string(), None),
+    ]);
+    assert_eq!(
+        ports_of(&map),
+        vec![PortSpec {
+            host_ip: Some("0.0.0.0".into()),
+            host_port: 18080,
+            container_port: 8080
+        }]
+    );
+}

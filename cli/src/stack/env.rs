@@ -210,7 +210,12 @@ mod tests {
         let e = Template::parse("ab${self.nope}").unwrap_err();
         assert_eq!(e.offset, 2);
         assert!(e.message.contains("self.host"));
-        assert!(Template::parse("${tansu.ip}").unwrap_err().message.contains("`ip`"));
+        assert!(
+            Template::parse("${tansu.ip}")
+                .unwrap_err()
+                .message
+                .contains("`ip`")
+        );
         assert!(Template::parse("${}").is_err());
     }
 }

@@ -86,9 +86,10 @@ impl StackError {
             StackError::NoWorkspace { .. } => Some(
                 "run platform inside the project checkout, or set PLATFORM_ROOT to it".to_string(),
             ),
-            StackError::Invalid { .. } => {
-                Some("`platform stack validate` checks a stack file without starting anything".to_string())
-            }
+            StackError::Invalid { .. } => Some(
+                "`platform stack validate` checks a stack file without starting anything"
+                    .to_string(),
+            ),
             StackError::Read { .. } => None,
         }
     }
@@ -144,13 +145,14 @@ impl StackFile {
         Ok(validate::validate(&text, &self.path, &self.display))
     }
 
-    /// Reads and validates the file, failing on any error. Warnings are logged.
+    /// Reads and validates the file, failing on any error. Warnings go to stderr: they do not
+    /// stop anything but the user should see them.
     pub fn load(&self) -> Result<Stack, StackError> {
         let report = self.check()?;
         match report.stack {
             Some(stack) => {
                 for d in &report.diagnostics {
-                    tracing::warn!("{d}");
+                    eprintln!("{d}");
                 }
                 Ok(stack)
             }
@@ -182,7 +184,11 @@ impl Stack {
         let keep = order::with_dependencies(&self.graph(), selected);
         self.waves()
             .into_iter()
-            .map(|w| w.into_iter().filter(|s| keep.contains(s)).collect::<Vec<_>>())
+            .map(|w| {
+                w.into_iter()
+                    .filter(|s| keep.contains(s))
+                    .collect::<Vec<_>>()
+            })
             .filter(|w| !w.is_empty())
             .collect()
     }

@@ -91,7 +91,9 @@ impl Validator<'_> {
     }
 
     fn warning(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        let d = self.source.diagnostic(Severity::Warning, span, key, message);
+        let d = self
+            .source
+            .diagnostic(Severity::Warning, span, key, message);
         self.diagnostics.push(d);
     }
 
@@ -99,10 +101,18 @@ impl Validator<'_> {
         let header = raw.stack.into_inner();
         let name = header.name.get_ref().clone();
         if !is_name(&name) {
-            self.error(header.name.span(), "stack.name", name_rule("stack name", &name));
+            self.error(
+                header.name.span(),
+                "stack.name",
+                name_rule("stack name", &name),
+            );
         }
         if raw.services.is_empty() {
-            self.error(0..0, "services", "the stack has no services: add a [services.NAME] table");
+            self.error(
+                0..0,
+                "services",
+                "the stack has no services: add a [services.NAME] table",
+            );
         }
         let names: BTreeSet<String> = raw.services.keys().map(|k| k.get_ref().clone()).collect();
         // Service spans are kept for the cross-service checks below.
@@ -112,7 +122,12 @@ impl Validator<'_> {
         let raw_ports: BTreeMap<String, Option<u16>> = raw
             .services
             .iter()
-            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().port.as_ref().map(|p| *p.get_ref())))
+            .map(|(k, v)| {
+                (
+                    k.get_ref().clone(),
+                    v.get_ref().port.as_ref().map(|p| *p.get_ref()),
+                )
+            })
             .collect();
         let raw_health: BTreeSet<String> = raw
             .services
@@ -138,7 +153,9 @@ impl Validator<'_> {
             };
             let service = self.service(&ctx, span, svc.into_inner(), base_dir, &mut depends_spans);
             for port in &service.ports {
-                let (line, _) = self.source.line_col(port_span(&service, port, &depends_spans));
+                let (line, _) = self
+                    .source
+                    .line_col(port_span(&service, port, &depends_spans));
                 claims.push(PortClaim {
                     service: svc_name.clone(),
                     host_ip: port.host_ip.clone(),
@@ -188,16 +205,17 @@ impl Validator<'_> {
         if let Some(p) = &raw.port
             && *p.get_ref() == 0
         {
-            self.error(p.span(), key("port"), "port 0 is not a port a service can listen on");
+            self.error(
+                p.span(),
+                key("port"),
+                "port 0 is not a port a service can listen on",
+            );
         }
         let mut ports = Vec::new();
         for (i, p) in raw.ports.iter().enumerate() {
             match parse_published(p.get_ref()) {
                 Ok(published) => {
-                    spans.insert(
-                        (format!("{name}#port"), i.to_string()),
-                        p.span(),
-                    );
+                    spans.insert((format!("{name}#port"), i.to_string()), p.span());
                     ports.push(published);
                 }
                 Err(message) => self.error(p.span(), key("ports"), message),
@@ -418,7 +436,12 @@ impl Validator<'_> {
         service_port: Option<u16>,
         is_binary: bool,
     ) -> Option<Health> {
-        let key = |k: &str| format!("services.{name}.health{}{k}", if k.is_empty() { "" } else { "." });
+        let key = |k: &str| {
+            format!(
+                "services.{name}.health{}{k}",
+                if k.is_empty() { "" } else { "." }
+            )
+        };
         let kinds = [
             raw.probe.is_some(),
             raw.http.is_some(),
@@ -457,7 +480,11 @@ impl Validator<'_> {
             Check::Probe
         } else if let Some(path) = raw.http {
             if !path.get_ref().starts_with('/') {
-                self.error(path.span(), key("http"), "the HTTP path must start with `/`");
+                self.error(
+                    path.span(),
+                    key("http"),
+                    "the HTTP path must start with `/`",
+                );
             }
             let Some(port) = raw.port.as_ref().map(|p| *p.get_ref()).or(service_port) else {
                 self.error(
@@ -496,7 +523,10 @@ impl Validator<'_> {
                     self.error(
                         s.span(),
                         key(k),
-                        format!("`{}` is not a duration ({e}); write e.g. `2s` or `500ms`", s.get_ref()),
+                        format!(
+                            "`{}` is not a duration ({e}); write e.g. `2s` or `500ms`",
+                            s.get_ref()
+                        ),
                     );
                     default
                 }
@@ -509,7 +539,11 @@ impl Validator<'_> {
             None => 60,
             Some(r) if (1..=1000).contains(r.get_ref()) => *r.get_ref() as u32,
             Some(r) => {
-                self.error(r.span(), key("retries"), "retries must be between 1 and 1000");
+                self.error(
+                    r.span(),
+                    key("retries"),
+                    "retries must be between 1 and 1000",
+                );
                 60
             }
         };
@@ -552,9 +586,11 @@ impl Validator<'_> {
         if let Some(m) = raw.memory {
             match parse_memory(m.get_ref()) {
                 Ok(bytes) => out.memory_bytes = Some(bytes),
-                Err(message) => {
-                    self.error(m.span(), format!("services.{name}.resources.memory"), message)
-                }
+                Err(message) => self.error(
+                    m.span(),
+                    format!("services.{name}.resources.memory"),
+                    message,
+                ),
             }
         }
         if let Some(c) = raw.cpus {
@@ -580,12 +616,17 @@ impl Validator<'_> {
         for (i, later) in claims.iter().enumerate() {
             let Some(first) = claims[..i].iter().find(|c| {
                 c.host_port == later.host_port
-                    && (c.host_ip.is_none() || later.host_ip.is_none() || c.host_ip == later.host_ip)
+                    && (c.host_ip.is_none()
+                        || later.host_ip.is_none()
+                        || c.host_ip == later.host_ip)
             }) else {
                 continue;
             };
             // The span of `later`'s entry: find its index among that service's ports.
-            let index = claims[..i].iter().filter(|c| c.service == later.service).count();
+            let index = claims[..i]
+                .iter()
+                .filter(|c| c.service == later.service)
+                .count();
             let span = spans
                 .get(&(format!("{}#port", later.service), index.to_string()))
                 .cloned()
@@ -739,7 +780,7 @@ fn parse_mount(s: &str, base_dir: &Path) -> Result<Mount, String> {
     }
     if src.starts_with('/') || src.starts_with("./") || src.starts_with("../") {
         Ok(Mount::Bind {
-            source: base_dir.join(src),
+            source: normalize(&base_dir.join(src)),
             target: target.to_string(),
             read_only,
         })
@@ -756,6 +797,25 @@ fn parse_mount(s: &str, base_dir: &Path) -> Result<Mount, String> {
             "`{src}` is neither a volume name (lowercase letters, digits, `-`) nor a path starting with `/`, `./` or `../`"
         ))
     }
+}
+
+/// Removes `.` and `..` components without touching the file system, so messages show
+/// `/repo/keycloak/realm.json` rather than `/repo/stacks/../keycloak/realm.json`.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// `512m`, `1g`, `64mb`, `256MiB`, or plain bytes; at least 6 MiB (Docker's minimum).
@@ -793,8 +853,10 @@ fn key_at(text: &str, offset: usize) -> String {
 fn walk_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) {
     // Tables defined by `[header]` may not span their body, so when no entry contains the
     // offset, descend into the last entry that starts before it.
-    let mut best: Option<(&Spanned<toml::de::DeString<'_>>, &Spanned<toml::de::DeValue<'_>>)> =
-        None;
+    let mut best: Option<(
+        &Spanned<toml::de::DeString<'_>>,
+        &Spanned<toml::de::DeValue<'_>>,
+    )> = None;
     for (k, v) in table.iter() {
         if k.span().contains(&offset) {
             path.push(k.get_ref().to_string());

@@ -20,7 +20,8 @@ pub fn libraries(binary: &Path) -> Result<Vec<PathBuf>, BuildError> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         // glibc's ldd exits 1 with this text for static binaries.
-        if stdout.contains("not a dynamic executable") || stderr.contains("not a dynamic executable")
+        if stdout.contains("not a dynamic executable")
+            || stderr.contains("not a dynamic executable")
         {
             return Ok(Vec::new());
         }
@@ -100,7 +101,14 @@ mod tests {
     fn real_binary_links_libc() {
         let me = std::env::current_exe().unwrap();
         let libs = libraries(&me).unwrap();
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")), "{libs:?}");
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "{libs:?}");
+        assert!(
+            libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
+            "{libs:?}"
+        );
+        assert!(
+            libs.iter()
+                .any(|l| l.to_string_lossy().contains("ld-linux")),
+            "{libs:?}"
+        );
     }
 }

@@ -27,7 +27,8 @@ if [ ! -d "$DATADIR/mysql" ]; then
         --auth-root-authentication-method=socket >/dev/null
 fi
 
-wanted=$(printf '%s|%s' "${MARIADB_DATABASES:-}" "${MARIADB_ROOT_PASSWORD:-}" | sha256sum | cut -d' ' -f1)
+# The version prefix re-provisions existing volumes when this script's SQL changes.
+wanted=$(printf 'v2|%s|%s' "${MARIADB_DATABASES:-}" "${MARIADB_ROOT_PASSWORD:-}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$MARKER" 2>/dev/null || true)" != "$wanted" ]; then
     log "provisioning databases and users"
     mariadbd --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCKET" &
@@ -41,7 +42,9 @@ if [ "$(cat "$MARKER" 2>/dev/null || true)" != "$wanted" ]; then
         fi
         sleep 0.1
     done
-    sql=""
+    # The health check's user: no password, no privileges, only from inside the container, so
+    # `mariadb-admin ping` does not fill the log with access-denied warnings.
+    sql="CREATE USER IF NOT EXISTS 'healthcheck'@'127.0.0.1';"
     for entry in $(printf '%s' "${MARIADB_DATABASES:-}" | tr ',' ' '); do
         db=${entry%%:*}
         rest=${entry#*:}

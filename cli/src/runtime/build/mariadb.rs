@@ -96,7 +96,7 @@ fn dockerfile(base: &str) -> String {
          STOPSIGNAL SIGTERM\n\
          ENTRYPOINT [\"/usr/local/bin/platform-entrypoint.sh\"]\n\
          HEALTHCHECK --interval=1s --timeout=3s --start-period=1s --retries=120 \
-         CMD [\"/usr/bin/mariadb-admin\", \"--protocol=tcp\", \"--host=127.0.0.1\", \"--port=3306\", \"--connect-timeout=2\", \"ping\"]\n"
+         CMD [\"/usr/bin/mariadb-admin\", \"--protocol=tcp\", \"--host=127.0.0.1\", \"--port=3306\", \"--user=healthcheck\", \"--connect-timeout=2\", \"ping\"]\n"
     )
 }
 
@@ -123,7 +123,9 @@ pub async fn ensure_base(rt: &Runtime, progress: &dyn Progress) -> Result<String
 
 fn check_root() -> Result<(), BuildError> {
     use std::os::unix::fs::MetadataExt as _;
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
     if uid != 0 {
         return Err(BuildError::NeedsRoot {
             step: "debootstrap (building the MariaDB base image)".to_string(),

@@ -227,10 +227,9 @@ impl<'a> Builder<'a> {
         let existing = self.rt.list_images(Some(&name)).await?;
         let (wanted, reason) = match self.wanted_tag(recipe) {
             Ok(tag) => (Some(tag), None),
-            Err(BuildError::MissingBinary { path, .. }) => (
-                None,
-                Some(format!("no binary at {}", path.display())),
-            ),
+            Err(BuildError::MissingBinary { path, .. }) => {
+                (None, Some(format!("no binary at {}", path.display())))
+            }
             Err(e) => return Err(e),
         };
         let state = match &wanted {

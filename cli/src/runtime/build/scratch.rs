@@ -34,7 +34,9 @@ pub fn prepare(name: &str, binary: &Path, probe: bool) -> Result<ScratchImage, B
         source: e,
     };
     let mut context = Context::new();
-    context.add_file(&format!("rootfs/app/{name}"), binary).map_err(io)?;
+    context
+        .add_file(&format!("rootfs/app/{name}"), binary)
+        .map_err(io)?;
     for lib in ldd::libraries(binary)? {
         let inside = lib.to_string_lossy().trim_start_matches('/').to_string();
         context
@@ -101,7 +103,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
-        assert!(paths.contains(&"rootfs/app/probe-test".to_string()), "{paths:?}");
+        assert!(
+            paths.contains(&"rootfs/app/probe-test".to_string()),
+            "{paths:?}"
+        );
         assert!(paths.iter().any(|p| p.contains("ld-linux")), "{paths:?}");
         assert!(paths.contains(&"Dockerfile".to_string()));
         let b = prepare("probe-test", &me, false).unwrap();
