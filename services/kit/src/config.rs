@@ -79,7 +79,23 @@ pub struct CommonArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
-    /// Bearer token required on /admin endpoints [default: a random token, logged at start]
+    /// Issuer URL of the identity provider, e.g. http://identity-provider:8180/realms/platform. When set,
+    /// /admin endpoints require a JWT from it carrying the `admin` realm role (keys from its OIDC discovery
+    /// document)
+    #[arg(long, env = "ISSUER_URL", value_parser = parse_http_url)]
+    pub issuer_url: Option<Url>,
+
+    /// Audience a JWT must name in `aud` (or as `azp`); repeat or separate with commas [default: not checked]
+    #[arg(
+        long,
+        env = "JWT_AUDIENCE",
+        value_delimiter = ',',
+        requires = "issuer_url"
+    )]
+    pub jwt_audience: Vec<String>,
+
+    /// Fallback only when --issuer-url is not set (tests, one service run by hand): the bearer token /admin
+    /// endpoints accept [default: a random token, logged at start]
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
 
@@ -90,6 +106,10 @@ pub struct CommonArgs {
     /// Check the readiness of the instance on --port of this host, exit 0 when ready, 1 otherwise (container health probe)
     #[arg(long)]
     pub probe: bool,
+
+    /// Distributed tracing: Zipkin export and sampling.
+    #[command(flatten)]
+    pub tracing: crate::telemetry::TraceArgs,
 }
 
 impl CommonArgs {
@@ -133,9 +153,12 @@ impl CommonArgs {
             lease_duration: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(5),
             log_format: LogFormat::Pretty,
+            issuer_url: None,
+            jwt_audience: Vec::new(),
             admin_token: Some(SecretString::from("test-admin-token")),
             max_body_bytes: 1024 * 1024,
             probe: false,
+            tracing: crate::telemetry::TraceArgs::default(),
         }
     }
 }

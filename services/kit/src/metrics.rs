@@ -72,6 +72,7 @@ impl Metrics {
             http_duration.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(SpanExportCollector));
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             http_requests,
@@ -152,6 +153,45 @@ impl Collector for ProcessCollector {
                 fds.metric_type(),
             )?)?;
         }
+        Ok(())
+    }
+}
+
+/// The trace exporter's counters (process-wide, like the exporter).
+#[derive(Debug)]
+struct SpanExportCollector;
+
+impl Collector for SpanExportCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &crate::telemetry::export::EXPORT_STATS;
+        for (name, help, value) in [
+            (
+                "tracing_spans_exported",
+                "Spans sent to the trace collector",
+                s.exported.load(Relaxed),
+            ),
+            (
+                "tracing_spans_dropped",
+                "Spans dropped because the export queue was full",
+                s.dropped.load(Relaxed),
+            ),
+            (
+                "tracing_span_export_failures",
+                "Spans whose export failed (collector unreachable or refusing)",
+                s.export_failures.load(Relaxed),
+            ),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let q = ConstGauge::new(s.queued.load(Relaxed) as i64);
+        q.encode(encoder.encode_descriptor(
+            "tracing_span_queue",
+            "Spans waiting for export",
+            None,
+            q.metric_type(),
+        )?)?;
         Ok(())
     }
 }

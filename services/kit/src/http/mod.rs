@@ -7,9 +7,10 @@
 //! limit, and the observation middleware.
 //!
 //! Layers, outermost first, and why in this order:
-//! 1. `observe`: request id, the `http.request` span every log line of the
-//!    request is written in, metrics and the access log. Outermost so that it
-//!    also sees requests that inner layers reject.
+//! 1. `observe`: request id, the `http.request` server span (child of the
+//!    caller's trace context, W3C or B3) that every log line of the request
+//!    is written in, `X-Trace-Id`, metrics and the access log. Outermost so
+//!    that it also sees requests that inner layers reject.
 //! 2. catch-panic: a panicking handler becomes a logged 500 problem (inside
 //!    `observe`, so the panic is logged within the request's span and counted).
 //! 3. hard stop: requests still running when the shutdown drain times out
@@ -40,6 +41,9 @@ use crate::metrics::{Metrics, PROMETHEUS_TEXT};
 
 /// Header carrying the request id, set or propagated on every request.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Response header carrying the trace id of the request, for users to find
+/// the trace in Zipkin.
+pub static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
 /// What `/info` reports.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -66,10 +70,15 @@ pub struct Scaffold {
 
 /// Builds the complete application around a service's routers.
 pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
-    let admin = admin.route_layer(middleware::from_fn_with_state(
-        scaffold.admin.clone(),
-        require_admin,
-    ));
+    // route_layer on a router without routes panics in axum 0.8: guard it.
+    let admin = if admin.has_routes() {
+        admin.route_layer(middleware::from_fn_with_state(
+            scaffold.admin.clone(),
+            require_admin,
+        ))
+    } else {
+        admin
+    };
     let standard = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -179,18 +188,29 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    // The server span of this request: a child of the caller's trace when
+    // it sent one (traceparent or B3), else the root of a new trace.
     let span = tracing::info_span!(
         "http.request",
-        method = %method,
-        route = %route,
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
         request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
     );
-    let path = req.uri().path().to_string();
+    crate::telemetry::set_parent(&span, crate::telemetry::extract_headers(req.headers()));
+    let trace_id = crate::telemetry::ids(&span).map(|(t, _)| t);
     let mut res = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
     // Probes and scrapes are frequent and uninteresting; keep them out of the access log.
     let quiet = route.starts_with("/health") || route == "/metrics";
     span.in_scope(|| {
@@ -203,6 +223,9 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     metrics.observe_http(method.as_str(), &route, status, elapsed);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    if let Some(v) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        res.headers_mut().insert(X_TRACE_ID.clone(), v);
     }
     res
 }

@@ -1,35 +1,147 @@
-//! Logging (and, later, trace export) setup.
+//! Logs and distributed traces.
 //!
-//! [`init`] installs the process-wide `tracing` subscriber: level from
-//! `RUST_LOG` (default `info`), pretty or JSON lines from `LOG_FORMAT`.
-//! Every request runs inside an `http.request` span (see `http.rs`) whose
-//! fields (`request_id`, and the trace ids once OpenTelemetry is wired in)
-//! are written on every log line inside it: the JSON format includes the
-//! current span's fields, the pretty format its span context.
+//! [`init`] installs the process-wide `tracing` subscriber with two layers:
+//! - the log layer: level from `RUST_LOG` (default `info`), pretty or JSON
+//!   lines (`LOG_FORMAT`); every line written inside a span carries that
+//!   span's `trace_id` and `span_id`, so a request's log lines can be found
+//!   from its trace and the other way round;
+//! - the OpenTelemetry layer: every `info`-level span becomes an
+//!   OpenTelemetry span, sampled parent-based with a ratio for new traces
+//!   (`TRACE_SAMPLE_RATIO`), exported to Zipkin (`ZIPKIN_ENDPOINT`) through a
+//!   bounded queue that drops (and counts) rather than block a request.
+//!   Without an endpoint, trace ids are still made, for `X-Trace-Id` and logs.
 //!
-//! Call [`init`] before starting the tokio runtime: trace exporters that use
-//! blocking HTTP clients must be built outside of it.
+//! Propagation in and out accepts and writes W3C `traceparent` and B3 (single
+//! `b3` header and the multi-header `X-B3-*` form): see [`extract_headers`],
+//! [`inject_headers`] and the map forms used for Kafka headers and the outbox.
+//!
+//! Call [`init`] before starting the tokio runtime: the Zipkin exporter's
+//! blocking HTTP client must be built outside of it (NOTES.md).
 
+// opentelemetry-zipkin is deprecated upstream in favour of OTLP, but Zipkin
+// v2 JSON is what our collector and the official Zipkin image speak and the
+// issue asks for this exporter: allow its deprecation warnings here only.
+#![allow(deprecated)]
+
+pub mod export;
+mod format;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use clap::Args;
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
+use url::Url;
 
-use crate::config::{LogFormat, ServiceSpec};
+use crate::config::{CommonArgs, LogFormat, ServiceSpec, parse_duration, parse_http_url};
+use export::{BatchOptions, BoundedBatchProcessor, NamingClient};
 
-/// Failure to install the subscriber.
+/// Trace export options, part of every service's [`CommonArgs`].
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Zipkin v2 span endpoint, e.g. http://trace-collector:9411/api/v2/spans; spans are not exported when unset
+    #[arg(long, env = "ZIPKIN_ENDPOINT", value_parser = parse_http_url)]
+    pub zipkin_endpoint: Option<Url>,
+
+    /// Share of new traces sampled, 0.0 to 1.0; a caller's sampling decision is always followed
+    #[arg(long, env = "TRACE_SAMPLE_RATIO", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+
+    /// Finished spans waiting for export beyond this many are dropped (and counted in /metrics)
+    #[arg(long, env = "TRACE_QUEUE_SIZE", default_value_t = 4096)]
+    pub trace_queue_size: usize,
+
+    /// Longest a finished span waits before it is exported
+    #[arg(long, env = "TRACE_EXPORT_DELAY", default_value = "500ms", value_parser = parse_duration)]
+    pub trace_export_delay: Duration,
+}
+
+impl Default for TraceArgs {
+    fn default() -> Self {
+        TraceArgs {
+            zipkin_endpoint: None,
+            trace_sample_ratio: 1.0,
+            trace_queue_size: 4096,
+            trace_export_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` is not a ratio between 0.0 and 1.0")),
+    }
+}
+
+/// Failure to install telemetry.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("invalid RUST_LOG filter: {0}")]
     Filter(String),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    #[error("cannot build the Zipkin exporter for {endpoint}: {detail}")]
+    Exporter { endpoint: String, detail: String },
 }
 
-/// Keeps telemetry alive; dropping it flushes what is buffered.
-#[must_use = "dropping the guard stops telemetry"]
+/// What [`init`] needs: the log format, and trace export settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub format: LogFormat,
+    pub trace: TraceArgs,
+}
+
+impl From<LogFormat> for Settings {
+    fn from(format: LogFormat) -> Settings {
+        Settings {
+            format,
+            trace: TraceArgs::default(),
+        }
+    }
+}
+
+impl From<&CommonArgs> for Settings {
+    fn from(c: &CommonArgs) -> Settings {
+        Settings {
+            format: c.log_format,
+            trace: c.tracing.clone(),
+        }
+    }
+}
+
+/// Keeps telemetry alive; dropping it flushes the spans still queued.
+#[must_use = "dropping the guard stops trace export"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    _private: (),
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Exports every finished span now (tests use it before reading the collector).
+    pub fn flush(&self) {
+        if let Some(p) = &self.provider {
+            let _ = p.force_flush();
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown_with_timeout(Duration::from_secs(3));
+        }
+    }
 }
 
 /// The filter from `RUST_LOG`, or `info` by default.
@@ -42,35 +154,69 @@ fn filter() -> Result<EnvFilter, TelemetryError> {
     }
 }
 
-/// The formatting layer for `format`, writing to stdout.
-pub fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    match format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(true).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
+/// The tracer provider: sampler, and the exporter when an endpoint is set.
+fn provider(spec: &ServiceSpec, trace: &TraceArgs) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(spec.name)
+        .build();
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+        trace.trace_sample_ratio,
+    )));
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_resource(resource);
+    if let Some(endpoint) = &trace.zipkin_endpoint {
+        let err = |detail: String| TelemetryError::Exporter {
+            endpoint: endpoint.to_string(),
+            detail,
+        };
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let exporter = opentelemetry_zipkin::ZipkinExporter::builder()
+            .with_collector_endpoint(endpoint.as_str())
+            .with_http_client(NamingClient {
+                inner: http,
+                service: spec.name.to_string(),
+            })
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let options = BatchOptions {
+            max_queue: trace.trace_queue_size,
+            max_batch: 512,
+            delay: trace.trace_export_delay,
+        };
+        builder = builder.with_span_processor(BoundedBatchProcessor::start(exporter, options));
     }
+    Ok(builder.build())
 }
 
-/// Installs the global subscriber for a service binary.
-pub fn init(spec: &ServiceSpec, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = filter()?;
+/// Installs the global subscriber (logs + traces) for a service binary.
+/// Call it before the tokio runtime starts.
+pub fn init(
+    spec: &ServiceSpec,
+    settings: impl Into<Settings>,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let settings = settings.into();
+    let provider = provider(spec, &settings.trace)?;
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(spec.name))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(LevelFilter::INFO);
     tracing_subscriber::registry()
-        .with(fmt_layer::<Registry>(format).with_filter(filter))
+        .with(format::layer::<Registry>(settings.format).with_filter(filter()?))
+        .with(otel)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    tracing::debug!(
-        service = spec.name,
-        version = spec.version,
-        "telemetry initialised"
-    );
-    Ok(TelemetryGuard { _private: () })
+    if let Some(e) = &settings.trace.zipkin_endpoint {
+        tracing::info!(endpoint = %e, ratio = settings.trace.trace_sample_ratio, "exporting traces to Zipkin");
+    }
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
 /// For tests: logs to the test writer only when `TEST_LOG` is set, so test
@@ -81,5 +227,139 @@ pub fn init_for_tests() {
             .with_env_filter(filter().unwrap_or_else(|_| EnvFilter::new("info")))
             .with_test_writer()
             .try_init();
+    }
+}
+
+// ---- propagation ------------------------------------------------------------
+
+/// W3C trace context and B3 (single and multi-header), in and out.
+static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(|| {
+    TextMapCompositePropagator::new(vec![
+        Box::new(B3Propagator::with_encoding(
+            B3Encoding::SingleAndMultiHeader,
+        )),
+        // Last, so that when a caller sends both, W3C's traceparent wins.
+        Box::new(TraceContextPropagator::new()),
+    ])
+});
+
+/// The trace context a caller sent in HTTP headers (empty when none).
+pub fn extract_headers(headers: &http::HeaderMap) -> opentelemetry::Context {
+    PROPAGATOR.extract(&opentelemetry_http::HeaderExtractor(headers))
+}
+
+/// Writes the current span's context into outgoing HTTP headers.
+pub fn inject_headers(headers: &mut http::HeaderMap) {
+    inject_headers_from(&tracing::Span::current(), headers);
+}
+
+/// Writes `span`'s context into outgoing HTTP headers.
+pub fn inject_headers_from(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    PROPAGATOR.inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
+}
+
+/// The current span's context as a string map (Kafka headers, outbox rows).
+pub fn current_context_map() -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    PROPAGATOR.inject_context(&tracing::Span::current().context(), &mut map);
+    map
+}
+
+/// A trace context read back from a string map.
+pub fn context_from_map(map: &HashMap<String, String>) -> opentelemetry::Context {
+    PROPAGATOR.extract(map)
+}
+
+/// Makes `span` a child of `parent` (a no-op when `parent` carries no trace).
+pub fn set_parent(span: &tracing::Span, parent: opentelemetry::Context) {
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Trace and span id of `span`, when tracing is installed.
+pub fn ids(span: &tracing::Span) -> Option<(String, String)> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// The trace id of the current span, when there is one.
+pub fn current_trace_id() -> Option<String> {
+    ids(&tracing::Span::current()).map(|(t, _)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// B3 single, B3 multi and W3C headers are all understood, and W3C wins when both are sent.
+    #[test]
+    fn extracts_every_header_form() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut h = http::HeaderMap::new();
+        h.insert("b3", format!("{trace}-00f067aa0ba902b7-1").parse().unwrap());
+        assert_eq!(
+            extract_headers(&h)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            trace
+        );
+
+        let mut h = http::HeaderMap::new();
+        h.insert("x-b3-traceid", trace.parse().unwrap());
+        h.insert("x-b3-spanid", "00f067aa0ba902b7".parse().unwrap());
+        h.insert("x-b3-sampled", "1".parse().unwrap());
+        assert_eq!(
+            extract_headers(&h)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            trace
+        );
+
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+        );
+        h.insert(
+            "b3",
+            "11111111111111111111111111111111-2222222222222222-1"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            extract_headers(&h)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            trace
+        );
+
+        assert!(
+            !extract_headers(&http::HeaderMap::new())
+                .span()
+                .span_context()
+                .is_valid()
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", "garbage".parse().unwrap());
+        assert!(!extract_headers(&h).span().span_context().is_valid());
+    }
+
+    /// Ratios outside 0..=1 are rejected at start.
+    #[test]
+    fn ratio_is_validated() {
+        assert_eq!(parse_ratio("0.25"), Ok(0.25));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("half").is_err());
     }
 }

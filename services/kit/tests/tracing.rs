@@ -1,0 +1,185 @@
+//! Distributed tracing through the kit: propagation in, ids out, export to a Zipkin endpoint.
+//!
+//! One test function on purpose: it installs the process-wide subscriber.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use kit::config::ServiceSpec;
+use kit::{CommonArgs, Service};
+use serde_json::Value;
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: "traced-service",
+    default_port: 0,
+    version: "1.0.0",
+    registers: false,
+};
+
+/// A caller's traceparent is continued, X-Trace-Id names the trace, spans reach the collector named and
+/// parented, outgoing calls carry the context, and a dead collector does not hurt requests.
+#[test]
+fn traces_are_propagated_and_exported() {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let collector_rt = tokio::runtime::Runtime::new().unwrap();
+    let collector_port = collector_rt.block_on(async {
+        let received = received.clone();
+        let app = Router::new().route(
+            "/api/v2/spans",
+            post(move |body: axum::body::Bytes| {
+                let received = received.clone();
+                async move {
+                    let spans: Vec<Value> = serde_json::from_slice(&body).unwrap();
+                    received.lock().unwrap().extend(spans);
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        port
+    });
+
+    let mut common = CommonArgs::for_tests(None);
+    common.tracing.zipkin_endpoint = Some(
+        format!("http://127.0.0.1:{collector_port}/api/v2/spans")
+            .parse()
+            .unwrap(),
+    );
+    common.tracing.trace_export_delay = Duration::from_millis(50);
+    let guard = kit::telemetry::init(&SPEC, &common).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let service = Service::bind(&SPEC, common).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", service.port());
+        let stop = service.shutdown_token();
+        // /outgoing calls /echo-headers on itself, as a service calls a peer.
+        let self_url = format!("{base}/echo-headers");
+        let api = Router::new()
+            .route(
+                "/echo-headers",
+                get(|headers: axum::http::HeaderMap| async move {
+                    headers
+                        .get("traceparent")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default()
+                }),
+            )
+            .route(
+                "/outgoing",
+                get(move || {
+                    let url = self_url.clone();
+                    async move {
+                        let mut headers = axum::http::HeaderMap::new();
+                        kit::telemetry::inject_headers(&mut headers);
+                        reqwest::Client::new()
+                            .get(url)
+                            .headers(headers)
+                            .send()
+                            .await
+                            .unwrap()
+                            .text()
+                            .await
+                            .unwrap()
+                    }
+                }),
+            );
+        let task = tokio::spawn(service.serve(api, Router::new()));
+        let c = reqwest::Client::new();
+
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let res = c
+            .get(format!("{base}/outgoing"))
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-trace-id"], trace);
+        let forwarded = res.text().await.unwrap();
+        assert!(
+            forwarded.starts_with(&format!("00-{trace}-")),
+            "outgoing traceparent: {forwarded}"
+        );
+
+        let res = c
+            .get(format!("{base}/echo-headers"))
+            .header("b3", format!("{trace}-00f067aa0ba902b7-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()["x-trace-id"],
+            trace,
+            "B3 single header is honoured"
+        );
+
+        let res = c.get(format!("{base}/health/live")).send().await.unwrap();
+        let fresh = res.headers()["x-trace-id"].to_str().unwrap().to_string();
+        assert_eq!(fresh.len(), 32);
+        assert_ne!(fresh, trace);
+
+        guard.flush();
+        let spans = received.lock().unwrap().clone();
+        let ours: Vec<&Value> = spans.iter().filter(|s| s["traceId"] == trace).collect();
+        assert!(
+            ours.len() >= 3,
+            "server spans of /outgoing and /echo-headers (x2): {spans:#?}"
+        );
+        for s in &ours {
+            assert_eq!(s["localEndpoint"]["serviceName"], "traced-service");
+            assert_eq!(s["kind"], "SERVER");
+        }
+        let outgoing = ours
+            .iter()
+            .find(|s| s["name"].as_str().unwrap().contains("/outgoing"))
+            .unwrap();
+        assert_eq!(outgoing["parentId"], "00f067aa0ba902b7");
+        let text = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("tracing_spans_exported_total"), "{text}");
+
+        // A dead collector: requests still succeed, failures are counted.
+        collector_rt.shutdown_background();
+        for _ in 0..5 {
+            assert_eq!(
+                c.get(format!("{base}/health/live"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                200
+            );
+        }
+        guard.flush();
+        let text = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failures = text
+            .lines()
+            .find(|l| l.starts_with("tracing_span_export_failures_total"))
+            .unwrap();
+        assert_ne!(
+            failures.split_whitespace().last().unwrap(),
+            "0",
+            "{failures}"
+        );
+
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    });
+}
