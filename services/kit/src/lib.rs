@@ -17,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod lb;
 pub mod metrics;
+pub mod page;
 pub mod probe;
 pub mod registry;
 pub mod service;

@@ -1,0 +1,94 @@
+//! Starting the real service in-process for a test, and reading its answers.
+
+use std::sync::Arc;
+
+use product_service::store::embedded::EmbeddedStore;
+use reqwest::Client;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A product-service instance on a free port with its own embedded store.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), product_service::RunError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts the service on port 0 with an embedded store in a fresh temp dir.
+    pub async fn spawn() -> TestApp {
+        kit::telemetry::init_for_tests();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("products"))
+            .await
+            .unwrap();
+        let service = kit::Service::bind(&product_service::SPEC, kit::CommonArgs::for_tests(None))
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", service.port());
+        let stop = service.shutdown_token();
+        let task = tokio::spawn(product_service::serve(Arc::new(store), service));
+        TestApp {
+            base,
+            client: Client::new(),
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/product"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A POST with a raw body and content type, for malformed input.
+    pub fn raw_post(&self, body: &'static str, content_type: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url("/api/product"))
+            .header("content-type", content_type)
+            .body(body)
+    }
+
+    /// `GET /api/product<query>` as JSON, asserting 200.
+    pub async fn list(&self, query: &str) -> Value {
+        let res = self.get(&format!("/api/product{query}")).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    /// Stops the service and waits for it to finish cleanly.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Asserts a problem+json answer with `status` and type slug `kind`; returns its body.
+pub async fn assert_problem(res: reqwest::Response, status: u16, kind: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["type"],
+        format!("https://platform.local/problems/{kind}"),
+        "{body}"
+    );
+    body
+}
