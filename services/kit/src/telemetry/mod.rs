@@ -261,9 +261,7 @@ pub fn inject_headers_from(span: &tracing::Span, headers: &mut http::HeaderMap) 
 
 /// The current span's context as a string map (Kafka headers, outbox rows).
 pub fn current_context_map() -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    PROPAGATOR.inject_context(&tracing::Span::current().context(), &mut map);
-    map
+    context_map_of(&tracing::Span::current())
 }
 
 /// A trace context read back from a string map.
@@ -362,4 +360,82 @@ mod tests {
         assert!(parse_ratio("-0.1").is_err());
         assert!(parse_ratio("half").is_err());
     }
+}
+
+// ---- spans for outgoing work ------------------------------------------------
+//
+// Span names and attributes follow OpenTelemetry's semantic conventions, so
+// Zipkin shows them well: `peer.service` becomes the remote endpoint (the
+// dependency graph), `db.system`/`db.statement` describe database calls,
+// `messaging.*` the Kafka hop.
+
+/// A CLIENT span for an HTTP call to `peer` (a registry service name).
+/// Enter it (or `.instrument` the call with it) and inject its context
+/// into the request with [`inject_headers_from`].
+pub fn client_span(peer: &str, method: &str, url: &str) -> tracing::Span {
+    tracing::info_span!(
+        "http.client",
+        otel.name = %format!("{method} {peer}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        peer.service = %peer,
+        http.request.method = %method,
+        url.full = %url,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+/// A span for one database statement. `statement` must be the SQL text
+/// with placeholders (never values), `operation` e.g. `SELECT orders`.
+pub fn db_span(system: &str, operation: &str, statement: &str) -> tracing::Span {
+    tracing::info_span!(
+        "db.query",
+        otel.name = %operation,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system = %system,
+        db.statement = %statement,
+        peer.service = %system,
+    )
+}
+
+/// A PRODUCER span for publishing to `topic`; inject its context into the
+/// message headers with [`context_map_of`].
+pub fn producer_span(topic: &str) -> tracing::Span {
+    tracing::info_span!(
+        "kafka.produce",
+        otel.name = %format!("send {topic}"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.destination.name = %topic,
+        peer.service = "kafka",
+    )
+}
+
+/// A CONSUMER span for handling a message from `topic`, child of the
+/// context the producer put in the message headers.
+pub fn consumer_span(topic: &str, parent: &HashMap<String, String>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "kafka.consume",
+        otel.name = %format!("receive {topic}"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.destination.name = %topic,
+    );
+    set_parent(&span, context_from_map(parent));
+    span
+}
+
+/// `span`'s context as a string map (for Kafka headers and outbox rows).
+pub fn context_map_of(span: &tracing::Span) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    PROPAGATOR.inject_context(&span.context(), &mut map);
+    map
+}
+
+/// Marks `span` as failed (Zipkin shows it red).
+pub fn mark_error(span: &tracing::Span) {
+    span.record("otel.status_code", "ERROR");
 }
