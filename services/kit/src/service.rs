@@ -27,12 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{AdminAuth, generate_token};
+use crate::auth::{AdminAuth, JwtValidator};
 use crate::config::{CommonArgs, ServiceSpec, route_ip_towards};
 use crate::health::Health;
 use crate::http::{Info, Scaffold, finish};
@@ -118,22 +117,12 @@ impl Service {
             .instance_id
             .clone()
             .unwrap_or_else(|| format!("{advertise_host}:{}:{port}", spec.name));
-        let admin = match &common.admin_token {
-            Some(t) => AdminAuth::Token(t.clone()),
-            None => {
-                let t = generate_token();
-                tracing::warn!(
-                    token = t.expose_secret(),
-                    "no ADMIN_TOKEN configured; /admin endpoints accept this generated token"
-                );
-                AdminAuth::Token(t)
-            }
-        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(ServiceError::HttpClient)?;
+        let admin = AdminAuth::from_common(&common, &http);
         let shutdown = CancellationToken::new();
         let registry = RegistryHttp::new(common.registry_url.clone(), http.clone());
         let discovery = Discovery::new(
@@ -190,6 +179,19 @@ impl Service {
     /// The admin authentication the scaffold applies to `/admin`.
     pub fn admin_auth(&self) -> &AdminAuth {
         &self.admin
+    }
+
+    /// Replaces the admin authentication chosen from the common options;
+    /// for a service that checks admin tokens itself (the identity provider
+    /// validates them with its own keys).
+    pub fn set_admin_auth(&mut self, admin: AdminAuth) {
+        self.admin = admin;
+    }
+
+    /// The validator for `--issuer-url`, when configured: share it (one JWKS
+    /// cache per process) to protect other routes.
+    pub fn jwt_validator(&self) -> Option<&JwtValidator> {
+        self.admin.validator()
     }
 
     /// A shared HTTP client (pooled connections) for calls to peers.
@@ -268,6 +270,12 @@ impl Service {
         );
 
         tokio::spawn(crate::shutdown::cancel_on_signal(self.shutdown.clone()));
+        if let Some(validator) = self.admin.validator() {
+            self.spawn(
+                "jwks-refresh",
+                validator.clone().keep_fresh(self.shutdown.child_token()),
+            );
+        }
 
         let registration = if self.spec.registers && !self.common.no_register {
             let stop = CancellationToken::new();

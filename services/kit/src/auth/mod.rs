@@ -1,78 +1,136 @@
-//! Protection of the `/admin` endpoints.
+//! Authentication: Keycloak-style JWT validation, route guards, and the
+//! protection of every service's `/admin` endpoints.
 //!
-//! For now a shared bearer token (compared in constant time); the identity
-//! issue adds a JWT role check as another [`AdminAuth`] variant, so services
-//! do not change when it does.
+//! - [`JwtValidator`] ([`jwt`]) checks bearer tokens against an issuer's
+//!   published keys ([`keys`]: OIDC discovery, cached JWKS, rate-limited
+//!   refresh on unknown `kid`, periodic refresh).
+//! - [`RequireRoles`] / [`require_roles`] ([`guard`]) protect routes and hand
+//!   the validated [`Authenticated`] token to handlers.
+//! - [`AdminAuth`] protects `/admin`: with `--issuer-url` configured, a JWT
+//!   carrying the `admin` realm role; without, the shared `ADMIN_TOKEN`
+//!   fallback (tests, a service run by hand).
+//! - Failures are [`AuthError`]s, answered as [`Rejected`] (401/403 with
+//!   RFC 6750 challenges, problem+json bodies).
+
+pub mod claims;
+pub mod error;
+pub mod guard;
+pub mod jwt;
+pub mod keys;
+
+#[cfg(test)]
+mod tests;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::error::Problem;
+pub use claims::{Audience, Claims, RealmAccess};
+pub use error::{AuthError, Rejected, TokenRejection};
+pub use guard::{RequireRoles, require_roles};
+pub use jwt::{Authenticated, IssuerPolicy, JwtValidator, ValidatorConfig, bearer_token};
+pub use keys::{KeySource, OidcDiscovery};
+
+use crate::clock::Clock;
+use crate::config::CommonArgs;
+
+/// The realm role `/admin` endpoints require.
+pub const ADMIN_ROLE: &str = "admin";
 
 /// How admin requests are authenticated.
 #[derive(Clone)]
 pub enum AdminAuth {
-    /// `Authorization: Bearer <token>` must carry this token.
+    /// A JWT from the configured issuer carrying the [`ADMIN_ROLE`] realm role.
+    Jwt(JwtValidator),
+    /// Fallback when no issuer is configured: `Authorization: Bearer <token>`
+    /// must carry this shared token (compared in constant time).
     Token(SecretString),
 }
 
 impl std::fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            AdminAuth::Jwt(v) => f.debug_tuple("AdminAuth::Jwt").field(v).finish(),
             AdminAuth::Token(_) => f.write_str("AdminAuth::Token(****)"),
         }
     }
 }
 
 impl AdminAuth {
-    /// Checks the request's credentials.
-    pub fn check(&self, authorization: Option<&HeaderValue>) -> Result<(), Problem> {
-        let presented = authorization
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+    /// The admin authentication `common` asks for: JWT with the admin role
+    /// when `--issuer-url` is set, else the configured or a generated token.
+    pub fn from_common(common: &CommonArgs, http: &reqwest::Client) -> AdminAuth {
+        if let Some(issuer) = &common.issuer_url {
+            if common.admin_token.is_some() {
+                tracing::warn!(
+                    "both ISSUER_URL and ADMIN_TOKEN are set; /admin requires a JWT with the admin role and ignores the token"
+                );
+            }
+            let config =
+                ValidatorConfig::new(issuer.as_str()).audiences(common.jwt_audience.clone());
+            tracing::info!(issuer = %issuer, "/admin requires a JWT with the admin realm role");
+            return AdminAuth::Jwt(JwtValidator::discover(config, http.clone(), Clock::System));
+        }
+        match &common.admin_token {
+            Some(t) => AdminAuth::Token(t.clone()),
+            None => {
+                let t = generate_token();
+                tracing::warn!(
+                    token = t.expose_secret(),
+                    "no ISSUER_URL or ADMIN_TOKEN configured; /admin endpoints accept this generated token"
+                );
+                AdminAuth::Token(t)
+            }
+        }
+    }
+
+    /// Checks a request's credentials; with a JWT, returns the validated token.
+    pub async fn authorize(&self, headers: &HeaderMap) -> Result<Option<Authenticated>, Rejected> {
         match self {
-            AdminAuth::Token(expected) => match presented {
-                None | Some("") => Err(unauthorized("an admin bearer token is required")),
-                Some(token) => {
-                    let ok: bool = token
-                        .as_bytes()
-                        .ct_eq(expected.expose_secret().as_bytes())
-                        .into();
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(unauthorized("the admin token is not valid"))
-                    }
+            AdminAuth::Jwt(validator) => validator
+                .authorize(headers, &[ADMIN_ROLE.to_string()])
+                .await
+                .map(Some),
+            AdminAuth::Token(expected) => {
+                let presented = bearer_token(headers).map_err(|e| e.in_realm("admin"))?;
+                let ok: bool = presented
+                    .as_bytes()
+                    .ct_eq(expected.expose_secret().as_bytes())
+                    .into();
+                if ok {
+                    Ok(None)
+                } else {
+                    Err(AuthError::from(TokenRejection::WrongAdminToken).in_realm("admin"))
                 }
-            },
+            }
+        }
+    }
+
+    /// The validator, when admin access is by JWT.
+    pub fn validator(&self) -> Option<&JwtValidator> {
+        match self {
+            AdminAuth::Jwt(v) => Some(v),
+            AdminAuth::Token(_) => None,
         }
     }
 }
 
-fn unauthorized(detail: &str) -> Problem {
-    Problem::with_detail(StatusCode::UNAUTHORIZED, detail).kind("unauthorized")
-}
-
 /// Middleware guarding the admin router.
-pub async fn require_admin(State(auth): State<AdminAuth>, req: Request, next: Next) -> Response {
-    match auth.check(req.headers().get(header::AUTHORIZATION)) {
-        Ok(()) => next.run(req).await,
-        Err(problem) => {
-            let mut res = problem.into_response();
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"admin\""),
-            );
-            res
+pub async fn require_admin(
+    State(auth): State<AdminAuth>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match auth.authorize(req.headers()).await {
+        Ok(Some(authenticated)) => {
+            req.extensions_mut().insert(authenticated);
+            next.run(req).await
         }
+        Ok(None) => next.run(req).await,
+        Err(rejected) => rejected.into_response(),
     }
 }
 
@@ -85,30 +143,4 @@ pub fn generate_token() -> SecretString {
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         bytes,
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Only the exact token passes; missing, empty and wrong tokens are 401.
-    #[test]
-    fn token_check() {
-        let auth = AdminAuth::Token(SecretString::from("s3cret"));
-        assert!(
-            auth.check(Some(&HeaderValue::from_static("Bearer s3cret")))
-                .is_ok()
-        );
-        for bad in ["Bearer wrong", "Bearer ", "Basic s3cret", "s3cret"] {
-            let p = auth
-                .check(Some(&HeaderValue::from_static(bad)))
-                .unwrap_err();
-            assert_eq!(p.status, 401, "{bad}");
-        }
-        assert!(auth.check(None).is_err());
-        assert_ne!(
-            generate_token().expose_secret(),
-            generate_token().expose_secret()
-        );
-    }
 }
