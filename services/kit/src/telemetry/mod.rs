@@ -289,79 +289,6 @@ pub fn current_trace_id() -> Option<String> {
     ids(&tracing::Span::current()).map(|(t, _)| t)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// B3 single, B3 multi and W3C headers are all understood, and W3C wins when both are sent.
-    #[test]
-    fn extracts_every_header_form() {
-        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-        let mut h = http::HeaderMap::new();
-        h.insert("b3", format!("{trace}-00f067aa0ba902b7-1").parse().unwrap());
-        assert_eq!(
-            extract_headers(&h)
-                .span()
-                .span_context()
-                .trace_id()
-                .to_string(),
-            trace
-        );
-
-        let mut h = http::HeaderMap::new();
-        h.insert("x-b3-traceid", trace.parse().unwrap());
-        h.insert("x-b3-spanid", "00f067aa0ba902b7".parse().unwrap());
-        h.insert("x-b3-sampled", "1".parse().unwrap());
-        assert_eq!(
-            extract_headers(&h)
-                .span()
-                .span_context()
-                .trace_id()
-                .to_string(),
-            trace
-        );
-
-        let mut h = http::HeaderMap::new();
-        h.insert(
-            "traceparent",
-            format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
-        );
-        h.insert(
-            "b3",
-            "11111111111111111111111111111111-2222222222222222-1"
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(
-            extract_headers(&h)
-                .span()
-                .span_context()
-                .trace_id()
-                .to_string(),
-            trace
-        );
-
-        assert!(
-            !extract_headers(&http::HeaderMap::new())
-                .span()
-                .span_context()
-                .is_valid()
-        );
-        let mut h = http::HeaderMap::new();
-        h.insert("traceparent", "garbage".parse().unwrap());
-        assert!(!extract_headers(&h).span().span_context().is_valid());
-    }
-
-    /// Ratios outside 0..=1 are rejected at start.
-    #[test]
-    fn ratio_is_validated() {
-        assert_eq!(parse_ratio("0.25"), Ok(0.25));
-        assert!(parse_ratio("1.5").is_err());
-        assert!(parse_ratio("-0.1").is_err());
-        assert!(parse_ratio("half").is_err());
-    }
-}
-
 // ---- spans for outgoing work ------------------------------------------------
 //
 // Span names and attributes follow OpenTelemetry's semantic conventions, so
@@ -438,4 +365,77 @@ pub fn context_map_of(span: &tracing::Span) -> HashMap<String, String> {
 /// Marks `span` as failed (Zipkin shows it red).
 pub fn mark_error(span: &tracing::Span) {
     span.record("otel.status_code", "ERROR");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// B3 single, B3 multi and W3C headers are all understood, and W3C wins when both are sent.
+    #[test]
+    fn extracts_every_header_form() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut h = http::HeaderMap::new();
+        h.insert("b3", format!("{trace}-00f067aa0ba902b7-1").parse().unwrap());
+        assert_eq!(
+            extract_headers(&h)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            trace
+        );
+
+        let mut h = http::HeaderMap::new();
+        h.insert("x-b3-traceid", trace.parse().unwrap());
+        h.insert("x-b3-spanid", "00f067aa0ba902b7".parse().unwrap());
+        h.insert("x-b3-sampled", "1".parse().unwrap());
+        assert_eq!(
+            extract_headers(&h)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            trace
+        );
+
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+        );
+        h.insert(
+            "b3",
+            "11111111111111111111111111111111-2222222222222222-1"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            extract_headers(&h)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            trace
+        );
+
+        assert!(
+            !extract_headers(&http::HeaderMap::new())
+                .span()
+                .span_context()
+                .is_valid()
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", "garbage".parse().unwrap());
+        assert!(!extract_headers(&h).span().span_context().is_valid());
+    }
+
+    /// Ratios outside 0..=1 are rejected at start.
+    #[test]
+    fn ratio_is_validated() {
+        assert_eq!(parse_ratio("0.25"), Ok(0.25));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("half").is_err());
+    }
 }
