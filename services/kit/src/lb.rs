@@ -150,6 +150,19 @@ impl Pick {
 
     /// The request succeeded (any answer below 500).
     pub fn success(self) {
+        self.record_success();
+    }
+
+    /// The request failed; may eject the instance.
+    pub fn failure(self, kind: Failure) {
+        self.record_failure(kind);
+    }
+
+    /// Like [`Pick::success`], but keeps the pick: a proxy reports the
+    /// verdict when the answer's head arrives and keeps the request in
+    /// flight until its body has been streamed (so power-of-two-choices
+    /// sees long downloads).
+    pub fn record_success(&self) {
         let e = &self.endpoint;
         e.connect_streak.store(0, Ordering::Relaxed);
         e.server_error_streak.store(0, Ordering::Relaxed);
@@ -160,8 +173,8 @@ impl Pick {
         }
     }
 
-    /// The request failed; may eject the instance.
-    pub fn failure(self, kind: Failure) {
+    /// Like [`Pick::failure`], but keeps the pick (see [`Pick::record_success`]).
+    pub fn record_failure(&self, kind: Failure) {
         self.balancer
             .record_failure(&self.instance, &self.endpoint, kind);
     }
@@ -223,20 +236,34 @@ impl Balancer {
     /// Chooses an instance not in `tried` (for retries); falls back to a
     /// tried one only when nothing else exists.
     pub fn pick_excluding(&self, tried: &[String]) -> Option<Pick> {
+        self.pick_excluding_with(self.inner.strategy, tried)
+    }
+
+    /// Like [`Balancer::pick_excluding`] with another strategy than the
+    /// balancer's own: the gateway chooses the strategy per route while
+    /// every route to a service shares one balancer, so an instance's
+    /// in-flight count and ejection are the same whichever route asks.
+    pub fn pick_excluding_with(&self, strategy: Strategy, tried: &[String]) -> Option<Pick> {
         let all = self.inner.discovery.cached(&self.inner.service);
-        self.pick_from(&all, tried)
+        self.pick_from(&all, tried, strategy)
     }
 
     /// Like [`Balancer::pick_excluding`], but waits for the first registry
     /// view when the process has none yet.
     pub async fn pick_ready(&self, tried: &[String]) -> Option<Pick> {
+        self.pick_ready_with(self.inner.strategy, tried).await
+    }
+
+    /// [`Balancer::pick_ready`] with a per-call strategy (see
+    /// [`Balancer::pick_excluding_with`]).
+    pub async fn pick_ready_with(&self, strategy: Strategy, tried: &[String]) -> Option<Pick> {
         let all = self
             .inner
             .discovery
             .instances(&self.inner.service)
             .await
             .ok()?;
-        self.pick_from(&all, tried)
+        self.pick_from(&all, tried, strategy)
     }
 
     fn endpoint(&self, id: &str) -> Arc<Endpoint> {
@@ -251,7 +278,12 @@ impl Balancer {
             .clone()
     }
 
-    fn pick_from(&self, all: &[ServiceInstance], tried: &[String]) -> Option<Pick> {
+    fn pick_from(
+        &self,
+        all: &[ServiceInstance],
+        tried: &[String],
+        strategy: Strategy,
+    ) -> Option<Pick> {
         if all.is_empty() {
             return None;
         }
@@ -279,7 +311,7 @@ impl Balancer {
         } else {
             healthy
         };
-        let chosen = match (self.inner.strategy, candidates.len()) {
+        let chosen = match (strategy, candidates.len()) {
             (_, 1) => candidates[0],
             (Strategy::RoundRobin, n) => {
                 candidates[self.inner.next.fetch_add(1, Ordering::Relaxed) % n]
@@ -510,6 +542,54 @@ mod tests {
             .unwrap()
             .failure(Failure::Connect);
         assert!(b.pick().is_some());
+    }
+
+    /// A per-call strategy overrides the balancer's; both share one set of counters and ejections.
+    #[test]
+    fn per_call_strategy_shares_state() {
+        let b = Balancer::new(
+            "inv",
+            discovery_with(3),
+            Strategy::PowerOfTwoChoices,
+            EjectionPolicy::default(),
+        );
+        let ids: Vec<String> = (0..6)
+            .map(|_| {
+                b.pick_excluding_with(Strategy::RoundRobin, &[])
+                    .unwrap()
+                    .instance
+                    .instance_id
+                    .clone()
+            })
+            .collect();
+        assert_eq!(ids, ["i0", "i1", "i2", "i0", "i1", "i2"]);
+        b.pick_excluding(&["i0".into(), "i2".into()])
+            .unwrap()
+            .failure(Failure::Connect);
+        for _ in 0..10 {
+            let p = b.pick_excluding_with(Strategy::RoundRobin, &[]).unwrap();
+            assert_ne!(p.instance.instance_id, "i1", "ejected for every strategy");
+        }
+    }
+
+    /// A pick that records its verdict stays in flight until dropped (a streamed body).
+    #[test]
+    fn recorded_verdict_keeps_the_pick_in_flight() {
+        let b = Balancer::new(
+            "inv",
+            discovery_with(1),
+            Strategy::RoundRobin,
+            EjectionPolicy::default(),
+        );
+        let p = b.pick().unwrap();
+        p.record_success();
+        assert_eq!(b.status()[0].in_flight, 1);
+        drop(p);
+        assert_eq!(b.status()[0].in_flight, 0);
+        let p = b.pick().unwrap();
+        p.record_failure(Failure::Connect);
+        assert!(b.status()[0].ejected);
+        assert_eq!(b.status()[0].in_flight, 1);
     }
 
     /// Retries get an instance not yet tried; in-flight counts return to zero when picks drop.

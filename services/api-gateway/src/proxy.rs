@@ -1,0 +1,570 @@
+//! The forwarding path: route → edge auth → instance from the registry →
+//! upstream call (retried elsewhere when allowed) → answer streamed back.
+//!
+//! Bodies are never collected whole: the request body (axum's `Body`) is
+//! handed to hyper's client as it arrives, and the upstream's `Incoming`
+//! body is handed back to axum the same way, so memory stays flat whatever
+//! the size. The only exception is deliberate and bounded: a request that
+//! may be retried (idempotent method, retries configured) and carries a
+//! small body (`--retry-body-limit`, Content-Length known) is buffered so it
+//! can be sent again; larger ones stream and are not retried.
+//!
+//! Upstream connections come from hyper-util's pooled client (HTTP/1.1,
+//! keep-alive). Instances come from the kit's [`Balancer`] (one per
+//! upstream service, fed by the watch-driven discovery cache); each attempt
+//! reports its verdict to it, which is what ejects a dead instance at the
+//! first connect error. A retry always goes to an instance not yet tried
+//! ([`Balancer::pick_excluding_with`]).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use kit::Problem;
+use kit::lb::{Balancer, Failure, Pick};
+use kit::registry::ServiceInstance;
+
+use crate::edge_auth::EdgeAuth;
+use crate::metrics::UpstreamMetrics;
+use crate::pattern::Captures;
+use crate::route::{RequestView, Route, RouteTable};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The pooled upstream client.
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// One upstream service: its balancer and metric handles.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub balancer: Balancer,
+    pub metrics: UpstreamMetrics,
+}
+
+/// Everything the forwarding path needs; shared by all requests.
+#[derive(Debug)]
+pub struct Proxy {
+    pub client: UpstreamClient,
+    pub routes: RouteTable,
+    /// Service name → upstream, one per service named by any route.
+    pub upstreams: BTreeMap<String, Upstream>,
+    pub auth: EdgeAuth,
+    /// Largest body buffered so a retryable request can be sent again.
+    pub retry_body_limit: usize,
+    /// The port clients reached the gateway on, for `X-Forwarded-Port`.
+    pub listen_port: u16,
+}
+
+/// Why a request could not be forwarded; each becomes a problem+json answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for {method} {path}")]
+    NoRoute { method: Method, path: String },
+    #[error("no instance of {service} is up")]
+    NoInstance { service: String },
+    #[error("cannot reach {service}")]
+    Unreachable { service: String },
+    #[error("{service} closed the connection before answering")]
+    Broken { service: String },
+    #[error("{service} did not answer within {after:?}")]
+    Timeout { service: String, after: Duration },
+    #[error("the request body could not be read: {0}")]
+    Body(String),
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        match self {
+            ProxyError::NoRoute { path, .. } => Problem::not_found(detail).instance(path),
+            ProxyError::NoInstance { service } => Problem::unavailable(detail)
+                .kind("no-instance")
+                .with("service", service),
+            ProxyError::Unreachable { service } | ProxyError::Broken { service } => {
+                Problem::with_detail(StatusCode::BAD_GATEWAY, detail)
+                    .kind("bad-gateway")
+                    .with("service", service)
+            }
+            ProxyError::Timeout { service, .. } => {
+                Problem::with_detail(StatusCode::GATEWAY_TIMEOUT, detail)
+                    .kind("gateway-timeout")
+                    .with("service", service)
+            }
+            ProxyError::Body(_) => Problem::bad_request(detail),
+        }
+        .into_response()
+    }
+}
+
+/// The handler behind every path the gateway does not serve itself.
+pub async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
+    let start = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let view = RequestView {
+        method: &parts.method,
+        path: parts.uri.path(),
+        host,
+        headers: &parts.headers,
+    };
+    let Some((route, caps)) = proxy.routes.find(&view) else {
+        return ProxyError::NoRoute {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+        }
+        .into_response();
+    };
+    let route = route.clone();
+    let res = match proxy.auth.check(&route.access, &parts.headers).await {
+        Ok(()) => match proxy.forward(&route, caps, parts, body, peer).await {
+            Ok(res) => res,
+            Err(e) => {
+                tracing::warn!(route = %route.id, error = %e, "request not forwarded");
+                e.into_response()
+            }
+        },
+        Err(rejected) => rejected,
+    };
+    route
+        .metrics
+        .observe(res.status().as_u16(), start.elapsed());
+    res
+}
+
+/// A request body that may be sent more than once.
+enum Replay {
+    Empty,
+    Buffered(Bytes),
+    /// Streamed: usable once.
+    Stream(Option<Body>),
+}
+
+impl Replay {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Replay::Empty => Some(Body::empty()),
+            Replay::Buffered(b) => Some(Body::from(b.clone())),
+            Replay::Stream(b) => b.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        !matches!(self, Replay::Stream(_))
+    }
+}
+
+impl Proxy {
+    async fn forward(
+        &self,
+        route: &Route,
+        caps: Captures,
+        parts: http::request::Parts,
+        body: Body,
+        peer: Option<IpAddr>,
+    ) -> Result<Response, ProxyError> {
+        let upstream =
+            self.upstreams
+                .get(&route.upstream)
+                .ok_or_else(|| ProxyError::NoInstance {
+                    service: route.upstream.clone(),
+                })?;
+        let method = parts.method;
+        let mut headers = parts.headers;
+        let original_host = headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        remove_hop_by_hop(&mut headers);
+        // hyper's client writes the instance's own Host (Spring Cloud
+        // Gateway's default); the original goes in X-Forwarded-Host.
+        headers.remove(header::HOST);
+        // 100-continue is answered by our own server when the body is read.
+        headers.remove(header::EXPECT);
+        add_forwarded(&mut headers, peer, original_host.as_ref(), self.listen_port);
+        route.filter_request_headers(&mut headers, &caps);
+        kit::telemetry::inject_headers(&mut headers);
+
+        let path = route.rewrite_path(parts.uri.path());
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+
+        let retryable = route.retry.allows(&method);
+        let mut replay = if retryable {
+            self.replayable_body(body).await?
+        } else {
+            Replay::Stream(Some(body))
+        };
+
+        let mut tried: Vec<String> = Vec::new();
+        let mut attempt: u32 = 0;
+        loop {
+            let pick = if attempt == 0 {
+                upstream
+                    .balancer
+                    .pick_ready_with(route.strategy, &tried)
+                    .await
+            } else {
+                upstream
+                    .balancer
+                    .pick_excluding_with(route.strategy, &tried)
+            };
+            let Some(pick) = pick else {
+                return Err(ProxyError::NoInstance {
+                    service: route.upstream.clone(),
+                });
+            };
+            let can_retry = retryable && attempt < route.retry.retries && replay.replayable();
+            let Some(body) = replay.take() else {
+                // Only a streamed body is single-use, and it is never retried.
+                return Err(ProxyError::Broken {
+                    service: route.upstream.clone(),
+                });
+            };
+            let uri = upstream_uri(&pick.instance, &path_and_query).ok_or_else(|| {
+                ProxyError::Unreachable {
+                    service: route.upstream.clone(),
+                }
+            })?;
+            let mut req = http::Request::new(body);
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = Version::HTTP_11;
+            *req.headers_mut() = if can_retry {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
+
+            let sent = Instant::now();
+            let outcome = tokio::time::timeout(route.timeout, self.client.request(req)).await;
+            upstream
+                .metrics
+                .duration
+                .observe(sent.elapsed().as_secs_f64());
+            let instance_id = pick.instance.instance_id.clone();
+            match outcome {
+                Ok(Ok(res)) => {
+                    let status = res.status();
+                    if status.is_server_error() {
+                        pick.record_failure(Failure::ServerError);
+                    } else {
+                        pick.record_success();
+                    }
+                    if can_retry && route.retry.statuses.contains(&status.as_u16()) {
+                        tracing::info!(route = %route.id, instance = %instance_id, %status, attempt, "retrying on another instance");
+                        drop(res);
+                        drop(pick);
+                        attempt += 1;
+                        tried.push(instance_id);
+                        self.before_retry(route, upstream, attempt).await;
+                        continue;
+                    }
+                    return Ok(self.answer(route, &caps, res, pick));
+                }
+                Ok(Err(e)) => {
+                    pick.record_failure(Failure::Connect);
+                    drop(pick);
+                    let connect = e.is_connect();
+                    if can_retry {
+                        tracing::info!(route = %route.id, instance = %instance_id, error = %e, attempt, "retrying on another instance");
+                        attempt += 1;
+                        tried.push(instance_id);
+                        self.before_retry(route, upstream, attempt).await;
+                        continue;
+                    }
+                    tracing::warn!(route = %route.id, instance = %instance_id, error = ?e, "upstream call failed");
+                    let service = route.upstream.clone();
+                    return Err(if connect {
+                        ProxyError::Unreachable { service }
+                    } else {
+                        ProxyError::Broken { service }
+                    });
+                }
+                Err(_) => {
+                    pick.record_failure(Failure::Timeout);
+                    tracing::warn!(route = %route.id, instance = %instance_id, timeout = ?route.timeout, "upstream timed out");
+                    return Err(ProxyError::Timeout {
+                        service: route.upstream.clone(),
+                        after: route.timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn before_retry(&self, route: &Route, upstream: &Upstream, attempt: u32) {
+        route.metrics.retried();
+        upstream.metrics.retries.inc();
+        let wait = route.retry.backoff(attempt);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Buffers a small body (known length) so the request can be sent
+    /// again; anything else streams.
+    async fn replayable_body(&self, body: Body) -> Result<Replay, ProxyError> {
+        let hint = body.size_hint();
+        if body.is_end_stream() || hint.exact() == Some(0) {
+            return Ok(Replay::Empty);
+        }
+        match hint.exact() {
+            Some(n) if n <= self.retry_body_limit as u64 => {
+                let bytes = http_body_util::Limited::new(body, self.retry_body_limit)
+                    .collect()
+                    .await
+                    .map_err(|e| ProxyError::Body(e.to_string()))?
+                    .to_bytes();
+                Ok(Replay::Buffered(bytes))
+            }
+            _ => Ok(Replay::Stream(Some(body))),
+        }
+    }
+
+    /// The upstream's answer, cleaned and filtered, its body streamed.
+    fn answer(
+        &self,
+        route: &Route,
+        caps: &Captures,
+        res: http::Response<Incoming>,
+        pick: Pick,
+    ) -> Response {
+        let (mut parts, body) = res.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        route.filter_response_headers(&mut parts.headers, caps);
+        Response::from_parts(parts, Body::new(PickBody { inner: body, pick }))
+    }
+}
+
+/// `http://host:port/path?query` of an instance; IPv6 hosts get brackets.
+fn upstream_uri(instance: &ServiceInstance, path_and_query: &str) -> Option<Uri> {
+    let host = &instance.host;
+    let text = if host.contains(':') && !host.starts_with('[') {
+        format!("http://[{host}]:{}{path_and_query}", instance.port)
+    } else {
+        format!("http://{host}:{}{path_and_query}", instance.port)
+    };
+    text.parse().ok()
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): those `Connection` names
+/// and the fixed list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// `X-Forwarded-For` (appended), `-Proto`, `-Host`, `-Port` (kept when an
+/// outer proxy set them) and RFC 7239 `Forwarded` (appended).
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: Option<IpAddr>,
+    host: Option<&HeaderValue>,
+    port: u16,
+) {
+    if let Some(ip) = peer {
+        let chain = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+            _ => ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if let Some(h) = host
+        && !headers.contains_key(&X_FORWARDED_HOST)
+    {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    }
+    if !headers.contains_key(&X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
+    }
+    let mut element = String::with_capacity(64);
+    if let Some(ip) = peer {
+        match ip {
+            IpAddr::V4(v4) => element.push_str(&format!("for={v4}")),
+            IpAddr::V6(v6) => element.push_str(&format!("for=\"[{v6}]\"")),
+        }
+        element.push(';');
+    }
+    element.push_str("proto=http");
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        let quoted: String = h.chars().filter(|c| *c != '"' && *c != '\\').collect();
+        element.push_str(&format!(";host=\"{quoted}\""));
+    }
+    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// The upstream's body on its way to the client. Holds the [`Pick`] so the
+/// instance counts the request as in flight until the body is done, and
+/// reports a body that breaks off as a connection failure.
+struct PickBody {
+    inner: Incoming,
+    pick: Pick,
+}
+
+impl http_body::Body for PickBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            tracing::warn!(instance = %this.pick.instance.instance_id, error = %e, "upstream body broke off");
+            this.pick.record_failure(Failure::Connect);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connection-listed and fixed hop-by-hop headers go; end-to-end headers stay.
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("authorization", "Bearer t"),
+            ("x-request-id", "r1"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        remove_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["authorization", "x-request-id"]);
+    }
+
+    /// Forwarding headers append to an outer proxy's chain and keep its proto and host.
+    #[test]
+    fn forwarded_headers() {
+        let mut h = HeaderMap::new();
+        let host = HeaderValue::from_static("shop.example:8080");
+        add_forwarded(&mut h, Some([10, 0, 0, 7].into()), Some(&host), 8080);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example:8080");
+        assert_eq!(h["x-forwarded-port"], "8080");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.7;proto=http;host=\"shop.example:8080\""
+        );
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("forwarded", HeaderValue::from_static("for=203.0.113.9"));
+        add_forwarded(&mut h, Some("::1".parse().unwrap()), None, 8080);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=203.0.113.9, for=\"[::1]\";proto=http");
+    }
+
+    /// IPv6 instance hosts are bracketed in the upstream URI.
+    #[test]
+    fn upstream_uris() {
+        let mut i = ServiceInstance {
+            instance_id: "a".into(),
+            service: "s".into(),
+            host: "10.0.0.1".into(),
+            port: 8081,
+            status: kit::registry::model::InstanceStatus::Up,
+            metadata: Default::default(),
+        };
+        assert_eq!(
+            upstream_uri(&i, "/a?b=1").unwrap().to_string(),
+            "http://10.0.0.1:8081/a?b=1"
+        );
+        i.host = "fd00::1".into();
+        assert_eq!(
+            upstream_uri(&i, "/").unwrap().to_string(),
+            "http://[fd00::1]:8081/"
+        );
+    }
+}
