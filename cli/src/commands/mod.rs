@@ -3,6 +3,7 @@
 
 mod build;
 mod completions;
+pub mod registry;
 pub mod stack;
 mod version;
 
@@ -46,6 +47,9 @@ pub enum Command {
     Build(build::BuildArgs),
     /// List the stack's images: current, stale (inputs changed) or missing.
     Images,
+    /// Read a running discovery-server (Eureka REST API).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Print a shell completion script, e.g. `platform completions bash > /etc/bash_completion.d/platform`.
     Completions {
         /// The shell to complete for.
@@ -61,6 +65,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Stack(cmd) => stack::run(g, cmd),
         Command::Build(args) => build::build(g, args).await,
         Command::Images => build::images(g).await,
+        Command::Registry(cmd) => registry::run(g, cmd).await,
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -6,5 +6,6 @@
 mod golden;
 mod images;
 mod mariadb;
+mod registry;
 mod runtime;
 mod support;
