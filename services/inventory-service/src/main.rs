@@ -1,3 +1,18 @@
-//! placeholder, replaced as the crate is written
+//! inventory-service binary: configuration, telemetry, then [`inventory_service::run`].
 #![forbid(unsafe_code)]
-fn main() {}
+
+use anyhow::Context;
+use inventory_service::{Config, SPEC};
+use kit::HasCommon;
+
+fn main() -> anyhow::Result<()> {
+    let config: Config = kit::config::parse(&SPEC);
+    kit::probe::exit_if_probe(&SPEC, config.common());
+    let _telemetry = kit::telemetry::init(&SPEC, config.common())?;
+    kit::service::runtime()?.block_on(async move {
+        let service = kit::Service::bind(&SPEC, config.common.clone())
+            .await
+            .context("starting the HTTP listener")?;
+        inventory_service::run(config, service).await
+    })
+}

@@ -1,0 +1,499 @@
+//! Stock and reservations in MySQL (MariaDB).
+//!
+//! Correctness rests on the database, not on this process, so that any
+//! number of instances can run side by side:
+//! - a reservation takes each SKU with one conditional
+//!   `UPDATE inventory SET quantity = quantity - ? WHERE sku_code = ? AND quantity >= ?`
+//!   inside one transaction with the reservation row: all lines or none,
+//!   and the row lock the UPDATE takes serialises concurrent takers of the
+//!   same SKU, so stock is never oversold; the CHECK constraint forbids a
+//!   negative quantity whatever happens;
+//! - SKUs are taken in sorted order, so two reservations of the same SKUs
+//!   lock them in the same order and cannot deadlock each other (a
+//!   deadlock the server reports anyway is retried);
+//! - the reservation row's primary key (the order number) makes a repeat
+//!   idempotent: a second request for the same order waits for the first
+//!   one's transaction on that key and then reads its outcome.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, MySql, Row, Transaction};
+
+use crate::error::{ApiError, Shortage};
+
+/// Embedded migrations, run at start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often a transaction the server chose as a deadlock victim is retried.
+const DEADLOCK_RETRIES: usize = 5;
+
+/// One line of a reservation request (quantities summed per SKU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Line {
+    pub sku_code: String,
+    pub quantity: u64,
+}
+
+/// The state of an order's reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Reserved,
+    Rejected,
+    Released,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Reserved => "RESERVED",
+            Status::Rejected => "REJECTED",
+            Status::Released => "RELEASED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        match s {
+            "RESERVED" => Some(Status::Reserved),
+            "REJECTED" => Some(Status::Rejected),
+            "RELEASED" => Some(Status::Released),
+            _ => None,
+        }
+    }
+}
+
+/// What a reservation request led to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub order_number: String,
+    pub status: Status,
+    /// The reserved lines (empty unless the stock was taken at some point).
+    pub lines: Vec<Line>,
+    /// REJECTED only: the SKUs that were short.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insufficient: Vec<Shortage>,
+}
+
+/// Result of [`Store::reserve`]: whether this call created the reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub reservation: Reservation,
+    pub created: bool,
+}
+
+/// Stock of one SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stock {
+    pub sku_code: String,
+    pub quantity: u64,
+}
+
+/// The service's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: MySqlPool,
+}
+
+impl Store {
+    /// Connects (retrying until `connect_timeout`, as the database may start
+    /// after the service) and runs the migrations.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<Store> {
+        use anyhow::Context;
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let mut wait = Duration::from_millis(100);
+        let pool = loop {
+            let attempt = MySqlPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await;
+            match attempt {
+                Ok(pool) => break pool,
+                Err(e) if tokio::time::Instant::now() + wait < deadline => {
+                    tracing::warn!(error = %e, "database not reachable yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(e).context("connecting to the inventory database");
+                }
+            }
+        };
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("running the inventory database migrations")?;
+        Ok(Store { pool })
+    }
+
+    /// The connection pool (for the health check and tests).
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ping().await
+    }
+
+    /// Sets the stock of a SKU, creating it if needed.
+    pub async fn set_stock(&self, sku: &str, quantity: u64) -> Result<Stock, ApiError> {
+        sqlx::query(
+            "INSERT INTO inventory (sku_code, quantity) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE quantity = VALUES(quantity)",
+        )
+        .bind(sku)
+        .bind(quantity as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(Stock {
+            sku_code: sku.to_string(),
+            quantity,
+        })
+    }
+
+    /// The stock of a SKU, if the SKU is known.
+    pub async fn stock(&self, sku: &str) -> Result<Option<Stock>, ApiError> {
+        let row = sqlx::query("SELECT quantity FROM inventory WHERE sku_code = ?")
+            .bind(sku)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Stock {
+            sku_code: sku.to_string(),
+            quantity: r.get::<i32, _>(0).max(0) as u64,
+        }))
+    }
+
+    /// The seed's check: whether at least `quantity` of `sku` is in stock
+    /// (an unknown SKU is not in stock).
+    pub async fn is_in_stock(&self, sku: &str, quantity: u64) -> Result<bool, ApiError> {
+        Ok(self
+            .stock(sku)
+            .await?
+            .is_some_and(|s| s.quantity >= quantity))
+    }
+
+    /// Reserves every line of an order, or none (see the module docs).
+    pub async fn reserve(&self, order_number: &str, lines: &[Line]) -> Result<Reserved, ApiError> {
+        let wanted = merge_lines(lines);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_reserve(order_number, &wanted).await {
+                Err(ApiError::Db(e)) if is_deadlock(&e) && attempt < DEADLOCK_RETRIES => {
+                    tracing::debug!(order_number, attempt, "deadlock on reserve; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_reserve(
+        &self,
+        order_number: &str,
+        wanted: &BTreeMap<String, u64>,
+    ) -> Result<Reserved, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        // Claim the order number first: a concurrent request for the same
+        // order blocks here until this transaction ends.
+        let claimed = sqlx::query("INSERT INTO reservations (order_number, status) VALUES (?, ?)")
+            .bind(order_number)
+            .bind(Status::Reserved.as_str())
+            .execute(&mut *tx)
+            .await;
+        if let Err(e) = claimed {
+            if is_duplicate(&e) {
+                tx.rollback().await?;
+                return self.existing(order_number).await;
+            }
+            return Err(e.into());
+        }
+
+        let mut unknown = Vec::new();
+        let mut short = Vec::new();
+        for (sku, qty) in wanted {
+            let taken = sqlx::query(
+                "UPDATE inventory SET quantity = quantity - ? WHERE sku_code = ? AND quantity >= ?",
+            )
+            .bind(*qty as i64)
+            .bind(sku)
+            .bind(*qty as i64)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() == 1 {
+                continue;
+            }
+            let available: Option<i32> =
+                sqlx::query_scalar("SELECT quantity FROM inventory WHERE sku_code = ?")
+                    .bind(sku)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match available {
+                None => unknown.push(sku.clone()),
+                Some(a) => short.push(Shortage {
+                    sku_code: sku.clone(),
+                    requested: *qty,
+                    available: a.max(0) as u64,
+                }),
+            }
+        }
+
+        if !unknown.is_empty() {
+            // Bad input: nothing is stored, not even a rejection.
+            tx.rollback().await?;
+            return Err(ApiError::UnknownSkus(unknown));
+        }
+        if !short.is_empty() {
+            tx.rollback().await?;
+            return self.store_rejection(order_number, short).await;
+        }
+
+        for (sku, qty) in wanted {
+            sqlx::query(
+                "INSERT INTO reservation_lines (order_number, sku_code, quantity) VALUES (?, ?, ?)",
+            )
+            .bind(order_number)
+            .bind(sku)
+            .bind(*qty as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Reserved {
+            reservation: Reservation {
+                order_number: order_number.to_string(),
+                status: Status::Reserved,
+                lines: to_lines(wanted),
+                insufficient: Vec::new(),
+            },
+            created: true,
+        })
+    }
+
+    /// Remembers that an order was refused for lack of stock, so that a
+    /// repeat gets the same answer.
+    async fn store_rejection(
+        &self,
+        order_number: &str,
+        short: Vec<Shortage>,
+    ) -> Result<Reserved, ApiError> {
+        let detail = serde_json::to_string(&short).unwrap_or_default();
+        let stored =
+            sqlx::query("INSERT INTO reservations (order_number, status, detail) VALUES (?, ?, ?)")
+                .bind(order_number)
+                .bind(Status::Rejected.as_str())
+                .bind(detail)
+                .execute(&self.pool)
+                .await;
+        match stored {
+            Ok(_) => Ok(Reserved {
+                reservation: Reservation {
+                    order_number: order_number.to_string(),
+                    status: Status::Rejected,
+                    lines: Vec::new(),
+                    insufficient: short,
+                },
+                created: true,
+            }),
+            // A concurrent request for the same order finished first.
+            Err(e) if is_duplicate(&e) => self.existing(order_number).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stored outcome of an order's reservation, as a repeat sees it.
+    async fn existing(&self, order_number: &str) -> Result<Reserved, ApiError> {
+        let reservation = self.reservation(order_number).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("no reservation for order {order_number}"))
+        })?;
+        Ok(Reserved {
+            reservation,
+            created: false,
+        })
+    }
+
+    /// The reservation of an order, if any.
+    pub async fn reservation(&self, order_number: &str) -> Result<Option<Reservation>, ApiError> {
+        let row = sqlx::query("SELECT status, detail FROM reservations WHERE order_number = ?")
+            .bind(order_number)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let status: String = row.get(0);
+        let detail: Option<String> = row.get(1);
+        let status = Status::parse(&status).ok_or_else(|| {
+            ApiError::Db(sqlx::Error::Protocol(format!(
+                "unknown reservation status {status}"
+            )))
+        })?;
+        let lines = sqlx::query(
+            "SELECT sku_code, quantity FROM reservation_lines WHERE order_number = ? ORDER BY sku_code",
+        )
+        .bind(order_number)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Line {
+            sku_code: r.get(0),
+            quantity: r.get::<i32, _>(1).max(0) as u64,
+        })
+        .collect();
+        let insufficient = detail
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or_default();
+        Ok(Some(Reservation {
+            order_number: order_number.to_string(),
+            status,
+            lines,
+            insufficient,
+        }))
+    }
+
+    /// Gives a reservation's stock back (compensation). Idempotent; an
+    /// unknown order number is recorded as released so a reservation that
+    /// arrives later (a request that overtook its own timeout) cannot take
+    /// stock for a cancelled order. Returns the reservation after the call
+    /// and whether this call gave stock back.
+    pub async fn release(&self, order_number: &str) -> Result<(Reservation, bool), ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_release(order_number).await {
+                Err(ApiError::Db(e))
+                    if (is_deadlock(&e) || is_duplicate(&e)) && attempt < DEADLOCK_RETRIES =>
+                {
+                    tracing::debug!(order_number, attempt, "conflict on release; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_release(&self, order_number: &str) -> Result<(Reservation, bool), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM reservations WHERE order_number = ? FOR UPDATE")
+                .bind(order_number)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let gave_back = match status.as_deref().and_then(Status::parse) {
+            None => {
+                sqlx::query(
+                    "INSERT INTO reservations (order_number, status, released_at) VALUES (?, ?, NOW(6))",
+                )
+                .bind(order_number)
+                .bind(Status::Released.as_str())
+                .execute(&mut *tx)
+                .await?;
+                false
+            }
+            Some(Status::Reserved) => {
+                give_back(&mut tx, order_number).await?;
+                true
+            }
+            Some(Status::Rejected | Status::Released) => false,
+        };
+        tx.commit().await?;
+        let reservation = self.reservation(order_number).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("no reservation for order {order_number}"))
+        })?;
+        Ok((reservation, gave_back))
+    }
+}
+
+/// Adds a reservation's lines back to stock and marks it released.
+async fn give_back(tx: &mut Transaction<'_, MySql>, order_number: &str) -> Result<(), ApiError> {
+    let lines: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT sku_code, quantity FROM reservation_lines WHERE order_number = ? ORDER BY sku_code",
+    )
+    .bind(order_number)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (sku, qty) in lines {
+        sqlx::query("UPDATE inventory SET quantity = quantity + ? WHERE sku_code = ?")
+            .bind(qty)
+            .bind(sku)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE reservations SET status = ?, released_at = NOW(6) WHERE order_number = ?")
+        .bind(Status::Released.as_str())
+        .bind(order_number)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sums the quantities per SKU, sorted by SKU (the lock order).
+pub fn merge_lines(lines: &[Line]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        *m.entry(l.sku_code.clone()).or_insert(0) += l.quantity;
+    }
+    m
+}
+
+fn to_lines(m: &BTreeMap<String, u64>) -> Vec<Line> {
+    m.iter()
+        .map(|(s, q)| Line {
+            sku_code: s.clone(),
+            quantity: *q,
+        })
+        .collect()
+}
+
+/// MySQL's duplicate-key error (1062).
+fn is_duplicate(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// MySQL's deadlock (1213) and lock-wait timeout (1205) errors, after which
+/// the whole transaction can simply be run again.
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|m| matches!(m.number(), 1213 | 1205))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines of the same SKU are summed and the result is sorted, which is the lock order.
+    #[test]
+    fn merges_and_sorts() {
+        let m = merge_lines(&[
+            Line {
+                sku_code: "b".into(),
+                quantity: 1,
+            },
+            Line {
+                sku_code: "a".into(),
+                quantity: 2,
+            },
+            Line {
+                sku_code: "b".into(),
+                quantity: 3,
+            },
+        ]);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            [("a".into(), 2), ("b".into(), 4)]
+        );
+    }
+}

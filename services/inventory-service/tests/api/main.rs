@@ -1,0 +1,130 @@
+//! inventory-service against a real, throwaway MariaDB: the service runs
+//! in-process on port 0, exactly as `main` runs it.
+
+mod reservations;
+mod validation;
+
+use std::time::Duration;
+
+use inventory_service::{Config, SPEC};
+use kit::Service;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN: &str = "Bearer test-admin-token";
+
+/// A running inventory-service with its own database server.
+pub struct App {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: testkit::MariaDb,
+    pub pool: sqlx::MySqlPool,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl App {
+    pub async fn start() -> App {
+        kit::telemetry::init_for_tests();
+        let db = testkit::MariaDb::start().await.expect("MariaDB starts");
+        let access = db.create_database("inventory").await.expect("database");
+        let config = Config::for_tests(&access.url, None);
+        let service = Service::bind(&SPEC, config.common.clone())
+            .await
+            .expect("bind");
+        let base = format!("http://127.0.0.1:{}", service.port());
+        let stop = service.shutdown_token();
+        let task = tokio::spawn(inventory_service::run(config, service));
+        let http = reqwest::Client::new();
+        testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(30))
+            .await
+            .expect("ready");
+        let pool = sqlx::MySqlPool::connect(&access.url).await.expect("pool");
+        App {
+            base,
+            http,
+            db,
+            pool,
+            stop,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn set_stock(&self, sku: &str, quantity: u64) {
+        let res = self
+            .http
+            .put(self.url(&format!("/admin/inventory/{sku}")))
+            .header("authorization", ADMIN)
+            .json(&json!({ "quantity": quantity }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+
+    pub async fn stock(&self, sku: &str) -> i64 {
+        let v: Value = self
+            .http
+            .get(self.url(&format!("/api/inventory/{sku}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["quantity"].as_i64().unwrap()
+    }
+
+    pub async fn reserve(&self, order: &str, lines: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url("/api/inventory/reservations"))
+            .json(&json!({ "orderNumber": order, "lines": lines }))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn release(&self, order: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .delete(self.url(&format!("/api/inventory/reservations/{order}")))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Asserts an answer is problem+json with `status`, and returns its body.
+pub async fn problem(res: reqwest::Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = res.text().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{body}");
+    serde_json::from_str(&body).unwrap()
+}
