@@ -13,9 +13,9 @@ use std::io::Read;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kit::http::{Path, Query};
@@ -40,45 +40,55 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/spans",
             get(span_names)
                 .post(post_spans)
+                .options(preflight)
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/api/v2/services", get(services))
-        .route("/api/v2/remoteServices", get(remote_services))
-        .route("/api/v2/traces", get(traces))
-        .route("/api/v2/trace/{trace_id}", get(trace))
-        .route("/api/v2/traceMany", get(trace_many))
-        .route("/api/v2/dependencies", get(dependencies))
-        .route("/api/v2/autocompleteKeys", get(autocomplete_keys))
-        .route("/api/v2/autocompleteValues", get(autocomplete_values))
-        .layer(middleware::from_fn(cors))
+        .route("/api/v2/services", get(services).options(preflight))
+        .route(
+            "/api/v2/remoteServices",
+            get(remote_services).options(preflight),
+        )
+        .route("/api/v2/traces", get(traces).options(preflight))
+        .route("/api/v2/trace/{trace_id}", get(trace).options(preflight))
+        .route("/api/v2/traceMany", get(trace_many).options(preflight))
+        .route("/api/v2/dependencies", get(dependencies).options(preflight))
+        .route(
+            "/api/v2/autocompleteKeys",
+            get(autocomplete_keys).options(preflight),
+        )
+        .route(
+            "/api/v2/autocompleteValues",
+            get(autocomplete_values).options(preflight),
+        )
+        .layer(middleware::map_response(allow_any_origin))
         .with_state(state)
 }
 
-/// Zipkin allows any origin; preflight requests are answered here.
-async fn cors(req: Request, next: Next) -> Response {
-    if req.method() == Method::OPTIONS {
-        let allow_headers = req
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("content-type, content-encoding"));
-        let mut res = StatusCode::OK.into_response();
-        let h = res.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST"),
-        );
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
-        return res;
-    }
-    let mut res = next.run(req).await;
+/// Zipkin allows any origin to read its API.
+async fn allow_any_origin(mut res: Response) -> Response {
     res.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
+    );
+    res
+}
+
+/// Answers CORS preflight requests (browsers ask before POSTing JSON).
+async fn preflight(headers: HeaderMap) -> Response {
+    let allow_headers = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("content-type, content-encoding"));
+    let mut res = StatusCode::OK.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
     );
     res
 }

@@ -10,11 +10,11 @@
 //!   `spansByTraceIdTimestamp`. Spans without timestamp count as time 0.
 //! - At most `max_spans` spans (parts, as received) are kept. Before a
 //!   message is stored, whole traces are evicted, oldest first (the trace
-//!   holding the oldest span timestamp), until the message fits; as in
+//!   holding the oldest span timestamp), until its new spans fit; as in
 //!   Zipkin, the new spans themselves are therefore never the victims. A
 //!   message larger than the limit keeps only its newest traces.
 //! - Exact duplicates of a stored span are dropped (Zipkin keeps spans in a
-//!   set), so a retried upload does not grow the store.
+//!   set), so a retried upload neither grows the store nor evicts anything.
 //! - Service, span-name, remote-service and autocomplete indexes are
 //!   reference-counted per span and updated on eviction, so they always
 //!   describe exactly the stored spans. (Zipkin's own in-memory store only
@@ -189,22 +189,27 @@ impl Store {
     /// within the limit.
     pub fn insert(&mut self, batch: Vec<ValidSpan<'_>>) -> InsertOutcome {
         let mut outcome = InsertOutcome::default();
-        let incoming = batch.len();
-        // Make room first, so the new spans are never the ones evicted.
-        while self.span_count + incoming > self.config.max_spans && !self.traces.is_empty() {
+        let spans: Vec<Arc<Span>> = batch
+            .into_iter()
+            .map(|v| Arc::new(self.intern(v)))
+            .collect();
+        // Room for the spans not already stored (a retried upload needs none),
+        // made before storing so the new spans are never the ones evicted.
+        let fresh = spans.iter().filter(|s| !self.contains(s)).count();
+        while self.span_count + fresh > self.config.max_spans && !self.traces.is_empty() {
             let (spans, _) = self.evict_oldest();
             outcome.evicted_spans += spans;
             outcome.evicted_traces += 1;
         }
-        for v in batch {
-            let span = Arc::new(self.intern(v));
+        for span in spans {
             if self.add(span) {
                 outcome.stored += 1;
             } else {
                 outcome.duplicates += 1;
             }
         }
-        // Only a message larger than the whole store gets here.
+        // Only a message larger than the whole store (or one re-sending spans
+        // of the trace just evicted) gets here.
         while self.span_count > self.config.max_spans && !self.traces.is_empty() {
             let (spans, _) = self.evict_oldest();
             outcome.evicted_spans += spans;
@@ -214,6 +219,13 @@ impl Store {
             self.interner.maybe_prune();
         }
         outcome
+    }
+
+    /// Whether this exact span is stored.
+    fn contains(&self, span: &Span) -> bool {
+        self.traces
+            .get(&span.trace_id.low)
+            .is_some_and(|e| e.spans.iter().any(|s| s.id == span.id && **s == *span))
     }
 
     fn intern(&mut self, v: ValidSpan<'_>) -> Span {
@@ -251,9 +263,7 @@ impl Store {
     /// Adds a span unless the same span is already stored.
     fn add(&mut self, span: Arc<Span>) -> bool {
         let low = span.trace_id.low;
-        if let Some(entry) = self.traces.get(&low)
-            && entry.spans.iter().any(|s| s.id == span.id && **s == *span)
-        {
+        if self.contains(&span) {
             return false;
         }
         self.by_time.insert((span.timestamp / 1000, low));

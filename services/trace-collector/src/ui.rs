@@ -487,7 +487,7 @@ fn render_row(body: &mut String, span: &Span, depth: usize, start: u64, total: f
         body,
         "<details class=\"{}\" style=\"--hue:{}\"><summary>\
          <div class=\"svc\" title=\"{}\">{}</div>\
-         <div class=\"name\" style=\"padding-left:{}rem\" title=\"{}\">{}{}</div>\
+         <div class=\"name\" style=\"padding-left:{:.1}rem\" title=\"{}\">{}{}</div>\
          <div class=\"track\"><span class=\"bar\" style=\"left:{:.3}%;width:{:.3}%\"></span>",
         if span.is_error() { "error" } else { "" },
         hue(service),

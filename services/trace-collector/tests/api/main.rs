@@ -1,0 +1,10 @@
+//! Integration tests of trace-collector: the real service on port 0.
+//!
+//! One binary, one module per feature. Set TEST_LOG=1 to see the service's logs.
+
+mod contract;
+mod eviction;
+mod exporters;
+mod helpers;
+mod ingest;
+mod ui;
