@@ -891,8 +891,10 @@ mod tests {
     const T0: u64 = 1_700_000_000_000;
 
     fn registry(min_instances: usize) -> Registry {
-        let mut args = RegistryArgs::default();
-        args.self_preservation_min_instances = min_instances;
+        let args = RegistryArgs {
+            self_preservation_min_instances: min_instances,
+            ..RegistryArgs::default()
+        };
         Registry::new(RegistryOptions::from(&args), Clock::manual(T0))
     }
 
@@ -1052,8 +1054,10 @@ mod tests {
     /// The registry refuses registrations beyond its maximum, but re-registering a known instance still works.
     #[test]
     fn capacity() {
-        let mut args = RegistryArgs::default();
-        args.max_instances = 1;
+        let args = RegistryArgs {
+            max_instances: 1,
+            ..RegistryArgs::default()
+        };
         let r = Registry::new(RegistryOptions::from(&args), Clock::manual(T0));
         r.register(inst("a", "1")).unwrap();
         assert_eq!(
@@ -1068,7 +1072,7 @@ mod tests {
         for _ in 0..secs {
             advance(r, 1);
             let now_s = (r.clock().now_millis() - T0) / 1000;
-            if now_s % 5 == 0 {
+            if now_s.is_multiple_of(5) {
                 for id in alive {
                     r.renew("A", id, None);
                 }
