@@ -30,6 +30,15 @@ pub enum Error {
         /// The stack's services, comma separated.
         known: String,
     },
+    /// A container did not become ready.
+    #[error(transparent)]
+    Health(#[from] crate::commands::health::HealthError),
+    /// A file the stack needs is missing.
+    #[error("{what} does not exist: {}", path.display())]
+    MissingFile {
+        path: std::path::PathBuf,
+        what: String,
+    },
     /// The discovery server could not be read.
     #[error("cannot read the registry at {url}: {message}")]
     Registry {
@@ -75,6 +84,12 @@ impl Error {
                 "is the stack up? `platform registry ls --url http://HOST:8761` reads another registry"
                     .to_string(),
             ),
+            Error::Health(crate::commands::health::HealthError::Runtime(e)) => e.hint(),
+            Error::Health(_) => Some(
+                "its last output is above; `--keep-on-failure` leaves the containers for `docker logs`"
+                    .to_string(),
+            ),
+            Error::MissingFile { .. } => None,
             Error::Output(_) | Error::Reported => None,
         }
     }

@@ -61,7 +61,7 @@ fn workspace() -> Result<Workspace> {
 
 /// A spinner line per image; tool output is printed above it when verbose. Without a
 /// terminal (CI logs) the spinner is hidden, so each new phase is printed as a plain line.
-struct Bar {
+pub(crate) struct BarProgress {
     bar: ProgressBar,
     verbose: bool,
     /// The phase (status text before its first `:`) last printed without a terminal, so a
@@ -69,7 +69,18 @@ struct Bar {
     last_phase: std::sync::Mutex<String>,
 }
 
-impl Progress for Bar {
+impl BarProgress {
+    /// Reports into `bar`; `verbose` also prints tool output.
+    pub(crate) fn new(bar: ProgressBar, verbose: bool) -> Self {
+        Self {
+            bar,
+            verbose,
+            last_phase: std::sync::Mutex::new(String::new()),
+        }
+    }
+}
+
+impl Progress for BarProgress {
     fn status(&self, message: &str) {
         self.bar.set_message(message.to_string());
         if self.bar.is_hidden() {
@@ -108,11 +119,7 @@ pub async fn build(g: &Global, args: BuildArgs) -> Result<()> {
             .with_style(style.clone())
             .with_prefix(recipe.image_name().to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
-        let progress = Bar {
-            bar: bar.clone(),
-            verbose: g.verbose > 0,
-            last_phase: std::sync::Mutex::new(String::new()),
-        };
+        let progress = BarProgress::new(bar.clone(), g.verbose > 0);
         match builder.build(recipe, args.force, &progress).await {
             Ok(built) => {
                 let what = if built.built { "built" } else { "up to date" };

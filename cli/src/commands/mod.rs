@@ -1,10 +1,13 @@
 //! The command line: clap definitions and one module per command group. Read commands accept
 //! the global `--json`; every command has `--help`. Exit codes: 0 ok, 1 failure, 2 usage.
 
-mod build;
+pub mod build;
 mod completions;
+pub mod down;
+pub mod health;
 pub mod registry;
 pub mod stack;
+pub mod up;
 mod version;
 
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +46,10 @@ pub enum Command {
     /// Check or show a stack file without starting anything.
     #[command(subcommand)]
     Stack(stack::StackCommand),
+    /// Start the stack (or SERVICEs and their dependencies) and wait until it is ready.
+    Up(up::UpArgs),
+    /// Stop and remove the stack's containers and network (volumes with --volumes).
+    Down(down::DownArgs),
     /// Build the stack's images locally (never pulls): our binaries, tansu, MariaDB.
     Build(build::BuildArgs),
     /// List the stack's images: current, stale (inputs changed) or missing.
@@ -63,6 +70,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Version => version::run(g).await,
         Command::Stack(cmd) => stack::run(g, cmd),
+        Command::Up(args) => up::run(g, args).await,
+        Command::Down(args) => down::run(g, args).await,
         Command::Build(args) => build::build(g, args).await,
         Command::Images => build::images(g).await,
         Command::Registry(cmd) => registry::run(g, cmd).await,

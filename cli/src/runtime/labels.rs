@@ -10,6 +10,9 @@ pub const STACK: &str = "platform.stack";
 pub const SERVICE: &str = "platform.service";
 /// The 1-based instance number of a container within its service.
 pub const INSTANCE: &str = "platform.instance";
+/// On containers: the hash of the spec they were created from, so a re-run of `up` keeps
+/// containers whose spec is unchanged and replaces the others.
+pub const SPEC_HASH: &str = "platform.spec-hash";
 /// On images built here: the recipe's image name (`order-service`, `tansu`, `mariadb`, ...).
 pub const IMAGE: &str = "platform.image";
 /// On images built here: the hash of everything that went into the image.

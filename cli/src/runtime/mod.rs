@@ -74,6 +74,8 @@ pub struct ContainerSpec {
     pub healthcheck: Option<HealthcheckSpec>,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
+    /// Labels besides the ownership ones (e.g. the spec hash `up` compares on re-runs).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A published port.
@@ -126,6 +128,9 @@ pub struct ContainerInfo {
     pub health: Option<Health>,
     /// The container's IP addresses by network.
     pub addresses: HashMap<String, String>,
+    /// All the container's labels.
+    #[serde(skip)]
+    pub labels: HashMap<String, String>,
     pub ports: Vec<PortSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
@@ -526,6 +531,7 @@ impl Runtime {
             addresses,
             ports,
             exit_code: state.and_then(|s| s.exit_code),
+            labels,
         })
     }
 
@@ -883,11 +889,11 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         hostname: Some(spec.name.clone()),
         cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels::for_container(
-            &spec.stack,
-            &spec.service,
-            spec.instance,
-        )),
+        labels: Some({
+            let mut l = labels::for_container(&spec.stack, &spec.service, spec.instance);
+            l.extend(spec.labels.clone());
+            l
+        }),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck,
         host_config: Some(HostConfig {

@@ -32,6 +32,10 @@ fn spec() -> ContainerSpec {
         }),
         memory_bytes: Some(64 << 20),
         cpus: Some(0.5),
+        labels: std::collections::BTreeMap::from([(
+            labels::SPEC_HASH.to_string(),
+            "abc".to_string(),
+        )]),
     }
 }
 
@@ -44,6 +48,11 @@ fn create_body_carries_everything() {
     assert_eq!(labels[labels::STACK], "dev");
     assert_eq!(labels[labels::SERVICE], "api-gateway");
     assert_eq!(labels[labels::INSTANCE], "1");
+    assert_eq!(
+        labels[labels::SPEC_HASH],
+        "abc",
+        "extra labels are merged in"
+    );
     assert_eq!(body.env.clone().unwrap(), vec!["PORT=8080"]);
     assert_eq!(body.cmd, None, "an empty command keeps the image's");
     assert_eq!(body.exposed_ports.clone().unwrap(), vec!["8080/tcp"]);

@@ -9,3 +9,4 @@ mod mariadb;
 mod registry;
 mod runtime;
 mod support;
+mod up;

@@ -1,0 +1,118 @@
+//! `platform down [--volumes]`: stops the stack's containers with SIGTERM (SIGKILL after the
+//! timeout), dependants before their dependencies so services deregister while the registry is
+//! still there, then removes the containers and the network. Volumes, and so data, survive
+//! unless `--volumes`. Only objects labelled with the stack are touched.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::Global;
+use crate::runtime::{ContainerInfo, Runtime};
+use crate::stack::{Stack, StackFile};
+use crate::{Result, output};
+
+/// `platform down` arguments.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the stack's volumes (all its data).
+    #[arg(long)]
+    pub volumes: bool,
+    /// How long each container gets to stop after SIGTERM before SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// What `down` removed.
+#[derive(Debug, Serialize)]
+pub struct DownView {
+    pub stack: String,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// Groups containers into stop order: services no longer in the stack first, then the stack's
+/// waves in reverse.
+pub fn stop_order(stack: &Stack, containers: &[ContainerInfo]) -> Vec<Vec<String>> {
+    let known: BTreeSet<&str> = stack.services.keys().map(String::as_str).collect();
+    let mut groups = Vec::new();
+    let strays: Vec<String> = containers
+        .iter()
+        .filter(|c| !known.contains(c.service.as_str()))
+        .map(|c| c.name.clone())
+        .collect();
+    if !strays.is_empty() {
+        groups.push(strays);
+    }
+    for wave in stack.waves().iter().rev() {
+        let group: Vec<String> = containers
+            .iter()
+            .filter(|c| wave.contains(&c.service))
+            .map(|c| c.name.clone())
+            .collect();
+        if !group.is_empty() {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+pub async fn run(g: &Global, args: DownArgs) -> Result<()> {
+    let stack = StackFile::resolve(&g.stack)?.load()?;
+    let rt = Runtime::connect().await?;
+    let view = down(&rt, &stack, &args).await?;
+    if g.json {
+        output::json(&view)
+    } else {
+        println!(
+            "stack {} is down: removed {} containers, {} network{}",
+            view.stack,
+            view.containers.len(),
+            view.networks.len(),
+            if args.volumes {
+                format!(", {} volumes", view.volumes.len())
+            } else {
+                " (volumes kept; --volumes removes them)".to_string()
+            }
+        );
+        Ok(())
+    }
+}
+
+/// Stops and removes everything of `stack` (volumes only with `args.volumes`).
+pub async fn down(rt: &Runtime, stack: &Stack, args: &DownArgs) -> Result<DownView> {
+    let containers = rt.list_containers(Some(&stack.name), None).await?;
+    for group in stop_order(stack, &containers) {
+        let stops = group
+            .iter()
+            .map(|name| rt.stop_container(name, args.timeout));
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+    }
+    for c in &containers {
+        rt.remove_container(&c.name).await?;
+    }
+    let networks = rt.list_networks(Some(&stack.name)).await?;
+    for n in &networks {
+        rt.remove_network(n).await?;
+    }
+    let volumes = if args.volumes {
+        let vols = rt.list_volumes(Some(&stack.name)).await?;
+        for v in &vols {
+            rt.remove_volume(v).await?;
+        }
+        vols
+    } else {
+        Vec::new()
+    };
+    Ok(DownView {
+        stack: stack.name.clone(),
+        containers: containers.into_iter().map(|c| c.name).collect(),
+        networks,
+        volumes,
+    })
+}

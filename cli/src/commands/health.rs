@@ -1,0 +1,273 @@
+//! Waiting for a container to be ready: Docker's own health status for probes that run inside
+//! the container (`probe`, `exec`), the CLI's HTTP or TCP probe against the container's address
+//! on the stack network for the others, and "running" for services without a probe. A
+//! container that exits or turns unhealthy fails at once instead of running out the clock.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::runtime::{Health as DockerHealth, Runtime, RuntimeError};
+use crate::stack::{Check, Health};
+
+/// How far a container got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Not ready yet.
+    Starting,
+    /// Running; the service has no probe.
+    Running,
+    /// Its probe passes.
+    Healthy,
+}
+
+impl fmt::Display for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Readiness::Starting => "starting",
+            Readiness::Running => "running",
+            Readiness::Healthy => "healthy",
+        })
+    }
+}
+
+/// Why a container did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("{container} exited (code {code})")]
+    Exited { container: String, code: i64 },
+    #[error("{container} is unhealthy: its probe kept failing")]
+    Unhealthy { container: String },
+    #[error("{container} was not ready after {after:?} (last: {last})")]
+    Timeout {
+        container: String,
+        after: Duration,
+        last: String,
+    },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// One look at a container, as input to [`assess`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Docker's state (`running`, `exited`, ...).
+    pub state: String,
+    pub exit_code: Option<i64>,
+    /// Docker's health status, for checks Docker runs.
+    pub docker_health: Option<DockerHealth>,
+    /// The outcome of the CLI's own HTTP/TCP probe, when it ran one.
+    pub probe: Option<Result<(), String>>,
+}
+
+/// What to do after an observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Ready(Readiness),
+    /// Keep waiting; the text says what we wait for.
+    Wait(String),
+    /// Give up now.
+    Fail(FailReason),
+}
+
+/// Why waiting is pointless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    Exited(i64),
+    Unhealthy,
+}
+
+/// Decides from one observation (pure, so every case is unit-tested).
+pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
+    match o.state.as_str() {
+        "exited" | "dead" => return Step::Fail(FailReason::Exited(o.exit_code.unwrap_or(-1))),
+        "running" => {}
+        other => return Step::Wait(format!("container {other}")),
+    }
+    let Some(health) = health else {
+        return Step::Ready(Readiness::Running);
+    };
+    match &health.check {
+        Check::Probe | Check::Exec { .. } => match o.docker_health {
+            Some(DockerHealth::Healthy) => Step::Ready(Readiness::Healthy),
+            Some(DockerHealth::Unhealthy) => Step::Fail(FailReason::Unhealthy),
+            Some(DockerHealth::Starting) | None => Step::Wait("health check starting".into()),
+        },
+        Check::Http { path, port } => match &o.probe {
+            Some(Ok(())) => Step::Ready(Readiness::Healthy),
+            Some(Err(e)) => Step::Wait(format!("GET :{port}{path}: {e}")),
+            None => Step::Wait(format!("GET :{port}{path}")),
+        },
+        Check::Tcp { port } => match &o.probe {
+            Some(Ok(())) => Step::Ready(Readiness::Healthy),
+            Some(Err(e)) => Step::Wait(format!("tcp :{port}: {e}")),
+            None => Step::Wait(format!("tcp :{port}")),
+        },
+    }
+}
+
+/// Polls `container` until [`assess`] says ready, fails, or `timeout` passes. `on_status`
+/// receives what is being waited for, for the progress line.
+pub async fn wait_ready(
+    rt: &Runtime,
+    container: &str,
+    network: &str,
+    health: Option<&Health>,
+    timeout: Duration,
+    on_status: impl Fn(&str),
+) -> Result<Readiness, HealthError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let poll = health
+        .map(|h| h.interval.min(Duration::from_millis(250)))
+        .unwrap_or(Duration::from_millis(100))
+        .max(Duration::from_millis(50));
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| HealthError::Timeout {
+            container: container.to_string(),
+            after: Duration::ZERO,
+            last: e.to_string(),
+        })?;
+    loop {
+        let info = rt.inspect_container(container).await?;
+        let ip = info.addresses.get(network).cloned();
+        let probe = match (health.map(|h| &h.check), ip, info.state.as_str()) {
+            (Some(Check::Http { path, port }), Some(ip), "running") => {
+                let timeout = health.map_or(Duration::from_secs(2), |h| h.timeout);
+                Some(http_probe(&http, &ip, *port, path, timeout).await)
+            }
+            (Some(Check::Tcp { port }), Some(ip), "running") => {
+                let timeout = health.map_or(Duration::from_secs(2), |h| h.timeout);
+                Some(tcp_probe(&ip, *port, timeout).await)
+            }
+            _ => None,
+        };
+        let observation = Observation {
+            state: info.state.clone(),
+            exit_code: info.exit_code,
+            docker_health: info.health,
+            probe,
+        };
+        match assess(health, &observation) {
+            Step::Ready(r) => return Ok(r),
+            Step::Fail(FailReason::Exited(code)) => {
+                return Err(HealthError::Exited {
+                    container: container.to_string(),
+                    code,
+                });
+            }
+            Step::Fail(FailReason::Unhealthy) => {
+                return Err(HealthError::Unhealthy {
+                    container: container.to_string(),
+                });
+            }
+            Step::Wait(what) => {
+                on_status(&what);
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(HealthError::Timeout {
+                        container: container.to_string(),
+                        after: timeout,
+                        last: what,
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+async fn http_probe(
+    http: &reqwest::Client,
+    ip: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let url = format!("http://{ip}:{port}{path}");
+    match http.get(&url).timeout(timeout).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("answered {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn tcp_probe(ip: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(check: Check) -> Health {
+        Health {
+            check,
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+            retries: 10,
+            start_period: Duration::ZERO,
+        }
+    }
+
+    fn obs(state: &str) -> Observation {
+        Observation {
+            state: state.into(),
+            exit_code: None,
+            docker_health: None,
+            probe: None,
+        }
+    }
+
+    /// Without a probe, running is ready; created is not yet; exited fails with its code.
+    #[test]
+    fn no_probe() {
+        assert_eq!(
+            assess(None, &obs("running")),
+            Step::Ready(Readiness::Running)
+        );
+        assert!(matches!(assess(None, &obs("created")), Step::Wait(_)));
+        let mut o = obs("exited");
+        o.exit_code = Some(3);
+        assert_eq!(assess(None, &o), Step::Fail(FailReason::Exited(3)));
+    }
+
+    /// Docker-run checks follow Docker's health status; unhealthy fails at once.
+    #[test]
+    fn docker_checks() {
+        let h = health(Check::Probe);
+        let mut o = obs("running");
+        assert!(matches!(assess(Some(&h), &o), Step::Wait(_)));
+        o.docker_health = Some(DockerHealth::Starting);
+        assert!(matches!(assess(Some(&h), &o), Step::Wait(_)));
+        o.docker_health = Some(DockerHealth::Healthy);
+        assert_eq!(assess(Some(&h), &o), Step::Ready(Readiness::Healthy));
+        o.docker_health = Some(DockerHealth::Unhealthy);
+        assert_eq!(assess(Some(&h), &o), Step::Fail(FailReason::Unhealthy));
+    }
+
+    /// CLI-run probes are ready when the probe passed, and say why they wait otherwise.
+    #[test]
+    fn cli_probes() {
+        let h = health(Check::Http {
+            path: "/health".into(),
+            port: 9411,
+        });
+        let mut o = obs("running");
+        o.probe = Some(Err("connection refused".into()));
+        match assess(Some(&h), &o) {
+            Step::Wait(w) => assert!(w.contains(":9411/health") && w.contains("refused"), "{w}"),
+            other => panic!("{other:?}"),
+        }
+        o.probe = Some(Ok(()));
+        assert_eq!(assess(Some(&h), &o), Step::Ready(Readiness::Healthy));
+        let t = health(Check::Tcp { port: 9092 });
+        assert_eq!(assess(Some(&t), &o), Step::Ready(Readiness::Healthy));
+        // A dead container fails even if a stale probe result says otherwise.
+        let mut dead = obs("dead");
+        dead.probe = Some(Ok(()));
+        assert!(matches!(assess(Some(&t), &dead), Step::Fail(_)));
+    }
+}

@@ -1,0 +1,471 @@
+//! `platform up [SERVICE...]`: converge Docker to the stack. Builds or finds the images, makes
+//! the network and volumes, then starts services wave by wave in dependency order and waits for
+//! each wave to be ready (healthy when it has a probe, running otherwise) with a live line per
+//! service. Re-running converges: containers whose spec is unchanged are kept, changed ones are
+//! replaced, surplus instances removed. When a service fails, its last log lines are shown and
+//! what this run created is removed again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use super::Global;
+use super::health::{self, Readiness};
+use crate::paths::Workspace;
+use crate::runtime::build::{Builder, context::hex};
+use crate::runtime::{
+    ContainerSpec, HealthcheckSpec, LogOptions, MountSpec, PortSpec, Runtime, RuntimeError, labels,
+};
+use crate::stack::{Check, ImageSource, Mount, Recipe, Service, Stack, StackError, StackFile};
+use crate::{Error, Result};
+
+/// `platform up` arguments.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Services to start, with their dependencies (default: the whole stack).
+    pub services: Vec<String>,
+    /// Rebuild our binaries (`cargo build --release`) and their images first.
+    #[arg(long)]
+    pub build: bool,
+    /// Give up on a service that is not ready after this long.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// On failure, leave what this run created in place for inspection.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+}
+
+/// The containers of one service as `up` wants them.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub service: String,
+    pub specs: Vec<ContainerSpec>,
+}
+
+/// The container specs for `service` from `image`, one per instance, each labelled with the
+/// hash of its spec.
+pub fn plan_service(stack: &Stack, service: &Service, image: &str) -> Planned {
+    let specs = (1..=service.instances)
+        .map(|index| {
+            let mut spec = ContainerSpec {
+                name: stack.container_name(&service.name, index),
+                image: image.to_string(),
+                stack: stack.name.clone(),
+                service: service.name.clone(),
+                instance: index,
+                cmd: service.command.clone(),
+                env: service
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render(stack, &service.name, index)))
+                    .collect(),
+                network: stack.network_name(),
+                aliases: vec![service.name.clone()],
+                ports: service
+                    .ports
+                    .iter()
+                    .map(|p| PortSpec {
+                        host_ip: p.host_ip.clone(),
+                        host_port: p.host_port,
+                        container_port: p.container_port,
+                    })
+                    .collect(),
+                mounts: service
+                    .volumes
+                    .iter()
+                    .map(|m| match m {
+                        Mount::Volume {
+                            name,
+                            target,
+                            read_only,
+                        } => MountSpec::Volume {
+                            name: stack.volume_name(name),
+                            target: target.clone(),
+                            read_only: *read_only,
+                        },
+                        Mount::Bind {
+                            source,
+                            target,
+                            read_only,
+                        } => MountSpec::Bind {
+                            source: source.display().to_string(),
+                            target: target.clone(),
+                            read_only: *read_only,
+                        },
+                    })
+                    .collect(),
+                healthcheck: docker_healthcheck(service),
+                memory_bytes: service.resources.memory_bytes,
+                cpus: service.resources.cpus,
+                labels: BTreeMap::new(),
+            };
+            let hash = spec_hash(&spec);
+            spec.labels.insert(labels::SPEC_HASH.to_string(), hash);
+            spec
+        })
+        .collect();
+    Planned {
+        service: service.name.clone(),
+        specs,
+    }
+}
+
+/// The health check Docker runs, for probes that run inside the container. HTTP and TCP
+/// probes are run by the CLI from outside (official images may have no client to run).
+fn docker_healthcheck(service: &Service) -> Option<HealthcheckSpec> {
+    let health = service.health.as_ref()?;
+    let command = match (&health.check, &service.source) {
+        (Check::Probe, ImageSource::Build(Recipe::Binary { name })) => {
+            vec![format!("/app/{name}"), "--probe".to_string()]
+        }
+        (Check::Exec { command }, _) => command.clone(),
+        _ => return None,
+    };
+    Some(HealthcheckSpec {
+        command,
+        interval: health.interval,
+        timeout: health.timeout,
+        retries: health.retries,
+        start_period: health.start_period,
+    })
+}
+
+/// A stable hash of everything that defines a container.
+fn spec_hash(spec: &ContainerSpec) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{spec:?}").as_bytes());
+    hex(&h.finalize())[..16].to_string()
+}
+
+fn workspace() -> Result<Workspace> {
+    Workspace::locate().map_err(|searched| {
+        StackError::NoWorkspace {
+            searched: searched.iter().map(|p| p.display().to_string()).collect(),
+        }
+        .into()
+    })
+}
+
+/// The image each selected service runs, building what is missing.
+async fn images(
+    rt: &Runtime,
+    stack: &Stack,
+    selected: &BTreeSet<String>,
+    args: &UpArgs,
+    bars: &MultiProgress,
+) -> Result<BTreeMap<String, String>> {
+    let mut builder = Builder::new(rt, workspace()?);
+    let mut by_recipe: BTreeMap<Recipe, String> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for name in selected {
+        let service = stack.service(name)?;
+        let image = match &service.source {
+            ImageSource::Image(image) => {
+                if !rt.image_exists(image).await? {
+                    return Err(RuntimeError::NotFound {
+                        kind: "image",
+                        name: format!(
+                            "{image} (service {name}; platform never pulls: this stack needs images that are not on this machine)"
+                        ),
+                    }
+                    .into());
+                }
+                image.clone()
+            }
+            ImageSource::Build(recipe) => {
+                if let Some(tag) = by_recipe.get(recipe) {
+                    tag.clone()
+                } else {
+                    let missing_binary = builder.binary_path(recipe).is_some_and(|p| !p.is_file());
+                    builder.cargo = args.build || missing_binary;
+                    let bar = bars.add(spinner(recipe.image_name()));
+                    let progress = super::build::BarProgress::new(bar.clone(), false);
+                    let built = builder.build(recipe, false, &progress).await;
+                    bar.finish_and_clear();
+                    let built = built?;
+                    if built.built {
+                        let _ =
+                            bars.println(format!("built {} ({:.1}s)", built.tag, built.seconds));
+                    }
+                    by_recipe.insert(recipe.clone(), built.tag.clone());
+                    built.tag
+                }
+            }
+        };
+        out.insert(name.clone(), image);
+    }
+    Ok(out)
+}
+
+fn spinner(prefix: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template("{spinner} {prefix:<22} {wide_msg} {elapsed:>4}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::new_spinner()
+        .with_style(style)
+        .with_prefix(prefix.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// What this run created, to remove again if it fails.
+#[derive(Debug, Default)]
+struct Created {
+    network: Option<String>,
+    volumes: Vec<String>,
+    containers: Vec<String>,
+}
+
+pub async fn run(g: &Global, args: UpArgs) -> Result<()> {
+    let file = StackFile::resolve(&g.stack)?;
+    let stack = file.load()?;
+    for name in &args.services {
+        stack.service(name)?;
+    }
+    let waves = if args.services.is_empty() {
+        stack.waves()
+    } else {
+        stack.waves_for(&args.services)
+    };
+    let selected: BTreeSet<String> = waves.iter().flatten().cloned().collect();
+    if let Some(missing) = missing_bind_sources(&stack, &selected).first() {
+        return Err(Error::MissingFile {
+            path: missing.clone(),
+            what: "a bind mount source of the stack".to_string(),
+        });
+    }
+    let rt = Runtime::connect().await?;
+    let bars = MultiProgress::new();
+    let started = tokio::time::Instant::now();
+    let images = images(&rt, &stack, &selected, &args, &bars).await?;
+
+    let mut created = Created::default();
+    let result = converge(&rt, &stack, &waves, &images, &args, &bars, &mut created).await;
+    if let Err(e) = result {
+        if !args.keep_on_failure {
+            undo(&rt, &created).await;
+        }
+        return Err(e);
+    }
+    let summary = format!(
+        "stack {} is up: {} services ready in {:.1}s",
+        stack.name,
+        selected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if g.json {
+        let containers = rt.list_containers(Some(&stack.name), None).await?;
+        crate::output::json(&containers)?;
+    } else {
+        println!("{summary}");
+        for (name, svc) in &stack.services {
+            if !selected.contains(name) {
+                continue;
+            }
+            for p in &svc.ports {
+                println!(
+                    "  {name}: http://{}:{}",
+                    p.host_ip.as_deref().unwrap_or("localhost"),
+                    p.host_port
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn converge(
+    rt: &Runtime,
+    stack: &Stack,
+    waves: &[Vec<String>],
+    images: &BTreeMap<String, String>,
+    args: &UpArgs,
+    bars: &MultiProgress,
+    created: &mut Created,
+) -> Result<()> {
+    let network = stack.network_name();
+    if rt
+        .list_networks(Some(&stack.name))
+        .await?
+        .contains(&network)
+    {
+        rt.ensure_network(&network, &stack.name).await?;
+    } else {
+        rt.ensure_network(&network, &stack.name).await?;
+        created.network = Some(network.clone());
+    }
+    let existing_volumes: BTreeSet<String> = rt
+        .list_volumes(Some(&stack.name))
+        .await?
+        .into_iter()
+        .collect();
+    let wanted_volumes: BTreeSet<String> = waves
+        .iter()
+        .flatten()
+        .flat_map(|s| stack.services[s].volumes.iter())
+        .filter_map(|m| match m {
+            Mount::Volume { name, .. } => Some(stack.volume_name(name)),
+            Mount::Bind { .. } => None,
+        })
+        .collect();
+    for v in &wanted_volumes {
+        rt.ensure_volume(v, &stack.name).await?;
+        if !existing_volumes.contains(v) {
+            created.volumes.push(v.clone());
+        }
+    }
+    for wave in waves {
+        let mut bar_of = BTreeMap::new();
+        for name in wave {
+            let bar = bars.add(spinner(name));
+            bar.set_message("starting");
+            bar_of.insert(name.clone(), bar);
+        }
+        // Create and start the whole wave, then wait for all of it.
+        let mut planned = Vec::new();
+        for name in wave {
+            let service = &stack.services[name];
+            let plan = plan_service(stack, service, &images[name]);
+            ensure_service(rt, &plan, created).await?;
+            planned.push((service, plan));
+        }
+        let waits = planned.iter().map(|(service, plan)| {
+            let bar = bar_of[&service.name].clone();
+            async move {
+                let result = wait_service(rt, stack, service, plan, args.timeout, &bar).await;
+                match &result {
+                    Ok(r) => bar.finish_with_message(format!("{r}")),
+                    Err(e) => bar.abandon_with_message(format!("failed: {e}")),
+                }
+                result
+            }
+        });
+        let results = futures::future::join_all(waits).await;
+        for ((service, plan), result) in planned.iter().zip(results) {
+            if let Err(e) = result {
+                eprintln!("{} did not become ready", service.name);
+                print_last_logs(rt, plan).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the service's containers match the plan: keep unchanged running ones, start
+/// unchanged stopped ones, replace changed ones, remove surplus instances.
+async fn ensure_service(rt: &Runtime, plan: &Planned, created: &mut Created) -> Result<()> {
+    let current = rt
+        .list_containers(Some(&plan.specs[0].stack), Some(&plan.service))
+        .await?;
+    let wanted: BTreeSet<&str> = plan.specs.iter().map(|s| s.name.as_str()).collect();
+    for c in &current {
+        if !wanted.contains(c.name.as_str()) {
+            rt.stop_container(&c.name, Duration::from_secs(10)).await?;
+            rt.remove_container(&c.name).await?;
+        }
+    }
+    for spec in &plan.specs {
+        let existing = current.iter().find(|c| c.name == spec.name);
+        let same = existing
+            .is_some_and(|c| c.labels.get(labels::SPEC_HASH) == spec.labels.get(labels::SPEC_HASH));
+        match existing {
+            Some(c) if same && c.state == "running" => continue,
+            Some(_) if same => {}
+            Some(c) => {
+                rt.stop_container(&c.name, Duration::from_secs(10)).await?;
+                rt.remove_container(&c.name).await?;
+                rt.create_container(spec).await?;
+                created.containers.push(spec.name.clone());
+            }
+            None => {
+                rt.create_container(spec).await?;
+                created.containers.push(spec.name.clone());
+            }
+        }
+        rt.start_container(&spec.name).await?;
+    }
+    Ok(())
+}
+
+async fn wait_service(
+    rt: &Runtime,
+    stack: &Stack,
+    service: &Service,
+    plan: &Planned,
+    timeout: Duration,
+    bar: &ProgressBar,
+) -> Result<Readiness> {
+    let network = stack.network_name();
+    let mut last = Readiness::Starting;
+    for spec in &plan.specs {
+        last = health::wait_ready(
+            rt,
+            &spec.name,
+            &network,
+            service.health.as_ref(),
+            timeout,
+            |msg| bar.set_message(msg.to_string()),
+        )
+        .await?;
+    }
+    Ok(last)
+}
+
+async fn print_last_logs(rt: &Runtime, plan: &Planned) {
+    for spec in &plan.specs {
+        let options = LogOptions {
+            tail: Some(20),
+            ..LogOptions::default()
+        };
+        let lines: Vec<_> = rt.logs(&spec.name, &options).collect().await;
+        if lines.is_empty() {
+            continue;
+        }
+        eprintln!("last output of {}:", spec.name);
+        for line in lines.into_iter().flatten() {
+            eprintln!("  {}", line.text);
+        }
+    }
+}
+
+/// Removes what a failed run created (containers, then volumes and the network).
+async fn undo(rt: &Runtime, created: &Created) {
+    for c in created.containers.iter().rev() {
+        let _ = rt.remove_container(c).await;
+    }
+    for v in &created.volumes {
+        let _ = rt.remove_volume(v).await;
+    }
+    if let Some(n) = &created.network {
+        let _ = rt.remove_network(n).await;
+    }
+    if !created.containers.is_empty() || created.network.is_some() {
+        eprintln!(
+            "removed what this run created ({} containers{}); `platform down` removes the rest",
+            created.containers.len(),
+            if created.network.is_some() {
+                ", the network"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// Bind mount sources that do not exist: checked before anything starts, because Docker
+/// would otherwise create them as empty directories.
+pub fn missing_bind_sources(stack: &Stack, selected: &BTreeSet<String>) -> Vec<PathBuf> {
+    selected
+        .iter()
+        .flat_map(|s| stack.services[s].volumes.iter())
+        .filter_map(|m| match m {
+            Mount::Bind { source, .. } if !source.exists() => Some(source.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,169 @@
+//! `platform up` / `platform down` against the real engine with a small stack of the images
+//! that exist today (tansu and MariaDB): dependency order and health waits, idempotent
+//! re-runs, replacing only what changed, cleanup after a failed start, and `down --volumes`
+//! leaving nothing with the stack's label.
+
+use std::path::Path;
+use std::time::Duration;
+
+use platform::commands::Global;
+use platform::commands::down::{self, DownArgs};
+use platform::commands::up::{self, UpArgs};
+use platform::stack::StackFile;
+
+use crate::support::{cleanup, runtime, unique_stack, with_stack};
+
+fn stack_text(name: &str, broker_extra_env: &str, broker_command: &str) -> String {
+    format!(
+        r#"
+[stack]
+name = "{name}"
+
+[services.broker]
+build = {{ recipe = "tansu" }}
+command = [{broker_command}]
+port = 9092
+volumes = ["broker-data:/data"]
+health = {{ tcp = 9092, interval = "200ms", retries = 100 }}
+depends_on = {{ db = "healthy" }}
+
+[services.broker.env]
+LISTENER_URL = "tcp://0.0.0.0:${{self.port}}"
+ADVERTISED_LISTENER_URL = "tcp://${{self.host}}:${{self.port}}"
+STORAGE_ENGINE = "sqlite://tansu.db"
+{broker_extra_env}
+
+[services.db]
+build = {{ recipe = "mariadb" }}
+port = 3306
+volumes = ["db-data:/var/lib/mysql"]
+health = {{ exec = ["/usr/bin/mariadb-admin", "--protocol=tcp", "--host=127.0.0.1", "--user=healthcheck", "ping"], interval = "500ms", retries = 240 }}
+env = {{ MARIADB_DATABASES = "app:app:app-secret" }}
+"#
+    )
+}
+
+fn global(file: &Path) -> Global {
+    Global {
+        json: false,
+        stack: file.display().to_string(),
+        verbose: 0,
+    }
+}
+
+fn up_args() -> UpArgs {
+    UpArgs {
+        services: vec![],
+        build: false,
+        timeout: Duration::from_secs(120),
+        keep_on_failure: false,
+    }
+}
+
+async fn started_at(name: &str) -> String {
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let c = docker.inspect_container(name, None).await.unwrap();
+    c.state.unwrap().started_at.unwrap()
+}
+
+/// Starts db then broker (waiting for MariaDB's health before tansu), converges on a re-run
+/// without restarting anything, replaces only the changed service, and `down --volumes`
+/// removes every container, the network and the volumes.
+#[tokio::test]
+async fn up_is_ordered_idempotent_and_down_cleans_up() {
+    let rt = runtime().await;
+    let name = unique_stack("up");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    std::fs::write(&file, stack_text(&name, "", "\"broker\"")).unwrap();
+    let g = global(&file);
+    with_stack(&rt, &name, || async {
+        up::run(&g, up_args()).await.unwrap();
+        let containers = rt.list_containers(Some(&name), None).await.unwrap();
+        let names: Vec<_> = containers
+            .iter()
+            .map(|c| (c.service.as_str(), c.state.as_str()))
+            .collect();
+        assert_eq!(names, vec![("broker", "running"), ("db", "running")]);
+        let broker = format!("platform-{name}-broker-1");
+        let db = format!("platform-{name}-db-1");
+        // The broker started only after the database was healthy.
+        assert!(started_at(&broker).await > started_at(&db).await);
+
+        let (b1, d1) = (started_at(&broker).await, started_at(&db).await);
+        up::run(&g, up_args()).await.unwrap();
+        assert_eq!(
+            (started_at(&broker).await, started_at(&db).await),
+            (b1.clone(), d1.clone()),
+            "a re-run restarts nothing"
+        );
+
+        std::fs::write(
+            &file,
+            stack_text(&name, "CLUSTER_ID = \"changed\"", "\"broker\""),
+        )
+        .unwrap();
+        up::run(&g, up_args()).await.unwrap();
+        assert_ne!(
+            started_at(&broker).await,
+            b1,
+            "the changed service is replaced"
+        );
+        assert_eq!(started_at(&db).await, d1, "the unchanged one is kept");
+
+        let stack = StackFile::at(file.clone()).load().unwrap();
+        let view = down::down(
+            &rt,
+            &stack,
+            &DownArgs {
+                volumes: true,
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.containers.len(), 2);
+        assert_eq!(view.volumes.len(), 2);
+        assert!(
+            rt.list_containers(Some(&name), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(rt.list_networks(Some(&name)).await.unwrap().is_empty());
+        assert!(rt.list_volumes(Some(&name)).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// A service that exits during start fails `up` with a clear error, and what that run created
+/// (containers, network, volumes) is removed again.
+#[tokio::test]
+async fn failed_up_removes_what_it_created() {
+    let rt = runtime().await;
+    let name = unique_stack("upfail");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    // tansu rejects an unknown subcommand and exits.
+    std::fs::write(&file, stack_text(&name, "", "\"no-such-subcommand\"")).unwrap();
+    let g = global(&file);
+    let err = up::run(&g, up_args()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("broker-1") && text.contains("exited"),
+        "{text}"
+    );
+    assert!(
+        rt.list_containers(Some(&name), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(rt.list_networks(Some(&name)).await.unwrap().is_empty());
+    assert!(rt.list_volumes(Some(&name)).await.unwrap().is_empty());
+    cleanup(&rt, &name).await;
+}
