@@ -31,6 +31,7 @@ mod mariadb;
 mod net;
 mod paths;
 mod process;
+mod server;
 mod tansu;
 
 pub use error::Error;
@@ -42,3 +43,22 @@ pub use tansu::Tansu;
 
 /// Result type of every fallible testkit call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// Handles and the futures of their methods are `Send`, so tests can move them into spawned tasks.
+    #[test]
+    fn handles_and_futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let start = crate::MariaDb::start();
+        assert_send(&start);
+        let start = crate::Tansu::start();
+        assert_send(&start);
+        let spawn = crate::spawn_process("/bin/true", ["x"], [("K", "V")]);
+        assert_send(&spawn);
+        fn assert_send_type<T: Send + Sync>() {}
+        assert_send_type::<crate::MariaDb>();
+        assert_send_type::<crate::Tansu>();
+        assert_send_type::<crate::ChildGuard>();
+    }
+}

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
-use tempfile::TempDir;
 
-use crate::net::POLL;
 use crate::paths::{find_program, running_as_root, sanitize, target_dir};
-use crate::process::{Spec, Supervised, log_tail};
-use crate::{Error, Result, free_port};
+use crate::process::{Spec, log_tail};
+use crate::server::{Instance, Server, new_instance_dir};
+use crate::{Error, Result};
 
 /// Password of `root@127.0.0.1` in every instance. Constant on purpose: the servers are throwaway and
 /// bound to loopback, and a fixed value keeps the template reusable.
@@ -47,13 +46,6 @@ CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY 'testkit-root';
 GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
 ";
 
-/// How long a start may take before it counts as failed (usually well under a second).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a graceful stop may take before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(30);
-/// Attempts with a new port when another process took the chosen one first.
-const PORT_ATTEMPTS: usize = 3;
-
 /// The credentials of one service's database: its own user, with rights on that database only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbAccess {
@@ -72,13 +64,37 @@ pub struct DbAccess {
 }
 
 /// A running (or stopped) throwaway MariaDB server. Dropping it kills the server and deletes its data.
+#[derive(Debug)]
 pub struct MariaDb {
-    /// Declared before `dir`: the server must be gone before its directory is removed.
-    process: Option<Supervised>,
-    /// Holds `data/`, the socket, the pid file and `mariadbd.log`.
-    dir: TempDir,
-    port: u16,
-    spec: Spec,
+    instance: Instance<MariaDbServer>,
+}
+
+/// How to run and probe `mariadbd`.
+struct MariaDbServer {
+    mariadbd: PathBuf,
+}
+
+impl Server for MariaDbServer {
+    const NAME: &'static str = "mariadbd";
+    // Usually well under a second; generous for a loaded 2-core machine.
+    const START_TIMEOUT: Duration = Duration::from_secs(60);
+    const STOP_GRACE: Duration = Duration::from_secs(30);
+
+    fn spec(&self, dir: &Path, port: u16) -> Spec {
+        server_spec(&self.mariadbd, dir, port)
+    }
+
+    /// Ready means a real MySQL handshake and login as root succeed over TCP.
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(5), root_connection(port)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("login timed out".into()),
+        }
+    }
 }
 
 impl MariaDb {
@@ -87,7 +103,6 @@ impl MariaDb {
     /// Finds `mariadbd` at `$TESTKIT_MARIADBD`, `/usr/sbin/mariadbd` or on `$PATH`, and
     /// `mariadb-install-db` at `$TESTKIT_MARIADB_INSTALL_DB`, `/usr/bin/mariadb-install-db` or on `$PATH`.
     pub async fn start() -> Result<Self> {
-        let started = Instant::now();
         let mariadbd = find_program(
             "mariadbd",
             "TESTKIT_MARIADBD",
@@ -96,67 +111,39 @@ impl MariaDb {
         )?;
         let template = ensure_template(&mariadbd).await?;
 
-        let dir = tempfile::Builder::new()
-            .prefix("testkit-mariadb-")
-            .tempdir()
-            .map_err(Error::io("creating a temp dir for MariaDB"))?;
+        let dir = new_instance_dir("testkit-mariadb-")?;
         let data = dir.path().join("data");
-        let from = template.clone();
-        let to = data.clone();
-        tokio::task::spawn_blocking(move || copy_dir(&from, &to))
+        tokio::task::spawn_blocking(move || copy_dir(&template, &data))
             .await
             .map_err(|e| Error::io("copying the MariaDB template")(std::io::Error::other(e)))??;
 
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let port = free_port()?;
-            let spec = server_spec(&mariadbd, dir.path(), port);
-            let log_offset = std::fs::metadata(&spec.log).map(|m| m.len()).unwrap_or(0);
-            match launch(&spec, port).await {
-                Ok(process) => {
-                    tracing::info!(port, elapsed = ?started.elapsed(), dir = %dir.path().display(), "MariaDB started");
-                    return Ok(Self {
-                        process: Some(process),
-                        dir,
-                        port,
-                        spec,
-                    });
-                }
-                Err(e)
-                    if attempt < PORT_ATTEMPTS
-                        && log_since(&spec.log, log_offset).contains("Address already in use") =>
-                {
-                    tracing::warn!(port, error = %e, "port taken before MariaDB could bind it, trying another");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let instance = Instance::start(MariaDbServer { mariadbd }, dir).await?;
+        Ok(Self { instance })
     }
 
     /// `mysql://root:<password>@127.0.0.1:<port>/`: the administrator, for test setup only.
     pub fn url_root(&self) -> String {
-        format!("mysql://root:{ROOT_PASSWORD}@127.0.0.1:{}/", self.port)
+        format!("mysql://root:{ROOT_PASSWORD}@127.0.0.1:{}/", self.port())
     }
 
-    /// The TCP port on 127.0.0.1.
+    /// The TCP port on 127.0.0.1 (the same after `start_again`).
     pub fn port(&self) -> u16 {
-        self.port
+        self.instance.port()
     }
 
     /// The instance's directory (data, socket, log).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.instance.dir()
     }
 
     /// The server's log file (stdout and stderr of `mariadbd`, across restarts).
     pub fn log_path(&self) -> &Path {
-        &self.spec.log
+        self.instance.log_path()
     }
 
     /// The server's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Supervised::pid)
+        self.instance.pid()
     }
 
     /// Creates database `name` and a user `name` with a random password and all privileges on that
@@ -165,15 +152,14 @@ impl MariaDb {
     /// `name` must be 1 to 64 characters of `[A-Za-z0-9_]` (it goes into SQL as an identifier).
     pub async fn create_database(&self, name: &str) -> Result<DbAccess> {
         validate_name(name)?;
-        if self.process.is_none() {
-            return Err(Error::NotRunning("mariadbd"));
-        }
+        self.instance.ensure_running()?;
+        let port = self.port();
         let password: String = rand::thread_rng()
             .sample_iter(&rand::distributions::Alphanumeric)
             .take(24)
             .map(char::from)
             .collect();
-        let mut conn = root_connection(self.port).await?;
+        let mut conn = root_connection(port).await?;
         // Names are validated above and the password is alphanumeric, so formatting them into the
         // statements is safe; account statements cannot take bind parameters for identifiers anyway.
         let statements = [
@@ -194,71 +180,28 @@ impl MariaDb {
         Ok(DbAccess {
             database: name.to_string(),
             user: name.to_string(),
-            url: format!("mysql://{name}:{password}@127.0.0.1:{}/{name}", self.port),
+            url: format!("mysql://{name}:{password}@127.0.0.1:{port}/{name}"),
             password,
             host: "127.0.0.1".into(),
-            port: self.port,
+            port,
         })
     }
 
     /// Stops the server gracefully (SIGTERM, clean InnoDB shutdown). Data and port are kept for
     /// [`start_again`](Self::start_again). For outage tests.
     pub async fn stop(&mut self) -> Result<()> {
-        if let Some(mut process) = self.process.take() {
-            process.stop(STOP_GRACE).await?;
-        }
-        Ok(())
+        self.instance.stop().await
     }
 
     /// Kills the server with SIGKILL (a crash: InnoDB recovers at the next start).
     pub async fn kill(&mut self) -> Result<()> {
-        if let Some(mut process) = self.process.take() {
-            process.kill().await?;
-        }
-        Ok(())
+        self.instance.kill().await
     }
 
     /// Starts the server again on the same port with the same data, after `stop` or `kill`.
     /// Does nothing if it is running.
     pub async fn start_again(&mut self) -> Result<()> {
-        if self.process.is_some() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        self.process = Some(launch(&self.spec, self.port).await?);
-        tracing::info!(port = self.port, elapsed = ?started.elapsed(), "MariaDB started again");
-        Ok(())
-    }
-}
-
-/// Spawns `mariadbd` and waits until it accepts a real MySQL login as root.
-async fn launch(spec: &Spec, port: u16) -> Result<Supervised> {
-    let mut process = Supervised::spawn(spec).await?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let attempt = tokio::time::timeout(Duration::from_secs(5), root_connection(port)).await;
-        let reason = match attempt {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                return Ok(process);
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "login timed out".to_string(),
-        };
-        let exited = process.exit_status();
-        if exited.is_some() || Instant::now() >= deadline {
-            let reason = match exited {
-                Some(status) => format!("mariadbd exited with {status}"),
-                None => format!("not ready after {START_TIMEOUT:?}; last error: {reason}"),
-            };
-            return Err(Error::Start {
-                name: "mariadbd".into(),
-                reason,
-                log: spec.log.clone(),
-                tail: log_tail(&spec.log, 30),
-            });
-        }
-        tokio::time::sleep(POLL).await;
+        self.instance.start_again().await
     }
 }
 
@@ -274,29 +217,6 @@ async fn root_connection(port: u16) -> Result<MySqlConnection> {
             context: format!("logging in as root on 127.0.0.1:{port}"),
             source,
         })
-}
-
-impl std::fmt::Debug for MariaDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MariaDb")
-            .field("port", &self.port)
-            .field("pid", &self.pid())
-            .field("dir", &self.dir.path())
-            .finish()
-    }
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "testkit: MariaDB on port {} (log {}), last lines:\n{}",
-                self.port,
-                self.spec.log.display(),
-                log_tail(&self.spec.log, 20)
-            );
-        }
-    }
 }
 
 /// The command line of one instance living in `dir`.
@@ -501,17 +421,6 @@ fn validate_name(name: &str) -> Result<()> {
         name: name.to_string(),
         reason,
     })
-}
-
-/// What was appended to a log after `offset` (the output of the latest attempt only).
-fn log_since(path: &Path, offset: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut text = Vec::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
-        let _ = file.seek(SeekFrom::Start(offset));
-        let _ = file.read_to_end(&mut text);
-    }
-    String::from_utf8_lossy(&text).into_owned()
 }
 
 #[cfg(test)]

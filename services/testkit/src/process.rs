@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::ChildStdout;
 
 use crate::{Error, Result};
 
@@ -33,8 +34,9 @@ use crate::{Error, Result};
 ///
 /// fd 3 keeps the control pipe for the reader subshell: a background job's stdin is /dev/null by
 /// POSIX rules, so it must read from a saved descriptor. The program gets neither the pipe nor a
-/// terminal. The first line on stdout is the program's pid, for the parent; afterwards stdout goes
-/// to the log too.
+/// terminal. On stdout the parent reads first the program's pid, then one line per signal request:
+/// the exit status of `kill`, so `signal` returns only once the signal is delivered. The reader
+/// ignores SIGPIPE so that a vanished parent can never stop it before it reaches the final KILL.
 const WATCHDOG: &str = r#"
 log=$1
 shift
@@ -42,18 +44,24 @@ exec 3<&0
 "$@" </dev/null 3<&- >>"$log" 2>&1 &
 pid=$!
 echo "$pid"
-exec >>"$log"
 (
-  while read -r sig <&3; do kill -s "$sig" "$pid" 2>/dev/null; done
+  trap '' PIPE
+  while read -r sig <&3; do
+    kill -s "$sig" "$pid" 2>/dev/null
+    echo "$?" 2>/dev/null
+  done
   kill -s KILL "$pid" 2>/dev/null
 ) </dev/null &
 reader=$!
-exec 3<&-
+exec 3<&- >>"$log"
 wait "$pid"
 status=$?
 kill "$reader" 2>/dev/null
 exit "$status"
 "#;
+
+/// How long a signal request may wait for the watchdog's acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long `Drop` waits for a killed process to be gone before giving up (it then relies on
 /// `kill_on_drop` and the watchdog).
@@ -78,6 +86,8 @@ pub(crate) struct Supervised {
     child: tokio::process::Child,
     /// Write end of the control pipe. Closing it (dropping this) makes the watchdog kill the program.
     control: Option<PipeWriter>,
+    /// The watchdog's stdout: the pid line, then one acknowledgement per signal request.
+    acks: BufReader<ChildStdout>,
     /// The program's own pid (not the watchdog's), e.g. for reading `/proc/<pid>`.
     pid: u32,
     /// Exit status once observed, so it can be reported more than once.
@@ -129,12 +139,9 @@ impl Supervised {
             context: "reading the watchdog's stdout".into(),
             source: std::io::Error::other("stdout was not captured"),
         })?;
+        let mut acks = BufReader::new(stdout);
         let mut line = String::new();
-        let read = tokio::time::timeout(
-            Duration::from_secs(10),
-            BufReader::new(stdout).read_line(&mut line),
-        )
-        .await;
+        let read = tokio::time::timeout(Duration::from_secs(10), acks.read_line(&mut line)).await;
         let pid = match read {
             Ok(Ok(_)) => line.trim().parse::<u32>().ok(),
             _ => None,
@@ -150,6 +157,7 @@ impl Supervised {
         Ok(Self {
             child,
             control: Some(writer),
+            acks,
             pid,
             status: None,
         })
@@ -167,8 +175,31 @@ impl Supervised {
         self.status
     }
 
-    /// Asks the watchdog to send signal `sig` (a name such as `TERM`, `KILL`, `STOP`, `CONT`).
-    pub(crate) fn signal(&mut self, sig: &str) -> Result<()> {
+    /// Has the watchdog send signal `sig` (a name such as `TERM`, `KILL`, `STOP`, `CONT`) and returns
+    /// once it is delivered.
+    pub(crate) async fn signal(&mut self, sig: &str) -> Result<()> {
+        self.request_signal(sig)?;
+        let mut line = String::new();
+        let context = || format!("sending {sig} to pid {}", self.pid);
+        match tokio::time::timeout(ACK_TIMEOUT, self.acks.read_line(&mut line)).await {
+            Ok(Ok(0)) => Err(Error::NotRunning("process")),
+            Ok(Ok(_)) if line.trim() == "0" => Ok(()),
+            Ok(Ok(_)) => Err(Error::Io {
+                context: context(),
+                source: std::io::Error::other(format!("kill exited with {}", line.trim())),
+            }),
+            Ok(Err(e)) => Err(Error::io(context())(e)),
+            Err(_) => Err(Error::Timeout {
+                what: context(),
+                after: ACK_TIMEOUT,
+                last: "no acknowledgement from the watchdog".into(),
+            }),
+        }
+    }
+
+    /// Writes a signal request without waiting for its acknowledgement (for `Drop`, which cannot
+    /// await).
+    fn request_signal(&mut self, sig: &str) -> Result<()> {
         if sig.is_empty()
             || !sig
                 .bytes()
@@ -202,7 +233,7 @@ impl Supervised {
             return Ok(status);
         }
         // An error here means the watchdog already finished: the program is gone or going.
-        let _ = self.signal("TERM");
+        let _ = self.signal("TERM").await;
         if let Some(status) = self.wait(grace).await {
             return Ok(status);
         }
@@ -219,7 +250,7 @@ impl Supervised {
         if let Some(status) = self.exit_status() {
             return Ok(status);
         }
-        let _ = self.signal("KILL");
+        let _ = self.signal("KILL").await;
         self.wait(DROP_WAIT).await.ok_or_else(|| Error::Timeout {
             what: format!("pid {} to exit after SIGKILL", self.pid),
             after: DROP_WAIT,
@@ -235,7 +266,7 @@ impl Drop for Supervised {
         if self.exit_status().is_some() {
             return;
         }
-        let _ = self.signal("KILL");
+        let _ = self.request_signal("KILL");
         // Closing the pipe is the watchdog's other kill trigger, should the line not get through.
         self.control = None;
         let deadline = Instant::now() + DROP_WAIT;
@@ -416,10 +447,10 @@ impl ChildGuard {
         self.process.exit_status()
     }
 
-    /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`, `HUP`...) without waiting.
-    /// `STOP`/`CONT` freeze and resume it: a hung service, for timeout and breaker tests.
-    pub fn signal(&mut self, sig: &str) -> Result<()> {
-        self.process.signal(sig)
+    /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`, `HUP`...) and returns once it is
+    /// delivered. `STOP`/`CONT` freeze and resume it: a hung service, for timeout and breaker tests.
+    pub async fn signal(&mut self, sig: &str) -> Result<()> {
+        self.process.signal(sig).await
     }
 
     /// Kills it with SIGKILL, like `kill -9`, and waits until it is gone.
@@ -574,10 +605,14 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            p.signal("TERM; rm -rf /"),
+            p.signal("TERM; rm -rf /").await,
             Err(Error::InvalidName { .. })
         ));
-        assert!(matches!(p.signal(""), Err(Error::InvalidName { .. })));
+        assert!(matches!(p.signal("").await, Err(Error::InvalidName { .. })));
+        // A real but unknown-to-kill name is refused by kill and reported, not ignored.
+        assert!(matches!(p.signal("NOSUCHSIG").await, Err(Error::Io { .. })));
+        p.signal("STOP").await.unwrap();
+        p.signal("CONT").await.unwrap();
     }
 
     /// The tail helper returns the last lines only.

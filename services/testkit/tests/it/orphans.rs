@@ -56,6 +56,11 @@ async fn servers_die_with_a_killed_test_process() {
     );
 }
 
+/// Where the helper lists its servers' instance dirs.
+fn dirs_file(pidfile: &Path) -> std::path::PathBuf {
+    pidfile.with_extension("dirs")
+}
+
 async fn wait_for_pids(path: &Path, timeout: Duration) -> Vec<u32> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -82,15 +87,24 @@ async fn helper_starts_servers_and_hangs() {
     };
     let db = testkit::MariaDb::start().await.unwrap();
     let kafka = testkit::Tansu::start().await.unwrap();
-    let sleeper = testkit::spawn_process("/bin/sleep", ["600"], std::iter::empty::<(&str, &str)>())
-        .await
-        .unwrap();
+    // Logs into the parent's temp dir, which the parent removes.
+    let log_dir = Path::new(&pidfile).parent().unwrap().to_path_buf();
+    let sleeper = testkit::spawn_process_in(
+        log_dir,
+        "/bin/sleep",
+        ["600"],
+        std::iter::empty::<(&str, &str)>(),
+    )
+    .await
+    .unwrap();
     let pids = format!(
         "{} {} {}\n",
         db.pid().unwrap(),
         kafka.pid().unwrap(),
         sleeper.pid()
     );
+    let dirs = format!("{}\n{}\n", db.dir().display(), kafka.dir().display());
+    std::fs::write(dirs_file(Path::new(&pidfile)), dirs).unwrap();
     let tmp = Path::new(&pidfile).with_extension("tmp");
     std::fs::write(&tmp, pids).unwrap();
     std::fs::rename(&tmp, &pidfile).unwrap();

@@ -82,13 +82,13 @@ async fn stop_and_cont_freeze_a_process() {
     assert_eq!(server.log_path(), dir.path().join("python3.log"));
     let url = format!("http://127.0.0.1:{port}/");
     wait_for_http(&url, Duration::from_secs(20)).await.unwrap();
-    server.signal("STOP").unwrap();
+    server.signal("STOP").await.unwrap();
     assert!(
         wait_for_http(&url, Duration::from_millis(500))
             .await
             .is_err()
     );
-    server.signal("CONT").unwrap();
+    server.signal("CONT").await.unwrap();
     wait_for_http(&url, Duration::from_secs(5)).await.unwrap();
     let status = server.stop(Duration::from_secs(5)).await.unwrap();
     assert!(!status.success() || status.code() == Some(0));
