@@ -1,0 +1,228 @@
+//! order-service: places orders after reserving stock at inventory-service
+//! (through the registry, a load balancer, a timeout and a circuit
+//! breaker), stores each order with its `OrderPlacedEvent` in one MySQL
+//! transaction (transactional outbox) and relays the events to Kafka.
+//!
+//! Modules: [`api`] (HTTP and the order flow), [`inventory`] (the guarded
+//! client), [`store`] (MySQL), [`relay`] (outbox → Kafka),
+//! [`compensation`] (releasing reservations of failed orders), [`model`]
+//! (request/response types and rules), [`error`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod compensation;
+pub mod error;
+pub mod inventory;
+pub mod model;
+pub mod relay;
+pub mod store;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use kit::breaker::{BreakerArgs, BreakerRegistry, CircuitBreaker};
+use kit::config::{HasCommon, ServiceSpec, parse_duration};
+use kit::lb::{Balancer, EjectionPolicy, Strategy};
+use kit::{CommonArgs, Service};
+use secrecy::{ExposeSecret, SecretString};
+
+/// What this service is.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "order-service",
+    default_port: 8082,
+    version: env!("CARGO_PKG_VERSION"),
+    registers: true,
+};
+
+/// The name of the breaker guarding inventory calls.
+pub const INVENTORY_BREAKER: &str = "inventory-service";
+
+/// The service's configuration, from flags and environment.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// MySQL URL of the orders database, with the service's own user: mysql://user:password@host:port/orders
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretString,
+
+    /// Largest number of database connections
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 32)]
+    pub db_max_connections: u32,
+
+    /// How long to keep retrying the first database connection at start
+    #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub db_connect_timeout: Duration,
+
+    /// Kafka bootstrap servers (host:port[,host:port])
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+
+    /// Partitions of the order-placed topic when this service creates it
+    #[arg(long, env = "ORDER_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub order_topic_partitions: i32,
+
+    /// Registry name of the inventory service
+    #[arg(long, env = "INVENTORY_SERVICE", default_value = "inventory-service")]
+    pub inventory_service: String,
+
+    /// Time limit of one inventory call (the seed's time limiter: 3s)
+    #[arg(long, env = "INVENTORY_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub inventory_timeout: Duration,
+
+    /// How instances of inventory are chosen
+    #[arg(long, env = "INVENTORY_LB_STRATEGY", value_enum, default_value_t = Strategy::PowerOfTwoChoices)]
+    pub inventory_lb_strategy: Strategy,
+
+    #[command(flatten)]
+    pub breaker: BreakerArgs,
+
+    /// Outbox relay: poll interval when no order wakes it
+    #[arg(long, env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub outbox_poll_interval: Duration,
+
+    /// Outbox relay: events per pass
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 500)]
+    pub outbox_batch_size: u32,
+
+    /// Outbox relay: how long the producer retries one event before the pass gives up on it (message.timeout.ms)
+    #[arg(long, env = "OUTBOX_SEND_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub outbox_send_timeout: Duration,
+
+    /// Idempotency-Key: how long a repeat waits for the first attempt before answering 409
+    #[arg(long, env = "IDEMPOTENCY_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub idempotency_wait: Duration,
+
+    /// Idempotency-Key: an attempt silent this long is taken over by a repeat (its instance crashed)
+    #[arg(long, env = "IDEMPOTENCY_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub idempotency_lease: Duration,
+}
+
+impl HasCommon for Config {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+impl Config {
+    /// A configuration for tests: port 0, the given database and broker, the
+    /// platform's breaker defaults, a fast relay poll.
+    pub fn for_tests(database_url: &str, kafka: &str, registry_url: Option<&str>) -> Config {
+        use clap::Parser;
+        // Parse the defaults (breaker included) from an empty command line,
+        // so tests see exactly what a deployment without overrides sees.
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            breaker: BreakerArgs,
+        }
+        let defaults = Defaults::parse_from(["order-service"]);
+        Config {
+            common: CommonArgs::for_tests(registry_url),
+            database_url: SecretString::from(database_url.to_string()),
+            db_max_connections: 32,
+            db_connect_timeout: Duration::from_secs(30),
+            kafka_bootstrap_servers: kafka.to_string(),
+            order_topic_partitions: 3,
+            inventory_service: "inventory-service".into(),
+            inventory_timeout: Duration::from_secs(3),
+            inventory_lb_strategy: Strategy::PowerOfTwoChoices,
+            breaker: defaults.breaker,
+            outbox_poll_interval: Duration::from_millis(200),
+            outbox_batch_size: 500,
+            outbox_send_timeout: Duration::from_secs(10),
+            idempotency_wait: Duration::from_secs(5),
+            idempotency_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Connects to the database, starts the relay and the compensator, and
+/// serves until the service's shutdown token is cancelled (or a signal).
+pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
+    let breaker_config = config
+        .breaker
+        .config()
+        .context("circuit breaker configuration")?;
+    let store = store::Store::connect(
+        config.database_url.expose_secret(),
+        config.db_max_connections,
+        config.db_connect_timeout,
+    )
+    .await?;
+    {
+        let store = store.clone();
+        service.health().add_check("db", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+    }
+
+    let breakers = BreakerRegistry::new(service.metrics());
+    let breaker = CircuitBreaker::new(INVENTORY_BREAKER, breaker_config);
+    breakers.add(breaker.clone());
+    let balancer = Balancer::new(
+        &config.inventory_service,
+        service.discovery().clone(),
+        config.inventory_lb_strategy,
+        EjectionPolicy::default(),
+    );
+    let inventory = inventory::InventoryClient::new(
+        balancer,
+        breaker,
+        service.http_client().clone(),
+        config.inventory_timeout,
+    );
+
+    let relay = relay::Relay::new(
+        store.pool().clone(),
+        relay::RelayOptions {
+            bootstrap_servers: config.kafka_bootstrap_servers.clone(),
+            topic_partitions: config.order_topic_partitions,
+            poll_interval: config.outbox_poll_interval,
+            batch_size: config.outbox_batch_size,
+            send_timeout: config.outbox_send_timeout,
+            client_id: service.instance_id().to_string(),
+        },
+        service.metrics(),
+    )
+    .context("creating the Kafka producer")?;
+    let wake = relay.waker();
+    service.spawn("outbox-relay", relay.run(service.shutdown_token()));
+
+    let (compensate, queue) = tokio::sync::mpsc::channel(10_000);
+    service.spawn(
+        "compensation",
+        compensation::run(
+            queue,
+            store.clone(),
+            inventory.clone(),
+            service.shutdown_token(),
+        ),
+    );
+
+    let state = api::AppState::new(
+        store,
+        inventory,
+        wake,
+        compensate,
+        service.jwt_validator().cloned(),
+        api::IdempotencyOptions {
+            wait: config.idempotency_wait,
+            lease: config.idempotency_lease,
+        },
+        service.metrics(),
+    );
+    service
+        .serve(
+            api::router(state.clone()),
+            api::admin_router(state, breakers),
+        )
+        .await
+        .context("serving HTTP")
+}
