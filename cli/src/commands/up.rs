@@ -189,8 +189,12 @@ async fn images(
                     bar.finish_and_clear();
                     let built = built?;
                     if built.built {
-                        let _ =
-                            bars.println(format!("built {} ({:.1}s)", built.tag, built.seconds));
+                        let line = format!("built {} ({:.1}s)", built.tag, built.seconds);
+                        if bar.is_hidden() {
+                            eprintln!("{line}");
+                        } else {
+                            let _ = bars.println(line);
+                        }
                     }
                     by_recipe.insert(recipe.clone(), built.tag.clone());
                     built.tag
@@ -336,10 +340,19 @@ async fn converge(
         let waits = planned.iter().map(|(service, plan)| {
             let bar = bar_of[&service.name].clone();
             async move {
+                let since = tokio::time::Instant::now();
                 let result = wait_service(rt, stack, service, plan, args.timeout, &bar).await;
+                let line = match &result {
+                    Ok(r) => format!("{r} ({:.1}s)", since.elapsed().as_secs_f64()),
+                    Err(e) => format!("failed: {e}"),
+                };
+                // Without a terminal the bars are hidden: say it in the log instead.
+                if bar.is_hidden() {
+                    eprintln!("{}: {line}", service.name);
+                }
                 match &result {
-                    Ok(r) => bar.finish_with_message(format!("{r}")),
-                    Err(e) => bar.abandon_with_message(format!("failed: {e}")),
+                    Ok(_) => bar.finish_with_message(line),
+                    Err(_) => bar.abandon_with_message(line),
                 }
                 result
             }

@@ -59,6 +59,15 @@ impl RuntimeError {
                 what: action,
                 message: message.clone(),
             },
+            // A taken host port surfaces as a 500 from `start`, not as a 409.
+            bollard::errors::Error::DockerResponseServerError { message, .. }
+                if is_port_taken(message) =>
+            {
+                RuntimeError::Conflict {
+                    what: action,
+                    message: message.clone(),
+                }
+            }
             _ => RuntimeError::Docker { action, source },
         }
     }
@@ -75,7 +84,7 @@ impl RuntimeError {
                 Some("is the daemon running and DOCKER_HOST right?".to_string())
             }
             RuntimeError::TooOld { .. } => Some("upgrade Docker Engine to 20.10 or newer".into()),
-            RuntimeError::Conflict { message, .. } if message.contains("port is already allocated") => {
+            RuntimeError::Conflict { message, .. } if is_port_taken(message) => {
                 Some("another process or container holds that host port: free it or change `ports` in the stack".into())
             }
             RuntimeError::NotOurs { .. } => Some(
@@ -84,6 +93,11 @@ impl RuntimeError {
             _ => None,
         }
     }
+}
+
+/// True when Docker says a published host port is in use (by a container or another process).
+fn is_port_taken(message: &str) -> bool {
+    message.contains("port is already allocated") || message.contains("address already in use")
 }
 
 /// True when bollard reports HTTP 404 (a missing object), which callers often treat as "done".

@@ -167,3 +167,36 @@ async fn failed_up_removes_what_it_created() {
     assert!(rt.list_volumes(Some(&name)).await.unwrap().is_empty());
     cleanup(&rt, &name).await;
 }
+
+/// A published host port that another process holds fails `up` with a conflict that says so
+/// and how to fix it, and nothing of the run is left behind.
+#[tokio::test]
+async fn taken_host_port_is_a_clear_error() {
+    let rt = runtime().await;
+    let name = unique_stack("port");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    let text = format!(
+        "[stack]\nname = \"{name}\"\n[services.broker]\nbuild = {{ recipe = \"tansu\" }}\n\
+         command = [\"broker\"]\nports = [\"127.0.0.1:{port}:9092\"]\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let err = up::run(&global(&file), up_args()).await.unwrap_err();
+    assert!(err.to_string().contains("address already in use"), "{err}");
+    assert!(
+        err.hint().unwrap_or_default().contains("host port"),
+        "{:?}",
+        err.hint()
+    );
+    assert!(
+        rt.list_containers(Some(&name), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(rt.list_networks(Some(&name)).await.unwrap().is_empty());
+    drop(holder);
+    cleanup(&rt, &name).await;
+}
