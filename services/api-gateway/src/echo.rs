@@ -177,9 +177,10 @@ const CHUNK: u64 = 64 * 1024;
 
 impl Generated {
     pub fn new(len: u64) -> Generated {
-        // 251 * 262 = 65762 ≥ CHUNK: any chunk is a slice of this block
-        // starting at `sent % 251`.
-        let block: Vec<u8> = (0..251 * 262).map(pattern_byte).collect();
+        // A chunk starts anywhere in the 251-byte period and is up to CHUNK
+        // long: 251 * 263 = 66013 ≥ 250 + CHUNK, so every chunk is a slice
+        // of this one block.
+        let block: Vec<u8> = (0..251 * 263).map(pattern_byte).collect();
         Generated {
             sent: 0,
             len,
@@ -223,7 +224,9 @@ mod tests {
     /// Generated bodies have the exact length and follow the pattern across chunk borders.
     #[tokio::test]
     async fn generated_body_follows_the_pattern() {
-        let len = 3 * CHUNK + 17;
+        // Chunk k starts at offset 25k mod 251 of the period: chunk 10 at
+        // 250, the worst case for the block length.
+        let len = 11 * CHUNK + 5;
         let body = Generated::new(len).collect().await.unwrap().to_bytes();
         assert_eq!(body.len() as u64, len);
         assert!(

@@ -197,19 +197,6 @@ pub fn build(
                 .map(|(k, u)| (k.clone(), u.balancer.clone()))
                 .collect(),
         }));
-    {
-        let discovery = discovery.clone();
-        service.health().add_check("registry-view", move || {
-            let loaded = discovery.is_loaded();
-            async move {
-                if loaded {
-                    Ok(())
-                } else {
-                    Err("no view of the registry yet".to_string())
-                }
-            }
-        });
-    }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.connect_timeout));

@@ -1,0 +1,375 @@
+//! What every gateway test starts: a real registry (the discovery-server
+//! binary as a child process), echo upstreams registered in it, the real
+//! gateway on port 0, and a stand-in OIDC issuer whose keys the tests
+//! control.
+//!
+//! The registry is real, so the gateway finds its upstreams the way it does
+//! in production: registration over the Eureka API, the kit's watch-fed
+//! discovery cache, the shared balancer. `cargo build -p discovery-server`
+//! must have run (the tests say so when the binary is missing).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use kit::CommonArgs;
+use kit::clock::Clock;
+use kit::registry::RegistryHttp;
+use kit::registry::model::InstanceInfo;
+use parking_lot::RwLock;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The admin token of in-process services (no issuer configured).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A reqwest client that neither pools across tests nor follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A built binary of this workspace.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    testkit::bin_path(name)
+        .unwrap_or_else(|e| panic!("{e}: build it first (cargo build -p {name})"))
+}
+
+/// The discovery-server, started for one test.
+pub struct Registry {
+    pub url: String,
+    pub http: RegistryHttp,
+    _process: testkit::ChildGuard,
+}
+
+impl Registry {
+    pub async fn start() -> Registry {
+        let port = testkit::free_port().unwrap().to_string();
+        let process = testkit::spawn_process(
+            workspace_bin("discovery-server"),
+            [
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--admin-token",
+                "registry-admin",
+            ],
+            [("RUST_LOG", "warn")],
+        )
+        .await
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
+        let http = RegistryHttp::new(url.parse().unwrap(), reqwest::Client::new());
+        Registry {
+            url,
+            http,
+            _process: process,
+        }
+    }
+
+    /// Registers an instance of `service` at 127.0.0.1:`port` (UP).
+    pub async fn register(&self, service: &str, id: &str, port: u16) {
+        let info = InstanceInfo::new(service, id, "127.0.0.1", "127.0.0.1", port);
+        self.http.register(&info).await.unwrap();
+    }
+
+    pub async fn deregister(&self, service: &str, id: &str) {
+        self.http
+            .cancel(&service.to_ascii_uppercase(), id)
+            .await
+            .unwrap();
+    }
+}
+
+/// An in-process HTTP server on a loopback port (an echo upstream or a
+/// special-purpose one), stopped when dropped.
+pub struct Upstream {
+    pub port: u16,
+    stop: CancellationToken,
+    _task: JoinHandle<()>,
+}
+
+impl Upstream {
+    /// An echo upstream named `name` (see `api_gateway::echo`).
+    pub async fn echo(name: &str) -> Upstream {
+        Upstream::serve(api_gateway::echo::router(name)).await
+    }
+
+    pub async fn serve(app: axum::Router) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(s.cancelled_owned())
+            .await;
+        });
+        Upstream {
+            port,
+            stop,
+            _task: task,
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The gateway, in-process on port 0.
+pub struct Gateway {
+    pub base: String,
+    pub gateway: api_gateway::Gateway,
+    pub discovery: kit::registry::Discovery,
+    pub metrics: kit::metrics::Metrics,
+    stop: CancellationToken,
+    _task: JoinHandle<Result<(), kit::service::ServiceError>>,
+}
+
+/// Changes a test makes to the gateway's configuration.
+pub type Adjust<'a> = Box<dyn FnOnce(&mut api_gateway::Config) + 'a>;
+
+/// How a test gateway is set up.
+pub struct GatewaySetup<'a> {
+    pub routes: &'a str,
+    pub registry: &'a Registry,
+    /// A validator for protected routes (the service's admin auth becomes JWT).
+    pub validator: Option<kit::auth::JwtValidator>,
+    pub adjust: Option<Adjust<'a>>,
+}
+
+impl Gateway {
+    /// A gateway with public routes only.
+    pub async fn start(routes: &str, registry: &Registry) -> Gateway {
+        Gateway::start_with(GatewaySetup {
+            routes,
+            registry,
+            validator: None,
+            adjust: None,
+        })
+        .await
+    }
+
+    pub async fn start_with(setup: GatewaySetup<'_>) -> Gateway {
+        kit::telemetry::init_for_tests();
+        let common = CommonArgs::for_tests(Some(&setup.registry.url));
+        let mut config = api_gateway::Config::for_tests(common);
+        if let Some(adjust) = setup.adjust {
+            adjust(&mut config);
+        }
+        let routes = api_gateway::routes_file::parse(setup.routes, "test-routes.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut service = kit::Service::bind(&api_gateway::SPEC, config.common.clone())
+            .await
+            .unwrap();
+        if let Some(v) = setup.validator {
+            service.set_admin_auth(kit::auth::AdminAuth::Jwt(v));
+        }
+        let gateway = api_gateway::build(&config, routes, &service).unwrap();
+        let base = format!("http://127.0.0.1:{}", service.port());
+        let discovery = service.discovery().clone();
+        let metrics = service.metrics().clone();
+        let stop = service.shutdown_token();
+        let task = tokio::spawn(service.serve(gateway.api(), gateway.admin()));
+        Gateway {
+            base,
+            gateway,
+            discovery,
+            metrics,
+            stop,
+            _task: task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until the gateway's registry view has `n` UP instances of `service`.
+    pub async fn wait_for_instances(&self, service: &str, n: usize) {
+        let d = self.discovery.clone();
+        d.start();
+        eventually(
+            &format!("{n} instances of {service}"),
+            Duration::from_secs(10),
+            || d.cached(service).len() == n,
+        )
+        .await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+// ---- a stand-in OIDC issuer --------------------------------------------------
+
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A signing key of the test issuer, with its public JWK.
+pub struct TestKey {
+    pub kid: &'static str,
+    pub key: EncodingKey,
+    pub jwk: Value,
+}
+
+impl TestKey {
+    pub fn rsa(kid: &'static str, pem: &str) -> TestKey {
+        let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+        let mut jwk =
+            serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap()).unwrap();
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        TestKey { kid, key, jwk }
+    }
+
+    /// `claims` signed under a normal RS256 header with this key's kid.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
+        sign_with(&header, claims, &self.key, Algorithm::RS256)
+    }
+}
+
+pub fn sign_with(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let message = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+    format!("{message}.{sig}")
+}
+
+pub fn key_a() -> TestKey {
+    TestKey::rsa("key-a", include_str!("keys/rsa-a.pem"))
+}
+pub fn key_b() -> TestKey {
+    TestKey::rsa("key-b", include_str!("keys/rsa-b.pem"))
+}
+pub fn key_other() -> TestKey {
+    TestKey::rsa("key-other", include_str!("keys/rsa-other.pem"))
+}
+
+/// Serves OIDC discovery and a JWKS for realm `platform` (and `other`).
+pub struct Issuer {
+    pub base: String,
+    /// `<base>/realms/platform`.
+    pub issuer: String,
+    jwks: Arc<RwLock<Value>>,
+    _server: Upstream,
+}
+
+impl Issuer {
+    pub async fn start(keys: &[&TestKey]) -> Issuer {
+        let jwks = Arc::new(RwLock::new(json!({"keys": []})));
+        let listener_probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener_probe.local_addr().unwrap().port();
+        drop(listener_probe);
+        let base = format!("http://127.0.0.1:{port}");
+        let doc_base = base.clone();
+        let served = jwks.clone();
+        let app = axum::Router::new()
+            .route(
+                "/realms/{realm}/.well-known/openid-configuration",
+                axum::routing::get(move |axum::extract::Path(realm): axum::extract::Path<String>| {
+                    let b = doc_base.clone();
+                    async move {
+                        axum::Json(json!({
+                            "issuer": format!("{b}/realms/{realm}"),
+                            "jwks_uri": format!("{b}/realms/{realm}/protocol/openid-connect/certs"),
+                        }))
+                    }
+                }),
+            )
+            .route(
+                "/realms/{realm}/protocol/openid-connect/certs",
+                axum::routing::get(move || {
+                    let v = served.read().clone();
+                    async move { axum::Json(v) }
+                }),
+            );
+        // Bind the chosen port (freed above): the issuer URL must be known
+        // before the server exists, to put into its discovery document.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await;
+        });
+        let issuer = Issuer {
+            issuer: format!("{base}/realms/platform"),
+            base,
+            jwks,
+            _server: Upstream {
+                port,
+                stop,
+                _task: task,
+            },
+        };
+        issuer.publish(keys);
+        issuer
+    }
+
+    /// Replaces the published JWKS.
+    pub fn publish(&self, keys: &[&TestKey]) {
+        *self.jwks.write() =
+            json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
+    }
+
+    /// A validator of this issuer on `clock`, as the kit builds it from
+    /// ISSUER_URL and JWT_AUDIENCE.
+    pub fn validator(&self, audience: Option<&str>, clock: Clock) -> kit::auth::JwtValidator {
+        let config = kit::auth::ValidatorConfig::new(&self.issuer).audiences(audience);
+        kit::auth::JwtValidator::discover(config, reqwest::Client::new(), clock)
+    }
+
+    /// Keycloak-shaped access-token claims for `user` with `roles`, valid
+    /// around `now` (seconds).
+    pub fn claims(&self, now: i64, roles: &[&str]) -> Value {
+        json!({
+            "exp": now + 300, "iat": now, "jti": format!("jti-{now}-{}", roles.len()),
+            "iss": self.issuer, "aud": "platform-api", "sub": "u-1", "typ": "Bearer",
+            "azp": "platform-cli", "realm_access": {"roles": roles},
+            "scope": "openid profile email", "preferred_username": "alice"
+        })
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

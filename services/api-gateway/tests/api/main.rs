@@ -1,0 +1,13 @@
+//! Integration tests of the api-gateway: the real gateway on port 0, real
+//! upstream HTTP servers on loopback, registered through a real registry
+//! (the discovery-server binary, started per test).
+//!
+//! Build the registry first: `cargo build -p discovery-server`.
+
+mod auth;
+mod config;
+mod failover;
+mod filters;
+mod helpers;
+mod routing;
+mod streaming;
