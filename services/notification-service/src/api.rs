@@ -1,0 +1,110 @@
+//! HTTP: the sent notifications, and the consumer's state for operators.
+//!
+//! - `GET /api/notifications?page=0&size=20&orderNumber=...`: a [`kit::page::Page`] of
+//!   [`Notification`]s, newest first.
+//! - `GET /admin/consumer` (admin token): a [`ConsumerReport`], with the lag measured on
+//!   the spot.
+//!
+//! Errors are problem+json: bad paging 400, the database unreachable 503, anything else 500.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kit::Problem;
+use kit::http::{Json, Query};
+use kit::page::{Page, PageRequest};
+use serde::Deserialize;
+
+use crate::consumer::LagProbe;
+use crate::consumer::state::{ConsumerReport, ConsumerState};
+use crate::store::{Notification, NotificationStore, StoreError};
+
+/// Largest page of notifications.
+pub const MAX_PAGE_SIZE: u64 = 200;
+/// Longest order number a filter can name (the column's width).
+const MAX_ORDER_NUMBER: usize = 64;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: NotificationStore,
+    pub consumer: Arc<ConsumerState>,
+    pub lag: LagProbe,
+}
+
+/// The public API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/notifications", get(list))
+        .with_state(state)
+}
+
+/// The `/admin` routes (the kit adds the token check).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/consumer", get(consumer))
+        .with_state(state)
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Problem(#[from] Problem),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Store(e) if e.is_outage() => {
+                tracing::warn!(error = %e, "notifications database unavailable");
+                Problem::unavailable("the notifications database is unavailable; try again shortly")
+                    .into_response()
+            }
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "listing notifications failed");
+                Problem::internal().into_response()
+            }
+            ApiError::Problem(p) => p.into_response(),
+        }
+    }
+}
+
+/// Query of `GET /api/notifications`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    page: Option<u64>,
+    size: Option<u64>,
+    order_number: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page<Notification>>, ApiError> {
+    let page = PageRequest::new(q.page, q.size, MAX_PAGE_SIZE)?;
+    let order_number = q.order_number.filter(|n| !n.is_empty());
+    if let Some(n) = &order_number
+        && n.chars().count() > MAX_ORDER_NUMBER
+    {
+        return Err(Problem::bad_request(format!(
+            "orderNumber must be at most {MAX_ORDER_NUMBER} characters"
+        ))
+        .kind("bad-query")
+        .into());
+    }
+    Ok(Json(s.store.list(order_number.as_deref(), page).await?))
+}
+
+#[tracing::instrument(skip_all)]
+async fn consumer(State(s): State<AppState>) -> Json<ConsumerReport> {
+    s.lag.refresh().await;
+    Json(s.consumer.report())
+}

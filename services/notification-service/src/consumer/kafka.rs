@@ -1,0 +1,330 @@
+//! The Kafka side: client settings, the consumer's context (rebalances, commits, logs), the
+//! dead-letter writer, topic creation and the lag measurement.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::state::{ConsumerState, PartitionLag};
+use crate::email::Origin;
+
+/// The consumer type of this service.
+pub type OrderConsumer = StreamConsumer<ConsumerCtx>;
+
+/// Longest kept `dlt-error` header: enough for any error chain, bounded for the broker.
+const MAX_ERROR_HEADER: usize = 2000;
+
+/// Forwards librdkafka's log lines to `tracing`, at their own level.
+fn forward_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// Context of the producer and admin clients: logs only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogCtx;
+
+impl ClientContext for LogCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
+    }
+}
+
+/// Context of the consumer: records assignments and failed commits in [`ConsumerState`].
+#[derive(Debug, Clone)]
+pub struct ConsumerCtx {
+    pub state: Arc<ConsumerState>,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, reason, "Kafka consumer error");
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                tracing::info!(group = %self.state.group, ?partitions, "partitions assigned");
+                self.state.set_assignment(partitions);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(group = %self.state.group, revoked = tpl.count(), "partitions revoked");
+                self.state.set_assignment(Vec::new());
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // The offsets stay uncommitted: those messages are redelivered and deduplicated.
+            ConsumerState::count(&self.state.commit_failures);
+            tracing::warn!(error = %e, partitions = offsets.count(), "offset commit failed");
+        }
+    }
+}
+
+/// Settings shared by every client.
+fn base_config(bootstrap_servers: &str, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers)
+        .set("client.id", client_id)
+        // A topic created after start (or recreated) is noticed within seconds, not 5 minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    c
+}
+
+/// The consumer: group member, manual commits only, from the earliest offset for a new group.
+pub fn consumer(
+    bootstrap_servers: &str,
+    client_id: &str,
+    group_id: &str,
+    session_timeout: Duration,
+    state: Arc<ConsumerState>,
+) -> KafkaResult<OrderConsumer> {
+    base_config(bootstrap_servers, client_id)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (session_timeout.as_millis() / 3).max(100).to_string(),
+        )
+        .create_with_context(ConsumerCtx { state })
+}
+
+/// Writes dead letters: an idempotent producer with `acks=all`, and the topic's creation.
+pub struct DeadLetters {
+    producer: FutureProducer<LogCtx>,
+    admin: AdminClient<LogCtx>,
+    topic: String,
+    /// Set once the topic is known to exist, so creation is tried until it succeeds, then never.
+    ensured: AtomicBool,
+    /// How long one write may take before it counts as failed and is retried.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetters {
+    pub fn new(
+        bootstrap_servers: &str,
+        client_id: &str,
+        topic: &str,
+        timeout: Duration,
+    ) -> KafkaResult<DeadLetters> {
+        let producer = base_config(bootstrap_servers, client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .create_with_context(LogCtx)?;
+        let admin = base_config(bootstrap_servers, client_id).create_with_context(LogCtx)?;
+        Ok(DeadLetters {
+            producer,
+            admin,
+            topic: topic.to_string(),
+            ensured: AtomicBool::new(false),
+            timeout,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Creates the dead-letter topic with `partitions` partitions unless it exists.
+    pub async fn ensure_topic(&self, partitions: i32) -> KafkaResult<()> {
+        if self.ensured.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let topic = NewTopic::new(&self.topic, partitions.max(1), TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = self.admin.create_topics([&topic], &options).await?;
+        for result in results {
+            match result {
+                Ok(_) => {
+                    tracing::info!(topic = %self.topic, partitions, "dead-letter topic created")
+                }
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+            }
+        }
+        self.ensured.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes `message` to the dead-letter topic: same key and payload, the original headers
+    /// (minus earlier `dlt-*` ones), and the `dlt-*` headers of the events crate. Returns the
+    /// partition and offset written.
+    pub async fn send(
+        &self,
+        message: &OwnedMessage,
+        origin: &Origin,
+        error: &str,
+        attempts: u32,
+    ) -> KafkaResult<(i32, i64)> {
+        // Creation is retried here when it failed at start (broker down then).
+        self.ensure_topic(1).await?;
+        let error: String = error.chars().take(MAX_ERROR_HEADER).collect();
+        let attempts = attempts.to_string();
+        let partition = origin.partition.to_string();
+        let offset = origin.offset.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(8);
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                if !h.key.starts_with("dlt-") {
+                    headers = headers.insert(Header {
+                        key: h.key,
+                        value: h.value,
+                    });
+                }
+            }
+        }
+        use events::headers as names;
+        for (key, value) in [
+            (names::DLT_ERROR, error.as_str()),
+            (names::DLT_ATTEMPTS, attempts.as_str()),
+            (names::DLT_ORIGINAL_TOPIC, origin.topic.as_str()),
+            (names::DLT_ORIGINAL_PARTITION, partition.as_str()),
+            (names::DLT_ORIGINAL_OFFSET, offset.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        let delivery = self
+            .producer
+            .send(record, self.timeout)
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok((delivery.partition, delivery.offset))
+    }
+}
+
+/// Partition count of `topic` as the broker reports it (`None` when unknown).
+pub fn partition_count(
+    consumer: &OrderConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> KafkaResult<Option<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0))
+}
+
+/// Committed offset, high watermark and lag of every partition assigned to `consumer`
+/// (blocking: run it on the blocking pool).
+pub fn measure_lag(consumer: &OrderConsumer, timeout: Duration) -> KafkaResult<Vec<PartitionLag>> {
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(Vec::new());
+    }
+    let committed = consumer.committed_offsets(assignment, timeout)?;
+    let mut out = Vec::with_capacity(committed.count());
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let committed = match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        };
+        out.push(PartitionLag {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+            committed,
+            high_watermark: high,
+            lag: (high - committed.unwrap_or(low)).max(0),
+        });
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(out)
+}
+
+/// The message's headers with UTF-8 values, for reading the trace context.
+pub fn text_headers(message: &OwnedMessage) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    if let Some(headers) = message.headers() {
+        for h in headers.iter() {
+            if let Some(v) = h.value.and_then(|v| std::str::from_utf8(v).ok()) {
+                map.insert(h.key.to_string(), v.to_string());
+            }
+        }
+    }
+    map
+}
+
+/// Commits `origin.offset + 1` for its partition, without waiting for the broker.
+pub fn commit(
+    consumer: &OrderConsumer,
+    origins: &[(&str, i32, i64)],
+    sync: bool,
+) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, next) in origins {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    let mode = if sync {
+        rdkafka::consumer::CommitMode::Sync
+    } else {
+        rdkafka::consumer::CommitMode::Async
+    };
+    consumer.commit(&tpl, mode)
+}

@@ -1,0 +1,465 @@
+//! The consumer of `order-placed`: at-least-once, idempotent, never blocked by a poison
+//! message.
+//!
+//! # Delivery
+//! Group `notification-service`, `enable.auto.commit=false`. Messages are handled one at a
+//! time in arrival order; a message's offset is committed only after it was handled:
+//! its notification stored (or found already stored), or the message written to the
+//! dead-letter topic and acknowledged by the broker. A crash anywhere before the commit
+//! redelivers the message, and the unique `event_id` key turns the redelivery into a
+//! counted duplicate instead of a second notification (see [`crate::store`]).
+//!
+//! # Poison messages and failures
+//! - Undecodable (`events::decode` fails: garbage, wrong shape, a schema version newer than
+//!   this consumer reads): straight to the DLT, `dlt-attempts: 1`.
+//! - Handling fails for this message (the database refuses its data, a deadlock...): retried
+//!   with exponential back-off, and after `--max-attempts` failures written to the DLT with
+//!   the last error. Its partition then moves on.
+//! - The database is unreachable (an outage, see `StoreError::is_outage`): the consumer
+//!   waits and retries the same message with capped back-off, without counting attempts,
+//!   and readiness turns DOWN. This is a decision: an outage is not a property of the
+//!   message, and dead-lettering during one would send every healthy order's notification
+//!   to the DLT, to be replayed by hand. "Never blocks its partition" is about one bad
+//!   message holding up the good ones behind it; during an outage no message can be
+//!   handled, whatever is done with the current one, and consumption resumes by itself
+//!   when the database returns. Lag shows the wait.
+//! - The DLT write fails (broker down): the offset is not committed and the write is
+//!   retried; a message is never dropped.
+//!
+//! Shutdown during a retry leaves the message uncommitted; it is redelivered on restart.
+
+pub mod kafka;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::email::{self, Origin};
+use crate::store::{NotificationStore, Stored};
+use kafka::{DeadLetters, OrderConsumer};
+use state::{ConsumerState, DeadLetterReason};
+
+/// How long one broker request of the lag measurement or health check may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The consumer's settings (from the service's [`crate::Config`]).
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    pub topic: String,
+    /// Handling attempts of one message before it is dead-lettered (at least 1).
+    pub max_attempts: u32,
+    /// First wait between attempts; doubles each time up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    /// How often the lag is measured for `/metrics`.
+    pub lag_interval: Duration,
+}
+
+/// Exponential back-off: `initial`, doubling, capped at `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff {
+            next: initial.min(max),
+            max,
+        }
+    }
+
+    /// The next wait.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+}
+
+/// Shutdown arrived while a message was still unhandled: it stays uncommitted.
+#[derive(Debug)]
+struct Stopped;
+
+/// The consumer loop and what it needs.
+pub struct Worker {
+    /// Shared with the lag refresher; the health check and admin API hold weak references
+    /// only, so the consumer is closed (leaving the group) when this worker finishes.
+    consumer: Arc<OrderConsumer>,
+    dead_letters: DeadLetters,
+    store: NotificationStore,
+    state: Arc<ConsumerState>,
+    options: ConsumerOptions,
+    shutdown: CancellationToken,
+    /// Next offset to commit per partition, for the final synchronous commit at shutdown.
+    handled: HashMap<(String, i32), i64>,
+}
+
+impl Worker {
+    pub fn new(
+        consumer: Arc<OrderConsumer>,
+        dead_letters: DeadLetters,
+        store: NotificationStore,
+        state: Arc<ConsumerState>,
+        options: ConsumerOptions,
+        shutdown: CancellationToken,
+    ) -> Worker {
+        Worker {
+            consumer,
+            dead_letters,
+            store,
+            state,
+            options,
+            shutdown,
+            handled: HashMap::new(),
+        }
+    }
+
+    /// Migrates the schema (waiting for the database), subscribes, then handles messages
+    /// until shutdown; finally commits synchronously and closes the consumer.
+    pub async fn run(mut self) {
+        if self.prepare().await.is_err() {
+            self.close().await;
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                m = self.consumer.recv() => m.map(|m| m.detach()),
+            };
+            let message = match received {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving from Kafka failed");
+                    continue;
+                }
+            };
+            let origin = Origin {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            let span = tracing::info_span!(
+                "order-placed process",
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.destination.name = %origin.topic,
+                messaging.kafka.partition = origin.partition,
+                messaging.kafka.offset = origin.offset,
+                order_number = tracing::field::Empty,
+                event_id = tracing::field::Empty,
+            );
+            kit::telemetry::set_parent(
+                &span,
+                kit::telemetry::context_from_map(&kafka::text_headers(&message)),
+            );
+            match self.handle(&message, &origin).instrument(span).await {
+                Ok(()) => self.commit(&origin),
+                Err(Stopped) => break,
+            }
+        }
+        self.close().await;
+    }
+
+    /// Runs the migrations (retrying while the database is unreachable), makes sure the
+    /// dead-letter topic exists and subscribes.
+    async fn prepare(&mut self) -> Result<(), Stopped> {
+        let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
+        loop {
+            match self.store.migrate().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot migrate the notifications schema yet; retrying");
+                    self.state.set_waiting_for_db(Some(e.to_string()));
+                    self.pause(backoff.next_wait()).await?;
+                }
+            }
+        }
+        self.state.set_waiting_for_db(None);
+        // The DLT gets as many partitions as the source, so dead letters keep their key's
+        // partition order. Failure is not fatal: the first dead letter tries again.
+        let consumer = self.consumer.clone();
+        let topic = self.options.topic.clone();
+        let partitions = tokio::task::spawn_blocking(move || {
+            kafka::partition_count(&consumer, &topic, BROKER_TIMEOUT)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .unwrap_or(1);
+        if let Err(e) = self.dead_letters.ensure_topic(partitions).await {
+            tracing::warn!(error = %e, topic = self.dead_letters.topic(), "cannot create the dead-letter topic yet");
+        }
+        if let Err(e) = self.consumer.subscribe(&[self.options.topic.as_str()]) {
+            // Only an invalid topic name fails here; configuration validation prevents it.
+            tracing::error!(error = %e, topic = %self.options.topic, "cannot subscribe");
+            return Err(Stopped);
+        }
+        tracing::info!(topic = %self.options.topic, group = %self.state.group, "consuming");
+        Ok(())
+    }
+
+    /// Handles one message; `Err(Stopped)` only when shutdown interrupted it.
+    async fn handle(&self, message: &OwnedMessage, origin: &Origin) -> Result<(), Stopped> {
+        let payload = message.payload().unwrap_or_default();
+        let event = match events::decode(payload) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable message; dead-lettering it");
+                return self
+                    .dead_letter(
+                        message,
+                        origin,
+                        &e.to_string(),
+                        1,
+                        DeadLetterReason::Undecodable,
+                    )
+                    .await;
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("order_number", event.order_number.as_str());
+        span.record("event_id", tracing::field::display(event.event_id));
+        let email = email::render(&event, origin.clone());
+        let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
+        let mut attempts = 0u32;
+        loop {
+            match self.store.insert(&email).await {
+                Ok(Stored::New) => {
+                    self.state.set_waiting_for_db(None);
+                    ConsumerState::count(&self.state.sent);
+                    tracing::info!(
+                        to = email.recipient.as_deref().unwrap_or("(no address)"),
+                        customer = %email.customer_id,
+                        subject = %email.subject,
+                        body = %email.body,
+                        "notification sent"
+                    );
+                    return Ok(());
+                }
+                Ok(Stored::Duplicate) => {
+                    self.state.set_waiting_for_db(None);
+                    ConsumerState::count(&self.state.duplicates);
+                    tracing::info!("event already notified; duplicate skipped");
+                    return Ok(());
+                }
+                Err(e) if e.is_outage() => {
+                    // Not this message's fault: wait for the database, attempts unchanged.
+                    ConsumerState::count(&self.state.retries);
+                    let wait = backoff.next_wait();
+                    tracing::warn!(error = %e, ?wait, "notifications database unavailable; waiting");
+                    self.state.set_waiting_for_db(Some(e.to_string()));
+                    self.pause(wait).await?;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    if attempts >= self.options.max_attempts {
+                        tracing::warn!(error = %e, attempts, "handling failed too often; dead-lettering");
+                        return self
+                            .dead_letter(
+                                message,
+                                origin,
+                                &format!("handling failed: {e}"),
+                                attempts,
+                                DeadLetterReason::Failed,
+                            )
+                            .await;
+                    }
+                    ConsumerState::count(&self.state.retries);
+                    let wait = backoff.next_wait();
+                    tracing::warn!(error = %e, attempts, ?wait, "handling failed; retrying");
+                    self.pause(wait).await?;
+                }
+            }
+        }
+    }
+
+    /// Writes the message to the DLT, retrying until the broker acknowledges it.
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        origin: &Origin,
+        error: &str,
+        attempts: u32,
+        reason: DeadLetterReason,
+    ) -> Result<(), Stopped> {
+        let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
+        loop {
+            match self
+                .dead_letters
+                .send(message, origin, error, attempts)
+                .await
+            {
+                Ok((partition, offset)) => {
+                    self.state.dead_lettered(reason);
+                    tracing::warn!(
+                        reason = reason.as_str(),
+                        dlt = self.dead_letters.topic(),
+                        dlt_partition = partition,
+                        dlt_offset = offset,
+                        error,
+                        "message dead-lettered"
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    ConsumerState::count(&self.state.retries);
+                    let wait = backoff.next_wait();
+                    tracing::error!(error = %e, ?wait, "cannot write the dead letter; the message stays uncommitted");
+                    self.pause(wait).await?;
+                }
+            }
+        }
+    }
+
+    /// Commits past `origin` without waiting (a lost commit only means a deduplicated
+    /// redelivery).
+    fn commit(&mut self, origin: &Origin) {
+        ConsumerState::count(&self.state.handled);
+        let next = origin.offset + 1;
+        self.handled
+            .insert((origin.topic.clone(), origin.partition), next);
+        if let Err(e) = kafka::commit(
+            &self.consumer,
+            &[(origin.topic.as_str(), origin.partition, next)],
+            false,
+        ) {
+            ConsumerState::count(&self.state.commit_failures);
+            tracing::warn!(error = %e, "offset commit could not be queued");
+        }
+    }
+
+    /// Waits `wait`, or returns `Stopped` at shutdown.
+    async fn pause(&self, wait: Duration) -> Result<(), Stopped> {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = self.shutdown.cancelled() => Err(Stopped),
+        }
+    }
+
+    /// Commits what was handled on the partitions still assigned, synchronously, then
+    /// closes the consumer (leaving the group) on the blocking pool.
+    async fn close(self) {
+        let assigned = self.state.assignment().unwrap_or_default();
+        let last: Vec<(String, i32, i64)> = self
+            .handled
+            .into_iter()
+            .filter(|(tp, _)| assigned.contains(tp))
+            .map(|((t, p), next)| (t, p, next))
+            .collect();
+        let consumer = self.consumer;
+        let closed = tokio::task::spawn_blocking(move || {
+            if !last.is_empty() {
+                let refs: Vec<(&str, i32, i64)> =
+                    last.iter().map(|(t, p, o)| (t.as_str(), *p, *o)).collect();
+                if let Err(e) = kafka::commit(&consumer, &refs, true) {
+                    tracing::warn!(error = %e, "final offset commit failed; the last messages will be redelivered and deduplicated");
+                }
+            }
+            // Dropping the last reference closes the consumer: it leaves the group, so the
+            // partitions move to another instance at once.
+            drop(consumer);
+        })
+        .await;
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "closing the consumer failed");
+        }
+        tracing::info!("consumer stopped");
+    }
+}
+
+/// Measures lag for `/metrics` and `/admin/consumer`.
+#[derive(Clone)]
+pub struct LagProbe {
+    consumer: Weak<OrderConsumer>,
+    state: Arc<ConsumerState>,
+}
+
+impl std::fmt::Debug for LagProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagProbe").finish_non_exhaustive()
+    }
+}
+
+impl LagProbe {
+    pub fn new(consumer: &Arc<OrderConsumer>, state: Arc<ConsumerState>) -> LagProbe {
+        LagProbe {
+            consumer: Arc::downgrade(consumer),
+            state,
+        }
+    }
+
+    /// Measures now and stores the result in the state.
+    pub async fn refresh(&self) {
+        let Some(consumer) = self.consumer.upgrade() else {
+            self.state
+                .set_lag_error("the consumer has stopped".to_string());
+            return;
+        };
+        let measured =
+            tokio::task::spawn_blocking(move || kafka::measure_lag(&consumer, BROKER_TIMEOUT))
+                .await;
+        match measured {
+            Ok(Ok(partitions)) => self.state.set_lag(partitions),
+            Ok(Err(e)) => self.state.set_lag_error(e.to_string()),
+            Err(e) => self.state.set_lag_error(e.to_string()),
+        }
+    }
+
+    /// Refreshes every `interval` until shutdown.
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.refresh().await,
+            }
+        }
+    }
+
+    /// Readiness of the Kafka side: the group was joined and the broker answers.
+    pub async fn check(&self) -> Result<(), String> {
+        if self.state.assignment().is_none() {
+            return Err(format!(
+                "not yet a member of consumer group {}",
+                self.state.group
+            ));
+        }
+        let Some(consumer) = self.consumer.upgrade() else {
+            return Err("the consumer has stopped".into());
+        };
+        let topic = self.state.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(Some(&topic), Duration::from_millis(1500))
+                .map(|_| ())
+                .map_err(|e| format!("broker unreachable: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Back-off doubles from the initial wait and stays at the cap.
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let waits: Vec<u64> = (0..5).map(|_| b.next_wait().as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+        let mut b = Backoff::new(Duration::from_secs(9), Duration::from_secs(1));
+        assert_eq!(b.next_wait(), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,342 @@
+//! notification-service: turns `OrderPlacedEvent`s into notifications (port 8084).
+//!
+//! A Kafka consumer ([`consumer`]) reads `order-placed` in group `notification-service`,
+//! renders each order's e-mail ([`email`]), stores it once per event id ([`store`], MySQL
+//! database `notifications`) and "sends" it to the log. Poison messages go to
+//! `order-placed.DLT`. The HTTP side ([`api`]) lists the notifications and reports the
+//! consumer's state and lag.
+//!
+//! `main.rs` parses the [`Config`] and calls [`run`]; tests start the same service
+//! in-process on port 0, or the binary itself for crash tests.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod consumer;
+pub mod email;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use kit::config::{ServiceSpec, parse_duration};
+use kit::{CommonArgs, HasCommon, Service};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::consumer::kafka::{self, DeadLetters};
+use crate::consumer::state::{ConsumerState, StateCollector};
+use crate::consumer::{ConsumerOptions, LagProbe, Worker};
+use crate::store::{NotificationStore, StoreError};
+
+/// What notification-service is to the platform.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "notification-service",
+    default_port: 8084,
+    version: env!("CARGO_PKG_VERSION"),
+    registers: true,
+};
+
+/// notification-service's configuration (flags or environment; `--help` shows defaults).
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Consumes OrderPlacedEvents from Kafka and sends notifications")]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Kafka bootstrap servers, host:port[,host:port...]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9092"
+    )]
+    pub kafka_bootstrap_servers: String,
+
+    /// MySQL/MariaDB URL of the notifications database, mysql://user:password@host:3306/notifications
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "mysql://notifications@localhost:3306/notifications",
+        value_parser = DatabaseUrlParser,
+        hide_env_values = true
+    )]
+    pub database_url: SecretString,
+
+    /// Kafka consumer group
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "notification-service")]
+    pub group_id: String,
+
+    /// Topic of OrderPlacedEvents
+    #[arg(long, env = "ORDER_PLACED_TOPIC", default_value = events::ORDER_PLACED_TOPIC)]
+    pub topic: String,
+
+    /// Dead-letter topic for messages that cannot be handled (created at start when missing)
+    #[arg(long, env = "DLT_TOPIC", default_value = events::ORDER_PLACED_DLT)]
+    pub dlt_topic: String,
+
+    /// Handling attempts of a message before it goes to the dead-letter topic (database outages do not count: the consumer waits for the database)
+    #[arg(long, env = "DLT_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: u32,
+
+    /// First wait before retrying a failed message; doubles up to --retry-backoff-max
+    #[arg(long, env = "RETRY_BACKOFF", default_value = "200ms", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// Longest wait between retries (also while waiting for the database)
+    #[arg(long, env = "RETRY_BACKOFF_MAX", default_value = "5s", value_parser = parse_duration)]
+    pub retry_backoff_max: Duration,
+
+    /// Consumer group session timeout: how soon the group notices a dead instance
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+
+    /// How long one dead-letter write may take before it is retried
+    #[arg(long, env = "DLT_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub dlt_write_timeout: Duration,
+
+    /// How often consumer lag is measured for /metrics (/admin/consumer measures on request)
+    #[arg(long, env = "LAG_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub lag_interval: Duration,
+
+    /// Database connections in the pool
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub db_max_connections: u32,
+
+    /// How long a database operation waits for a connection before it fails
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+}
+
+impl HasCommon for Config {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
+impl Config {
+    /// Checks relations between options that clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.kafka_bootstrap_servers.trim().is_empty() {
+            return Err("--kafka-bootstrap-servers must not be empty".into());
+        }
+        if self.group_id.trim().is_empty() {
+            return Err("--group-id must not be empty".into());
+        }
+        for (flag, topic) in [("--topic", &self.topic), ("--dlt-topic", &self.dlt_topic)] {
+            if topic.is_empty()
+                || topic.len() > 249
+                || !topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(format!(
+                    "{flag} `{topic}` is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
+                ));
+            }
+        }
+        if self.topic == self.dlt_topic {
+            return Err("--dlt-topic must differ from --topic".into());
+        }
+        if self.retry_backoff.is_zero() || self.retry_backoff > self.retry_backoff_max {
+            return Err("--retry-backoff must be positive and at most --retry-backoff-max".into());
+        }
+        for (flag, d) in [
+            ("--session-timeout", self.session_timeout),
+            ("--dlt-write-timeout", self.dlt_write_timeout),
+            ("--lag-interval", self.lag_interval),
+            ("--db-acquire-timeout", self.db_acquire_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{flag} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `DATABASE_URL` without echoing it: clap's own message quotes the raw value,
+/// which would print the password.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseUrlParser;
+
+impl clap::builder::TypedValueParser for DatabaseUrlParser {
+    type Value = SecretString;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SecretString, clap::Error> {
+        let invalid = |msg: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --database-url (DATABASE_URL): {msg}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| invalid("not valid UTF-8"))?;
+        if !(text.starts_with("mysql://") || text.starts_with("mariadb://")) {
+            return Err(invalid(
+                "expected mysql://user:password@host:3306/notifications",
+            ));
+        }
+        <sqlx::mysql::MySqlConnectOptions as std::str::FromStr>::from_str(text)
+            .map_err(|_| invalid("not a valid MySQL connection URL"))?;
+        Ok(SecretString::from(text.to_string()))
+    }
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("notifications database: {0}")]
+    Store(#[from] StoreError),
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Service(#[from] kit::service::ServiceError),
+}
+
+/// A Kafka `client.id` from the instance id (brokers log it; keep it to safe characters).
+fn client_id(instance_id: &str) -> String {
+    instance_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Starts the consumer and the lag refresher, and serves HTTP until shutdown.
+pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
+    let store = NotificationStore::connect_lazy(
+        config.database_url.expose_secret(),
+        config.db_max_connections,
+        config.db_acquire_timeout,
+    )?;
+    let state = Arc::new(ConsumerState::new(
+        &config.group_id,
+        &config.topic,
+        &config.dlt_topic,
+    ));
+    let client_id = client_id(service.instance_id());
+    let consumer = Arc::new(kafka::consumer(
+        &config.kafka_bootstrap_servers,
+        &client_id,
+        &config.group_id,
+        config.session_timeout,
+        state.clone(),
+    )?);
+    let dead_letters = DeadLetters::new(
+        &config.kafka_bootstrap_servers,
+        &client_id,
+        &config.dlt_topic,
+        config.dlt_write_timeout,
+    )?;
+    let lag = LagProbe::new(&consumer, state.clone());
+
+    let db = store.clone();
+    service.health().add_check("db", move || {
+        let db = db.clone();
+        async move { db.ping().await.map_err(|e| e.to_string()) }
+    });
+    let kafka_check = lag.clone();
+    service.health().add_check("kafka", move || {
+        let probe = kafka_check.clone();
+        async move { probe.check().await }
+    });
+    service
+        .metrics()
+        .register_collector(Box::new(StateCollector(state.clone())));
+
+    let options = ConsumerOptions {
+        topic: config.topic.clone(),
+        max_attempts: config.max_attempts,
+        retry_backoff: config.retry_backoff,
+        retry_backoff_max: config.retry_backoff_max,
+        lag_interval: config.lag_interval,
+    };
+    let worker = Worker::new(
+        consumer,
+        dead_letters,
+        store.clone(),
+        state.clone(),
+        options,
+        service.shutdown_token(),
+    );
+    service.spawn("order-placed consumer", worker.run());
+    service.spawn(
+        "consumer lag refresher",
+        lag.clone()
+            .run(config.lag_interval, service.shutdown_token()),
+    );
+    tracing::info!(
+        bootstrap = %config.kafka_bootstrap_servers,
+        group = %config.group_id,
+        topic = %config.topic,
+        dlt = %config.dlt_topic,
+        max_attempts = config.max_attempts,
+        "notification-service starting"
+    );
+
+    let app = api::AppState {
+        store,
+        consumer: state,
+        lag,
+    };
+    service
+        .serve(api::router(app.clone()), api::admin_router(app))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut all = vec!["notification-service"];
+        all.extend_from_slice(args);
+        kit::config::try_parse_from(&SPEC, all)
+    }
+
+    /// Defaults are the documented ones; the port defaults to 8084.
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.common.port, Some(8084));
+        assert_eq!(c.group_id, "notification-service");
+        assert_eq!(c.topic, "order-placed");
+        assert_eq!(c.dlt_topic, "order-placed.DLT");
+        assert_eq!(c.max_attempts, 5);
+        c.validate().unwrap();
+    }
+
+    /// Bad values are usage errors, and a bad database URL is never echoed.
+    #[test]
+    fn bad_values() {
+        let err = parse(&["--database-url", "postgres://u:s3cret@h/db"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(parse(&["--max-attempts", "0"]).is_err());
+        let c = parse(&["--topic", "a", "--dlt-topic", "a"]).unwrap();
+        assert!(c.validate().is_err());
+        let c = parse(&["--retry-backoff", "10s", "--retry-backoff-max", "1s"]).unwrap();
+        assert!(c.validate().is_err());
+        let c = parse(&["--topic", "bad topic"]).unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    /// Client ids keep only characters brokers accept everywhere.
+    #[test]
+    fn client_id_is_sanitised() {
+        assert_eq!(
+            client_id("10.0.0.5:notification-service:8084"),
+            "10.0.0.5_notification-service_8084"
+        );
+    }
+}

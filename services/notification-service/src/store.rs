@@ -1,0 +1,247 @@
+//! The store of sent notifications: MySQL/MariaDB through sqlx, database `notifications`.
+//!
+//! Idempotency lives here: `event_id` has a unique key and [`NotificationStore::insert`] is a
+//! plain `INSERT` whose unique violation means "already sent" ([`Stored::Duplicate`]), so a
+//! redelivered event never produces a second row, whichever instance handles it and however
+//! many times. (`INSERT IGNORE` would also silence data errors, which must reach the retry
+//! and dead-letter logic instead.)
+//!
+//! [`StoreError::is_outage`] tells the consumer whether a failure is the database being
+//! unreachable, which no message can be handled through (the consumer waits), or a failure
+//! of this message (counted towards dead-lettering).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kit::page::{Page, PageRequest};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+
+use crate::email::Email;
+
+/// The schema, embedded at compile time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migrating the notifications schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database itself is unavailable (unreachable, refusing logins, read-only,
+    /// shutting down, overloaded, schema missing): every message would fail the same way.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            StoreError::Sql(e) => is_outage(e),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_outage(e),
+            StoreError::Migrate(_) => false,
+        }
+    }
+}
+
+fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|m| {
+                matches!(
+                    m.number(),
+                    1040 // too many connections
+                        | 1044 | 1045 | 1142 // access denied (database, login, table)
+                        | 1053 // server shutdown in progress
+                        | 1146 // table does not exist (schema not migrated)
+                        | 1290 | 1836 // read-only server
+                        | 1927 // connection killed
+                        | 2002 | 2003 | 2006 | 2013 // cannot connect, server gone, lost connection
+                )
+            }),
+        _ => false,
+    }
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new notification row: send it.
+    New,
+    /// The event id was already stored: it was sent before.
+    Duplicate,
+}
+
+/// A stored notification, as `GET /api/notifications` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: u64,
+    pub event_id: String,
+    pub order_number: String,
+    pub customer_id: String,
+    pub recipient: Option<String>,
+    pub subject: String,
+    pub body: String,
+    /// Decimal as a string, like every amount on the platform.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: u64,
+    event_id: String,
+    order_number: String,
+    customer_id: String,
+    recipient: Option<String>,
+    subject: String,
+    body: String,
+    total: Decimal,
+    source_topic: String,
+    source_partition: i32,
+    source_offset: i64,
+    occurred_at: DateTime<Utc>,
+    sent_at: DateTime<Utc>,
+}
+
+impl From<Row> for Notification {
+    fn from(r: Row) -> Notification {
+        Notification {
+            id: r.id,
+            event_id: r.event_id,
+            order_number: r.order_number,
+            customer_id: r.customer_id,
+            recipient: r.recipient,
+            subject: r.subject,
+            body: r.body,
+            // DECIMAL(19,4) reads back with four decimals; show the amount as it was sent.
+            total: r.total.normalize(),
+            source_topic: r.source_topic,
+            source_partition: r.source_partition,
+            source_offset: r.source_offset,
+            occurred_at: r.occurred_at,
+            sent_at: r.sent_at,
+        }
+    }
+}
+
+/// The notifications table behind a connection pool; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NotificationStore {
+    pool: MySqlPool,
+}
+
+impl NotificationStore {
+    /// A pool that connects on first use, so the service starts (not ready) while the
+    /// database is down. `acquire_timeout` bounds how long an operation waits for a
+    /// connection during an outage.
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<NotificationStore, StoreError> {
+        let options = MySqlConnectOptions::from_str(url)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(NotificationStore { pool })
+    }
+
+    /// Applies the embedded migrations (serialised across instances by sqlx's lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `SELECT 1`, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores `email` unless its event id is already stored.
+    pub async fn insert(&self, email: &Email) -> Result<Stored, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO notifications (event_id, order_number, customer_id, recipient, subject, \
+             body, total, source_topic, source_partition, source_offset, occurred_at, sent_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(email.event_id.hyphenated().to_string())
+        .bind(&email.order_number)
+        .bind(&email.customer_id)
+        .bind(&email.recipient)
+        .bind(&email.subject)
+        .bind(&email.body)
+        .bind(email.total)
+        .bind(&email.origin.topic)
+        .bind(email.origin.partition)
+        .bind(email.origin.offset)
+        .bind(email.occurred_at)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Stored::New),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Stored::Duplicate),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One page of notifications, newest first, optionally for one order.
+    pub async fn list(
+        &self,
+        order_number: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE (? IS NULL OR order_number = ?)",
+        )
+        .bind(order_number)
+        .bind(order_number)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, event_id, order_number, customer_id, recipient, subject, body, total, \
+             source_topic, source_partition, source_offset, occurred_at, sent_at \
+             FROM notifications WHERE (? IS NULL OR order_number = ?) \
+             ORDER BY id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(order_number)
+        .bind(order_number)
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.into_iter().map(Notification::from).collect();
+        Ok(Page::new(items, page, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// How many notifications exist for `event_id` (0 or 1; tests use it).
+    pub async fn count_for_event(&self, event_id: uuid::Uuid) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE event_id = ?")
+            .bind(event_id.hyphenated().to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The pool, for closing at shutdown.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,94 @@
+//! Poison messages go to the dead-letter topic with their story in headers, and the
+//! partition keeps flowing.
+
+use crate::helpers::{Infra, Publisher, TestApp, event, read_dead_letters};
+
+/// Garbage bytes and an event of a future schema version are dead-lettered at once with
+/// error, attempts and origin headers (original headers and payload kept); the good event
+/// behind them on the same partition is notified and every offset is committed.
+#[tokio::test]
+async fn undecodable_messages_are_dead_lettered_and_the_partition_flows() {
+    let infra = Infra::start(1).await;
+    let app = TestApp::spawn(infra.config(&[])).await;
+    let publisher = Publisher::new(&infra);
+
+    let garbage = b"\x00\xffnot json at all".to_vec();
+    publisher.send_raw("ord-garbage", &garbage, 1).await;
+    let mut future: serde_json::Value = serde_json::to_value(event("ord-future")).unwrap();
+    future["schemaVersion"] = serde_json::json!(2);
+    future["renamedField"] = serde_json::json!("a breaking change");
+    let future = serde_json::to_vec(&future).unwrap();
+    publisher.send_raw("ord-future", &future, 2).await;
+    let good = event("ord-good");
+    publisher.send(&good).await;
+
+    app.wait_notifications("", 1).await;
+    let report = app
+        .wait_consumer("all three committed", |r| {
+            r["partitions"][0]["committed"] == 3
+        })
+        .await;
+    assert_eq!(report["deadLettered"], 2);
+    assert_eq!(report["deadLetteredUndecodable"], 2);
+    assert_eq!(report["notificationsSent"], 1);
+    assert_eq!(report["partitions"][0]["lag"], 0);
+    assert_eq!(
+        app.notifications("").await["items"][0]["orderNumber"],
+        "ord-good"
+    );
+
+    let letters = read_dead_letters(&infra, 2).await;
+    let (g, f) = (&letters[0], &letters[1]);
+    assert_eq!(g.payload, garbage);
+    assert_eq!(g.key.as_deref(), Some(&b"ord-garbage"[..]));
+    assert!(
+        g.headers["dlt-error"].contains("not a JSON"),
+        "{:?}",
+        g.headers
+    );
+    assert_eq!(g.headers["dlt-attempts"], "1");
+    assert_eq!(g.headers["dlt-original-topic"], "order-placed");
+    assert_eq!(g.headers["dlt-original-partition"], "0");
+    assert_eq!(g.headers["dlt-original-offset"], "0");
+    assert_eq!(
+        g.headers["event-type"], "OrderPlacedEvent",
+        "original headers kept"
+    );
+    assert_eq!(f.payload, future);
+    assert!(
+        f.headers["dlt-error"].contains("schema version 2"),
+        "{:?}",
+        f.headers
+    );
+    assert_eq!(f.headers["dlt-original-offset"], "1");
+    assert_eq!(f.headers["schema-version"], "2");
+    app.stop().await;
+}
+
+/// An event the database refuses (an order number longer than its column) is tried
+/// `--max-attempts` times, then dead-lettered with the last error; the next event flows.
+#[tokio::test]
+async fn repeated_failures_are_dead_lettered_after_max_attempts() {
+    let infra = Infra::start(1).await;
+    let app = TestApp::spawn(infra.config(&["--max-attempts", "3"])).await;
+    let publisher = Publisher::new(&infra);
+    let too_long = event(&"N".repeat(100));
+    publisher.send(&too_long).await;
+    publisher.send(&event("ord-fine")).await;
+
+    let report = app
+        .wait_consumer("both committed", |r| r["partitions"][0]["committed"] == 2)
+        .await;
+    assert_eq!(report["deadLetteredFailed"], 1);
+    assert_eq!(report["retries"], 2, "3 attempts = 2 retries");
+    assert_eq!(report["notificationsSent"], 1);
+    let letters = read_dead_letters(&infra, 1).await;
+    let h = &letters[0].headers;
+    assert_eq!(h["dlt-attempts"], "3");
+    assert!(h["dlt-error"].contains("handling failed"), "{h:?}");
+    assert!(h["dlt-error"].to_lowercase().contains("too long"), "{h:?}");
+    assert_eq!(h["dlt-original-offset"], "0");
+    assert_eq!(letters[0].payload, too_long.encode());
+    assert_eq!(app.notifications("").await["total"], 1);
+    app.stop().await;
+}

@@ -1,0 +1,167 @@
+//! At-least-once delivery never notifies twice: duplicates, restarts before the commit,
+//! and `kill -9` of the real binary in the middle of a stream.
+
+use std::time::Duration;
+
+use notification_service::email::{self, Origin};
+use notification_service::store::{NotificationStore, Stored};
+
+use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, eventually};
+
+/// The same event (same id) delivered twice gives one notification and one skipped duplicate.
+#[tokio::test]
+async fn same_event_twice_notifies_once() {
+    let infra = Infra::start(1).await;
+    let app = TestApp::spawn(infra.config(&[])).await;
+    let publisher = Publisher::new(&infra);
+    let e = event("ord-dup");
+    publisher.send(&e).await;
+    publisher.send(&e).await;
+    publisher.send(&event("ord-after")).await;
+    let report = app
+        .wait_consumer("three messages handled", |r| r["messagesHandled"] == 3)
+        .await;
+    assert_eq!(report["duplicatesSkipped"], 1);
+    assert_eq!(report["notificationsSent"], 2);
+    assert_eq!(app.notifications("?orderNumber=ord-dup").await["total"], 1);
+    assert_eq!(app.notifications("").await["total"], 2);
+    app.stop().await;
+}
+
+/// A crash after storing but before committing leaves a stored notification and an
+/// uncommitted offset; the restarted consumer gets the event again and skips it. A further
+/// restart after the commit gets nothing again.
+#[tokio::test]
+async fn restart_before_commit_does_not_notify_twice() {
+    let infra = Infra::start(1).await;
+    let publisher = Publisher::new(&infra);
+    let e = event("ord-crash");
+    let (partition, offset) = publisher.send(&e).await;
+    // The state a crash between the insert and the commit leaves behind.
+    let store =
+        NotificationStore::connect_lazy(&infra.access.url, 1, Duration::from_secs(5)).unwrap();
+    store.migrate().await.unwrap();
+    let email = email::render(
+        &e,
+        Origin {
+            topic: events::ORDER_PLACED_TOPIC.into(),
+            partition,
+            offset,
+        },
+    );
+    assert_eq!(store.insert(&email).await.unwrap(), Stored::New);
+
+    let app = TestApp::spawn(infra.config(&[])).await;
+    let report = app
+        .wait_consumer("the event redelivered and committed", |r| {
+            r["messagesHandled"] == 1 && r["partitions"][0]["committed"] == 1
+        })
+        .await;
+    assert_eq!(report["duplicatesSkipped"], 1);
+    assert_eq!(report["notificationsSent"], 0);
+    app.stop().await;
+
+    let again = TestApp::spawn(infra.config(&[])).await;
+    publisher.send(&event("ord-next")).await;
+    let report = again
+        .wait_consumer("only the new event handled", |r| {
+            r["partitions"][0]["committed"] == 2
+        })
+        .await;
+    assert_eq!(
+        report["messagesHandled"], 1,
+        "the committed event was not redelivered"
+    );
+    assert_eq!(report["duplicatesSkipped"], 0);
+    assert_eq!(store.count_for_event(e.event_id).await.unwrap(), 1);
+    again.stop().await;
+}
+
+/// `kill -9` of the notification-service binary during a stream of 300 events, then a
+/// restart: every event has exactly one notification.
+#[tokio::test]
+async fn kill_9_mid_stream_leaves_exactly_one_notification_per_event() {
+    const EVENTS: usize = 300;
+    let infra = Infra::start(3).await;
+    let port = testkit::free_port().unwrap().to_string();
+    let bootstrap = infra.kafka.bootstrap_servers();
+    let mut service = testkit::spawn_process(
+        env!("CARGO_BIN_EXE_notification-service"),
+        ["--port", port.as_str(), "--bind", "127.0.0.1"],
+        [
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("DATABASE_URL", infra.access.url.as_str()),
+            ("REGISTRY_DISABLED", "true"),
+            ("ADMIN_TOKEN", "test-admin-token"),
+            ("KAFKA_SESSION_TIMEOUT", "6s"),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await
+    .unwrap();
+    let ready = format!("http://127.0.0.1:{port}/health/ready");
+    testkit::wait_for_http(&ready, WAIT).await.unwrap();
+
+    let publisher = Publisher::new(&infra);
+    let events: Vec<_> = (0..EVENTS).map(|n| event(&format!("ord-{n:04}"))).collect();
+    let pool = infra.sql().await;
+    let sql = &pool;
+    let count = move || async move {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications")
+            .fetch_one(sql)
+            .await
+            .unwrap_or(0)
+    };
+    let producing = async {
+        for e in &events {
+            publisher.send(e).await;
+        }
+    };
+    let killing = async {
+        // Kill once a third of the stream is stored, while events keep arriving.
+        eventually(WAIT, count, |n| *n >= (EVENTS / 3) as i64)
+            .await
+            .expect("the service handled events before the kill");
+        service.kill().await.unwrap();
+    };
+    tokio::join!(producing, killing);
+    let at_kill = count().await;
+    assert!(
+        at_kill < EVENTS as i64,
+        "the kill came too late to test anything"
+    );
+
+    service.restart().await.unwrap();
+    let stored = eventually(Duration::from_secs(90), count, |n| *n >= EVENTS as i64).await;
+    assert_eq!(stored, Some(EVENTS as i64), "{}", service.log_tail(40));
+    // Let any redelivered duplicate arrive, then check the exact figures.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM notifications")
+            .fetch_one(sql)
+            .await
+            .unwrap();
+    assert_eq!((rows, distinct), (EVENTS as i64, EVENTS as i64));
+    for e in events.iter().step_by(37) {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE event_id = ?")
+            .bind(e.event_id.to_string())
+            .fetch_one(sql)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "event {}", e.event_id);
+    }
+    let report: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/admin/consumer"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!(
+        "killed with {at_kill} of {EVENTS} stored; after restart {rows} rows, {distinct} distinct; \
+         the restarted instance handled {} messages, skipped {} duplicates",
+        report["messagesHandled"], report["duplicatesSkipped"]
+    );
+}
