@@ -7,12 +7,39 @@ use serde::Serialize;
 
 use crate::Result;
 
-/// Writes `value` as pretty JSON followed by a newline.
+/// Writes `value` as pretty JSON followed by a newline. A reader that went away (`| head`)
+/// is not an error.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    let text = serde_json::to_string_pretty(value)?;
+    write_text(format_args!("{text}\n"));
     Ok(())
+}
+
+/// Writes to stdout, ignoring a closed pipe: `platform images | head` must not panic the way
+/// `println!` does, and there is no one left to tell.
+pub fn write_text(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write output: {e}");
+    }
+}
+
+/// `println!` for command output, without the panic on a closed pipe.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_text(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, without the panic on a closed pipe.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_text(format_args!($($arg)*))
+    };
 }
 
 /// Renders `value` as the pretty JSON string [`json`] prints (used by golden tests).

@@ -125,9 +125,11 @@ pub async fn build(g: &Global, args: BuildArgs) -> Result<()> {
                 let what = if built.built { "built" } else { "up to date" };
                 bar.finish_and_clear();
                 if !g.json {
-                    println!(
+                    crate::outln!(
                         "{:<20} {what:<10} {} ({:.1}s)",
-                        built.name, built.tag, built.seconds
+                        built.name,
+                        built.tag,
+                        built.seconds
                     );
                 }
                 results.push(built);
@@ -193,9 +195,9 @@ pub async fn images(g: &Global) -> Result<()> {
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", output::table(&rows));
+    crate::out!("{}", output::table(&rows));
     if statuses.iter().any(|s| s.state != ImageState::Current) {
-        println!("\n`platform build` builds what is stale or missing.");
+        crate::outln!("\n`platform build` builds what is stale or missing.");
     }
     Ok(())
 }

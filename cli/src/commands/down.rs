@@ -67,7 +67,7 @@ pub async fn run(g: &Global, args: DownArgs) -> Result<()> {
     if g.json {
         output::json(&view)
     } else {
-        println!(
+        crate::outln!(
             "stack {} is down: removed {} containers, {} network{}",
             view.stack,
             view.containers.len(),

@@ -47,7 +47,7 @@ pub async fn run(g: &Global, cmd: RegistryCommand) -> Result<()> {
             if g.json {
                 output::json(&view)
             } else {
-                print!("{}", view.to_text());
+                crate::out!("{}", view.to_text());
                 Ok(())
             }
         }

@@ -29,7 +29,7 @@ pub fn run(g: &Global, cmd: StackCommand) -> Result<()> {
             if g.json {
                 output::json(&view)
             } else {
-                print!("{}", view.to_text());
+                crate::out!("{}", view.to_text());
                 Ok(())
             }
         }
@@ -73,7 +73,7 @@ fn validate(g: &Global, file: &StackFile) -> Result<()> {
             eprintln!("{d}");
         }
         match (services, waves) {
-            (Some(s), Some(w)) => println!(
+            (Some(s), Some(w)) => crate::outln!(
                 "{}: valid ({s} services in {w} start waves{})",
                 view.file,
                 if view.warnings.is_empty() {

@@ -265,13 +265,13 @@ pub async fn run(g: &Global, args: UpArgs) -> Result<()> {
         let containers = rt.list_containers(Some(&stack.name), None).await?;
         crate::output::json(&containers)?;
     } else {
-        println!("{summary}");
+        crate::outln!("{summary}");
         for (name, svc) in &stack.services {
             if !selected.contains(name) {
                 continue;
             }
             for p in &svc.ports {
-                println!(
+                crate::outln!(
                     "  {name}: http://{}:{}",
                     p.host_ip.as_deref().unwrap_or("localhost"),
                     p.host_port

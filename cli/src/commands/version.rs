@@ -61,16 +61,19 @@ pub async fn run(g: &Global) -> Result<()> {
         return output::json(&view);
     }
     match view.commit {
-        Some(c) => println!("platform {} (commit {c})", view.version),
-        None => println!("platform {}", view.version),
+        Some(c) => crate::outln!("platform {} (commit {c})", view.version),
+        None => crate::outln!("platform {}", view.version),
     }
     match (&view.docker.engine, &view.docker.error) {
-        (Some(e), _) => println!(
+        (Some(e), _) => crate::outln!(
             "docker: engine {} at {}, API {} (client uses {})",
-            e.version, view.docker.host, e.api_version, e.client_api_version
+            e.version,
+            view.docker.host,
+            e.api_version,
+            e.client_api_version
         ),
-        (None, Some(err)) => println!("docker: not reachable ({err})"),
-        (None, None) => println!("docker: not reachable"),
+        (None, Some(err)) => crate::outln!("docker: not reachable ({err})"),
+        (None, None) => crate::outln!("docker: not reachable"),
     }
     Ok(())
 }
