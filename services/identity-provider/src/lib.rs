@@ -72,7 +72,9 @@ const SKEW: Duration = Duration::from_secs(60);
 /// Configuration of the identity provider.
 #[derive(Debug, Clone, Parser)]
 #[command(
-    about = "Offline Keycloak-compatible OpenID Connect provider serving a Keycloak realm export"
+    about = "Offline Keycloak-compatible OpenID Connect provider serving a Keycloak realm export",
+    after_help = "Admin: /admin endpoints (POST /admin/keys/rotate, GET /admin/keys) accept this provider's own \
+                  tokens carrying the `admin` realm role; --issuer-url, --jwt-audience and --admin-token do not apply."
 )]
 pub struct Config {
     #[command(flatten)]
@@ -333,7 +335,16 @@ pub async fn serve(state: AppState, mut service: Service) -> anyhow::Result<()> 
 
 /// Binds, builds and serves: the binary's whole life after parsing.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let service = Service::bind(&SPEC, config.common.clone())
+    let mut common = config.common.clone();
+    if common.issuer_url.take().is_some() || common.admin_token.is_some() {
+        tracing::info!(
+            "ISSUER_URL/ADMIN_TOKEN do not apply: /admin accepts this provider's own tokens with the admin role"
+        );
+    }
+    // `serve` installs the JWT check with our own keys; an unlogged
+    // throwaway token keeps `bind` from generating and announcing one.
+    common.admin_token = Some(kit::auth::generate_token());
+    let service = Service::bind(&SPEC, common)
         .await
         .context("binding the listener")?;
     let state = build(&config, Clock::System).await?;
