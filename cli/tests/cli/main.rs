@@ -3,6 +3,7 @@
 //! their own labelled networks, volumes and containers with unique names and remove them,
 //! pass or fail.
 
+mod binary;
 mod golden;
 mod images;
 mod mariadb;

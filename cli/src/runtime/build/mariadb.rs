@@ -108,6 +108,12 @@ pub async fn ensure_base(rt: &Runtime, progress: &dyn Progress) -> Result<String
     }
     check_root()?;
     let hash = base_hash();
+    // Another process (a parallel test, a second terminal) may be making the same base: wait
+    // for it rather than debootstrapping into the same directory, then look again.
+    let _lock = lock(&hash[..12]).await?;
+    if rt.image_exists(&tag).await? {
+        return Ok(tag);
+    }
     let dir = std::env::temp_dir().join(format!("platform-mariadb-root-{}", &hash[..12]));
     let result = async {
         debootstrap(&dir, progress).await?;
@@ -119,6 +125,25 @@ pub async fn ensure_base(rt: &Runtime, progress: &dyn Progress) -> Result<String
     let dir_clone = dir.clone();
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir_clone)).await;
     result.map(|()| tag)
+}
+
+/// An exclusive lock on a file named after the base recipe, held until dropped.
+async fn lock(short_hash: &str) -> Result<std::fs::File, BuildError> {
+    let path = std::env::temp_dir().join(format!("platform-mariadb-base-{short_hash}.lock"));
+    let io = |e: std::io::Error| BuildError::Io {
+        what: format!("lock {}", path.display()),
+        source: e,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)
 }
 
 fn check_root() -> Result<(), BuildError> {

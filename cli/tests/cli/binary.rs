@@ -1,0 +1,133 @@
+//! The `platform` binary's contract with shells and scripts: exit codes (0 ok, 1 failure,
+//! 2 usage), messages with hints on stderr, JSON on stdout.
+
+use std::process::{Command, Output};
+
+fn platform(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Usage errors exit 2; `--help` exits 0.
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(platform(&["frobnicate"], &[]).status.code(), Some(2));
+    assert_eq!(
+        platform(&["up", "--timeout", "soon"], &[]).status.code(),
+        Some(2)
+    );
+    assert_eq!(platform(&["--help"], &[]).status.code(), Some(0));
+    assert_eq!(platform(&["stack", "--help"], &[]).status.code(), Some(0));
+}
+
+/// A service name that is not in the stack is a usage error naming the stack's services.
+#[test]
+fn unknown_service_exits_2() {
+    let o = platform(&["build", "no-such-service", "--no-cargo"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown service `no-such-service`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("hint:"));
+}
+
+/// An invalid stack file exits 1 with `file:line:column` diagnostics; `--json` puts them on
+/// stdout instead.
+#[test]
+fn invalid_stack_exits_1() {
+    let o = platform(
+        &[
+            "stack",
+            "validate",
+            "--stack",
+            "tests/cli/fixtures/broken.toml",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("broken.toml:9:16: error: dependency cycle"),
+        "{}",
+        stderr(&o)
+    );
+    let o = platform(
+        &[
+            "stack",
+            "validate",
+            "--json",
+            "--stack",
+            "tests/cli/fixtures/broken.toml",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["errors"].as_array().unwrap().len(), 6);
+}
+
+/// A missing stack is a usage error with a hint.
+#[test]
+fn missing_stack_exits_2() {
+    let o = platform(&["stack", "show", "--stack", "nope"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no stack `nope`"), "{}", stderr(&o));
+}
+
+/// With Docker unreachable, commands that need it fail with where it was looked for and how
+/// to start it; `version` still answers and says Docker is not reachable.
+#[test]
+fn docker_unreachable_is_explained() {
+    let env = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let o = platform(&["images"], &env);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("Docker is not reachable at unix:///nonexistent/docker.sock"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: is the daemon running? try `sudo systemctl start docker`"),
+        "{err}"
+    );
+    let o = platform(&["version", "--json"], &env);
+    assert_eq!(o.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["docker"]["reachable"], false);
+}
+
+/// `version --json` names the engine's API version when Docker is there.
+#[test]
+fn version_reports_the_engine() {
+    let o = platform(&["version", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["docker"]["reachable"], true, "{json}");
+    assert!(
+        json["docker"]["api_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.")
+    );
+}
+
+/// Completion scripts are generated for the common shells.
+#[test]
+fn completions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = platform(&["completions", shell], &[]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("platform"));
+    }
+}
