@@ -126,15 +126,20 @@ impl IntoResponse for RequestError {
 }
 
 struct Inner {
+    /// The realm as loaded at start; read-only afterwards, so no lock.
     realm: Realm,
+    /// Signing keys; shared with `validator`, which reads the JWKS from it.
     keys: Arc<KeyRing>,
     /// `--issuer-base-url` without trailing slash.
     issuer_base: Option<String>,
+    /// Token times and the rotation schedule; manual in tests.
     clock: Clock,
     /// Checks our own access tokens (userinfo, admin) against our own keys.
     validator: JwtValidator,
-    /// Bounds concurrent password hashing to the number of cores.
-    hashing: Semaphore,
+    /// Bounds concurrent password hashing to the number of cores; a permit
+    /// travels into the blocking task, so an abandoned request still holds
+    /// it until its hash is done.
+    hashing: Arc<Semaphore>,
 }
 
 /// Shared state of the provider; cheap to clone.
@@ -193,7 +198,7 @@ impl AppState {
                 issuer_base,
                 clock,
                 validator,
-                hashing: Semaphore::new(cores),
+                hashing: Arc::new(Semaphore::new(cores)),
             }),
         }
     }
@@ -211,8 +216,8 @@ impl AppState {
         &self.inner.validator
     }
 
-    pub(crate) fn hashing(&self) -> &Semaphore {
-        &self.inner.hashing
+    pub(crate) fn hashing(&self) -> Arc<Semaphore> {
+        self.inner.hashing.clone()
     }
 
     pub fn now_secs(&self) -> i64 {

@@ -444,17 +444,20 @@ async fn password(
     let credential = user.as_ref().and_then(|u| u.password.clone());
 
     let verified = {
-        // Invariant: the semaphore is never closed.
-        let _permit = state
+        // The semaphore is never closed, so acquiring only waits.
+        let permit = state
             .hashing()
-            .acquire()
+            .acquire_owned()
             .await
             .map_err(|_| OAuthError::server_error())?;
-        tokio::task::spawn_blocking(move || match credential {
-            Some(c) => c.verify(&password),
-            None => {
-                PasswordCredential::dummy_verify(&password);
-                false
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match credential {
+                Some(c) => c.verify(&password),
+                None => {
+                    PasswordCredential::dummy_verify(&password);
+                    false
+                }
             }
         })
         .await

@@ -4,8 +4,11 @@
 //! protection realm and renders the answer RFC 6750 asks for: 401 with
 //! `WWW-Authenticate: Bearer realm="..."` when no bearer token came, 401
 //! with `error="invalid_token"` and a description when the token is bad,
-//! 403 with `error="insufficient_scope"` when a role is missing. The body
-//! is an RFC 9457 problem like every other error of the platform.
+//! 403 with `error="insufficient_scope"` when a role is missing. When the
+//! token's key is unknown and the issuer's keys cannot be fetched, the
+//! answer is 503 with `Retry-After`: the token may well be valid, so a 401
+//! would wrongly tell the client to throw it away. The body is an RFC 9457
+//! problem like every other error of the platform.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -136,8 +136,11 @@ pub struct Authenticated {
 
 struct Inner {
     config: ValidatorConfig,
+    /// Shared by every clone: one JWKS cache and one fetch schedule per validator.
     keys: KeyCache,
+    /// `exp`/`nbf`/`iat` checks and the refresh rate limit; manual in tests.
     clock: Clock,
+    /// `config.realm`, shared into every rejection without copying.
     realm: Arc<str>,
 }
 
