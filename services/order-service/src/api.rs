@@ -391,7 +391,7 @@ async fn place_order(
         let customer = s.customer(&headers).await?;
         let Json(req) = body.map_err(|p| {
             s.count("invalid");
-            OrderError::Invalid(p.detail.unwrap_or(p.title))
+            OrderError::Request(p)
         })?;
         if let Err(msg) = req.validate() {
             s.count("invalid");

@@ -20,6 +20,9 @@ pub enum OrderError {
     /// Input that breaks a rule.
     #[error("{0}")]
     Invalid(String),
+    /// A body the extractor refused (malformed JSON, wrong media type, too large).
+    #[error("{0}")]
+    Request(Problem),
     /// Inventory refused the order: not enough stock (its problem, passed on).
     #[error("out of stock")]
     OutOfStock(Problem),
@@ -49,6 +52,7 @@ impl OrderError {
     pub fn problem(&self) -> Problem {
         match self {
             OrderError::Invalid(msg) => Problem::unprocessable(msg.clone()),
+            OrderError::Request(p) => p.clone(),
             OrderError::OutOfStock(p) => passed_on(p, StatusCode::CONFLICT, "insufficient-stock"),
             OrderError::UnknownSku(p) => {
                 passed_on(p, StatusCode::UNPROCESSABLE_ENTITY, "unknown-sku")

@@ -163,6 +163,9 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
         });
     }
 
+    // Start watching the registry now, so the first order finds inventory
+    // in the cache instead of waiting for the first registry answer.
+    service.discovery().start();
     let breakers = BreakerRegistry::new(service.metrics());
     let breaker = CircuitBreaker::new(INVENTORY_BREAKER, breaker_config);
     breakers.add(breaker.clone());
