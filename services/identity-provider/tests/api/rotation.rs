@@ -201,3 +201,55 @@ async fn admin_endpoints_need_the_admin_role() {
         202
     );
 }
+
+/// Any kit service started with ISSUER_URL protects its /admin with the provider's tokens: admin role 200, user 403, none 401, and the shared token no longer works.
+#[tokio::test]
+async fn kit_service_admin_by_issuer_url() {
+    let idp = Idp::start().await;
+    let mut common = kit::CommonArgs::for_tests(None);
+    common.issuer_url = Some(idp.issuer.parse().unwrap());
+    common.jwt_audience = vec!["platform-api".into()];
+    let spec = kit::ServiceSpec {
+        name: "admin-probe",
+        default_port: 0,
+        version: "0",
+        registers: false,
+    };
+    let service = kit::Service::bind(&spec, common).await.unwrap();
+    assert!(service.jwt_validator().is_some());
+    let base = format!("http://127.0.0.1:{}", service.port());
+    let stop = service.shutdown_token();
+    let admin = axum::Router::new().route(
+        "/whoami",
+        axum::routing::get(|auth: kit::auth::Authenticated| async move {
+            auth.claims.preferred_username.clone().unwrap_or_default()
+        }),
+    );
+    tokio::spawn(service.serve(axum::Router::new(), admin));
+
+    let get = |bearer: Option<String>| {
+        let mut req = idp.http.get(format!("{base}/admin/whoami"));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+    let admin_token = idp.login("admin", "admin").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = get(Some(admin_token)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "admin");
+    let alice = idp.login("alice", "alice").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(get(Some(alice)).await.unwrap().status(), 403);
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    assert_eq!(
+        get(Some("test-admin-token".into())).await.unwrap().status(),
+        401
+    );
+    stop.cancel();
+}
