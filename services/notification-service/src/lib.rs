@@ -97,6 +97,10 @@ pub struct Config {
     #[arg(long, env = "LAG_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub lag_interval: Duration,
 
+    /// Most messages handled at once; their notifications are stored in one transaction (1 handles messages one by one)
+    #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_size: u16,
+
     /// Database connections in the pool
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub db_max_connections: u32,
@@ -259,6 +263,7 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
         retry_backoff: config.retry_backoff,
         retry_backoff_max: config.retry_backoff_max,
         lag_interval: config.lag_interval,
+        batch_size: usize::from(config.batch_size),
     };
     let worker = Worker::new(
         consumer,

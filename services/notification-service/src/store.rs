@@ -139,6 +139,48 @@ impl From<Row> for Notification {
     }
 }
 
+/// Start of every notification `INSERT`: the columns, in the order the binds follow.
+macro_rules! insert_into {
+    () => {
+        "INSERT INTO notifications (event_id, order_number, customer_id, recipient, subject, \
+         body, total, source_topic, source_partition, source_offset, occurred_at, sent_at) "
+    };
+}
+const INSERT_INTO: &str = insert_into!();
+/// The single-row `INSERT`.
+const INSERT_ONE: &str = concat!(
+    insert_into!(),
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+
+/// The single-row `INSERT` with its binds.
+fn insert_query(email: &Email) -> sqlx::query::Query<'_, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+    sqlx::query(INSERT_ONE)
+        .bind(email.event_id.hyphenated().to_string())
+        .bind(&email.order_number)
+        .bind(&email.customer_id)
+        .bind(&email.recipient)
+        .bind(&email.subject)
+        .bind(&email.body)
+        .bind(email.total)
+        .bind(&email.origin.topic)
+        .bind(email.origin.partition)
+        .bind(email.origin.offset)
+        .bind(email.occurred_at)
+        .bind(Utc::now())
+}
+
+/// A unique violation on `event_id` is a duplicate, not an error.
+fn stored(
+    result: Result<sqlx::mysql::MySqlQueryResult, sqlx::Error>,
+) -> Result<Stored, StoreError> {
+    match result {
+        Ok(_) => Ok(Stored::New),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Stored::Duplicate),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The notifications table behind a connection pool; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct NotificationStore {
@@ -176,30 +218,49 @@ impl NotificationStore {
 
     /// Stores `email` unless its event id is already stored.
     pub async fn insert(&self, email: &Email) -> Result<Stored, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO notifications (event_id, order_number, customer_id, recipient, subject, \
-             body, total, source_topic, source_partition, source_offset, occurred_at, sent_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(email.event_id.hyphenated().to_string())
-        .bind(&email.order_number)
-        .bind(&email.customer_id)
-        .bind(&email.recipient)
-        .bind(&email.subject)
-        .bind(&email.body)
-        .bind(email.total)
-        .bind(&email.origin.topic)
-        .bind(email.origin.partition)
-        .bind(email.origin.offset)
-        .bind(email.occurred_at)
-        .bind(Utc::now())
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(Stored::New),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Stored::Duplicate),
-            Err(e) => Err(e.into()),
+        stored(insert_query(email).execute(&self.pool).await)
+    }
+
+    /// Stores several notifications at once, each unless its event id is already stored.
+    ///
+    /// The usual case, no duplicate, is one multi-row `INSERT`: one round trip and one
+    /// commit for a whole burst. A statement is atomic, so when any row is a duplicate
+    /// nothing was inserted, and the batch is redone row by row in one transaction where
+    /// duplicates are told apart. There, any failure other than a duplicate rolls the whole
+    /// batch back: InnoDB undoes only the failed statement on a duplicate key, but a
+    /// deadlock undoes the transaction, and continuing after it would lose rows silently.
+    pub async fn insert_batch(&self, emails: &[&Email]) -> Result<Vec<Stored>, StoreError> {
+        if let [one] = emails {
+            return Ok(vec![self.insert(one).await?]);
         }
+        let now = Utc::now();
+        let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(INSERT_INTO);
+        insert.push_values(emails, |mut row, email| {
+            row.push_bind(email.event_id.hyphenated().to_string())
+                .push_bind(&email.order_number)
+                .push_bind(&email.customer_id)
+                .push_bind(&email.recipient)
+                .push_bind(&email.subject)
+                .push_bind(&email.body)
+                .push_bind(email.total)
+                .push_bind(&email.origin.topic)
+                .push_bind(email.origin.partition)
+                .push_bind(email.origin.offset)
+                .push_bind(email.occurred_at)
+                .push_bind(now);
+        });
+        match insert.build().execute(&self.pool).await {
+            Ok(_) => return Ok(vec![Stored::New; emails.len()]),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(emails.len());
+        for email in emails {
+            out.push(stored(insert_query(email).execute(&mut *tx).await)?);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// One page of notifications, newest first, optionally for one order.

@@ -2,12 +2,15 @@
 //! message.
 //!
 //! # Delivery
-//! Group `notification-service`, `enable.auto.commit=false`. Messages are handled one at a
-//! time in arrival order; a message's offset is committed only after it was handled:
-//! its notification stored (or found already stored), or the message written to the
-//! dead-letter topic and acknowledged by the broker. A crash anywhere before the commit
-//! redelivers the message, and the unique `event_id` key turns the redelivery into a
-//! counted duplicate instead of a second notification (see [`crate::store`]).
+//! Group `notification-service`, `enable.auto.commit=false`. Messages are handled in
+//! arrival order, in batches of what has already arrived (up to `--batch-size`, never
+//! waiting to fill one): the batch's notifications are stored in one transaction, so a
+//! burst costs one database commit rather than one per message. An offset is committed only
+//! after its message was handled: its notification stored (or found already stored), or the
+//! message written to the dead-letter topic and acknowledged by the broker. A crash anywhere
+//! before the commit redelivers the message, and the unique `event_id` key turns the
+//! redelivery into a counted duplicate instead of a second notification (see
+//! [`crate::store`]).
 //!
 //! # Poison messages and failures
 //! - Undecodable (`events::decode` fails: garbage, wrong shape, a schema version newer than
@@ -40,7 +43,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::email::{self, Origin};
+use futures::FutureExt;
+
+use crate::email::{self, Email, Origin};
 use crate::store::{NotificationStore, Stored};
 use kafka::{DeadLetters, OrderConsumer};
 use state::{ConsumerState, DeadLetterReason};
@@ -59,6 +64,8 @@ pub struct ConsumerOptions {
     pub retry_backoff_max: Duration,
     /// How often the lag is measured for `/metrics`.
     pub lag_interval: Duration,
+    /// Most messages handled (and stored in one transaction) at once.
+    pub batch_size: usize,
 }
 
 /// Exponential back-off: `initial`, doubling, capped at `max`.
@@ -81,6 +88,43 @@ impl Backoff {
         let wait = self.next;
         self.next = (self.next * 2).min(self.max);
         wait
+    }
+}
+
+/// A received message with its origin and its processing span (a child of the
+/// publisher's trace when the message carries one).
+struct Received {
+    message: OwnedMessage,
+    origin: Origin,
+    span: tracing::Span,
+}
+
+impl Received {
+    fn new(message: OwnedMessage) -> Received {
+        let origin = Origin {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let span = tracing::info_span!(
+            "order-placed process",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %origin.topic,
+            messaging.kafka.partition = origin.partition,
+            messaging.kafka.offset = origin.offset,
+            order_number = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+        );
+        kit::telemetry::set_parent(
+            &span,
+            kit::telemetry::context_from_map(&kafka::text_headers(&message)),
+        );
+        Received {
+            message,
+            origin,
+            span,
+        }
     }
 }
 
@@ -123,45 +167,35 @@ impl Worker {
     }
 
     /// Migrates the schema (waiting for the database), subscribes, then handles messages
-    /// until shutdown; finally commits synchronously and closes the consumer.
+    /// in batches until shutdown; finally commits synchronously and closes the consumer.
     pub async fn run(mut self) {
         if self.prepare().await.is_err() {
             self.close().await;
             return;
         }
         loop {
-            let received = tokio::select! {
+            let first = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 m = self.consumer.recv() => m.map(|m| m.detach()),
             };
-            let message = match received {
-                Ok(m) => m,
+            let mut batch = Vec::new();
+            match first {
+                Ok(m) => batch.push(Received::new(m)),
                 Err(e) => {
                     tracing::warn!(error = %e, "receiving from Kafka failed");
                     continue;
                 }
-            };
-            let origin = Origin {
-                topic: message.topic().to_string(),
-                partition: message.partition(),
-                offset: message.offset(),
-            };
-            let span = tracing::info_span!(
-                "order-placed process",
-                otel.kind = "consumer",
-                messaging.system = "kafka",
-                messaging.destination.name = %origin.topic,
-                messaging.kafka.partition = origin.partition,
-                messaging.kafka.offset = origin.offset,
-                order_number = tracing::field::Empty,
-                event_id = tracing::field::Empty,
-            );
-            kit::telemetry::set_parent(
-                &span,
-                kit::telemetry::context_from_map(&kafka::text_headers(&message)),
-            );
-            match self.handle(&message, &origin).instrument(span).await {
-                Ok(()) => self.commit(&origin),
+            }
+            // Whatever else has already arrived joins the batch; nothing waits for it.
+            while batch.len() < self.options.batch_size {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(Received::new(m.detach())),
+                    Some(Err(e)) => tracing::warn!(error = %e, "receiving from Kafka failed"),
+                    None => break,
+                }
+            }
+            match self.handle_batch(&batch).await {
+                Ok(()) => self.commit(&batch),
                 Err(Stopped) => break,
             }
         }
@@ -207,86 +241,146 @@ impl Worker {
         Ok(())
     }
 
-    /// Handles one message; `Err(Stopped)` only when shutdown interrupted it.
-    async fn handle(&self, message: &OwnedMessage, origin: &Origin) -> Result<(), Stopped> {
-        let payload = message.payload().unwrap_or_default();
-        let event = match events::decode(payload) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable message; dead-lettering it");
+    /// Handles a batch: dead-letters what cannot be decoded, stores the notifications of
+    /// the rest in one transaction, and falls back to one message at a time when that
+    /// transaction fails for another reason than an outage, so a failing message gets its
+    /// own attempts and the others are not held back. `Err(Stopped)` only at shutdown.
+    async fn handle_batch(&self, batch: &[Received]) -> Result<(), Stopped> {
+        let mut pending: Vec<(&Received, Email)> = Vec::with_capacity(batch.len());
+        for r in batch {
+            let payload = r.message.payload().unwrap_or_default();
+            match events::decode(payload) {
+                Ok(event) => {
+                    r.span.record("order_number", event.order_number.as_str());
+                    r.span
+                        .record("event_id", tracing::field::display(event.event_id));
+                    pending.push((r, email::render(&event, r.origin.clone())));
+                }
+                Err(e) => {
+                    r.span.in_scope(
+                        || tracing::warn!(error = %e, "undecodable message; dead-lettering it"),
+                    );
+                    self.dead_letter(r, &e.to_string(), 1, DeadLetterReason::Undecodable)
+                        .instrument(r.span.clone())
+                        .await?;
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let emails: Vec<&Email> = pending.iter().map(|(_, e)| e).collect();
+        let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
+        let first_failure = loop {
+            match self.store.insert_batch(&emails).await {
+                Ok(results) => {
+                    self.state.set_waiting_for_db(None);
+                    for ((r, email), stored) in pending.iter().zip(results) {
+                        r.span.in_scope(|| self.notified(email, stored));
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_outage() => self.wait_for_database(&e, &mut backoff).await?,
+                Err(e) => break e,
+            }
+        };
+        if let [(r, email)] = pending.as_slice() {
+            // One message: that failure was its first attempt.
+            return self
+                .store_one(r, email, 1, first_failure.to_string())
+                .instrument(r.span.clone())
+                .await;
+        }
+        tracing::warn!(error = %first_failure, size = pending.len(), "batch failed; handling its messages one by one");
+        for (r, email) in &pending {
+            self.store_one(r, email, 0, String::new())
+                .instrument(r.span.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores one message's notification, with up to `--max-attempts` attempts (`failures`
+    /// already made, the last failing with `last_error`), then dead-letters it.
+    async fn store_one(
+        &self,
+        r: &Received,
+        email: &Email,
+        mut failures: u32,
+        mut last_error: String,
+    ) -> Result<(), Stopped> {
+        let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
+        loop {
+            if failures >= self.options.max_attempts {
+                tracing::warn!(error = %last_error, attempts = failures, "handling failed too often; dead-lettering");
                 return self
                     .dead_letter(
-                        message,
-                        origin,
-                        &e.to_string(),
-                        1,
-                        DeadLetterReason::Undecodable,
+                        r,
+                        &format!("handling failed: {last_error}"),
+                        failures,
+                        DeadLetterReason::Failed,
                     )
                     .await;
             }
-        };
-        let span = tracing::Span::current();
-        span.record("order_number", event.order_number.as_str());
-        span.record("event_id", tracing::field::display(event.event_id));
-        let email = email::render(&event, origin.clone());
-        let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
-        let mut attempts = 0u32;
-        loop {
-            match self.store.insert(&email).await {
-                Ok(Stored::New) => {
+            if failures > 0 {
+                ConsumerState::count(&self.state.retries);
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %last_error, attempts = failures, ?wait, "handling failed; retrying");
+                self.pause(wait).await?;
+            }
+            match self.store.insert(email).await {
+                Ok(stored) => {
                     self.state.set_waiting_for_db(None);
-                    ConsumerState::count(&self.state.sent);
-                    tracing::info!(
-                        to = email.recipient.as_deref().unwrap_or("(no address)"),
-                        customer = %email.customer_id,
-                        subject = %email.subject,
-                        body = %email.body,
-                        "notification sent"
-                    );
+                    self.notified(email, stored);
                     return Ok(());
                 }
-                Ok(Stored::Duplicate) => {
-                    self.state.set_waiting_for_db(None);
-                    ConsumerState::count(&self.state.duplicates);
-                    tracing::info!("event already notified; duplicate skipped");
-                    return Ok(());
-                }
-                Err(e) if e.is_outage() => {
-                    // Not this message's fault: wait for the database, attempts unchanged.
-                    ConsumerState::count(&self.state.retries);
-                    let wait = backoff.next_wait();
-                    tracing::warn!(error = %e, ?wait, "notifications database unavailable; waiting");
-                    self.state.set_waiting_for_db(Some(e.to_string()));
-                    self.pause(wait).await?;
-                }
+                // Not this message's fault: wait for the database, attempts unchanged.
+                Err(e) if e.is_outage() => self.wait_for_database(&e, &mut backoff).await?,
                 Err(e) => {
-                    attempts += 1;
-                    if attempts >= self.options.max_attempts {
-                        tracing::warn!(error = %e, attempts, "handling failed too often; dead-lettering");
-                        return self
-                            .dead_letter(
-                                message,
-                                origin,
-                                &format!("handling failed: {e}"),
-                                attempts,
-                                DeadLetterReason::Failed,
-                            )
-                            .await;
-                    }
-                    ConsumerState::count(&self.state.retries);
-                    let wait = backoff.next_wait();
-                    tracing::warn!(error = %e, attempts, ?wait, "handling failed; retrying");
-                    self.pause(wait).await?;
+                    failures += 1;
+                    last_error = e.to_string();
                 }
             }
         }
     }
 
+    /// Counts and logs a stored (sent) or duplicate notification.
+    fn notified(&self, email: &Email, stored: Stored) {
+        match stored {
+            Stored::New => {
+                ConsumerState::count(&self.state.sent);
+                tracing::info!(
+                    to = email.recipient.as_deref().unwrap_or("(no address)"),
+                    customer = %email.customer_id,
+                    subject = %email.subject,
+                    body = %email.body,
+                    "notification sent"
+                );
+            }
+            Stored::Duplicate => {
+                ConsumerState::count(&self.state.duplicates);
+                tracing::info!("event already notified; duplicate skipped");
+            }
+        }
+    }
+
+    /// Records an outage and waits before the next try.
+    async fn wait_for_database(
+        &self,
+        error: &crate::store::StoreError,
+        backoff: &mut Backoff,
+    ) -> Result<(), Stopped> {
+        ConsumerState::count(&self.state.retries);
+        let wait = backoff.next_wait();
+        tracing::warn!(%error, ?wait, "notifications database unavailable; waiting");
+        self.state.set_waiting_for_db(Some(error.to_string()));
+        self.pause(wait).await
+    }
+
     /// Writes the message to the DLT, retrying until the broker acknowledges it.
     async fn dead_letter(
         &self,
-        message: &OwnedMessage,
-        origin: &Origin,
+        r: &Received,
         error: &str,
         attempts: u32,
         reason: DeadLetterReason,
@@ -295,7 +389,7 @@ impl Worker {
         loop {
             match self
                 .dead_letters
-                .send(message, origin, error, attempts)
+                .send(&r.message, &r.origin, error, attempts)
                 .await
             {
                 Ok((partition, offset)) => {
@@ -320,21 +414,25 @@ impl Worker {
         }
     }
 
-    /// Commits past `origin` without waiting (a lost commit only means a deduplicated
-    /// redelivery).
-    fn commit(&mut self, origin: &Origin) {
-        ConsumerState::count(&self.state.handled);
-        let next = origin.offset + 1;
-        self.handled
-            .insert((origin.topic.clone(), origin.partition), next);
-        if let Err(e) = kafka::commit(
-            &self.consumer,
-            &[(origin.topic.as_str(), origin.partition, next)],
-            false,
-        ) {
+    /// Commits past the batch, per partition, without waiting for the broker (a lost commit
+    /// only means a deduplicated redelivery).
+    fn commit(&mut self, batch: &[Received]) {
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        for r in batch {
+            ConsumerState::count(&self.state.handled);
+            let key = (r.origin.topic.clone(), r.origin.partition);
+            let offset = next.entry(key).or_insert(0);
+            *offset = (*offset).max(r.origin.offset + 1);
+        }
+        let offsets: Vec<(&str, i32, i64)> = next
+            .iter()
+            .map(|((t, p), o)| (t.as_str(), *p, *o))
+            .collect();
+        if let Err(e) = kafka::commit(&self.consumer, &offsets, false) {
             ConsumerState::count(&self.state.commit_failures);
             tracing::warn!(error = %e, "offset commit could not be queued");
         }
+        self.handled.extend(next);
     }
 
     /// Waits `wait`, or returns `Stopped` at shutdown.

@@ -92,3 +92,36 @@ async fn repeated_failures_are_dead_lettered_after_max_attempts() {
     assert_eq!(app.notifications("").await["total"], 1);
     app.stop().await;
 }
+
+/// A backlog handled in one batch with a failing event in the middle: the batch falls back
+/// to one message at a time, the good events are all notified, the bad one is dead-lettered
+/// after its attempts, and every offset is committed.
+#[tokio::test]
+async fn a_failing_message_in_a_batch_does_not_hold_back_the_others() {
+    let infra = Infra::start(1).await;
+    let publisher = Publisher::new(&infra);
+    for n in 0..5 {
+        publisher.send(&event(&format!("ord-a{n}"))).await;
+    }
+    let bad = event(&"B".repeat(100));
+    publisher.send(&bad).await;
+    for n in 0..5 {
+        publisher.send(&event(&format!("ord-b{n}"))).await;
+    }
+    // Started after the backlog, so the first fetch brings it all in one batch.
+    let app = TestApp::spawn(infra.config(&["--max-attempts", "2"])).await;
+    let report = app
+        .wait_consumer("all eleven committed", |r| {
+            r["partitions"][0]["committed"] == 11
+        })
+        .await;
+    assert_eq!(report["notificationsSent"], 10);
+    assert_eq!(report["deadLetteredFailed"], 1);
+    assert_eq!(report["messagesHandled"], 11);
+    assert_eq!(app.notifications("").await["total"], 10);
+    let letters = read_dead_letters(&infra, 1).await;
+    assert_eq!(letters[0].headers["dlt-original-offset"], "5");
+    assert_eq!(letters[0].headers["dlt-attempts"], "2");
+    assert_eq!(letters[0].payload, bad.encode());
+    app.stop().await;
+}

@@ -8,23 +8,35 @@ use notification_service::store::{NotificationStore, Stored};
 
 use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, eventually};
 
-/// The same event (same id) delivered twice gives one notification and one skipped duplicate.
+/// The same event (same id) delivered twice gives one notification and one skipped
+/// duplicate, both inside one batch (a backlog) and across batches (one at a time).
 #[tokio::test]
 async fn same_event_twice_notifies_once() {
     let infra = Infra::start(1).await;
-    let app = TestApp::spawn(infra.config(&[])).await;
     let publisher = Publisher::new(&infra);
-    let e = event("ord-dup");
-    publisher.send(&e).await;
-    publisher.send(&e).await;
+    let in_batch = event("ord-dup-backlog");
+    publisher.send(&event("ord-first")).await;
+    publisher.send(&in_batch).await;
+    publisher.send(&in_batch).await;
+    let app = TestApp::spawn(infra.config(&[])).await;
+    app.wait_consumer("the backlog handled", |r| r["messagesHandled"] == 3)
+        .await;
+    let live = event("ord-dup-live");
+    publisher.send(&live).await;
+    app.wait_consumer("the first copy handled", |r| r["messagesHandled"] == 4)
+        .await;
+    publisher.send(&live).await;
     publisher.send(&event("ord-after")).await;
     let report = app
-        .wait_consumer("three messages handled", |r| r["messagesHandled"] == 3)
+        .wait_consumer("six messages handled", |r| r["messagesHandled"] == 6)
         .await;
-    assert_eq!(report["duplicatesSkipped"], 1);
-    assert_eq!(report["notificationsSent"], 2);
-    assert_eq!(app.notifications("?orderNumber=ord-dup").await["total"], 1);
-    assert_eq!(app.notifications("").await["total"], 2);
+    assert_eq!(report["duplicatesSkipped"], 2);
+    assert_eq!(report["notificationsSent"], 4);
+    for order in ["ord-dup-backlog", "ord-dup-live"] {
+        let page = app.notifications(&format!("?orderNumber={order}")).await;
+        assert_eq!(page["total"], 1, "{order}");
+    }
+    assert_eq!(app.notifications("").await["total"], 4);
     app.stop().await;
 }
 
