@@ -76,12 +76,21 @@ struct Validator<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
-/// Where each service's published host ports were declared, to name the first one in a clash.
+/// A published host port and where it was written, to name the first one in a clash.
 struct PortClaim {
     service: String,
     host_ip: Option<String>,
     host_port: u16,
-    line: usize,
+    span: Range<usize>,
+}
+
+/// What the checks across services (port clashes, cycles) need from the per-service pass.
+#[derive(Default)]
+struct CrossChecks {
+    /// (service, dependency) → span of the dependency's key, to point at a cycle's first edge.
+    depends: BTreeMap<(String, String), Range<usize>>,
+    /// Every published port in file order.
+    ports: Vec<PortClaim>,
 }
 
 impl Validator<'_> {
@@ -115,10 +124,8 @@ impl Validator<'_> {
             );
         }
         let names: BTreeSet<String> = raw.services.keys().map(|k| k.get_ref().clone()).collect();
-        // Service spans are kept for the cross-service checks below.
-        let mut depends_spans: BTreeMap<(String, String), Range<usize>> = BTreeMap::new();
+        let mut cross = CrossChecks::default();
         let mut services = BTreeMap::new();
-        let mut claims: Vec<PortClaim> = Vec::new();
         let raw_ports: BTreeMap<String, Option<u16>> = raw
             .services
             .iter()
@@ -151,22 +158,11 @@ impl Validator<'_> {
                 ports: &raw_ports,
                 with_health: &raw_health,
             };
-            let service = self.service(&ctx, span, svc.into_inner(), base_dir, &mut depends_spans);
-            for port in &service.ports {
-                let (line, _) = self
-                    .source
-                    .line_col(port_span(&service, port, &depends_spans));
-                claims.push(PortClaim {
-                    service: svc_name.clone(),
-                    host_ip: port.host_ip.clone(),
-                    host_port: port.host_port,
-                    line,
-                });
-            }
+            let service = self.service(&ctx, span, svc.into_inner(), base_dir, &mut cross);
             services.insert(svc_name, service);
         }
-        self.port_clashes(&claims, &depends_spans);
-        self.cycles(&services, &depends_spans);
+        self.port_clashes(&cross.ports);
+        self.cycles(&services, &cross.depends);
         Stack {
             name,
             description: header.description,
@@ -181,7 +177,7 @@ impl Validator<'_> {
         span: Range<usize>,
         raw: RawService,
         base_dir: &Path,
-        spans: &mut BTreeMap<(String, String), Range<usize>>,
+        cross: &mut CrossChecks,
     ) -> Service {
         let name = ctx.name;
         let key = |k: &str| format!("services.{name}.{k}");
@@ -212,10 +208,15 @@ impl Validator<'_> {
             );
         }
         let mut ports = Vec::new();
-        for (i, p) in raw.ports.iter().enumerate() {
+        for p in &raw.ports {
             match parse_published(p.get_ref()) {
                 Ok(published) => {
-                    spans.insert((format!("{name}#port"), i.to_string()), p.span());
+                    cross.ports.push(PortClaim {
+                        service: name.to_string(),
+                        host_ip: published.host_ip.clone(),
+                        host_port: published.host_port,
+                        span: p.span(),
+                    });
                     ports.push(published);
                 }
                 Err(message) => self.error(p.span(), key("ports"), message),
@@ -288,7 +289,9 @@ impl Validator<'_> {
                     ),
                 );
             }
-            spans.insert((name.to_string(), dep_name.clone()), dep.span());
+            cross
+                .depends
+                .insert((name.to_string(), dep_name.clone()), dep.span());
             if let Some(c) = condition {
                 depends_on.insert(dep_name, c);
             }
@@ -608,11 +611,7 @@ impl Validator<'_> {
         out
     }
 
-    fn port_clashes(
-        &mut self,
-        claims: &[PortClaim],
-        spans: &BTreeMap<(String, String), Range<usize>>,
-    ) {
+    fn port_clashes(&mut self, claims: &[PortClaim]) {
         for (i, later) in claims.iter().enumerate() {
             let Some(first) = claims[..i].iter().find(|c| {
                 c.host_port == later.host_port
@@ -622,26 +621,18 @@ impl Validator<'_> {
             }) else {
                 continue;
             };
-            // The span of `later`'s entry: find its index among that service's ports.
-            let index = claims[..i]
-                .iter()
-                .filter(|c| c.service == later.service)
-                .count();
-            let span = spans
-                .get(&(format!("{}#port", later.service), index.to_string()))
-                .cloned()
-                .unwrap_or(0..0);
             let who = if first.service == later.service {
                 "this service".to_string()
             } else {
                 format!("`{}`", first.service)
             };
+            let (first_line, _) = self.source.line_col(first.span.start);
             self.error(
-                span,
+                later.span.clone(),
                 format!("services.{}.ports", later.service),
                 format!(
-                    "host port {} is already published by {who} (line {})",
-                    later.host_port, first.line
+                    "host port {} is already published by {who} (line {first_line})",
+                    later.host_port
                 ),
             );
         }
@@ -678,17 +669,6 @@ struct ServiceCtx<'a> {
     names: &'a BTreeSet<String>,
     ports: &'a BTreeMap<String, Option<u16>>,
     with_health: &'a BTreeSet<String>,
-}
-
-fn port_span(
-    service: &Service,
-    port: &PublishedPort,
-    spans: &BTreeMap<(String, String), Range<usize>>,
-) -> usize {
-    let index = service.ports.iter().position(|p| p == port).unwrap_or(0);
-    spans
-        .get(&(format!("{}#port", service.name), index.to_string()))
-        .map_or(0, |s| s.start)
 }
 
 fn unknown_service(name: &str, names: &BTreeSet<String>) -> String {
