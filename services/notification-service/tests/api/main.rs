@@ -4,9 +4,11 @@
 //! - `redelivery`: the same event twice, a restart before the commit, `kill -9` mid-stream.
 //! - `poison`: undecodable messages and repeated failures go to the DLT; the partition flows.
 //! - `outage`: the database goes away and comes back.
+//! - `order_flow`: the real order flow with order-service (binary), inventory and the registry.
 
 mod consume;
 mod helpers;
+mod order_flow;
 mod outage;
 mod poison;
 mod redelivery;

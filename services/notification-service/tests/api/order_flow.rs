@@ -1,0 +1,367 @@
+//! The whole order flow, shared with order-service's tests: HTTP order → inventory
+//! reservation through the registry → MySQL outbox → Kafka → this service → one notification.
+//!
+//! The registry and inventory-service run in-process; order-service runs as its real binary
+//! (`target/debug/order-service` or `target/release/order-service`, whichever is newer; build
+//! it first with `cargo build -p order-service`, which a workspace test run does), so it can
+//! be killed with SIGKILL.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kit::Service;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, WAIT, eventually};
+
+/// A service running in this process.
+struct InProcess {
+    base: String,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl InProcess {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+    }
+}
+
+/// Databases, broker, registry, inventory (with stock), order-service (binary) and
+/// notification-service (in-process).
+struct OrderFlow {
+    _db: testkit::MariaDb,
+    _kafka: testkit::Tansu,
+    registry: InProcess,
+    inventory: InProcess,
+    order_service: testkit::ChildGuard,
+    order_base: String,
+    notifications: TestApp,
+    orders_db: sqlx::MySqlPool,
+    notifications_db: sqlx::MySqlPool,
+}
+
+impl OrderFlow {
+    async fn start() -> OrderFlow {
+        kit::telemetry::init_for_tests();
+        let order_bin = testkit::bin_path("order-service").unwrap_or_else(|e| {
+            panic!("this test runs the order-service binary: {e} (cargo build -p order-service)")
+        });
+        let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Tansu::start());
+        let (db, kafka) = (db.unwrap(), kafka.unwrap());
+        kafka
+            .create_topic(events::ORDER_PLACED_TOPIC, 3)
+            .await
+            .unwrap();
+        let orders = db.create_database("orders").await.unwrap();
+        let inventory = db.create_database("inventory").await.unwrap();
+        let notifications = db.create_database("notifications").await.unwrap();
+
+        let registry = start_registry().await;
+        let inventory_service = start_inventory(&inventory.url, &registry.base).await;
+        let res = reqwest::Client::new()
+            .put(format!("{}/admin/inventory/phone", inventory_service.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"quantity": 1_000_000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "stock set");
+
+        let port = testkit::free_port().unwrap().to_string();
+        let bootstrap = kafka.bootstrap_servers();
+        let order_service = testkit::spawn_process(
+            order_bin,
+            Vec::<&str>::new(),
+            [
+                ("PORT", port.as_str()),
+                ("BIND_ADDR", "127.0.0.1"),
+                ("ADVERTISE_HOST", "127.0.0.1"),
+                ("REGISTRY_URL", registry.base.as_str()),
+                ("DATABASE_URL", orders.url.as_str()),
+                ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+                ("ADMIN_TOKEN", ADMIN_TOKEN),
+                ("OUTBOX_POLL_INTERVAL", "200ms"),
+                ("LOG_FORMAT", "json"),
+            ],
+        )
+        .await
+        .unwrap();
+        let order_base = format!("http://127.0.0.1:{port}");
+        testkit::wait_for_http(&format!("{order_base}/health/ready"), WAIT)
+            .await
+            .unwrap();
+
+        let config = {
+            let bootstrap = kafka.bootstrap_servers();
+            let args = [
+                "notification-service",
+                "--kafka-bootstrap-servers",
+                bootstrap.as_str(),
+                "--database-url",
+                notifications.url.as_str(),
+                "--lag-interval",
+                "200ms",
+                "--session-timeout",
+                "6s",
+            ];
+            let mut c: notification_service::Config =
+                kit::config::try_parse_from(&notification_service::SPEC, args).unwrap();
+            c.common = kit::CommonArgs::for_tests(Some(&registry.base));
+            c
+        };
+        let notifications_app = TestApp::spawn(config).await;
+        let pool = |url: &str| {
+            sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(2)
+                .connect_lazy(url)
+                .unwrap()
+        };
+        let flow = OrderFlow {
+            orders_db: pool(&orders.url),
+            notifications_db: pool(&notifications.url),
+            _db: db,
+            _kafka: kafka,
+            registry,
+            inventory: inventory_service,
+            order_service,
+            order_base,
+            notifications: notifications_app,
+        };
+        flow.wait_order_service_sees_inventory().await;
+        flow
+    }
+
+    /// order-service finds inventory only through the registry; wait until it does.
+    async fn wait_order_service_sees_inventory(&self) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/admin/upstreams", self.order_base);
+        let found = eventually(
+            WAIT,
+            || {
+                let (http, url) = (&http, &url);
+                async move {
+                    match http.get(url).bearer_auth(ADMIN_TOKEN).send().await {
+                        Ok(r) => r.json::<Value>().await.unwrap_or_default(),
+                        Err(_) => Value::Null,
+                    }
+                }
+            },
+            |v| {
+                v["inventory-service"]["instances"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+            },
+        )
+        .await;
+        assert!(found.is_some(), "order-service never saw inventory-service");
+    }
+
+    async fn stop(self) {
+        let OrderFlow {
+            mut order_service,
+            notifications,
+            inventory,
+            registry,
+            ..
+        } = self;
+        let _ = order_service.stop(Duration::from_secs(10)).await;
+        notifications.stop().await;
+        inventory.stop().await;
+        registry.stop().await;
+    }
+}
+
+async fn start_registry() -> InProcess {
+    let config = discovery_server::Config::for_tests();
+    let service = Service::bind(&discovery_server::SPEC, config.common.clone())
+        .await
+        .unwrap();
+    let state = discovery_server::build(&config, kit::clock::Clock::System, &service);
+    let base = format!("http://127.0.0.1:{}", service.port());
+    let stop = service.shutdown_token();
+    let task = tokio::spawn(async move {
+        let _ = service
+            .serve(
+                discovery_server::router(state.clone()),
+                discovery_server::admin_router(state),
+            )
+            .await;
+    });
+    InProcess { base, stop, task }
+}
+
+async fn start_inventory(database_url: &str, registry: &str) -> InProcess {
+    let config = inventory_service::Config::for_tests(database_url, Some(registry));
+    let service = Service::bind(&inventory_service::SPEC, config.common.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", service.port());
+    let stop = service.shutdown_token();
+    let task = tokio::spawn(async move {
+        if let Err(e) = inventory_service::run(config, service).await {
+            tracing::error!(error = %e, "inventory-service failed");
+        }
+    });
+    testkit::wait_for_http(&format!("{base}/health/ready"), WAIT)
+        .await
+        .unwrap();
+    InProcess { base, stop, task }
+}
+
+/// Orders posted by `workers` loops until `stop`; returns the accepted order numbers.
+fn order_stream(base: String, workers: usize, stop: Arc<AtomicBool>) -> JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let loops = (0..workers).map(|_| {
+            let (http, base, stop, accepted) =
+                (http.clone(), base.clone(), stop.clone(), accepted.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let res = http
+                        .post(format!("{base}/api/order"))
+                        .json(&json!({"lines": [{"skuCode": "phone", "price": "1.50", "quantity": 1}]}))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == 201 => {
+                            let v: Value = r.json().await.unwrap_or_default();
+                            if let Some(n) = v["orderNumber"].as_str() {
+                                accepted.lock().push(n.to_string());
+                            }
+                        }
+                        // Refused connections once the process is dead: slow down.
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }
+        });
+        futures::future::join_all(loops).await;
+        accepted.lock().clone()
+    })
+}
+
+/// An order placed over HTTP is reserved through the registry, published, and notified
+/// once, with its lines and total, listed by order number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_is_notified_once() {
+    let flow = OrderFlow::start().await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/order", flow.order_base))
+        .json(&json!({"lines": [
+            {"skuCode": "phone", "price": "999.99", "quantity": 2},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let order: Value = res.json().await.unwrap();
+    let number = order["orderNumber"].as_str().unwrap().to_string();
+    let page = flow
+        .notifications
+        .wait_notifications(&format!("?orderNumber={number}"), 1)
+        .await;
+    let n = &page["items"][0];
+    assert_eq!(n["subject"], format!("Your order {number} has been placed"));
+    assert_eq!(n["total"], "1999.98");
+    assert!(
+        n["body"]
+            .as_str()
+            .unwrap()
+            .contains("2 x phone at 999.99 = 1999.98"),
+        "{n}"
+    );
+    flow.stop().await;
+}
+
+/// `kill -9` of order-service during a stream of orders, then a restart: every stored order
+/// (every accepted one among them) gets exactly one notification, however often the outbox
+/// relay republished its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_order_service_gives_exactly_one_notification_per_order() {
+    let mut flow = OrderFlow::start().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = order_stream(flow.order_base.clone(), 8, stop.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    flow.order_service.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let accepted = stream.await.unwrap();
+    assert!(
+        accepted.len() >= 20,
+        "only {} orders accepted before the kill",
+        accepted.len()
+    );
+
+    flow.order_service.restart().await.unwrap();
+    testkit::wait_for_http(&format!("{}/health/ready", flow.order_base), WAIT)
+        .await
+        .unwrap();
+
+    let stored: HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT order_number FROM orders")
+            .fetch_all(&flow.orders_db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    for n in &accepted {
+        assert!(stored.contains(n), "accepted order {n} is stored");
+    }
+    let db = &flow.notifications_db;
+    let notified = eventually(
+        Duration::from_secs(90),
+        || async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(DISTINCT order_number) FROM notifications")
+                .fetch_one(db)
+                .await
+                .unwrap_or(0)
+        },
+        |n| *n >= stored.len() as i64,
+    )
+    .await;
+    assert_eq!(
+        notified,
+        Some(stored.len() as i64),
+        "every stored order notified"
+    );
+    // Late redeliveries would show up now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT order_number, COUNT(*) FROM notifications GROUP BY order_number")
+            .fetch_all(db)
+            .await
+            .unwrap();
+    let twice: Vec<_> = rows.iter().filter(|(_, c)| *c != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "orders notified more than once: {twice:?}"
+    );
+    let notified: HashSet<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    let unknown: Vec<_> = notified.iter().filter(|n| !stored.contains(**n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "notifications for unknown orders: {unknown:?}"
+    );
+    let report = flow.notifications.consumer().await;
+    println!(
+        "kill -9 after {} accepted orders ({} stored): {} notifications, one per order; \
+         consumer handled {} messages, skipped {} duplicates",
+        accepted.len(),
+        stored.len(),
+        rows.len(),
+        report["messagesHandled"],
+        report["duplicatesSkipped"]
+    );
+    flow.stop().await;
+}
