@@ -247,7 +247,8 @@ async fn debootstrap(dir: &std::path::Path, progress: &dyn Progress) -> Result<(
     Ok(())
 }
 
-fn lines_of<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
+/// The lines a child process writes, as a stream that ends when the pipe closes.
+pub(super) fn lines_of<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
     reader: Option<R>,
 ) -> futures::stream::BoxStream<'static, String> {
     match reader {

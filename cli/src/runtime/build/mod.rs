@@ -317,29 +317,45 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Runs `cargo build --release` for one binary, streaming cargo's lines into the progress
+    /// (a cold release build takes minutes; the user should see it move).
     async fn cargo_build(&self, package: &str, progress: &dyn Progress) -> Result<(), BuildError> {
         progress.status(&format!("cargo build --release -p {package}"));
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = tokio::process::Command::new(cargo)
+        let mut child = tokio::process::Command::new(cargo)
             .args(["build", "--release", "-p", package, "--bin", package])
             .current_dir(self.ws.root())
             .stdin(std::process::Stdio::null())
-            .output()
-            .await
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
             .map_err(|e| BuildError::Io {
                 what: "run cargo".to_string(),
                 source: e,
             })?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        for line in stderr.lines() {
-            progress.output(line);
+        let mut lines = mariadb::lines_of(child.stderr.take().map(tokio::io::BufReader::new));
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(line) = lines.next().await {
+            progress.output(&line);
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("Compiling ") || trimmed.starts_with("Blocking ") {
+                progress.status(&format!("cargo: {trimmed}"));
+            }
+            tail.push(line);
+            if tail.len() > 30 {
+                tail.remove(0);
+            }
         }
-        if !output.status.success() {
-            let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        let status = child.wait().await.map_err(|e| BuildError::Io {
+            what: "wait for cargo".to_string(),
+            source: e,
+        })?;
+        if !status.success() {
             return Err(BuildError::Cargo {
                 package: package.to_string(),
-                status: output.status.to_string(),
-                output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                status: status.to_string(),
+                output: tail.join("\n"),
             });
         }
         Ok(())
