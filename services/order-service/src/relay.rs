@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use futures::future::join_all;
@@ -149,9 +149,16 @@ impl Relay {
     }
 
     /// Runs until `stop`, then flushes the producer (bounded).
-    pub async fn run(mut self, stop: CancellationToken) {
+    pub async fn run(self, stop: CancellationToken) {
+        // The depth gauges are refreshed on their own schedule: a pass can
+        // wait for deliveries for a long time while the broker is down,
+        // which is exactly when the depth matters.
+        let depth = depth_loop(self.pool.clone(), self.metrics.clone(), stop.clone());
+        tokio::join!(self.publish_loop(stop), depth);
+    }
+
+    async fn publish_loop(mut self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
-        let mut last_depth = Instant::now() - Duration::from_secs(1);
         loop {
             if !self.topic_ready {
                 self.ensure_topic().await;
@@ -160,10 +167,6 @@ impl Relay {
                 _ = stop.cancelled() => break,
                 r = self.pass() => r,
             };
-            if last_depth.elapsed() >= Duration::from_millis(250) {
-                self.refresh_depth().await;
-                last_depth = Instant::now();
-            }
             let wait = match pass {
                 Ok(n) if n >= self.options.batch_size as usize => {
                     backoff = Duration::from_millis(100);
@@ -175,7 +178,9 @@ impl Relay {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay pass failed");
-                    self.recover_producer();
+                    if matches!(e, RelayError::Publish { .. }) {
+                        self.renew_producer().await;
+                    }
                     let w = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     w
@@ -189,19 +194,27 @@ impl Relay {
         }
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
-        self.refresh_depth().await;
     }
 
-    /// Replaces a producer that hit a fatal error (an idempotent producer
-    /// can, e.g. after a sequence gap it cannot repair); its unacknowledged
-    /// rows are still unsent and go out with the new one.
-    fn recover_producer(&mut self) {
+    /// Replaces the producer after failed deliveries. An idempotent
+    /// producer whose messages timed out keeps sequence numbers the broker
+    /// may no longer accept (librdkafka would need the broker to bump the
+    /// producer epoch, which not every Kafka-API broker does; tansu 0.6
+    /// answers every later produce with an error). A new producer gets a
+    /// new producer id and starts clean; rows it did not get acknowledged
+    /// are still unsent and simply go out again.
+    async fn renew_producer(&mut self) {
         if let Some((code, reason)) = self.producer.client().fatal_error() {
-            tracing::error!(?code, %reason, "the Kafka producer failed fatally; creating a new one");
-            match producer_config(&self.options).create() {
-                Ok(p) => self.producer = p,
-                Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
+            tracing::error!(?code, %reason, "the Kafka producer failed fatally");
+        }
+        match producer_config(&self.options).create::<FutureProducer>() {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.producer, fresh);
+                // Dropping purges and flushes (blocking up to 500 ms).
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                tracing::info!("Kafka producer renewed after failed deliveries");
             }
+            Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
         }
     }
 
@@ -332,21 +345,25 @@ impl Relay {
         }
         Ok(rows.len())
     }
+}
 
-    /// Updates the outbox depth gauges.
-    async fn refresh_depth(&self) {
+/// Refreshes the outbox depth gauges every 250 ms until `stop`.
+async fn depth_loop(pool: MySqlPool, metrics: RelayMetrics, stop: CancellationToken) {
+    loop {
         let r = sqlx::query(
             "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(6)) FROM outbox WHERE sent_at IS NULL",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&pool)
         .await;
         if let Ok(row) = r {
             let n: i64 = row.get(0);
             let age: Option<i64> = row.get(1);
-            self.metrics.pending.set(n);
-            self.metrics
-                .oldest_age
-                .set(age.unwrap_or(0).max(0) as f64 / 1e6);
+            metrics.pending.set(n);
+            metrics.oldest_age.set(age.unwrap_or(0).max(0) as f64 / 1e6);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
 }
