@@ -200,3 +200,68 @@ async fn taken_host_port_is_a_clear_error() {
     drop(holder);
     cleanup(&rt, &name).await;
 }
+
+/// Instances follow the stack file: three containers named `-1..-3` with the per-instance
+/// environment resolved, and lowering the count removes the surplus without touching the rest.
+#[tokio::test]
+async fn instance_count_converges() {
+    let rt = runtime().await;
+    let name = unique_stack("inst");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.toml");
+    let text = |n: u32| {
+        format!(
+            "[stack]\nname = \"{name}\"\n[services.broker]\nbuild = {{ recipe = \"tansu\" }}\n\
+             command = [\"broker\"]\nport = 9092\ninstances = {n}\n\
+             health = {{ tcp = 9092, interval = \"200ms\" }}\n\
+             env = {{ ADVERTISED_LISTENER_URL = \"tcp://${{self.host}}:${{self.port}}\", CLUSTER_ID = \"${{self.id}}\", STORAGE_ENGINE = \"sqlite://tansu.db\" }}\n"
+        )
+    };
+    std::fs::write(&file, text(3)).unwrap();
+    let g = global(&file);
+    with_stack(&rt, &name, || async {
+        up::run(&g, up_args()).await.unwrap();
+        let containers = rt
+            .list_containers(Some(&name), Some("broker"))
+            .await
+            .unwrap();
+        let names: Vec<_> = containers.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(
+            names,
+            (1..=3)
+                .map(|i| format!("platform-{name}-broker-{i}"))
+                .collect::<Vec<_>>()
+        );
+        let first = names[0].clone();
+        let before = started_at(&first).await;
+        let docker = bollard::Docker::connect_with_defaults()
+            .unwrap()
+            .negotiate_version()
+            .await
+            .unwrap();
+        let env = docker
+            .inspect_container(&names[1], None)
+            .await
+            .unwrap()
+            .config
+            .unwrap()
+            .env
+            .unwrap();
+        assert!(
+            env.contains(&format!("ADVERTISED_LISTENER_URL=tcp://{}:9092", names[1])),
+            "{env:?}"
+        );
+        assert!(env.contains(&"CLUSTER_ID=broker-2".to_string()), "{env:?}");
+
+        std::fs::write(&file, text(1)).unwrap();
+        up::run(&g, up_args()).await.unwrap();
+        let left = rt
+            .list_containers(Some(&name), Some("broker"))
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].name, first);
+        assert_eq!(started_at(&first).await, before, "instance 1 is kept");
+    })
+    .await;
+}
