@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::Global;
 use crate::runtime::{ContainerInfo, Runtime};
-use crate::stack::{Stack, StackFile};
+use crate::stack::{Stack, StackError, StackFile};
 use crate::{Result, output};
 
 /// `platform down` arguments.
@@ -61,14 +61,33 @@ pub fn stop_order(stack: &Stack, containers: &[ContainerInfo]) -> Vec<Vec<String
 }
 
 pub async fn run(g: &Global, args: DownArgs) -> Result<()> {
-    let stack = StackFile::resolve(&g.stack)?.load()?;
+    let stack = match StackFile::resolve(&g.stack).and_then(|f| f.load()) {
+        Ok(stack) => stack,
+        // No usable file, but the name may still label containers (a deleted or broken stack
+        // file): take them down in one group by label alone.
+        Err(e @ (StackError::NotFound { .. } | StackError::Invalid { .. }))
+            if crate::stack::validate::is_name(&g.stack) =>
+        {
+            eprintln!(
+                "{e}\ntaking down whatever is labelled platform.stack={}",
+                g.stack
+            );
+            Stack {
+                name: g.stack.clone(),
+                description: None,
+                file: Default::default(),
+                services: Default::default(),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let rt = Runtime::connect().await?;
     let view = down(&rt, &stack, &args).await?;
     if g.json {
         output::json(&view)
     } else {
         crate::outln!(
-            "stack {} is down: removed {} containers, {} network{}",
+            "stack {} is down: removed {} containers, {} networks{}",
             view.stack,
             view.containers.len(),
             view.networks.len(),
@@ -115,4 +134,54 @@ pub async fn down(rt: &Runtime, stack: &Stack, args: &DownArgs) -> Result<DownVi
         networks,
         volumes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn container(service: &str, instance: u32) -> ContainerInfo {
+        ContainerInfo {
+            id: String::new(),
+            name: format!("{service}-{instance}"),
+            image: String::new(),
+            stack: "t".into(),
+            service: service.into(),
+            instance,
+            state: "running".into(),
+            health: None,
+            addresses: HashMap::new(),
+            labels: HashMap::new(),
+            ports: vec![],
+            exit_code: None,
+        }
+    }
+
+    /// Containers stop dependants first: strays (services gone from the file), then the
+    /// waves in reverse, so the registry outlives the services that deregister from it.
+    #[test]
+    fn dependants_stop_first() {
+        let text = "[stack]\nname = \"t\"\n\
+            [services.registry]\nimage = \"x\"\n\
+            [services.app]\nimage = \"x\"\ndepends_on = { registry = \"started\" }\n";
+        let stack =
+            crate::stack::validate::validate(text, std::path::Path::new("t.toml"), "t.toml")
+                .stack
+                .unwrap();
+        let containers = vec![
+            container("registry", 1),
+            container("app", 1),
+            container("app", 2),
+            container("old", 1),
+        ];
+        assert_eq!(
+            stop_order(&stack, &containers),
+            vec![
+                vec!["old-1".to_string()],
+                vec!["app-1".to_string(), "app-2".to_string()],
+                vec!["registry-1".to_string()],
+            ]
+        );
+    }
 }
