@@ -16,7 +16,7 @@ use crate::Result;
 
 /// The platform CLI: brings the microservice system up on Docker, offline, and looks at it.
 #[derive(Debug, Parser)]
-#[command(name = "platform", version, about, propagate_version = true)]
+#[command(name = "platform", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
