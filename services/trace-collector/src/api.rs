@@ -145,7 +145,7 @@ impl Format {
 /// Inflates a gzip body, refusing to produce more than `limit` bytes.
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let mut reader = flate2::read::GzDecoder::new(body).take(limit as u64 + 1);
+    let mut reader = flate2::read::GzDecoder::new(body).take((limit as u64).saturating_add(1));
     reader
         .read_to_end(&mut out)
         .map_err(|_| ApiError::BadRequest("Cannot gunzip spans".into()))?;

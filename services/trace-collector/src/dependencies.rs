@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn rpc_uninstrumented_and_messaging() {
         let mut err_client = (*span(5, 4, Some(Kind::Client), "order", Some("mysql"))).clone();
-        err_client.tags = vec![("error".into(), "timeout".into())].into_boxed_slice();
+        err_client.tags = crate::model::Tags::from_pairs(vec![("error".into(), "timeout".into())]);
         let spans = vec![
             span(1, 0, Some(Kind::Server), "gateway", None),
             span(2, 1, Some(Kind::Client), "gateway", Some("order")),

@@ -244,7 +244,7 @@ mod tests {
             timestamp: 110,
             duration: 30,
             local_endpoint: ep("backend"),
-            tags: vec![("http.status_code".into(), "200".into())].into_boxed_slice(),
+            tags: crate::model::Tags::from_pairs(vec![("http.status_code".into(), "200".into())]),
             ..span(2)
         };
         let out = merge_trace(&[

@@ -159,7 +159,7 @@ pub struct Span {
     /// Sorted by (timestamp, value), without duplicates.
     pub annotations: Box<[Annotation]>,
     /// Sorted by key, keys unique.
-    pub tags: Box<[(Arc<str>, Arc<str>)]>,
+    pub tags: Tags,
     pub debug: bool,
     pub shared: bool,
 }
@@ -179,10 +179,7 @@ impl Span {
 
     /// The value of a tag.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.tags[i].1)
+        self.tags.get(key)
     }
 
     /// Whether the span carries Zipkin's `error` tag.
@@ -217,19 +214,22 @@ impl Span {
             self.annotations = all.into_boxed_slice();
         }
         if !source.tags.is_empty() {
-            let mut all = std::mem::take(&mut self.tags).into_vec();
-            // Appended after ours so that, after the stable sort and "last wins"
-            // de-duplication in `normalise`, the source's value wins like TreeMap.putAll.
-            all.extend(source.tags.iter().cloned());
-            self.tags = all.into_boxed_slice();
+            // Appended after ours so that the source's value wins, like TreeMap.putAll.
+            let all = self
+                .tags
+                .iter()
+                .chain(source.tags.iter())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            self.tags = Tags::from_pairs(all);
         }
         self.debug |= source.debug;
         self.shared |= source.shared;
     }
 
     /// What Zipkin's `Span.Builder.build` enforces: annotations sorted and
-    /// unique, tags sorted with the last value of a key kept, no
-    /// self-parenting, no `shared` flag on a client span.
+    /// unique, no self-parenting, no `shared` flag on a client span (tags
+    /// are kept sorted by [`Tags`] itself).
     pub fn normalise(&mut self) {
         if !self.annotations.is_sorted() || has_adjacent_duplicates(&self.annotations) {
             let mut a = std::mem::take(&mut self.annotations).into_vec();
@@ -237,25 +237,82 @@ impl Span {
             a.dedup();
             self.annotations = a.into_boxed_slice();
         }
-        if !self.tags.is_sorted_by(|a, b| a.0 < b.0) {
-            let mut t = std::mem::take(&mut self.tags).into_vec();
-            t.sort_by(|a, b| a.0.cmp(&b.0));
-            // Keep the last value for each key (stable sort kept input order).
-            let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(t.len());
-            for (k, v) in t {
-                match out.last_mut() {
-                    Some(last) if last.0 == k => last.1 = v,
-                    _ => out.push((k, v)),
-                }
-            }
-            self.tags = out.into_boxed_slice();
-        }
         if self.parent_id == self.id {
             self.parent_id = 0;
         }
         if self.shared && self.kind == Some(Kind::Client) {
             self.shared = false;
         }
+    }
+}
+
+/// A span's tags, sorted by key with unique keys.
+///
+/// Keys and values are kept apart so that the key list can be shared: spans
+/// written by one piece of code carry the same keys, and the store interns
+/// each distinct key list once. A span then pays one pointer per value
+/// instead of two per tag, which is most of its size.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tags {
+    keys: Arc<[Arc<str>]>,
+    values: Box<[Arc<str>]>,
+}
+
+impl Tags {
+    /// Tags from pairs in any order; for a repeated key the last value wins.
+    pub fn from_pairs(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Tags {
+        if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(&b.0)); // stable: input order kept per key
+            let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                match out.last_mut() {
+                    Some(last) if last.0 == k => last.1 = v,
+                    _ => out.push((k, v)),
+                }
+            }
+            pairs = out;
+        }
+        let (keys, values): (Vec<Arc<str>>, Vec<Arc<str>>) = pairs.into_iter().unzip();
+        Tags {
+            keys: keys.into(),
+            values: values.into_boxed_slice(),
+        }
+    }
+
+    /// The key list, for interning.
+    pub fn keys(&self) -> &Arc<[Arc<str>]> {
+        &self.keys
+    }
+
+    /// Replaces the key list by an equal (interned) one.
+    pub fn with_keys(mut self, keys: Arc<[Arc<str>]>) -> Tags {
+        debug_assert_eq!(*keys, *self.keys);
+        if *keys == *self.keys {
+            self.keys = keys;
+        }
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// (key, value) pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+        self.keys.iter().zip(self.values.iter())
+    }
+
+    /// The value of a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.keys
+            .binary_search_by(|k| (**k).cmp(key))
+            .ok()
+            .and_then(|i| self.values.get(i))
+            .map(|v| &**v)
     }
 }
 
@@ -676,11 +733,10 @@ mod tests {
                 port: 58648,
             })),
             annotations: Box::new([]),
-            tags: vec![
+            tags: Tags::from_pairs(vec![
                 ("http.method".into(), "GET".into()),
                 ("http.path".into(), "/api".into()),
-            ]
-            .into_boxed_slice(),
+            ]),
             debug: false,
             shared: false,
         };
@@ -723,7 +779,7 @@ mod tests {
             id: 1,
             parent_id: 0,
             name: Some("get".into()),
-            tags: vec![("a".into(), "1".into()), ("b".into(), "1".into())].into_boxed_slice(),
+            tags: Tags::from_pairs(vec![("a".into(), "1".into()), ("b".into(), "1".into())]),
             annotations: vec![Annotation {
                 timestamp: 5,
                 value: "x".into(),
@@ -737,7 +793,7 @@ mod tests {
             timestamp: 10,
             kind: Some(Kind::Client),
             shared: true,
-            tags: vec![("b".into(), "2".into())].into_boxed_slice(),
+            tags: Tags::from_pairs(vec![("b".into(), "2".into())]),
             annotations: vec![
                 Annotation {
                     timestamp: 5,

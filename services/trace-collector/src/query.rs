@@ -291,7 +291,7 @@ mod tests {
     fn tests_traces_like_zipkin() {
         let now_us = 1_000_000_000;
         let mut b = span(2, 1, "backend", now_us + 10, 500);
-        b.tags = vec![("http.path".into(), "/api".into())].into_boxed_slice();
+        b.tags = crate::model::Tags::from_pairs(vec![("http.path".into(), "/api".into())]);
         b.annotations = vec![Annotation {
             timestamp: 1,
             value: "retried".into(),

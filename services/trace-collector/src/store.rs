@@ -19,16 +19,17 @@
 //!   reference-counted per span and updated on eviction, so they always
 //!   describe exactly the stored spans. (Zipkin's own in-memory store only
 //!   drops a service's names once the service has no trace left.)
-//! - Strings and endpoints are interned: a trace of the platform repeats the
-//!   same service names, endpoints, span names and tag keys/values in every
-//!   span, so each is stored once. Interned values no span uses any more are
-//!   pruned after evictions.
+//! - Strings, endpoints and tag key lists are interned: a trace of the
+//!   platform repeats the same service names, endpoints, span names, tag
+//!   keys and most tag values in every span, so each is stored once (see
+//!   [`Tags`]). Interned values no span uses any more are pruned after
+//!   evictions.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::decode::{ValidEndpoint, ValidSpan};
-use crate::model::{Annotation, Endpoint, Span, TraceId};
+use crate::model::{Annotation, Endpoint, Span, Tags, TraceId};
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -60,11 +61,12 @@ pub struct StoreStats {
     pub span_bytes: usize,
 }
 
-/// Interned strings and endpoints.
+/// Interned strings, endpoints and tag key lists.
 #[derive(Default)]
 struct Interner {
     strings: HashSet<Arc<str>>,
     endpoints: HashSet<Arc<Endpoint>>,
+    key_lists: HashSet<Arc<[Arc<str>]>>,
     /// Size after the last prune; the next prune waits until the sets double.
     pruned_at: usize,
 }
@@ -94,8 +96,16 @@ impl Interner {
         a
     }
 
+    fn key_list(&mut self, keys: &Arc<[Arc<str>]>) -> Arc<[Arc<str>]> {
+        if let Some(a) = self.key_lists.get(&**keys) {
+            return a.clone();
+        }
+        self.key_lists.insert(keys.clone());
+        keys.clone()
+    }
+
     fn len(&self) -> usize {
-        self.strings.len() + self.endpoints.len()
+        self.strings.len() + self.endpoints.len() + self.key_lists.len()
     }
 
     /// Drops values only the interner still holds, once it has doubled
@@ -104,8 +114,9 @@ impl Interner {
         if self.len() < 1024 || self.len() < self.pruned_at.saturating_mul(2) {
             return;
         }
-        // Endpoints first: they hold service-name strings.
+        // Endpoints and key lists first: they hold strings.
         self.endpoints.retain(|e| Arc::strong_count(e) > 1);
+        self.key_lists.retain(|k| Arc::strong_count(k) > 1);
         self.strings.retain(|s| Arc::strong_count(s) > 1);
         self.pruned_at = self.len();
     }
@@ -153,7 +164,7 @@ fn span_heap_bytes(s: &Span) -> usize {
     std::mem::size_of::<Span>()
         + 16 // Arc counts
         + s.annotations.len() * std::mem::size_of::<Annotation>()
-        + s.tags.len() * std::mem::size_of::<(Arc<str>, Arc<str>)>()
+        + s.tags.len() * std::mem::size_of::<Arc<str>>()
 }
 
 impl Store {
@@ -248,14 +259,18 @@ impl Store {
                     value: i.str(value),
                 })
                 .collect(),
-            tags: v
-                .tags
-                .iter()
-                .map(|(k, val)| (i.str(k), i.str(val)))
-                .collect(),
+            tags: Tags::default(),
             debug: v.debug,
             shared: v.shared,
         };
+        let tags = Tags::from_pairs(
+            v.tags
+                .iter()
+                .map(|(k, val)| (i.str(k), i.str(val)))
+                .collect(),
+        );
+        let keys = i.key_list(tags.keys());
+        span.tags = tags.with_keys(keys);
         span.normalise();
         span
     }

@@ -618,8 +618,10 @@ mod tests {
                 service_name: Some(evil.into()),
                 ..Endpoint::default()
             })),
-            tags: vec![(evil.into(), evil.into()), ("error".into(), "boom".into())]
-                .into_boxed_slice(),
+            tags: crate::model::Tags::from_pairs(vec![
+                (evil.into(), evil.into()),
+                ("error".into(), "boom".into()),
+            ]),
             annotations: vec![crate::model::Annotation {
                 timestamp: 1_700_000_000_000_005,
                 value: evil.into(),
