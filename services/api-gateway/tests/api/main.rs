@@ -9,5 +9,6 @@ mod config;
 mod failover;
 mod filters;
 mod helpers;
+mod identity;
 mod routing;
 mod streaming;

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Gateway benchmark: writes the `gateway` section of BENCHMARKS.md.
+#
+# Everything runs on loopback, started by this script and stopped at its end:
+# discovery-server, identity-provider (keycloak/realm.json), echo-upstream
+# instances (registered through the registry), the api-gateway (release
+# build, JWT validated with the identity provider's keys, upstream chosen by
+# the registry-fed balancer) and nginx (Debian's nginx-light, generated
+# config: plain proxy_pass to a keepalive upstream).
+#
+# 1. Throughput and latency, same upstream instance, same load generator
+#    (wrk), at fixed concurrency: the upstream called directly, through nginx,
+#    through the gateway on a public route (no token) and through the gateway
+#    with a bearer token validated on every request.
+# 2. Failover: three instances behind the gateway, wrk at fixed concurrency,
+#    one instance killed with kill -9 in the middle: time from the kill to its
+#    ejection (the gateway's log), failed requests (wrk's non-2xx and socket
+#    errors), and how many attempts were retried onto live instances.
+#
+# Usage: services/api-gateway/bench/run.sh   (DURATION=10s CONNS=32 to change)
+# Needs: wrk, nginx (nginx-light), curl, python3; builds the release binaries.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$ROOT"
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+FAIL_DURATION=${FAIL_DURATION:-8}
+
+echo "building release binaries..." >&2
+cargo build --release -q -p api-gateway -p discovery-server -p identity-provider
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/release
+
+WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_http() { # url [seconds]
+    local deadline=$((SECONDS + ${2:-30}))
+    until curl -sf -o /dev/null "$1"; do
+        if ((SECONDS > deadline)); then echo "timed out waiting for $1" >&2; exit 1; fi
+        sleep 0.1
+    done
+}
+start() { # name command... ; logs to $WORK/name.log, pid in $WORK/name.pid
+    local name=$1; shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    echo "$pid" >"$WORK/$name.pid"
+}
+
+REG=$(free_port); IDP=$(free_port); GW=$(free_port); NGX=$(free_port)
+UP=$(free_port); F1=$(free_port); F2=$(free_port); F3=$(free_port)
+export RUST_LOG=warn
+COMMON=(--bind 127.0.0.1 --advertise-host 127.0.0.1 --registry-url "http://127.0.0.1:$REG" --admin-token bench)
+
+start registry "$BIN/discovery-server" --port "$REG" --bind 127.0.0.1 --admin-token bench
+wait_http "http://127.0.0.1:$REG/health/ready"
+start idp "$BIN/identity-provider" --port "$IDP" "${COMMON[@]}" --no-register \
+    --realm-file "$ROOT/keycloak/realm.json" --issuer-base-url "http://127.0.0.1:$IDP"
+wait_http "http://127.0.0.1:$IDP/realms/platform/.well-known/openid-configuration"
+ISSUER="http://127.0.0.1:$IDP/realms/platform"
+
+start upstream "$BIN/echo-upstream" --service-name bench-service --instance-id bench-0 --port "$UP" "${COMMON[@]}"
+for k in 1 2 3; do
+    port_var="F$k"
+    start "fail-$k" "$BIN/echo-upstream" --service-name fail-service --instance-id "fail-$k" \
+        --port "${!port_var}" "${COMMON[@]}" --lease-renewal-interval 1s --lease-duration 30s
+done
+for p in "$UP" "$F1" "$F2" "$F3"; do wait_http "http://127.0.0.1:$p/health/ready"; done
+
+cat >"$WORK/routes.toml" <<EOF
+[[routes]]
+id = "bench"
+uri = "lb://bench-service"
+predicates = ["Path=/api/bench/**"]
+filters = ["StripPrefix=2"]
+roles = ["user"]
+
+[[routes]]
+id = "bench-public"
+uri = "lb://bench-service"
+predicates = ["Path=/api/public/**"]
+filters = ["StripPrefix=2"]
+public = true
+
+[[routes]]
+id = "failover"
+uri = "lb://fail-service"
+predicates = ["Path=/api/fail/**"]
+filters = ["StripPrefix=2"]
+roles = ["user"]
+EOF
+start gateway env LOG_FORMAT=json "$BIN/api-gateway" --routes "$WORK/routes.toml" --port "$GW" "${COMMON[@]}" \
+    --issuer-url "$ISSUER"
+wait_http "http://127.0.0.1:$GW/health/ready"
+
+token() { # username password
+    curl -sf -d grant_type=password -d client_id=platform-cli -d "username=$1" -d "password=$2" \
+        "$ISSUER/protocol/openid-connect/token" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+TOKEN=$(token alice alice)
+ADMIN=$(token admin admin)
+for path in bench fail; do
+    until curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW/api/$path/hello"; do sleep 0.1; done
+done
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+user root;
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    upstream up {
+        server 127.0.0.1:$UP;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGX;
+        location /api/bench/ {
+            proxy_pass http://up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;'
+wait_http "http://127.0.0.1:$NGX/api/bench/hello"
+
+run_wrk() { # label connections url [header]
+    local label=$1 conns=$2 url=$3 threads=2
+    ((conns < threads)) && threads=$conns
+    local args=(-t"$threads" -c"$conns" -d"$DURATION" --latency)
+    [[ $# -ge 4 ]] && args+=(-H "$4")
+    wrk "${args[@]}" -d2s "$url" >/dev/null # warm-up
+    echo "wrk $label c=$conns..." >&2
+    wrk "${args[@]}" "$url" >"$WORK/wrk-$label-$conns.txt"
+}
+for conns in 1 "$CONNS"; do
+    run_wrk direct "$conns" "http://127.0.0.1:$UP/hello"
+    run_wrk nginx "$conns" "http://127.0.0.1:$NGX/api/bench/hello"
+    run_wrk gateway-public "$conns" "http://127.0.0.1:$GW/api/public/hello"
+    run_wrk gateway-jwt "$conns" "http://127.0.0.1:$GW/api/bench/hello" "Authorization: Bearer $TOKEN"
+done
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$WORK/gateway.pid")/status")
+
+# Failover: kill -9 one of three instances in the middle of the load.
+curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$GW/admin/upstreams" >"$WORK/upstreams-before.json"
+echo "failover run..." >&2
+wrk -t2 -c"$CONNS" -d"${FAIL_DURATION}s" --latency -H "Authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$GW/api/fail/hello" >"$WORK/wrk-failover.txt" &
+WRK_PID=$!
+sleep $((FAIL_DURATION / 2))
+KILLED_AT=$(date +%s.%N)
+kill -9 "$(cat "$WORK/fail-2.pid")"
+wait "$WRK_PID"
+curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$GW/admin/upstreams" >"$WORK/upstreams-after.json"
+
+python3 - "$WORK" "$ROOT/BENCHMARKS.md" "$KILLED_AT" "$CONNS" "$DURATION" "$FAIL_DURATION" "$RSS_KB" <<'PY'
+import json, re, sys, datetime, platform, subprocess
+work, bench_md, killed_at, conns, duration, fail_duration, rss_kb = sys.argv[1:8]
+killed_at = float(killed_at)
+
+def us(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+def parse(path):
+    t = open(path).read()
+    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))}
+    for p in ("50", "99"):
+        out["p" + p] = us(re.search(rf"^\s+{p}%\s+(\S+)", t, re.M).group(1))
+    out["requests"] = int(re.search(r"(\d+) requests in", t).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    out["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+    out["socket_errors"] = sum(map(int, sock.groups())) if sock else 0
+    return out
+
+labels = [("direct", "upstream directly"), ("nginx", "nginx proxy_pass (keepalive upstream)"),
+          ("gateway-public", "api-gateway, public route (no token)"),
+          ("gateway-jwt", "api-gateway, JWT validated (RS256, every request)")]
+rows, res = [], {}
+for c in ("1", conns):
+    for key, name in labels:
+        r = parse(f"{work}/wrk-{key}-{c}.txt")
+        res[(key, c)] = r
+        errs = r["non2xx"] + r["socket_errors"]
+        rows.append(f"| {c} | {name} | {r['rps']:,.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {errs} |")
+
+def added(key, c):
+    return res[(key, c)]["p50"] - res[("direct", c)]["p50"]
+
+fo = parse(f"{work}/wrk-failover.txt")
+before = json.load(open(f"{work}/upstreams-before.json"))["fail-service"]["instances"]
+after = json.load(open(f"{work}/upstreams-after.json"))["fail-service"]["instances"]
+victim = next(i for i in after if i["instanceId"] == "fail-2")
+victim_before = next(i for i in before if i["instanceId"] == "fail-2")
+ejected_at = None
+for line in open(f"{work}/gateway.log"):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if "ejected" in e.get("message", "") and e.get("instance_id") == "fail-2":
+        ts = datetime.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+        if ts >= killed_at - 0.001:
+            ejected_at = ts
+            break
+eject_ms = (ejected_at - killed_at) * 1000 if ejected_at else None
+retried = victim["failures"] - victim_before["failures"]
+failed = fo["non2xx"] + fo["socket_errors"]
+
+gw_c = res[("gateway-jwt", conns)]
+ngx_c = res[("nginx", conns)]
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+lines = [
+    "## api-gateway",
+    "",
+    f"Run `services/api-gateway/bench/run.sh` (measured {datetime.date.today()}, {cpu}, 2 cores shared by",
+    "wrk, the proxy and the upstream; release builds; everything on loopback). Same upstream instance",
+    f"(`echo-upstream`, `GET /hello`, 13-byte body) behind every proxy; wrk with {duration} per run after a 2 s",
+    "warm-up, 1 thread at c=1, 2 threads otherwise. Latencies are wrk's, in µs.",
+    "",
+    "| conns | path | req/s | p50 µs | p99 µs | errors |",
+    "|---:|---|---:|---:|---:|---:|",
+    *rows,
+    "",
+    f"- Added p50 over direct at c=1: gateway with JWT {added('gateway-jwt', '1'):+.0f} µs, public route "
+    f"{added('gateway-public', '1'):+.0f} µs, nginx {added('nginx', '1'):+.0f} µs (goal: gateway ≤ +100 µs).",
+    f"- At c={conns}: gateway with JWT {gw_c['rps']:,.0f} req/s vs nginx {ngx_c['rps']:,.0f} req/s "
+    f"({gw_c['rps'] / ngx_c['rps'] * 100:.0f} % of nginx; goal: at least nginx's).",
+    f"- Gateway peak RSS after all runs: {int(rss_kb) / 1024:.1f} MiB.",
+    "",
+    f"Failover: three `echo-upstream` instances registered as `fail-service`, wrk c={conns} for {fail_duration} s with a",
+    "bearer token through the gateway; `kill -9` of one instance at half time (it stays in the registry: its",
+    "lease has not expired).",
+    "",
+    f"- Time from the kill to its ejection (gateway log): "
+    + (f"{eject_ms:.1f} ms" if eject_ms is not None else "not observed") + " (goal ≤ 1 s).",
+    f"- Failed requests: {failed} of {fo['requests']:,} (non-2xx {fo['non2xx']}, socket errors {fo['socket_errors']}); "
+    "goal: zero failed idempotent requests.",
+    f"- Attempts that met the dead instance and were retried on another: {retried} (ejections of it: "
+    f"{victim['ejections'] - victim_before['ejections']}; after each ejection ends, one probe meets it again).",
+    f"- Latency during the failover run: p50 {fo['p50']:.0f} µs, p99 {fo['p99']:.0f} µs.",
+]
+section = "\n".join(lines)
+md = open(bench_md).read()
+new = re.sub(r"(<!-- BEGIN gateway -->\n).*?(<!-- END gateway -->)", lambda m: m.group(1) + section + "\n" + m.group(2), md, flags=re.S)
+open(bench_md, "w").write(new)
+print(section)
+PY
