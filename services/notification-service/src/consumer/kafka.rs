@@ -133,7 +133,15 @@ pub fn consumer(
         .create_with_context(ConsumerCtx { state })
 }
 
-/// Writes dead letters: an idempotent producer with `acks=all`, and the topic's creation.
+/// Writes dead letters (`acks=all`), and creates their topic.
+///
+/// The producer is deliberately *not* idempotent. A dead-letter write is retried until the
+/// broker takes it, and an idempotent librdkafka producer whose messages time out bumps its
+/// epoch (KIP-360); tansu 0.6.0 does not implement that bump (`init_producer` ends in
+/// `todo!()` for a known producer id), and the next produce with the new epoch panics its
+/// storage task, which takes the whole broker down. Without idempotence a retry can write a
+/// dead letter twice; the DLT is at-least-once anyway, and each copy carries the original
+/// topic, partition and offset, which identify it.
 pub struct DeadLetters {
     producer: FutureProducer<LogCtx>,
     admin: AdminClient<LogCtx>,
@@ -160,7 +168,7 @@ impl DeadLetters {
         timeout: Duration,
     ) -> KafkaResult<DeadLetters> {
         let producer = base_config(bootstrap_servers, client_id)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", "false")
             .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .create_with_context(LogCtx)?;

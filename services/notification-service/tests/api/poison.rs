@@ -125,3 +125,47 @@ async fn a_failing_message_in_a_batch_does_not_hold_back_the_others() {
     assert_eq!(letters[0].payload, bad.encode());
     app.stop().await;
 }
+
+/// When the dead-letter write fails (the broker is down), the poison message is neither
+/// committed nor dropped: the write is retried, and once the broker is back the message is
+/// in the DLT and only then counted as handled.
+#[tokio::test]
+async fn a_failed_dead_letter_write_is_retried_and_nothing_is_committed_before() {
+    let mut infra = Infra::start(1).await;
+    let app = TestApp::spawn(infra.config(&["--dlt-write-timeout", "1s"])).await;
+    let publisher = Publisher::new(&infra);
+    // Hold the consumer on a good message while the database is away, so the poison message
+    // behind it is fetched but not yet handled when the broker goes.
+    infra.db.stop().await.unwrap();
+    publisher.send(&event("ord-held")).await;
+    app.wait_consumer("waiting for the database", |r| {
+        r["waitingForDatabase"].is_string()
+    })
+    .await;
+    let garbage = b"{\"schemaVersion\": \"not a number\"}".to_vec();
+    publisher.send_raw("ord-poison", &garbage, 1).await;
+    // Give the consumer's background fetcher a moment to prefetch the poison message.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    infra.kafka.kill().await.unwrap();
+    infra.db.start_again().await.unwrap();
+
+    let report = app
+        .wait_consumer("retrying the dead-letter write", |r| {
+            r["messagesHandled"] == 1 && r["retries"].as_u64().unwrap_or(0) >= 3
+        })
+        .await;
+    assert_eq!(report["deadLettered"], 0, "{report:#}");
+    assert_eq!(report["notificationsSent"], 1);
+
+    infra.kafka.start_again().await.unwrap();
+    let report = app
+        .wait_consumer("dead-lettered and committed", |r| {
+            r["deadLettered"] == 1 && r["partitions"][0]["committed"] == 2
+        })
+        .await;
+    assert_eq!(report["messagesHandled"], 2);
+    let letters = read_dead_letters(&infra, 1).await;
+    assert_eq!(letters[0].payload, garbage);
+    assert_eq!(letters[0].headers["dlt-original-offset"], "1");
+    app.stop().await;
+}
