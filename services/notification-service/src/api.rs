@@ -30,8 +30,11 @@ const MAX_ORDER_NUMBER: usize = 64;
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
+    /// The same pool the consumer writes through.
     pub store: NotificationStore,
+    /// Shared with the consumer loop, which updates it on every message.
     pub consumer: Arc<ConsumerState>,
+    /// Measures lag on request for `/admin/consumer`.
     pub lag: LagProbe,
 }
 

@@ -477,7 +477,10 @@ impl Worker {
 /// Measures lag for `/metrics` and `/admin/consumer`.
 #[derive(Clone)]
 pub struct LagProbe {
+    /// Weak, so the probe (held by the health check and the API for the service's whole
+    /// life) never keeps the consumer open after the worker has closed it.
     consumer: Weak<OrderConsumer>,
+    /// Where measurements are stored for `/metrics` and `/admin/consumer`.
     state: Arc<ConsumerState>,
 }
 
