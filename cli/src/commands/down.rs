@@ -86,18 +86,27 @@ pub async fn run(g: &Global, args: DownArgs) -> Result<()> {
     if g.json {
         output::json(&view)
     } else {
+        let volumes = if args.volumes {
+            format!(", {}", count(view.volumes.len(), "volume"))
+        } else {
+            " (volumes kept; --volumes removes them)".to_string()
+        };
         crate::outln!(
-            "stack {} is down: removed {} containers, {} networks{}",
+            "stack {} is down: removed {}, {}{volumes}",
             view.stack,
-            view.containers.len(),
-            view.networks.len(),
-            if args.volumes {
-                format!(", {} volumes", view.volumes.len())
-            } else {
-                " (volumes kept; --volumes removes them)".to_string()
-            }
+            count(view.containers.len(), "container"),
+            count(view.networks.len(), "network"),
         );
         Ok(())
+    }
+}
+
+/// `1 container`, `2 containers`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
