@@ -40,7 +40,10 @@ pub const MINIMUM_API: (usize, usize) = (1, 41);
 /// A connection to the Docker engine.
 #[derive(Debug, Clone)]
 pub struct Runtime {
+    /// bollard's client, already negotiated down to the engine's API version. Cloning it is
+    /// cheap and shares one connection pool, so commands clone the `Runtime` freely.
     docker: Docker,
+    /// The engine address, for messages.
     host: String,
 }
 

@@ -325,6 +325,7 @@ async fn import(
             source: std::io::Error::other("no stdout"),
         });
     };
+    // Bytes handed to Docker so far: the body stream counts, the progress ticker reads.
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     let body = tokio_util::io::ReaderStream::with_capacity(stdout, 1 << 20).inspect(move |chunk| {
