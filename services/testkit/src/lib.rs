@@ -11,9 +11,13 @@
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
 //!
 //! Every child process is started through a tiny `sh` watchdog that kills it when the test process goes
-//! away, even by `SIGKILL` (see [`process`](crate::ChildGuard)), so a timed-out or crashed test never
-//! leaves servers behind. Server logs go to files in their temporary directories; start failures quote
-//! the last lines of that log.
+//! away, even by `SIGKILL` (the watchdog notices its control pipe close), so a timed-out or crashed
+//! test never leaves servers behind; the data dirs such a test leaves are removed by the next start.
+//! Server logs go to files in their temporary directories; start failures quote the last lines of
+//! that log, and a panicking test prints them.
+//!
+//! The MariaDB template data dir lives in `target/testkit/` and is created on first use (about a
+//! second); `cargo clean` removes it and the next test recreates it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), testkit::Error> {
