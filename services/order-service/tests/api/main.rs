@@ -5,6 +5,7 @@
 //! crash test's order-service process. order-service finds inventory only
 //! through the registry.
 
+mod auth;
 mod breaker;
 mod concurrency;
 mod crash;
@@ -53,6 +54,9 @@ pub struct Stack {
     pub inventory: Option<Running>,
     pub order: Option<Running>,
     pub http: reqwest::Client,
+    /// `Authorization` value for order-service's `/admin` (the shared test
+    /// token, or an admin JWT when an issuer is configured).
+    pub admin_auth: String,
     pub orders_db: sqlx::MySqlPool,
     pub inventory_db: sqlx::MySqlPool,
 }
@@ -106,6 +110,7 @@ impl Stack {
             inventory: None,
             order: None,
             http: reqwest::Client::new(),
+            admin_auth: ADMIN.to_string(),
         }
     }
 
@@ -201,7 +206,7 @@ impl Stack {
     pub async fn admin_get(&self, path: &str) -> Value {
         self.http
             .get(self.order_url(path))
-            .header("authorization", ADMIN)
+            .header("authorization", &self.admin_auth)
             .send()
             .await
             .unwrap()

@@ -1,0 +1,553 @@
+//! Order flow benchmark; writes the `domain` section of BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench -p order-service --bench domain
+//! ```
+//!
+//! Starts a throwaway MariaDB and tansu (testkit), the registry,
+//! inventory-service and notification-service in this process, and the
+//! release `order-service` binary as its own process, all on loopback, and
+//! measures from a Rust load generator (pooled keep-alive connections,
+//! bounded concurrency):
+//! 1. baseline: `GET /health/live` of the same order-service process;
+//! 2. `POST /api/order` straight to order-service (one line, 20 SKUs with
+//!    ample stock): orders/s, p50/p99;
+//! 3. the fallback while the breaker refuses calls (forced open through
+//!    `POST /admin/breakers/inventory-service/state`): p50/p99;
+//! 4. paced orders (100/s): client send → event consumed from Kafka, and
+//!    client send → notification stored by notification-service
+//!    (its `sentAt`), p50/p99.
+//!
+//! Services log at `warn` (no per-request access log). Bounded: about a
+//! minute. Knobs: `BENCH_ORDERS` (default 5000), `BENCH_CONCURRENCY`
+//! (default 32), `BENCH_WRITE=0` to print without writing BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use kit::Service;
+use parking_lot::Mutex;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN: &str = "Bearer bench-admin-token";
+const SKUS: usize = 20;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+/// Latency figures of one measurement.
+struct Figures {
+    what: String,
+    requests: usize,
+    concurrency: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+impl Figures {
+    fn from(
+        what: &str,
+        concurrency: usize,
+        elapsed: Duration,
+        mut lat: Vec<Duration>,
+        errors: usize,
+    ) -> Figures {
+        lat.sort();
+        Figures {
+            what: what.to_string(),
+            requests: lat.len() + errors,
+            concurrency,
+            elapsed,
+            p50: pct(&lat, 0.50),
+            p99: pct(&lat, 0.99),
+            errors,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {:.0}/s | {} | {} | {} |",
+            self.what,
+            self.requests,
+            self.concurrency,
+            self.rate(),
+            ms(self.p50),
+            ms(self.p99),
+            self.errors
+        )
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs `n` requests built by `make`, `concurrency` at a time; `ok` judges each status.
+async fn load<F>(
+    what: &str,
+    n: usize,
+    concurrency: usize,
+    make: F,
+    ok: impl Fn(u16) -> bool,
+) -> Figures
+where
+    F: Fn(usize) -> reqwest::RequestBuilder,
+{
+    let started = Instant::now();
+    let results: Vec<(u16, Duration)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let req = make(i);
+            async move {
+                let t = Instant::now();
+                let status = match req.send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                (status, t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let errors = results.iter().filter(|(s, _)| !ok(*s)).count();
+    let lat = results
+        .into_iter()
+        .filter(|(s, _)| ok(*s))
+        .map(|(_, d)| d)
+        .collect();
+    Figures::from(what, concurrency, elapsed, lat, errors)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let orders = env_u64("BENCH_ORDERS", 5000) as usize;
+    let concurrency = env_u64("BENCH_CONCURRENCY", 32) as usize;
+
+    // Dependencies.
+    let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Tansu::start());
+    let (db, kafka) = (db?, kafka?);
+    kafka.create_topic(events::ORDER_PLACED_TOPIC, 3).await?;
+    let orders_db = db.create_database("orders").await?;
+    let inventory_db = db.create_database("inventory").await?;
+    let notifications_db = db.create_database("notifications").await?;
+    let stop = CancellationToken::new();
+
+    // Registry, inventory and notification-service in this process.
+    let registry = {
+        let config = discovery_server::Config::for_tests();
+        let service = Service::bind(&discovery_server::SPEC, config.common.clone()).await?;
+        let state = discovery_server::build(&config, kit::clock::Clock::System, &service);
+        let url = format!("http://127.0.0.1:{}", service.port());
+        let token = service.shutdown_token();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            s.cancelled().await;
+            token.cancel()
+        });
+        tokio::spawn(service.serve(
+            discovery_server::router(state.clone()),
+            discovery_server::admin_router(state),
+        ));
+        url
+    };
+    let inventory = {
+        let mut config = inventory_service::Config::for_tests(&inventory_db.url, Some(&registry));
+        config.common.admin_token = Some(secrecy::SecretString::from("bench-admin-token"));
+        let service = Service::bind(&inventory_service::SPEC, config.common.clone()).await?;
+        let url = format!("http://127.0.0.1:{}", service.port());
+        let token = service.shutdown_token();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            s.cancelled().await;
+            token.cancel()
+        });
+        tokio::spawn(inventory_service::run(config, service));
+        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(30)).await?;
+        url
+    };
+    let notifications = {
+        use clap::Parser as _;
+        let port = testkit::free_port()?.to_string();
+        let config = notification_service::Config::try_parse_from([
+            "notification-service",
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--advertise-host",
+            "127.0.0.1",
+            "--registry-url",
+            &registry,
+            "--kafka-bootstrap-servers",
+            &kafka.bootstrap_servers(),
+            "--database-url",
+            &notifications_db.url,
+            "--admin-token",
+            "bench-admin-token",
+        ])?;
+        let service = Service::bind(&notification_service::SPEC, config.common.clone()).await?;
+        let url = format!("http://127.0.0.1:{}", service.port());
+        let token = service.shutdown_token();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            s.cancelled().await;
+            token.cancel()
+        });
+        tokio::spawn(notification_service::run(config, service));
+        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(30)).await?;
+        url
+    };
+
+    // order-service, release binary, its own process.
+    let port = testkit::free_port()?.to_string();
+    let bootstrap = kafka.bootstrap_servers();
+    let mut child = testkit::spawn_process(
+        env!("CARGO_BIN_EXE_order-service"),
+        Vec::<&str>::new(),
+        [
+            ("PORT", port.as_str()),
+            ("BIND_ADDR", "127.0.0.1"),
+            ("ADVERTISE_HOST", "127.0.0.1"),
+            ("REGISTRY_URL", registry.as_str()),
+            ("DATABASE_URL", orders_db.url.as_str()),
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("ADMIN_TOKEN", "bench-admin-token"),
+            ("RUST_LOG", "warn"),
+            ("LOG_FORMAT", "json"),
+        ],
+    )
+    .await?;
+    let order = format!("http://127.0.0.1:{port}");
+    testkit::wait_for_http(&format!("{order}/health/ready"), Duration::from_secs(60)).await?;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    for k in 0..SKUS {
+        let r = http
+            .put(format!("{inventory}/admin/inventory/sku-{k}"))
+            .header("authorization", ADMIN)
+            .json(&json!({"quantity": 100_000_000}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("setting stock: {}", r.status());
+        }
+    }
+    // order-service must see inventory in the registry before the load.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = http
+            .get(format!("{order}/admin/upstreams"))
+            .header("authorization", ADMIN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["inventory-service"]["instances"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("order-service never saw inventory: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let body = |i: usize| json!({"lines": [{"skuCode": format!("sku-{}", i % SKUS), "price": "19.99", "quantity": 1}]});
+    let post = |i: usize| http.post(format!("{order}/api/order")).json(&body(i));
+
+    // Warm-up: connections, pools, caches.
+    load("warm-up", 500, concurrency, post, |s| s == 201).await;
+
+    let live = load(
+        "baseline: `GET /health/live` (order-service)",
+        20_000,
+        concurrency,
+        |_| http.get(format!("{order}/health/live")),
+        |s| s == 200,
+    )
+    .await;
+    println!("{}", live.row());
+    let placed = load(
+        "`POST /api/order` straight to order-service",
+        orders,
+        concurrency,
+        post,
+        |s| s == 201,
+    )
+    .await;
+    println!("{}", placed.row());
+
+    // The breaker refusing: forced open (the same refusal path as OPEN).
+    let force = |state: &'static str| {
+        http.post(format!("{order}/admin/breakers/inventory-service/state"))
+            .header("authorization", ADMIN)
+            .json(&json!({ "state": state }))
+            .send()
+    };
+    force("FORCED_OPEN").await?.error_for_status()?;
+    let fallback = load(
+        "fallback while the breaker is open (503)",
+        20_000,
+        concurrency,
+        post,
+        |s| s == 503,
+    )
+    .await;
+    println!("{}", fallback.row());
+    force("CLOSED").await?.error_for_status()?;
+
+    // Paced end-to-end: client send → Kafka consumer, client send → notification.
+    let received = spawn_consumer(&bootstrap, stop.clone())?;
+    // Let the consumer catch up with the backlog: wait until it has seen a marker order.
+    let marker: Value = post(0).send().await?.json().await?;
+    let marker = marker["orderNumber"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !received.lock().contains_key(&marker) {
+        if Instant::now() > deadline {
+            bail!("the bench consumer never caught up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let paced_n = 1000usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut handles = Vec::with_capacity(paced_n);
+    for i in 0..paced_n {
+        tick.tick().await;
+        let req = post(i);
+        handles.push(tokio::spawn(async move {
+            let t = SystemTime::now();
+            let v: Value = req.send().await.ok()?.json().await.ok()?;
+            Some((v["orderNumber"].as_str()?.to_string(), t))
+        }));
+    }
+    let mut started_at: HashMap<String, SystemTime> = HashMap::new();
+    for h in handles {
+        if let Ok(Some((n, t))) = h.await {
+            started_at.insert(n, t);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started_at.keys().any(|k| !received.lock().contains_key(k)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kafka_lat: Vec<Duration> = {
+        let got = received.lock();
+        started_at
+            .iter()
+            .filter_map(|(k, t0)| got.get(k)?.duration_since(*t0).ok())
+            .collect()
+    };
+    let notif_lat = notification_latencies(&http, &notifications, &started_at).await?;
+    let to_kafka = Figures::from(
+        "order → event received by a Kafka consumer (paced 100/s)",
+        1,
+        Duration::from_secs(10),
+        kafka_lat,
+        0,
+    );
+    let to_notification = Figures::from(
+        "order → notification sent and stored (paced 100/s)",
+        1,
+        Duration::from_secs(10),
+        notif_lat,
+        0,
+    );
+    println!("{}\n{}", to_kafka.row(), to_notification.row());
+
+    let metrics = http
+        .get(format!("{order}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let relay_lag = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("outbox_relay_lag_seconds_sum")
+                || l.starts_with("outbox_relay_lag_seconds_count")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    let section = format!(
+        "## domain: order-service, inventory-service, notification-service\n\n\
+Command: `cargo bench -p order-service --bench domain` (release build; about a minute;\n\
+`BENCH_ORDERS`, `BENCH_CONCURRENCY`, `BENCH_WRITE=0` to print only). Measured {date} on this\n\
+machine (2 cores). Everything on loopback: a throwaway MariaDB 10.11 and tansu 0.6 (testkit),\n\
+the registry, inventory-service and notification-service in the benchmark process, order-service\n\
+as its own release process; services log at `warn`. Client: Rust (reqwest, keep-alive pool),\n\
+bounded concurrency. Each order: breaker + registry pick + `POST` reservation at inventory\n\
+(one MySQL transaction), then order + lines + outbox row in one MySQL transaction, then the\n\
+relay publishes to tansu (idempotent producer, acks=all).\n\n\
+| measurement | requests | concurrency | throughput | p50 | p99 | errors |\n\
+|---|---|---|---|---|---|---|\n\
+{}\n{}\n{}\n\
+| {} | {} | paced | 100/s | {} | {} | - |\n\
+| {} | {} | paced | 100/s | {} | {} | - |\n\n\
+Goals: ≥ 1,000 orders/s, order→notification p99 ≤ 50 ms, open-breaker fallback p99 ≤ 1 ms.\n\
+Relay (order-service `/metrics` after the run): {relay_lag}.\n",
+        live.row(),
+        placed.row(),
+        fallback.row(),
+        to_kafka.what,
+        to_kafka.requests,
+        ms(to_kafka.p50),
+        ms(to_kafka.p99),
+        to_notification.what,
+        to_notification.requests,
+        ms(to_notification.p50),
+        ms(to_notification.p99),
+        date = Utc::now().format("%Y-%m-%d"),
+    );
+    println!("\n{section}");
+    if std::env::var("BENCH_WRITE").as_deref() != Ok("0") {
+        let path = testkit::workspace_root().join("BENCHMARKS.md");
+        let text = std::fs::read_to_string(&path).context("reading BENCHMARKS.md")?;
+        let (begin, end) = ("<!-- BEGIN domain -->", "<!-- END domain -->");
+        let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
+            bail!("BENCHMARKS.md has no domain markers");
+        };
+        let updated = format!("{}{begin}\n{section}{}", &text[..b], &text[e..]);
+        std::fs::write(&path, updated).context("writing BENCHMARKS.md")?;
+        println!("BENCHMARKS.md updated");
+    }
+    child.stop(Duration::from_secs(10)).await?;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+/// A consumer reading `order-placed` from the beginning and noting when
+/// each key arrived (the first time), until `stop`.
+fn spawn_consumer(
+    bootstrap: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<Arc<Mutex<HashMap<String, SystemTime>>>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bench-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    consumer.subscribe(&[events::ORDER_PLACED_TOPIC])?;
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut stream = consumer.stream();
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                m = stream.next() => m,
+            };
+            let Some(Ok(m)) = next else { continue };
+            let at = SystemTime::now();
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            seen.lock().entry(key).or_insert(at);
+        }
+    });
+    Ok(out)
+}
+
+/// Client send → notification `sentAt`, for every paced order.
+async fn notification_latencies(
+    http: &reqwest::Client,
+    base: &str,
+    started: &HashMap<String, SystemTime>,
+) -> anyhow::Result<Vec<Duration>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut sent: HashMap<String, DateTime<Utc>> = HashMap::new();
+    while sent.len() < started.len() && Instant::now() < deadline {
+        sent.clear();
+        let mut page = 0;
+        loop {
+            let v: Value = http
+                .get(format!("{base}/api/notifications?page={page}&size=100"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            for n in &items {
+                if let (Some(o), Some(at)) = (n["orderNumber"].as_str(), n["sentAt"].as_str())
+                    && started.contains_key(o)
+                    && let Ok(at) = DateTime::parse_from_rfc3339(at)
+                {
+                    sent.insert(o.to_string(), at.with_timezone(&Utc));
+                }
+            }
+            page += 1;
+            if items.is_empty() || page as u64 >= v["totalPages"].as_u64().unwrap_or(0) {
+                break;
+            }
+        }
+        if sent.len() < started.len() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    if sent.len() < started.len() {
+        let first: Value = http
+            .get(format!("{base}/api/notifications?page=0&size=5"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        eprintln!(
+            "only {} of {} paced orders were notified within 120 s; newest notifications: {first}",
+            sent.len(),
+            started.len()
+        );
+    }
+    Ok(started
+        .iter()
+        .filter_map(|(n, t0)| {
+            let at: SystemTime = (*sent.get(n)?).into();
+            Some(at.duration_since(*t0).unwrap_or_default())
+        })
+        .collect())
+}
