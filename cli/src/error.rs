@@ -33,6 +33,11 @@ pub enum Error {
     /// A container did not become ready.
     #[error(transparent)]
     Health(#[from] crate::commands::health::HealthError),
+    /// A service names a prebuilt image that is not on this machine; platform never pulls.
+    #[error(
+        "image {image} of service `{service}` is not on this machine, and platform never pulls images"
+    )]
+    ImageMissing { image: String, service: String },
     /// A file the stack needs is missing.
     #[error("{what} does not exist: {}", path.display())]
     MissingFile {
@@ -90,6 +95,11 @@ impl Error {
                     .to_string(),
             ),
             Error::MissingFile { .. } => None,
+            Error::ImageMissing { .. } => Some(
+                "this stack uses official images from a registry; offline, use the dev stack (`--stack dev`), \
+                 or load the image with `docker load` first"
+                    .to_string(),
+            ),
             Error::Output(_) | Error::Reported => None,
         }
     }

@@ -19,7 +19,7 @@ use super::health::{self, Readiness};
 use crate::paths::Workspace;
 use crate::runtime::build::{Builder, context::hex};
 use crate::runtime::{
-    ContainerSpec, HealthcheckSpec, LogOptions, MountSpec, PortSpec, Runtime, RuntimeError, labels,
+    ContainerSpec, HealthcheckSpec, LogOptions, MountSpec, PortSpec, Runtime, labels,
 };
 use crate::stack::{Check, ImageSource, Mount, Recipe, Service, Stack, StackError, StackFile};
 use crate::{Error, Result};
@@ -167,13 +167,10 @@ async fn images(
         let image = match &service.source {
             ImageSource::Image(image) => {
                 if !rt.image_exists(image).await? {
-                    return Err(RuntimeError::NotFound {
-                        kind: "image",
-                        name: format!(
-                            "{image} (service {name}; platform never pulls: this stack needs images that are not on this machine)"
-                        ),
-                    }
-                    .into());
+                    return Err(Error::ImageMissing {
+                        image: image.clone(),
+                        service: name.clone(),
+                    });
                 }
                 image.clone()
             }

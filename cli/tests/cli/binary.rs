@@ -131,3 +131,17 @@ fn completions() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("platform"));
     }
 }
+
+/// The full stack's official images are not here and are never pulled: `up` says so and
+/// points at the offline stack, before creating anything.
+#[test]
+fn full_stack_without_images_is_explained() {
+    let o = platform(&["up", "--stack", "full", "zipkin"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("image openzipkin/zipkin:3 of service `zipkin` is not on this machine"),
+        "{err}"
+    );
+    assert!(err.contains("--stack dev"), "{err}");
+}
