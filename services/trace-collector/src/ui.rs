@@ -70,6 +70,7 @@ table.traces tr.error td:first-child{border-left:4px solid #d93025}
 .head{font-size:.75rem;color:#6b7380;border-bottom:1px solid #dde1e7}
 .svc{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-weight:600}
 .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.kind{font-size:.65rem;color:#6b7380;margin-left:.4rem;letter-spacing:.03em}
 .track{position:relative;height:1.1rem}.ticks{position:relative;height:1rem}
 .ticks span{position:absolute;transform:translateX(-50%)}.ticks span:first-child{transform:none}.ticks span:last-child{transform:translateX(-100%)}
 .bar{position:absolute;top:.2rem;height:.7rem;min-width:2px;border-radius:2px;background:hsl(var(--hue),55%,50%)}
@@ -487,7 +488,7 @@ fn render_row(body: &mut String, span: &Span, depth: usize, start: u64, total: f
         body,
         "<details class=\"{}\" style=\"--hue:{}\"><summary>\
          <div class=\"svc\" title=\"{}\">{}</div>\
-         <div class=\"name\" style=\"padding-left:{:.1}rem\" title=\"{}\">{}{}</div>\
+         <div class=\"name\" style=\"padding-left:{:.1}rem\" title=\"{}\">{}<span class=\"kind\">{}</span></div>\
          <div class=\"track\"><span class=\"bar\" style=\"left:{:.3}%;width:{:.3}%\"></span>",
         if span.is_error() { "error" } else { "" },
         hue(service),
@@ -495,12 +496,8 @@ fn render_row(body: &mut String, span: &Span, depth: usize, start: u64, total: f
         text(service),
         depth as f64 * 0.9,
         attr(name),
-        if span.shared || span.kind == Some(Kind::Server) {
-            "⮑ "
-        } else {
-            ""
-        },
         text(name),
+        span.kind.map(Kind::as_str).unwrap_or(""),
         left,
         width,
     );
