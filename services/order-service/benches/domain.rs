@@ -336,7 +336,25 @@ async fn run() -> anyhow::Result<()> {
     )
     .await;
     println!("{}", fallback.row());
+    let fallback_1 = load(
+        "fallback while the breaker is open (503), one at a time",
+        5_000,
+        1,
+        post,
+        |s| s == 503,
+    )
+    .await;
+    println!("{}", fallback_1.row());
     force("CLOSED").await?.error_for_status()?;
+    let live_1 = load(
+        "baseline: `GET /health/live`, one at a time",
+        5_000,
+        1,
+        |_| http.get(format!("{order}/health/live")),
+        |s| s == 200,
+    )
+    .await;
+    println!("{}", live_1.row());
 
     // Paced end-to-end: client send → Kafka consumer, client send → notification.
     let received = spawn_consumer(&bootstrap, stop.clone())?;
@@ -426,14 +444,16 @@ bounded concurrency. Each order: breaker + registry pick + `POST` reservation at
 relay publishes to tansu (idempotent producer, acks=all).\n\n\
 | measurement | requests | concurrency | throughput | p50 | p99 | errors |\n\
 |---|---|---|---|---|---|---|\n\
-{}\n{}\n{}\n\
+{}\n{}\n{}\n{}\n{}\n\
 | {} | {} | paced | 100/s | {} | {} | - |\n\
 | {} | {} | paced | 100/s | {} | {} | - |\n\n\
 Goals: ≥ 1,000 orders/s, order→notification p99 ≤ 50 ms, open-breaker fallback p99 ≤ 1 ms.\n\
 Relay (order-service `/metrics` after the run): {relay_lag}.\n",
         live.row(),
+        live_1.row(),
         placed.row(),
         fallback.row(),
+        fallback_1.row(),
         to_kafka.what,
         to_kafka.requests,
         ms(to_kafka.p50),
