@@ -15,6 +15,8 @@ struct Entry {
     /// `None` for a directory.
     data: Option<Vec<u8>>,
     mode: u32,
+    /// Owner recorded in the tar (Docker's `ADD` of a tar keeps it; `COPY` does not).
+    owner: u32,
 }
 
 /// A build context: a set of paths and their bytes.
@@ -36,6 +38,7 @@ impl Context {
             path: path.to_string(),
             data: Some(data.into()),
             mode,
+            owner: 0,
         });
     }
 
@@ -48,14 +51,28 @@ impl Context {
         Ok(())
     }
 
-    /// Adds an (empty) directory.
+    /// Adds an (empty) directory owned by root.
     pub fn add_dir(&mut self, path: &str, mode: u32) {
+        self.add_dir_owned(path, mode, 0);
+    }
+
+    /// Adds an (empty) directory owned by `owner` (uid and gid).
+    pub fn add_dir_owned(&mut self, path: &str, mode: u32, owner: u32) {
         self.entries.retain(|e| e.path != path);
         self.entries.push(Entry {
             path: path.to_string(),
             data: None,
             mode,
+            owner,
         });
+    }
+
+    /// The bytes of the file at `path`, if there is one.
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|e| e.path == path)
+            .and_then(|e| e.data.as_deref())
     }
 
     /// Total bytes of file data.
@@ -78,6 +95,7 @@ impl Context {
             h.update(e.path.as_bytes());
             h.update([0]);
             h.update(e.mode.to_le_bytes());
+            h.update(e.owner.to_le_bytes());
             match &e.data {
                 Some(d) => {
                     h.update((d.len() as u64).to_le_bytes());
@@ -105,7 +123,7 @@ impl Context {
                 }
                 parent.push_str(part);
                 if !made_dirs.contains(&parent) && !self.entries.iter().any(|x| x.path == parent) {
-                    append_dir(&mut builder, &parent, 0o755)?;
+                    append_dir(&mut builder, &parent, 0o755, 0)?;
                     made_dirs.push(parent.clone());
                 }
             }
@@ -115,12 +133,14 @@ impl Context {
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(data.len() as u64);
                     header.set_mode(e.mode);
+                    header.set_uid(u64::from(e.owner));
+                    header.set_gid(u64::from(e.owner));
                     header.set_mtime(0);
                     header.set_cksum();
                     builder.append_data(&mut header, &e.path, data.as_slice())?;
                 }
                 None => {
-                    append_dir(&mut builder, &e.path, e.mode)?;
+                    append_dir(&mut builder, &e.path, e.mode, e.owner)?;
                     made_dirs.push(e.path.clone());
                 }
             }
@@ -129,11 +149,18 @@ impl Context {
     }
 }
 
-fn append_dir(builder: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32) -> io::Result<()> {
+fn append_dir(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    mode: u32,
+    owner: u32,
+) -> io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Directory);
     header.set_size(0);
     header.set_mode(mode);
+    header.set_uid(u64::from(owner));
+    header.set_gid(u64::from(owner));
     header.set_mtime(0);
     header.set_cksum();
     builder.append_data(&mut header, format!("{path}/"), io::empty())
@@ -176,21 +203,24 @@ mod tests {
         let mut ctx = Context::new();
         ctx.add_bytes("rootfs/app/bin", b"ELF".to_vec(), 0o755);
         ctx.add_dir("rootfs/tmp", 0o1777);
+        ctx.add_dir_owned("rootfs/data", 0o755, 65532);
         let tar = ctx.to_tar().unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
             let entry = entry.unwrap();
             let path = entry.path().unwrap().display().to_string();
-            seen.push((path, entry.header().mode().unwrap()));
+            let h = entry.header();
+            seen.push((path, h.mode().unwrap(), h.uid().unwrap()));
         }
         assert_eq!(
             seen,
             vec![
-                ("rootfs/".to_string(), 0o755),
-                ("rootfs/app/".to_string(), 0o755),
-                ("rootfs/app/bin".to_string(), 0o755),
-                ("rootfs/tmp/".to_string(), 0o1777),
+                ("rootfs/".to_string(), 0o755, 0),
+                ("rootfs/app/".to_string(), 0o755, 0),
+                ("rootfs/app/bin".to_string(), 0o755, 0),
+                ("rootfs/data/".to_string(), 0o755, 65532),
+                ("rootfs/tmp/".to_string(), 0o1777, 0),
             ]
         );
     }

@@ -380,6 +380,19 @@ pub async fn docker_build(
     labels: &HashMap<String, String>,
     progress: &dyn Progress,
 ) -> Result<(), BuildError> {
+    // The labels go into the Dockerfile as one LABEL line (after hashing, since they hold the
+    // hash): the classic builder turns each build-API label into a step of its own.
+    let mut context = context.clone();
+    if let Some(dockerfile) = context.get("Dockerfile") {
+        let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        pairs.sort();
+        let text = format!(
+            "{}LABEL {}\n",
+            String::from_utf8_lossy(dockerfile),
+            pairs.join(" ")
+        );
+        context.add_bytes("Dockerfile", text, 0o644);
+    }
     let tar = context.to_tar().map_err(|e| BuildError::Io {
         what: "write the build context".to_string(),
         source: e,
@@ -389,7 +402,6 @@ pub async fn docker_build(
         .t(tag)
         .rm(true)
         .forcerm(true)
-        .labels(labels)
         .build();
     let docker = rt.docker().clone().with_timeout(Duration::from_secs(3600));
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));

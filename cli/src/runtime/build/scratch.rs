@@ -9,7 +9,7 @@ use super::context::Context;
 use super::{BuildError, ldd};
 
 /// Bumped whenever the layout or Dockerfile below changes, so old images count as stale.
-const RECIPE_VERSION: &str = "scratch-v1";
+const RECIPE_VERSION: &str = "scratch-v2";
 
 /// The uid/gid services run as (distroless' "nonroot"); `/data` belongs to it so a fresh named
 /// volume mounted there is writable.
@@ -29,25 +29,26 @@ pub struct ScratchImage {
 /// Collects `binary` and its libraries into a build context. `probe` adds a HEALTHCHECK that
 /// runs `<binary> --probe`.
 pub fn prepare(name: &str, binary: &Path, probe: bool) -> Result<ScratchImage, BuildError> {
-    let io = |e: std::io::Error| BuildError::Io {
-        what: format!("read {}", binary.display()),
-        source: e,
-    };
-    let mut context = Context::new();
-    context
-        .add_file(&format!("rootfs/app/{name}"), binary)
-        .map_err(io)?;
+    let io = |what: String| move |e: std::io::Error| BuildError::Io { what, source: e };
+    // The root file system travels as one tar that `ADD` unpacks: one build step instead of a
+    // COPY per directory, and the owners recorded in it are kept (COPY would make all root).
+    let mut rootfs = Context::new();
+    rootfs
+        .add_file(&format!("app/{name}"), binary)
+        .map_err(io(format!("read {}", binary.display())))?;
     for lib in ldd::libraries(binary)? {
         let inside = lib.to_string_lossy().trim_start_matches('/').to_string();
-        context
-            .add_file(&format!("rootfs/{inside}"), &lib)
-            .map_err(|e| BuildError::Io {
-                what: format!("read library {}", lib.display()),
-                source: e,
-            })?;
+        rootfs
+            .add_file(&inside, &lib)
+            .map_err(io(format!("read library {}", lib.display())))?;
     }
-    context.add_dir("rootfs/tmp", 0o1777);
-    context.add_dir("data", 0o755);
+    rootfs.add_dir("tmp", 0o1777);
+    rootfs.add_dir_owned("data", 0o755, RUN_AS);
+    let tar = rootfs
+        .to_tar()
+        .map_err(io("write the root file system".to_string()))?;
+    let mut context = Context::new();
+    context.add_bytes("rootfs.tar", tar, 0o644);
     context.add_bytes("Dockerfile", dockerfile(name, probe), 0o644);
     let hash = context.content_hash(RECIPE_VERSION);
     Ok(ScratchImage {
@@ -61,8 +62,7 @@ pub fn prepare(name: &str, binary: &Path, probe: bool) -> Result<ScratchImage, B
 pub fn dockerfile(name: &str, probe: bool) -> String {
     let mut d = format!(
         "FROM scratch\n\
-         COPY rootfs/ /\n\
-         COPY --chown={RUN_AS}:{RUN_AS} data/ /data/\n\
+         ADD rootfs.tar /\n\
          USER {RUN_AS}:{RUN_AS}\n\
          WORKDIR /data\n\
          ENTRYPOINT [\"/app/{name}\"]\n"
@@ -90,25 +90,50 @@ mod tests {
         assert!(!dockerfile("tansu", false).contains("HEALTHCHECK"));
     }
 
-    /// The context holds the binary, its libraries (loader included) and the Dockerfile, and
-    /// the same inputs give the same hash.
+    /// The context holds the Dockerfile and a root file system tar with the binary, its
+    /// libraries (loader included) and a `/data` owned by the run-as user; the same inputs give
+    /// the same hash.
     #[test]
     fn context_of_a_real_binary() {
         let me = std::env::current_exe().unwrap();
         let a = prepare("probe-test", &me, false).unwrap();
-        let tar = a.context.to_tar().unwrap();
-        let mut archive = tar::Archive::new(tar.as_slice());
-        let paths: Vec<String> = archive
+        let outer = a.context.to_tar().unwrap();
+        let mut archive = tar::Archive::new(outer.as_slice());
+        let mut rootfs = Vec::new();
+        let mut names = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            if path == "rootfs.tar" {
+                std::io::Read::read_to_end(&mut entry, &mut rootfs).unwrap();
+            }
+            names.push(path);
+        }
+        assert_eq!(names, vec!["Dockerfile", "rootfs.tar"]);
+        let mut inner = tar::Archive::new(rootfs.as_slice());
+        let entries: Vec<(String, u64)> = inner
             .entries()
             .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().uid().unwrap(),
+                )
+            })
             .collect();
         assert!(
-            paths.contains(&"rootfs/app/probe-test".to_string()),
-            "{paths:?}"
+            entries.contains(&("app/probe-test".to_string(), 0)),
+            "{entries:?}"
         );
-        assert!(paths.iter().any(|p| p.contains("ld-linux")), "{paths:?}");
-        assert!(paths.contains(&"Dockerfile".to_string()));
+        assert!(
+            entries.contains(&("data/".to_string(), u64::from(RUN_AS))),
+            "{entries:?}"
+        );
+        assert!(
+            entries.iter().any(|(p, _)| p.contains("ld-linux")),
+            "{entries:?}"
+        );
         let b = prepare("probe-test", &me, false).unwrap();
         assert_eq!(a.hash, b.hash);
         let c = prepare("probe-test", &me, true).unwrap();
