@@ -456,21 +456,20 @@ impl Store {
         out
     }
 
-    /// Lower trace ids with a span in `[begin_ms, end_ms]`, newest first, unique.
-    fn low_ids_in_range(&self, begin_ms: i64, end_ms: i64) -> Vec<u64> {
-        if end_ms < 0 || end_ms < begin_ms {
-            return Vec::new();
-        }
-        let begin = begin_ms.max(0) as u64;
-        let end = end_ms as u64;
+    /// Lower trace ids with a span in `[begin_ms, end_ms]`, newest first,
+    /// unique, lazily (a query with a limit stops early).
+    fn low_ids_in_range(&self, begin_ms: i64, end_ms: i64) -> impl Iterator<Item = u64> + '_ {
+        let range = (end_ms >= 0 && end_ms >= begin_ms).then(|| {
+            let begin = begin_ms.max(0) as u64;
+            self.by_time
+                .range((begin, 0)..=(end_ms as u64, u64::MAX))
+                .rev()
+        });
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for &(_, low) in self.by_time.range((begin, 0)..=(end, u64::MAX)).rev() {
-            if seen.insert(low) {
-                out.push(low);
-            }
-        }
-        out
+        range
+            .into_iter()
+            .flatten()
+            .filter_map(move |&(_, low)| seen.insert(low).then_some(low))
     }
 
     /// Traces matching a query, newest first, at most `limit` (strict
@@ -509,7 +508,6 @@ impl Store {
     /// first (for dependency linking, which ignores the upper 64 bits like Zipkin).
     pub fn traces_in_range(&self, end_ms: i64, lookback_ms: i64) -> Vec<Vec<Arc<Span>>> {
         self.low_ids_in_range(end_ms.saturating_sub(lookback_ms), end_ms)
-            .into_iter()
             .filter_map(|low| self.traces.get(&low).map(|e| e.spans.clone()))
             .collect()
     }
