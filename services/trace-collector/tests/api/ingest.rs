@@ -53,6 +53,11 @@ async fn gzip_json() {
         app.metric("zipkin_collector_bytes_total").await,
         zipkin_trace_upload().len() as f64
     );
+    assert_eq!(app.metric("zipkin_collector_spans_total").await, 4.0);
+    assert_eq!(app.metric("zipkin_collector_messages_total").await, 1.0);
+    assert_eq!(app.metric("trace_collector_traces_stored").await, 1.0);
+    assert_eq!(app.metric("trace_collector_services_stored").await, 2.0);
+    assert!(app.metric("trace_collector_span_bytes_estimated").await > 0.0);
 
     let res = post_raw(
         &app,
