@@ -162,3 +162,19 @@ async fn check_constraint_forbids_negative_stock() {
     assert_eq!(app.stock("phone").await, 1);
     app.stop().await;
 }
+
+/// Concurrent repeats of one order's reservation take the stock once: one 201, the rest 200 with the same body.
+#[tokio::test]
+async fn concurrent_repeats_reserve_once() {
+    let app = App::start().await;
+    app.set_stock("phone", 10).await;
+    let lines = json!([{"skuCode": "phone", "quantity": 3}]);
+    let answers =
+        futures::future::join_all((0..20).map(|_| app.reserve("same-order", lines.clone()))).await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    let repeats = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!((created, repeats), (1, 19), "{answers:?}");
+    assert!(answers.iter().all(|(_, b)| *b == answers[0].1));
+    assert_eq!(app.stock("phone").await, 7);
+    app.stop().await;
+}
