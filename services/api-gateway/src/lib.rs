@@ -85,6 +85,10 @@ pub struct Config {
     #[arg(long, env = "EJECTION_MAX", default_value = "60s", value_parser = parse_duration)]
     pub ejection_max: Duration,
 
+    /// Accepted bearer tokens remembered (by their exact text, until they expire, at most 60 s) so that a token's signature is verified once rather than on every request; 0 verifies every request
+    #[arg(long, env = "TOKEN_CACHE_SIZE", default_value_t = 4096)]
+    pub token_cache_size: usize,
+
     /// Request bodies up to this many bytes (with a known length) are buffered so that retryable requests can be sent again; larger ones stream and are not retried
     #[arg(long, env = "RETRY_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub retry_body_limit: usize,
@@ -215,7 +219,11 @@ pub fn build(
             client,
             routes: table,
             upstreams,
-            auth: EdgeAuth::new(validator),
+            auth: EdgeAuth::new(
+                validator,
+                config.token_cache_size,
+                kit::clock::Clock::System,
+            ),
             retry_body_limit: config.retry_body_limit,
             listen_port: service.port(),
         }),
