@@ -426,19 +426,29 @@ async fn wait_service(
     Ok(last)
 }
 
+/// Shows the last lines a failed service wrote, leaving out its health probe's own requests
+/// (a service that is not ready logs each refused probe, which would hide the reason).
 async fn print_last_logs(rt: &Runtime, plan: &Planned) {
     for spec in &plan.specs {
         let options = LogOptions {
-            tail: Some(20),
+            tail: Some(300),
             ..LogOptions::default()
         };
-        let lines: Vec<_> = rt.logs(&spec.name, &options).collect().await;
+        let lines: Vec<String> = rt
+            .logs(&spec.name, &options)
+            .filter_map(|l| async move { l.ok().map(|l| l.text) })
+            .filter(|t| futures::future::ready(!t.contains("/health/")))
+            .collect()
+            .await;
         if lines.is_empty() {
             continue;
         }
-        eprintln!("last output of {}:", spec.name);
-        for line in lines.into_iter().flatten() {
-            eprintln!("  {}", line.text);
+        eprintln!(
+            "last output of {} (health probe requests left out):",
+            spec.name
+        );
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            eprintln!("  {line}");
         }
     }
 }
