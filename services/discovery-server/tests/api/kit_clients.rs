@@ -27,7 +27,7 @@ async fn discovery_follows_the_watch() {
     .await;
     let seen_after = start.elapsed();
     println!("kit Discovery saw a registration after {seen_after:?}");
-    assert!(seen_after < Duration::from_millis(500));
+    assert!(seen_after < Duration::from_secs(1), "{seen_after:?}");
     let s1 = &kit.discovery.cached("shop")[0];
     assert_eq!(s1.base_url(), "http://127.0.0.1:8081");
 
@@ -113,7 +113,8 @@ async fn registry_restart_reregisters_within_one_interval() {
         "re-registered {:?} after the registry restarted (renew interval {interval:?})",
         started.elapsed()
     );
-    assert!(took <= interval + Duration::from_millis(300), "{took:?}");
+    // One interval plus a registration round trip (with room for a loaded machine).
+    assert!(took <= interval + Duration::from_millis(700), "{took:?}");
     // The watcher's Discovery resets onto the new registry and sees its peer.
     eventually(
         Duration::from_secs(5),

@@ -149,9 +149,9 @@ async fn killed_instance_is_evicted_within_its_lease() {
     println!(
         "kill -9 → evicted after {evicted_after:?} (lease {lease:?}, renew every {renew} s; last renewal {silent_before_kill:?} before the kill)"
     );
-    // Evicted when the lease ran out (plus this test's 20 ms polling).
+    // Evicted when the lease ran out (plus this test's 20 ms polling and room for a loaded machine).
     assert!(
-        evicted_after <= lease + Duration::from_millis(150),
+        evicted_after <= lease + Duration::from_millis(500),
         "evicted after {evicted_after:?}, lease {lease:?}"
     );
     assert!(evicted_after + silent_before_kill + Duration::from_millis(150) >= lease);

@@ -60,7 +60,9 @@ async fn wakes_on_change_within_milliseconds() {
         "watch latency over 20 changes: median {:?}, max {worst:?}",
         latencies[10]
     );
-    assert!(worst < Duration::from_millis(250), "{latencies:?}");
+    // Milliseconds typically; the bounds leave room for a loaded CI machine.
+    assert!(latencies[10] < Duration::from_millis(50), "{latencies:?}");
+    assert!(worst < Duration::from_secs(1), "{latencies:?}");
     assert_eq!(app.state.registry.stats().watchers, 0);
 }
 
