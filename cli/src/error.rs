@@ -52,6 +52,12 @@ pub enum Error {
         /// What went wrong, as the HTTP client or the server said it.
         message: String,
     },
+    /// Reading the running system failed.
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
+    /// `platform scale` refused or did not finish.
+    #[error(transparent)]
+    Scale(#[from] crate::commands::scale::ScaleError),
     /// Writing to stdout failed (e.g. a closed pipe) or JSON could not be produced.
     #[error("cannot write output: {0}")]
     Output(String),
@@ -67,6 +73,7 @@ impl Error {
         match self {
             Error::UnknownService { .. } => 2,
             Error::Stack(StackError::NotFound { .. }) => 2,
+            Error::Scale(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -95,6 +102,8 @@ impl Error {
                     .to_string(),
             ),
             Error::MissingFile { .. } => None,
+            Error::Observe(e) => e.hint(),
+            Error::Scale(e) => e.hint(),
             Error::ImageMissing { .. } => Some(
                 "this stack uses official images from a registry; offline, use the dev stack (`--stack dev`), \
                  or load the image with `docker load` first"

@@ -4,12 +4,14 @@
 //! - [`commands`]: one module per command group, and the clap definitions.
 //! - [`stack`]: stack files (TOML): model, validation with file/line/key diagnostics, dependency order.
 //! - [`runtime`]: the only module that talks to Docker (bollard), including local image builds.
-//! - [`registry`]: reading a running discovery-server (Eureka REST API).
+//! - [`observe`]: the only reader of the running services (registry, status and drift, logs,
+//!   tokens, admin endpoints, traces); commands and the dashboard show what it reads.
 
 #![forbid(unsafe_code)]
 
 pub mod commands;
 pub mod error;
+pub mod observe;
 pub mod output;
 pub mod paths;
 pub mod runtime;

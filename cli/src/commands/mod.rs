@@ -5,8 +5,13 @@ pub mod build;
 mod completions;
 pub mod down;
 pub mod health;
+pub mod logs;
 pub mod registry;
+pub mod scale;
+pub mod smoke;
 pub mod stack;
+pub mod status;
+pub mod token;
 pub mod up;
 mod version;
 
@@ -54,6 +59,17 @@ pub enum Command {
     Build(build::BuildArgs),
     /// List the stack's images: current, stale (inputs changed) or missing.
     Images,
+    /// Show the stack's containers (state, health, ports) joined to the registry, with drift.
+    #[command(visible_alias = "ps")]
+    Status,
+    /// Show the output of every instance of a service, merged in time order.
+    Logs(logs::LogsArgs),
+    /// Run N instances of a stateless service; waits until new ones are healthy and registered.
+    Scale(scale::ScaleArgs),
+    /// Print an access token from the stack's identity provider (for curl).
+    Token(token::TokenArgs),
+    /// Check the running stack end to end: token, product, stock, order, notification, trace.
+    Smoke(smoke::SmokeArgs),
     /// Read a running discovery-server (Eureka REST API).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -74,6 +90,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Down(args) => down::run(g, args).await,
         Command::Build(args) => build::build(g, args).await,
         Command::Images => build::images(g).await,
+        Command::Status => status::run(g).await,
+        Command::Logs(args) => logs::run(g, args).await,
+        Command::Scale(args) => scale::run(g, args).await,
+        Command::Token(args) => token::run(g, args).await,
+        Command::Smoke(args) => smoke::run(g, args).await,
         Command::Registry(cmd) => registry::run(g, cmd).await,
         Command::Completions { shell } => completions::run(shell),
     }

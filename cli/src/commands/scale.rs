@@ -27,9 +27,9 @@ use serde::Serialize;
 use super::Global;
 use super::health;
 use super::up::{self, Planned};
+use crate::observe::Observer;
 use crate::observe::registry::{self as reg, RegistryWatch};
 use crate::observe::status::registers;
-use crate::observe::Observer;
 use crate::runtime::{ContainerInfo, Runtime};
 use crate::stack::env::Reference;
 use crate::stack::{Mount, Service, Stack, StackFile};
@@ -78,7 +78,9 @@ impl ScaleError {
                  (order-service, inventory-service, notification-service)"
                     .to_string(),
             ),
-            ScaleError::NotUp { service, .. } => Some(format!("start it with `platform up {service}`")),
+            ScaleError::NotUp { service, .. } => {
+                Some(format!("start it with `platform up {service}`"))
+            }
             ScaleError::NotReady { service, .. } => Some(format!(
                 "the new instances were removed again; `platform logs {service}` shows the rest, \
                  a longer --timeout gives slow starts more time"
@@ -228,11 +230,7 @@ fn summary(view: &ScaleView) -> String {
     if !view.removed.is_empty() {
         parts.push(format!("removed {}", view.removed.join(", ")));
     }
-    text.push_str(&format!(
-        " ({}) in {:.1}s",
-        parts.join("; "),
-        view.seconds
-    ));
+    text.push_str(&format!(" ({}) in {:.1}s", parts.join("; "), view.seconds));
     text
 }
 
@@ -391,10 +389,7 @@ async fn wait_new(
                 .collect();
             Err(ScaleError::NotReady {
                 service: service.name.clone(),
-                what: format!(
-                    "healthy but not UP in the registry: {}",
-                    missing.join(", ")
-                ),
+                what: format!("healthy but not UP in the registry: {}", missing.join(", ")),
                 after: timeout,
             }
             .into())
@@ -447,8 +442,7 @@ async fn remove_instance(obs: &Observer, watch: &mut RegistryWatch, name: &str) 
 /// True when `i` is the registry entry of container `name` (by host name or instance-id prefix).
 fn belongs_to(i: &InstanceInfo, name: &str) -> bool {
     i.host_name == name
-        || i
-            .instance_id
+        || i.instance_id
             .strip_prefix(name)
             .is_some_and(|r| r.is_empty() || r.starts_with(':'))
 }

@@ -49,9 +49,7 @@ pub async fn view(obs: &Observer) -> StatusView {
             StatusView::join(stack, route, obs.containers(), Ok((url.as_str(), &apps)))
         }
         Err(e) => {
-            let url = registry::client(obs)
-                .ok()
-                .map(|c| c.base_url().to_string());
+            let url = registry::client(obs).ok().map(|c| c.base_url().to_string());
             StatusView::join(
                 stack,
                 route,

@@ -93,8 +93,8 @@ mod tests {
     use crate::commands::{Cli, Command};
 
     fn grant(args: &[&str]) -> Grant {
-        let cli = Cli::try_parse_from(std::iter::once("platform").chain(args.iter().copied()))
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(std::iter::once("platform").chain(args.iter().copied())).unwrap();
         match cli.command {
             Command::Token(t) => t.grant(),
             other => panic!("{other:?}"),

@@ -428,7 +428,7 @@ async fn wait_service(
 
 /// Shows the last lines a failed service wrote, leaving out its health probe's own requests
 /// (a service that is not ready logs each refused probe, which would hide the reason).
-async fn print_last_logs(rt: &Runtime, plan: &Planned) {
+pub(crate) async fn print_last_logs(rt: &Runtime, plan: &Planned) {
     for spec in &plan.specs {
         let options = LogOptions {
             tail: Some(300),

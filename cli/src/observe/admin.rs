@@ -133,10 +133,7 @@ impl<'a> Admin<'a> {
     }
 
     /// `GET /admin/upstreams` of every instance of `service`.
-    pub async fn upstreams(
-        &self,
-        service: &str,
-    ) -> Vec<InstanceRead<BTreeMap<String, Upstream>>> {
+    pub async fn upstreams(&self, service: &str) -> Vec<InstanceRead<BTreeMap<String, Upstream>>> {
         self.read_all(service, "/admin/upstreams", "read upstreams")
             .await
     }
@@ -148,33 +145,37 @@ impl<'a> Admin<'a> {
         path: &str,
         what: &str,
     ) -> Vec<InstanceRead<T>> {
-        let reads = self.obs.instance_urls(service).into_iter().map(|(c, base)| {
-            let label = instance_label(c);
-            let container = c.name.clone();
-            async move {
-                let result: Result<T> = async {
-                    let url = base?.join(path).map_err(|e| {
-                        super::ObserveError::Setting(format!("bad admin path {path}: {e}"))
-                    })?;
-                    self.obs.get_json(what, &url, Some(&self.token)).await
+        let reads = self
+            .obs
+            .instance_urls(service)
+            .into_iter()
+            .map(|(c, base)| {
+                let label = instance_label(c);
+                let container = c.name.clone();
+                async move {
+                    let result: Result<T> = async {
+                        let url = base?.join(path).map_err(|e| {
+                            super::ObserveError::Setting(format!("bad admin path {path}: {e}"))
+                        })?;
+                        self.obs.get_json(what, &url, Some(&self.token)).await
+                    }
+                    .await;
+                    match result {
+                        Ok(v) => InstanceRead {
+                            instance: label,
+                            container,
+                            value: Some(v),
+                            error: None,
+                        },
+                        Err(e) => InstanceRead {
+                            instance: label,
+                            container,
+                            value: None,
+                            error: Some(e.to_string()),
+                        },
+                    }
                 }
-                .await;
-                match result {
-                    Ok(v) => InstanceRead {
-                        instance: label,
-                        container,
-                        value: Some(v),
-                        error: None,
-                    },
-                    Err(e) => InstanceRead {
-                        instance: label,
-                        container,
-                        value: None,
-                        error: Some(e.to_string()),
-                    },
-                }
-            }
-        });
+            });
         futures::future::join_all(reads).await
     }
 }

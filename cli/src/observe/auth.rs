@@ -263,7 +263,10 @@ mod tests {
             .check_issuer()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("http://10.0.0.2:8180/realms/platform"), "{err}");
+        assert!(
+            err.contains("http://10.0.0.2:8180/realms/platform"),
+            "{err}"
+        );
         assert!(err.contains("ISSUER_BASE_URL"), "{err}");
         assert!(unverified_claims("not-a-jwt").is_none());
     }

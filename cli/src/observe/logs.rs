@@ -233,35 +233,35 @@ mod tests {
             vec!["POST /api/order 409"]
         );
         assert_eq!(texts(&last(lines.clone(), Some(2))).len(), 2);
-        assert_eq!(texts(&last(lines.clone(), Some(2)))[0], "POST /api/order 201");
+        assert_eq!(
+            texts(&last(lines.clone(), Some(2)))[0],
+            "POST /api/order 201"
+        );
         assert_eq!(last(lines, None).len(), 3);
     }
 
     /// Live: a line that arrives late (within the delay) is still released before a newer one;
     /// nothing is released before its delay; a held line older than a released one goes with
-    /// it; flush releases the rest in order.
-    #[tokio::test(start_paused = true)]
-    async fn live_merge_orders_within_the_delay() {
+    /// it; flush releases the rest in order. Time is passed in, so no clock runs.
+    #[test]
+    fn live_merge_orders_within_the_delay() {
         let delay = Duration::from_millis(250);
-        let mut m = LiveMerger::new(delay);
         let t0 = Instant::now();
-        m.push(line("a", "2025-01-01T00:00:02Z", "a2"), t0);
-        assert!(m.ready(t0).is_empty());
-        tokio::time::advance(Duration::from_millis(100)).await;
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut m = LiveMerger::new(delay);
+        m.push(line("a", "2025-01-01T00:00:02Z", "a2"), ms(0));
+        assert!(m.ready(ms(0)).is_empty());
         // b's older line arrives 100 ms later.
-        m.push(line("b", "2025-01-01T00:00:01Z", "b1"), Instant::now());
-        assert!(m.ready(Instant::now()).is_empty());
-        tokio::time::advance(Duration::from_millis(150)).await;
-        assert_eq!(texts(&m.ready(Instant::now())), vec!["b1", "a2"]);
+        m.push(line("b", "2025-01-01T00:00:01Z", "b1"), ms(100));
+        assert!(m.ready(ms(100)).is_empty());
+        assert_eq!(texts(&m.ready(ms(250))), vec!["b1", "a2"]);
         assert_eq!(m.held(), 0);
 
-        m.push(line("a", "2025-01-01T00:00:05Z", "a5"), Instant::now());
-        tokio::time::advance(Duration::from_millis(50)).await;
-        m.push(line("b", "2025-01-01T00:00:06Z", "b6"), Instant::now());
-        tokio::time::advance(Duration::from_millis(200)).await;
+        m.push(line("a", "2025-01-01T00:00:05Z", "a5"), ms(300));
+        m.push(line("b", "2025-01-01T00:00:06Z", "b6"), ms(350));
         // a5 is due; b6 is newer and not yet due.
-        assert_eq!(texts(&m.ready(Instant::now())), vec!["a5"]);
-        m.push(line("a", "2025-01-01T00:00:07Z", "a7"), Instant::now());
+        assert_eq!(texts(&m.ready(ms(550))), vec!["a5"]);
+        m.push(line("a", "2025-01-01T00:00:07Z", "a7"), ms(560));
         assert_eq!(texts(&m.flush()), vec!["b6", "a7"]);
     }
 

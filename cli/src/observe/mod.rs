@@ -90,7 +90,10 @@ impl Observer {
 
     /// Lists the containers again.
     pub async fn refresh(&mut self) -> Result<()> {
-        self.containers = self.rt.list_containers(Some(&self.stack.name), None).await?;
+        self.containers = self
+            .rt
+            .list_containers(Some(&self.stack.name), None)
+            .await?;
         Ok(())
     }
 
@@ -279,7 +282,11 @@ impl Observer {
 }
 
 /// Sends a request, turning transport failures into [`ObserveError::Unreachable`].
-pub async fn send(what: &str, url: &Url, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+pub async fn send(
+    what: &str,
+    url: &Url,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response> {
     req.send().await.map_err(|e| ObserveError::Unreachable {
         what: what.to_string(),
         url: url.to_string(),

@@ -99,9 +99,10 @@ impl Route {
         }
         let (host, port) = match self {
             Route::Address => {
-                let ip = container.addresses.get(network).ok_or_else(|| {
-                    no_route(format!("it has no address on network {network}"))
-                })?;
+                let ip = container
+                    .addresses
+                    .get(network)
+                    .ok_or_else(|| no_route(format!("it has no address on network {network}")))?;
                 (ip.clone(), port)
             }
             Route::Published { host } => {

@@ -80,8 +80,7 @@ pub fn container_of<'a>(
         })
         .or_else(|| {
             containers.iter().find(|c| {
-                !instance.ip_addr.is_empty()
-                    && c.addresses.get(network) == Some(&instance.ip_addr)
+                !instance.ip_addr.is_empty() && c.addresses.get(network) == Some(&instance.ip_addr)
             })
         })
 }

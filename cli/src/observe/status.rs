@@ -242,11 +242,11 @@ impl StatusView {
         }
         orphans.sort_by(|a, b| (&a.service, &a.instance_id).cmp(&(&b.service, &b.instance_id)));
         drift.sort_by(|a, b| {
-            (&a.service, &a.container, &a.instance_id, a.kind).cmp(&(
+            (&a.service, a.kind, &a.container, &a.instance_id).cmp(&(
                 &b.service,
+                b.kind,
                 &b.container,
                 &b.instance_id,
-                b.kind,
             ))
         });
         let not_created = stack
@@ -293,9 +293,11 @@ impl StatusView {
             return text;
         }
         let mut rows = vec![
-            ["SERVICE", "#", "STATE", "HEALTH", "ADDRESS", "PORTS", "REGISTRY"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "SERVICE", "#", "STATE", "HEALTH", "ADDRESS", "PORTS", "REGISTRY",
+            ]
+            .map(String::from)
+            .to_vec(),
         ];
         for c in &self.containers {
             let state = match c.exit_code {
@@ -482,8 +484,16 @@ image = "m"
                 (DriftKind::RegisteredNoContainer, None),
             ]
         );
-        assert!(v.drift[0].message.ends_with("running but not registered (still starting)"));
-        assert!(v.drift[1].message.contains("is exited"), "{}", v.drift[1].message);
+        assert!(
+            v.drift[0]
+                .message
+                .ends_with("running but not registered (still starting)")
+        );
+        assert!(
+            v.drift[1].message.contains("is exited"),
+            "{}",
+            v.drift[1].message
+        );
         assert!(v.drift[2].message.ends_with("registered but no container"));
         assert_eq!(v.registered_without_container.len(), 2);
         let one = &v.containers[2];
@@ -494,7 +504,10 @@ image = "m"
         assert!(v.running);
         assert!(v.not_created.is_empty());
         let text = v.to_text();
-        assert!(text.contains("! order-service-2: running but not registered"), "{text}");
+        assert!(
+            text.contains("! order-service-2: running but not registered"),
+            "{text}"
+        );
         assert!(text.contains("exited (137)"), "{text}");
     }
 
@@ -512,7 +525,10 @@ image = "m"
         assert!(v.drift.is_empty());
         assert!(!v.registry.reachable);
         assert_eq!(v.registry.error.as_deref(), Some("connection refused"));
-        assert!(v.to_text().contains("registry not read: connection refused"));
+        assert!(
+            v.to_text()
+                .contains("registry not read: connection refused")
+        );
         assert!(v.to_text().contains('?'));
         assert_eq!(v.not_created, vec!["db", "discovery-server", "quiet"]);
     }

@@ -199,10 +199,7 @@ mod tests {
             vec!["api-gateway", "order-service"]
         );
         assert_eq!(
-            missing_services(
-                &s,
-                &["api-gateway", "order-service", "inventory-service"]
-            ),
+            missing_services(&s, &["api-gateway", "order-service", "inventory-service"]),
             vec!["inventory-service"]
         );
         let names = span_names(&s);

@@ -135,7 +135,7 @@ impl std::fmt::Display for State {
 /// A breaker's configuration. [`Default`] is Resilience4j's
 /// `CircuitBreakerConfig.ofDefaults()`; services take theirs from
 /// [`BreakerArgs`], whose defaults are the platform's (see there).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakerConfig {
     pub sliding_window_type: SlidingWindowType,
@@ -168,8 +168,15 @@ pub struct BreakerConfig {
 
 mod millis {
     use std::time::Duration;
+
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
@@ -481,7 +488,7 @@ impl Window {
 }
 
 /// One state change, as `/admin/breakers` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Transition {
     pub from: State,
@@ -495,7 +502,7 @@ pub struct Transition {
 }
 
 /// The window's figures, with Resilience4j's metric names.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowMetrics {
     /// Percent of failed calls in the window; -1 until the minimum number of calls is reached.
@@ -513,7 +520,7 @@ pub struct WindowMetrics {
 }
 
 /// Counters since the breaker was created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
     pub successful: u64,
@@ -524,8 +531,9 @@ pub struct Totals {
     pub not_permitted: u64,
 }
 
-/// Everything about one breaker, for `/admin/breakers` and the dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Everything about one breaker, for `/admin/breakers` and the dashboard
+/// (`Deserialize` so the platform CLI reads it with the same type).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub name: String,
@@ -1315,6 +1323,21 @@ mod tests {
             "{:?}",
             s.transitions
         );
+    }
+
+    /// A snapshot read back from its `/admin/breakers` JSON is the same snapshot (the CLI
+    /// reads the endpoint with this type).
+    #[test]
+    fn snapshot_json_round_trips() {
+        let (b, _) = breaker(cfg());
+        for _ in 0..4 {
+            fail(&b);
+        }
+        let s = b.snapshot();
+        assert_eq!(s.state, State::Open);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
     }
 
     /// Exactly the threshold opens (>=), below it does not; the count window forgets old calls.

@@ -92,8 +92,9 @@ struct Endpoint {
     total_ejections: AtomicU64,
 }
 
-/// The state of one instance, for `/admin/upstreams` and the dashboard.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The state of one instance, for `/admin/upstreams` and the dashboard
+/// (`Deserialize` so the platform CLI reads it with the same type).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointStatus {
     pub instance_id: String,
