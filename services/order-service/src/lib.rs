@@ -86,6 +86,10 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub outbox_poll_interval: Duration,
 
+    /// Outbox relay: concurrent workers per instance (one sends while another waits for acknowledgements)
+    #[arg(long, env = "OUTBOX_RELAY_WORKERS", default_value_t = 2)]
+    pub outbox_relay_workers: usize,
+
     /// Outbox relay: events per pass
     #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 500)]
     pub outbox_batch_size: u32,
@@ -135,6 +139,7 @@ impl Config {
             breaker: defaults.breaker,
             outbox_poll_interval: Duration::from_millis(200),
             outbox_batch_size: 500,
+            outbox_relay_workers: 2,
             outbox_send_timeout: Duration::from_secs(10),
             idempotency_wait: Duration::from_secs(5),
             idempotency_lease: Duration::from_secs(30),
@@ -191,6 +196,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
             batch_size: config.outbox_batch_size,
             send_timeout: config.outbox_send_timeout,
             client_id: service.instance_id().to_string(),
+            workers: config.outbox_relay_workers,
         },
         service.metrics(),
     )

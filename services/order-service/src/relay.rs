@@ -23,12 +23,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use futures::future::join_all;
 use kit::metrics::Metrics;
+use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -57,6 +58,8 @@ pub struct RelayOptions {
     pub send_timeout: Duration,
     /// Kafka client id.
     pub client_id: String,
+    /// Concurrent relay workers in this instance.
+    pub workers: usize,
 }
 
 /// The relay's figures in `/metrics`.
@@ -74,13 +77,23 @@ struct RelayMetrics {
 
 /// The outbox relay of one instance.
 pub struct Relay {
+    shared: Arc<Shared>,
+}
+
+/// What the relay's workers share.
+struct Shared {
     pool: MySqlPool,
-    producer: FutureProducer,
+    /// The producer and its generation. Workers clone it for each pass
+    /// (a cheap `Arc` clone); the first worker to see failed deliveries
+    /// replaces it and bumps the generation, so a second worker that saw
+    /// the same failures does not replace the fresh one again.
+    producer: RwLock<(u64, FutureProducer)>,
     options: RelayOptions,
     /// Woken after every order commit so the event goes out at once.
     wake: Arc<Notify>,
     metrics: RelayMetrics,
-    topic_ready: bool,
+    /// Whether `order-placed` is known to exist.
+    topic_ready: AtomicBool,
 }
 
 /// One unsent outbox row.
@@ -134,68 +147,82 @@ impl Relay {
             m.lag.clone(),
         );
         Ok(Relay {
-            pool,
-            producer,
-            options,
-            wake: Arc::new(Notify::new()),
-            metrics: m,
-            topic_ready: false,
+            shared: Arc::new(Shared {
+                pool,
+                producer: RwLock::new((0, producer)),
+                options,
+                wake: Arc::new(Notify::new()),
+                metrics: m,
+                topic_ready: AtomicBool::new(false),
+            }),
         })
     }
 
     /// Wakes the relay (called after each order commit).
     pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+        self.shared.wake.clone()
     }
 
-    /// Runs until `stop`, then flushes the producer (bounded).
+    /// Runs the workers until `stop`, then flushes the producer (bounded).
+    ///
+    /// Several workers per instance (`workers`): while one waits for the
+    /// broker to acknowledge its batch, another already locks and sends the
+    /// rows committed meanwhile (SKIP LOCKED keeps them apart), so a slow
+    /// acknowledgement does not hold back the next events.
     pub async fn run(self, stop: CancellationToken) {
+        let s = &self.shared;
         // The depth gauges are refreshed on their own schedule: a pass can
         // wait for deliveries for a long time while the broker is down,
         // which is exactly when the depth matters.
-        let depth = depth_loop(self.pool.clone(), self.metrics.clone(), stop.clone());
-        tokio::join!(self.publish_loop(stop), depth);
-    }
-
-    async fn publish_loop(mut self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if !self.topic_ready {
-                self.ensure_topic().await;
-            }
-            let pass = tokio::select! {
-                _ = stop.cancelled() => break,
-                r = self.pass() => r,
-            };
-            let wait = match pass {
-                Ok(n) if n >= self.options.batch_size as usize => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(_) => {
-                    backoff = Duration::from_millis(100);
-                    self.options.poll_interval
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay pass failed");
-                    if matches!(e, RelayError::Publish { .. }) {
-                        self.renew_producer().await;
-                    }
-                    let w = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    w
-                }
-            };
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        let producer = self.producer.clone();
+        let depth = depth_loop(s.pool.clone(), s.metrics.clone(), stop.clone());
+        let workers =
+            (0..s.options.workers.max(1)).map(|_| publish_loop(self.shared.clone(), stop.clone()));
+        tokio::join!(join_all(workers), depth);
+        let producer = s.producer.read().1.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
     }
+}
 
+/// One relay worker.
+async fn publish_loop(s: Arc<Shared>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if !s.topic_ready.load(Ordering::Relaxed) {
+            s.ensure_topic().await;
+        }
+        let generation = s.producer.read().0;
+        let pass = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = s.pass() => r,
+        };
+        let wait = match pass {
+            Ok(n) if n >= s.options.batch_size as usize => {
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            Ok(_) => {
+                backoff = Duration::from_millis(100);
+                s.options.poll_interval
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay pass failed");
+                if matches!(e, RelayError::Publish { .. }) {
+                    s.renew_producer(generation).await;
+                }
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                w
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+impl Shared {
     /// Replaces the producer after failed deliveries. An idempotent
     /// producer whose messages timed out keeps sequence numbers the broker
     /// may no longer accept (librdkafka would need the broker to bump the
@@ -203,24 +230,33 @@ impl Relay {
     /// answers every later produce with an error). A new producer gets a
     /// new producer id and starts clean; rows it did not get acknowledged
     /// are still unsent and simply go out again.
-    async fn renew_producer(&mut self) {
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
-            tracing::error!(?code, %reason, "the Kafka producer failed fatally");
-        }
-        match producer_config(&self.options).create::<FutureProducer>() {
-            Ok(fresh) => {
-                let old = std::mem::replace(&mut self.producer, fresh);
-                // Dropping purges and flushes (blocking up to 500 ms).
-                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-                tracing::info!("Kafka producer renewed after failed deliveries");
+    async fn renew_producer(&self, seen_generation: u64) {
+        let fresh = match producer_config(&self.options).create::<FutureProducer>() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a new Kafka producer");
+                return;
             }
-            Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
-        }
+        };
+        let old = {
+            let mut current = self.producer.write();
+            if current.0 != seen_generation {
+                return; // another worker renewed it already
+            }
+            if let Some((code, reason)) = current.1.client().fatal_error() {
+                tracing::error!(?code, %reason, "the Kafka producer failed fatally");
+            }
+            let generation = current.0 + 1;
+            std::mem::replace(&mut *current, (generation, fresh))
+        };
+        // Dropping purges and flushes (blocking up to 500 ms).
+        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+        tracing::info!("Kafka producer renewed after failed deliveries");
     }
 
     /// Creates `order-placed` if it does not exist (best effort: a broker
     /// that creates topics on first use works without it).
-    async fn ensure_topic(&mut self) {
+    async fn ensure_topic(&self) {
         let admin: Result<AdminClient<DefaultClientContext>, _> =
             producer_config(&self.options).create();
         let Ok(admin) = admin else { return };
@@ -239,7 +275,7 @@ impl Relay {
                     Err((_, code)) => *code == RDKafkaErrorCode::TopicAlreadyExists,
                 });
                 if ok {
-                    self.topic_ready = true;
+                    self.topic_ready.store(true, Ordering::Relaxed);
                     tracing::info!(topic = events::ORDER_PLACED_TOPIC, "topic ready");
                 } else {
                     tracing::warn!(?results, "cannot create the order-placed topic yet");
@@ -272,6 +308,7 @@ impl Relay {
 
         // Hand every message to the producer first, then wait for all the
         // reports: the batch travels in a few requests instead of one each.
+        let producer = self.producer.read().1.clone();
         let pending: Vec<_> = rows
             .iter()
             .map(|row| {
@@ -286,7 +323,7 @@ impl Relay {
                     .key(row.key.as_bytes())
                     .payload(row.payload.as_bytes())
                     .headers(headers);
-                self.producer.send_result(record).map_err(|(e, _)| e)
+                producer.send_result(record).map_err(|(e, _)| e)
             })
             .collect();
         let reports = join_all(pending.into_iter().map(|p| async move {
@@ -439,6 +476,7 @@ mod tests {
             batch_size: 100,
             send_timeout: Duration::from_secs(30),
             client_id: "o-1".into(),
+            workers: 2,
         });
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));
