@@ -79,7 +79,9 @@ impl Default for DiscoveryOptions {
     fn default() -> Self {
         DiscoveryOptions {
             watch_timeout: Duration::from_secs(30),
-            full_refresh: Duration::from_secs(60),
+            // The watch keeps the view exact; the full fetch only repairs a
+            // view that drifted anyway, and costs ~1 KB per instance.
+            full_refresh: Duration::from_secs(300),
             poll_interval: Duration::from_secs(5),
             first_load_wait: Duration::from_secs(3),
         }
