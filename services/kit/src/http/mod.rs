@@ -215,9 +215,14 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     // DEBUG (like Spring Boot, which logs no successful request by default):
     // a registry with 10,000 instances answers 2,000 renewals a second, and
     // logging each costs CPU and buries what matters. RUST_LOG=debug shows all.
+    // Probes and scrapes are frequent and expected to fail while a service
+    // starts: they never log above DEBUG.
+    let probe = route.starts_with("/health") || route == "/metrics";
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
-        if status >= 500 {
+        if probe {
+            tracing::debug!(status, elapsed_ms = ms, path = %path, "probe");
+        } else if status >= 500 {
             tracing::warn!(status, elapsed_ms = ms, path = %path, "request failed");
         } else if status >= 400 {
             tracing::info!(status, elapsed_ms = ms, path = %path, "request rejected");
