@@ -56,7 +56,12 @@ pub struct ScaleArgs {
 pub enum ScaleError {
     /// The service must not run more than one instance.
     #[error("`{service}` cannot be scaled: {reason}")]
-    NotScalable { service: String, reason: String },
+    NotScalable {
+        service: String,
+        reason: String,
+        /// The services of the stack that can.
+        scalable: Vec<String>,
+    },
     /// Nothing runs to take the image from.
     #[error("`{service}` has no running instance to scale from")]
     NotUp { service: String, stack: String },
@@ -73,11 +78,13 @@ impl ScaleError {
     /// A next step for the user.
     pub fn hint(&self) -> Option<String> {
         match self {
-            ScaleError::NotScalable { .. } => Some(
-                "scale the stateless services: api-gateway is published, so scale those behind it \
-                 (order-service, inventory-service, notification-service)"
-                    .to_string(),
-            ),
+            ScaleError::NotScalable { scalable, .. } if scalable.is_empty() => {
+                Some("no service of this stack can be scaled".to_string())
+            }
+            ScaleError::NotScalable { scalable, .. } => Some(format!(
+                "the stateless services of this stack scale: {}",
+                scalable.join(", ")
+            )),
             ScaleError::NotUp { service, .. } => {
                 Some(format!("start it with `platform up {service}`"))
             }
@@ -194,9 +201,16 @@ pub async fn run(g: &Global, args: ScaleArgs) -> Result<()> {
     let stack = StackFile::resolve(&g.stack)?.load()?;
     let service = stack.service(&args.service)?.clone();
     if let Some(reason) = not_scalable(&stack, &service) {
+        let scalable = stack
+            .services
+            .values()
+            .filter(|s| not_scalable(&stack, s).is_none())
+            .map(|s| s.name.clone())
+            .collect();
         return Err(ScaleError::NotScalable {
             service: service.name.clone(),
             reason,
+            scalable,
         }
         .into());
     }

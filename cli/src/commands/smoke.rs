@@ -124,8 +124,18 @@ const STEPS: [(&str, Duration); 7] = [
 
 pub async fn run(g: &Global, args: SmokeArgs) -> Result<()> {
     let stack = StackFile::resolve(&g.stack)?.load()?;
-    let rt = Runtime::connect().await?;
-    let obs = Observer::new(rt, stack).await?;
+    let stack_name = stack.name.clone();
+    let obs = match connect(stack).await {
+        Ok(obs) => obs,
+        Err(e) => {
+            // CI reads the JUnit file: say there why nothing ran.
+            if let Some(path) = &args.junit {
+                let report = SmokeReport::not_run(&stack_name, &e);
+                write_junit(path, &report)?;
+            }
+            return Err(e);
+        }
+    };
     let json = g.json;
     let report = smoke(obs, args.gateway.clone(), args.timeout, |step| {
         if !json {
@@ -134,13 +144,7 @@ pub async fn run(g: &Global, args: SmokeArgs) -> Result<()> {
     })
     .await;
     if let Some(path) = &args.junit {
-        let xml = report.to_junit(&chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string());
-        std::fs::write(path, xml).map_err(|e| {
-            Error::Output(format!(
-                "cannot write the JUnit report {}: {e}",
-                path.display()
-            ))
-        })?;
+        write_junit(path, &report)?;
     }
     if json {
         output::json(&report)?;
@@ -152,6 +156,21 @@ pub async fn run(g: &Global, args: SmokeArgs) -> Result<()> {
     } else {
         Err(Error::Reported)
     }
+}
+
+async fn connect(stack: crate::stack::Stack) -> Result<Observer> {
+    let rt = Runtime::connect().await?;
+    Ok(Observer::new(rt, stack).await?)
+}
+
+fn write_junit(path: &std::path::Path, report: &SmokeReport) -> Result<()> {
+    let xml = report.to_junit(&chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string());
+    std::fs::write(path, xml).map_err(|e| {
+        Error::Output(format!(
+            "cannot write the JUnit report {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// One step as a line: `  ok    token           0.12s  user admin, ...`.
@@ -313,8 +332,9 @@ impl Run {
             .collect();
         if !down.is_empty() {
             return Err(format!(
-                "no running instance of {} (`platform up` starts them)",
-                down.join(", ")
+                "no running instance of {} (`platform up {}` starts them)",
+                down.join(", "),
+                down.join(" ")
             ));
         }
         if self.gateway.is_none() {
@@ -587,6 +607,42 @@ fn with_hint(e: &ObserveError) -> String {
 }
 
 impl SmokeReport {
+    /// A report of a check that could not start (Docker unreachable): the `stack` step
+    /// failed with the error and its hint, the others skipped.
+    pub fn not_run(stack: &str, error: &Error) -> Self {
+        let detail = match error.hint() {
+            Some(h) => format!("{error} (hint: {h})"),
+            None => error.to_string(),
+        };
+        let steps = STEPS
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| StepReport {
+                name: name.to_string(),
+                outcome: if i == 0 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Skipped
+                },
+                seconds: 0.0,
+                detail: if i == 0 {
+                    detail.clone()
+                } else {
+                    "an earlier step failed".to_string()
+                },
+            })
+            .collect();
+        Self {
+            stack: stack.to_string(),
+            passed: false,
+            seconds: 0.0,
+            gateway: None,
+            order_number: None,
+            steps,
+            trace: None,
+        }
+    }
+
     /// The last line of the text output.
     pub fn summary(&self) -> String {
         if self.passed {

@@ -310,22 +310,7 @@ impl StatusView {
                 Some(Health::Unhealthy) => "unhealthy",
                 None => "-",
             };
-            let ports = if c.ports.is_empty() {
-                "-".to_string()
-            } else {
-                c.ports
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}:{}->{}",
-                            p.host_ip.as_deref().unwrap_or("0.0.0.0"),
-                            p.host_port,
-                            p.container_port
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
+            let ports = ports_text(&c.ports);
             let registry = match (&c.registered, c.registers) {
                 (Some(r), _) => r.status.clone(),
                 (None, true) if self.registry.reachable => "missing".to_string(),
@@ -354,6 +339,26 @@ impl StatusView {
             }
         }
         text
+    }
+}
+
+/// Published ports as `8080->8080` (all addresses, IPv4 and IPv6 shown once) or
+/// `127.0.0.1:18080->8080`.
+fn ports_text(ports: &[PortSpec]) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for p in ports {
+        let text = match p.host_ip.as_deref() {
+            None | Some("0.0.0.0" | "::" | "") => format!("{}->{}", p.host_port, p.container_port),
+            Some(ip) => format!("{ip}:{}->{}", p.host_port, p.container_port),
+        };
+        if !shown.contains(&text) {
+            shown.push(text);
+        }
+    }
+    if shown.is_empty() {
+        "-".to_string()
+    } else {
+        shown.join(",")
     }
 }
 
@@ -509,6 +514,25 @@ image = "m"
             "{text}"
         );
         assert!(text.contains("exited (137)"), "{text}");
+    }
+
+    /// A port published on all IPv4 and IPv6 addresses shows once; a bound one names its address.
+    #[test]
+    fn port_text() {
+        let p = |ip: Option<&str>, host: u16| PortSpec {
+            host_ip: ip.map(str::to_string),
+            host_port: host,
+            container_port: 8080,
+        };
+        assert_eq!(ports_text(&[]), "-");
+        assert_eq!(
+            ports_text(&[p(Some("0.0.0.0"), 8080), p(Some("::"), 8080)]),
+            "8080->8080"
+        );
+        assert_eq!(
+            ports_text(&[p(Some("127.0.0.1"), 18080)]),
+            "127.0.0.1:18080->8080"
+        );
     }
 
     /// Without an answer from the registry nothing is called drift, and the reason is shown.

@@ -4,9 +4,11 @@
 //! pass or fail.
 
 mod binary;
+mod devstack;
 mod golden;
 mod images;
 mod mariadb;
+mod operate;
 mod registry;
 mod runtime;
 mod support;
