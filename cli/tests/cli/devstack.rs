@@ -371,6 +371,50 @@ async fn walk(rt: &Runtime, name: &str, file: &Path, stack_arg: &str) {
         "{text}"
     );
 
+    // ---- logs --follow: the three live streams merged, ended by Ctrl-C with exit 0
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_platform"))
+        .args([
+            "logs",
+            "order-service",
+            "--follow",
+            "--tail",
+            "1",
+            "--json",
+            "--stack",
+            stack_arg,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = BTreeSet::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while seen.len() < 3 {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("follow ended early");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            seen.insert(v["instance"].as_str().unwrap().to_string());
+        }
+    })
+    .await
+    .expect("the last line of each instance arrives while following");
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("follow stops on Ctrl-C")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+
     // ---- scale down: the surplus leaves the registry, then its container goes
     obs.refresh().await.unwrap();
     let t = Instant::now();
