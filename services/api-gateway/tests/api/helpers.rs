@@ -231,6 +231,81 @@ impl Drop for Gateway {
     }
 }
 
+// ---- the real identity provider -----------------------------------------------
+
+/// The identity-provider binary serving `keycloak/realm.json`, started for one test.
+pub struct Idp {
+    /// `<base>/realms/platform`.
+    pub issuer: String,
+    _process: testkit::ChildGuard,
+}
+
+impl Idp {
+    pub async fn start() -> Idp {
+        let port = testkit::free_port().unwrap().to_string();
+        let base = format!("http://127.0.0.1:{port}");
+        let realm = testkit::workspace_root().join("keycloak/realm.json");
+        let process = testkit::spawn_process(
+            workspace_bin("identity-provider"),
+            [
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--no-register",
+                "--realm-file",
+                realm.to_str().unwrap(),
+                "--issuer-base-url",
+                &base,
+                // A rotated-in key signs 1 s after it is published (the
+                // default 10 s is for validators that were not told).
+                "--key-activation-delay",
+                "1s",
+            ],
+            [("RUST_LOG", "warn")],
+        )
+        .await
+        .unwrap();
+        let issuer = format!("{base}/realms/platform");
+        testkit::wait_for_http(
+            &format!("{issuer}/.well-known/openid-configuration"),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
+        Idp {
+            issuer,
+            _process: process,
+        }
+    }
+
+    /// A token endpoint answer (asserted 200).
+    pub async fn token(&self, form: &[(&str, &str)]) -> Value {
+        let res = client()
+            .post(format!("{}/protocol/openid-connect/token", self.issuer))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "token request {form:?}");
+        res.json().await.unwrap()
+    }
+
+    /// An access token by the password grant of the public client.
+    pub async fn password(&self, user: &str, password: &str) -> String {
+        self.token(&[
+            ("grant_type", "password"),
+            ("client_id", "platform-cli"),
+            ("username", user),
+            ("password", password),
+        ])
+        .await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
 // ---- a stand-in OIDC issuer --------------------------------------------------
 
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {

@@ -10,5 +10,6 @@ mod failover;
 mod filters;
 mod helpers;
 mod identity;
+mod order;
 mod routing;
 mod streaming;
