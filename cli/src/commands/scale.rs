@@ -66,12 +66,8 @@ pub enum ScaleError {
     #[error("`{service}` has no running instance to scale from")]
     NotUp { service: String, stack: String },
     /// New instances did not get ready in time.
-    #[error("{service}: {what} after {after:?}")]
-    NotReady {
-        service: String,
-        what: String,
-        after: Duration,
-    },
+    #[error("{service}: {what}")]
+    NotReady { service: String, what: String },
 }
 
 impl ScaleError {
@@ -366,7 +362,6 @@ async fn wait_new(
                 return Err(ScaleError::NotReady {
                     service: service.name.clone(),
                     what: format!("{name} did not become ready: {e}"),
-                    after: timeout,
                 }
                 .into());
             }
@@ -403,8 +398,10 @@ async fn wait_new(
                 .collect();
             Err(ScaleError::NotReady {
                 service: service.name.clone(),
-                what: format!("healthy but not UP in the registry: {}", missing.join(", ")),
-                after: timeout,
+                what: format!(
+                    "healthy but not UP in the registry after {timeout:?}: {}",
+                    missing.join(", ")
+                ),
             }
             .into())
         }

@@ -436,6 +436,47 @@ async fn walk(rt: &Runtime, name: &str, file: &Path, stack_arg: &str) {
     obs.refresh().await.unwrap();
     assert!(status::view(&obs).await.drift.is_empty());
 
+    // ---- scale with instances that never get ready: a clear failure after the timeout, and
+    // the new instance is removed again (a copy of the stack with a wrong database password)
+    let broken = file.with_file_name("broken.toml");
+    let text = std::fs::read_to_string(file).unwrap();
+    let bad = text.replace("mysql://orders:orders-secret@", "mysql://orders:wrong@");
+    assert_ne!(
+        bad, text,
+        "stacks/dev.toml changed: order-service's DATABASE_URL"
+    );
+    std::fs::write(&broken, bad).unwrap();
+    let broken_obs = observer(rt, &broken).await;
+    let broken_order = broken_obs.stack().services["order-service"].clone();
+    let t = Instant::now();
+    let err = scale::scale(&broken_obs, &broken_order, 2, Duration::from_secs(8), false)
+        .await
+        .unwrap_err();
+    eprintln!(
+        "timing: failed scale {:.1}s: {err}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("platform-{name}-order-service-2")),
+        "{err}"
+    );
+    assert!(
+        err.hint().unwrap_or_default().contains("removed again"),
+        "{:?}",
+        err.hint()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(40),
+        "bounded by the timeout"
+    );
+    let left = rt
+        .list_containers(Some(name), Some("order-service"))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "the failed instance is removed");
+    assert_eq!(up_instances(&obs, "order-service").await, 1);
+
     // ---- down --volumes, then status says the stack is not running (exit 1)
     let stack = StackFile::at(file.to_path_buf()).load().unwrap();
     let t = Instant::now();
