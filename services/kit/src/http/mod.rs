@@ -189,19 +189,32 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // Probes and scrapes arrive every few hundred milliseconds from Docker
+    // and Prometheus: they get a DEBUG span, which the OpenTelemetry layer
+    // (INFO and above) does not export, so they never flood the collector.
+    let probe = route.starts_with("/health") || route == "/metrics";
     // The server span of this request: a child of the caller's trace when
     // it sent one (traceparent or B3), else the root of a new trace.
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %path,
-        http.response.status_code = tracing::field::Empty,
-        request_id = %request_id,
-    );
+    macro_rules! server_span {
+        ($make:ident) => {
+            tracing::$make!(
+                "http.request",
+                otel.name = %format!("{method} {route}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %method,
+                http.route = %route,
+                url.path = %path,
+                http.response.status_code = tracing::field::Empty,
+                request_id = %request_id,
+            )
+        };
+    }
+    let span = if probe {
+        server_span!(debug_span)
+    } else {
+        server_span!(info_span)
+    };
     crate::telemetry::set_parent(&span, crate::telemetry::extract_headers(req.headers()));
     let trace_id = crate::telemetry::ids(&span).map(|(t, _)| t);
     let mut res = next.run(req).instrument(span.clone()).await;
@@ -215,9 +228,8 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     // DEBUG (like Spring Boot, which logs no successful request by default):
     // a registry with 10,000 instances answers 2,000 renewals a second, and
     // logging each costs CPU and buries what matters. RUST_LOG=debug shows all.
-    // Probes and scrapes are frequent and expected to fail while a service
-    // starts: they never log above DEBUG.
-    let probe = route.starts_with("/health") || route == "/metrics";
+    // Probes and scrapes are expected to fail while a service starts: they
+    // never log above DEBUG.
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         if probe {
