@@ -117,10 +117,19 @@ fn traces_are_propagated_and_exported() {
             "B3 single header is honoured"
         );
 
-        let res = c.get(format!("{base}/health/live")).send().await.unwrap();
+        let res = c.get(format!("{base}/echo-headers")).send().await.unwrap();
         let fresh = res.headers()["x-trace-id"].to_str().unwrap().to_string();
-        assert_eq!(fresh.len(), 32);
+        assert_eq!(
+            fresh.len(),
+            32,
+            "a request without context starts a new trace"
+        );
         assert_ne!(fresh, trace);
+        let probe = c.get(format!("{base}/health/live")).send().await.unwrap();
+        assert!(
+            probe.headers().get("x-trace-id").is_none(),
+            "probes are not traced"
+        );
 
         guard.flush();
         let spans = received.lock().unwrap().clone();
@@ -133,6 +142,16 @@ fn traces_are_propagated_and_exported() {
             assert_eq!(s["localEndpoint"]["serviceName"], "traced-service");
             assert_eq!(s["kind"], "SERVER");
         }
+        assert!(
+            spans
+                .iter()
+                .all(|s| !s["name"].as_str().unwrap_or("").contains("/health")),
+            "health probes never reach the collector: {spans:#?}"
+        );
+        assert!(
+            spans.iter().any(|s| s["traceId"] == fresh.as_str()),
+            "the fresh trace is exported"
+        );
         let outgoing = ours
             .iter()
             .find(|s| s["name"].as_str().unwrap().contains("/outgoing"))
@@ -152,7 +171,7 @@ fn traces_are_propagated_and_exported() {
         collector_rt.shutdown_background();
         for _ in 0..5 {
             assert_eq!(
-                c.get(format!("{base}/health/live"))
+                c.get(format!("{base}/echo-headers"))
                     .send()
                     .await
                     .unwrap()
