@@ -19,6 +19,7 @@
 //! go through the breaker: they must be attempted even while it is open.
 
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use events::OrderLine;
 use kit::Problem;
@@ -131,7 +132,10 @@ impl InventoryClient {
             tried.push(pick.instance.instance_id.clone());
             let url = format!("{}/api/inventory/reservations", pick.base_url());
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.send(self.http.post(&url).json(&body), remaining).await {
+            match self
+                .send("POST", &url, self.http.post(&url).json(&body), remaining)
+                .await
+            {
                 Attempt::Answer(status, bytes) => {
                     if status.is_server_error() {
                         pick.failure(Failure::ServerError);
@@ -172,7 +176,10 @@ impl InventoryClient {
             "{}/api/inventory/reservations/{order_number}",
             pick.base_url()
         );
-        match self.send(self.http.delete(&url), self.timeout).await {
+        match self
+            .send("DELETE", &url, self.http.delete(&url), self.timeout)
+            .await
+        {
             Attempt::Answer(status, _) if status.is_success() => {
                 pick.success();
                 Ok(())
@@ -199,23 +206,41 @@ impl InventoryClient {
         }
     }
 
-    /// Sends a request and reads the whole answer within `timeout`.
-    async fn send(&self, req: reqwest::RequestBuilder, timeout: Duration) -> Attempt {
+    /// Sends a request and reads the whole answer within `timeout`, in a
+    /// CLIENT span whose context travels in the request's headers, so the
+    /// inventory side of the call joins the order's trace.
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Attempt {
+        let span = kit::telemetry::client_span("inventory-service", method, url);
+        let mut headers = reqwest::header::HeaderMap::new();
+        kit::telemetry::inject_headers_from(&span, &mut headers);
         let exchange = async {
-            let res = req.send().await?;
+            let res = req.headers(headers).send().await?;
             let status = res.status();
             let body = res.bytes().await?;
             Ok::<_, reqwest::Error>((status, body.to_vec()))
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        let attempt = match tokio::time::timeout(timeout, exchange.instrument(span.clone())).await {
             Err(_) => Attempt::Failed(
                 Failure::Timeout,
                 format!("no answer within {}", humantime_ms(timeout)),
             ),
-            Ok(Ok((status, body))) => Attempt::Answer(status, body),
+            Ok(Ok((status, body))) => {
+                span.record("http.response.status_code", status.as_u16());
+                Attempt::Answer(status, body)
+            }
             Ok(Err(e)) if e.is_connect() => Attempt::Refused(e.to_string()),
             Ok(Err(e)) => Attempt::Failed(Failure::Connect, e.to_string()),
+        };
+        if !matches!(&attempt, Attempt::Answer(s, _) if !s.is_server_error()) {
+            kit::telemetry::mark_error(&span);
         }
+        attempt
     }
 }
 
