@@ -70,6 +70,26 @@ fn traces_are_propagated_and_exported() {
                 }),
             )
             .route(
+                "/db",
+                get(|| async {
+                    let ok: Result<(), ()> = kit::telemetry::traced(
+                        kit::telemetry::db_transaction_span(
+                            "mysql",
+                            "TRANSACTION place",
+                            &["INSERT INTO t (a) VALUES (?)", "UPDATE u SET b = ? WHERE c = ?"],
+                        ),
+                        async { Ok(()) },
+                    )
+                    .await;
+                    let failed: Result<(), ()> = kit::telemetry::traced(
+                        kit::telemetry::db_span("mysql", "SELECT t", "SELECT a FROM t WHERE b = ?"),
+                        async { Err(()) },
+                    )
+                    .await;
+                    format!("{ok:?} {failed:?}")
+                }),
+            )
+            .route(
                 "/outgoing",
                 get(move || {
                     let url = self_url.clone();
@@ -117,6 +137,14 @@ fn traces_are_propagated_and_exported() {
             "B3 single header is honoured"
         );
 
+        let res = c
+            .get(format!("{base}/db"))
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.text().await.unwrap(), "Ok(()) Err(())");
+
         let res = c.get(format!("{base}/echo-headers")).send().await.unwrap();
         let fresh = res.headers()["x-trace-id"].to_str().unwrap().to_string();
         assert_eq!(
@@ -135,13 +163,37 @@ fn traces_are_propagated_and_exported() {
         let spans = received.lock().unwrap().clone();
         let ours: Vec<&Value> = spans.iter().filter(|s| s["traceId"] == trace).collect();
         assert!(
-            ours.len() >= 3,
-            "server spans of /outgoing and /echo-headers (x2): {spans:#?}"
+            ours.len() >= 6,
+            "server spans of /outgoing, /echo-headers (x2) and /db, and /db's two database spans: {spans:#?}"
         );
         for s in &ours {
             assert_eq!(s["localEndpoint"]["serviceName"], "traced-service");
-            assert_eq!(s["kind"], "SERVER");
+            let server = s["name"].as_str().unwrap().starts_with("GET ");
+            assert_eq!(s["kind"], if server { "SERVER" } else { "CLIENT" }, "{s}");
         }
+        // Database spans: CLIENT spans towards "mysql", children of the request's
+        // server span, statements without values, a failed call marked as an error.
+        let db_server = ours
+            .iter()
+            .find(|s| s["name"].as_str().unwrap().contains("/db"))
+            .unwrap();
+        let tx = ours
+            .iter()
+            .find(|s| s["name"] == "TRANSACTION place")
+            .unwrap_or_else(|| panic!("transaction span: {ours:#?}"));
+        assert_eq!(tx["kind"], "CLIENT");
+        assert_eq!(tx["parentId"], db_server["id"]);
+        assert_eq!(tx["remoteEndpoint"]["serviceName"], "mysql");
+        assert_eq!(tx["tags"]["db.system"], "mysql");
+        assert_eq!(
+            tx["tags"]["db.statement"],
+            "INSERT INTO t (a) VALUES (?);\nUPDATE u SET b = ? WHERE c = ?"
+        );
+        assert!(tx["tags"].get("error").is_none(), "{tx}");
+        let failed = ours.iter().find(|s| s["name"] == "SELECT t").unwrap();
+        assert_eq!(failed["parentId"], db_server["id"]);
+        assert_eq!(failed["tags"]["otel.status_code"], "ERROR", "{failed}");
+        assert!(failed["tags"].get("error").is_some(), "{failed}");
         assert!(
             spans
                 .iter()
