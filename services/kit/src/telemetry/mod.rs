@@ -253,8 +253,27 @@ pub fn inject_headers(headers: &mut http::HeaderMap) {
     inject_headers_from(&tracing::Span::current(), headers);
 }
 
-/// Writes `span`'s context into outgoing HTTP headers.
+/// Propagation headers of every form we read, including the B3 ones we
+/// never write (`x-b3-parentspanid`, `x-b3-flags`).
+const TRACE_HEADERS: [&str; 8] = [
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
+/// Writes `span`'s context into outgoing HTTP headers, replacing whatever
+/// trace headers they carried: a proxy forwarding a caller's headers must
+/// not pass on the caller's span as the parent, nor a stale B3 parent id
+/// beside the new context.
 pub fn inject_headers_from(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    for name in TRACE_HEADERS {
+        headers.remove(name);
+    }
     let cx = span.context();
     PROPAGATOR.inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
 }
@@ -451,6 +470,37 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("traceparent", "garbage".parse().unwrap());
         assert!(!extract_headers(&h).span().span_context().is_valid());
+    }
+
+    /// Injection replaces a caller's trace headers of every form, and leaves the others alone.
+    #[test]
+    fn injection_replaces_caller_headers() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=x"),
+            ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
+            ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+            ("x-b3-parentspanid", "1111111111111111"),
+            ("x-b3-sampled", "1"),
+            ("x-b3-flags", "1"),
+            ("x-request-id", "r1"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        // No subscriber here: the span has no context; B3 then writes only
+        // "do not sample" (`b3: 0`, `x-b3-sampled: 0`), and nothing of the caller's is left.
+        inject_headers_from(&tracing::Span::none(), &mut h);
+        let mut left: Vec<String> = h
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b3: 0", "x-b3-sampled: 0", "x-request-id: r1"]);
     }
 
     /// Ratios outside 0..=1 are rejected at start.
