@@ -1,0 +1,183 @@
+//! Where the release binaries the end-to-end tests use are, and whether they are older than
+//! their sources. A stale binary is still used (rebuilding is install.sh's job, not a test's),
+//! but the test says so on stderr, because it then tests yesterday's code.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+
+/// The environment variable that names another `platform` binary (e.g. an installed one).
+pub const PLATFORM_BIN_ENV: &str = "PLATFORM_BIN";
+
+/// The command that builds what the tests need, as the README and install.sh run it.
+pub const BUILD_COMMAND: &str = "cargo build --workspace --release";
+
+/// The release `platform` binary: `$PLATFORM_BIN`, else `<target>/release/platform`.
+pub fn platform() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(PLATFORM_BIN_ENV).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!(
+                "{PLATFORM_BIN_ENV}={} is not a file (unset it to use the release build)",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let path = release_dir().join("platform");
+    if !path.is_file() {
+        bail!(
+            "the end-to-end tests run the release `platform` binary, and {} does not exist: \
+             run `./install.sh` or `{BUILD_COMMAND}` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `<target>/release`.
+pub fn release_dir() -> PathBuf {
+    testkit::target_dir().join("release")
+}
+
+/// The binaries `stacks/dev.toml` images (`build = { binary = "..." }`), read from the file so a
+/// new service needs no change here.
+pub fn stack_binaries(stack_file: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(stack_file)
+        .with_context(|| format!("read {}", stack_file.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("parse {}", stack_file.display()))?;
+    let mut names: Vec<String> = doc
+        .get("services")
+        .and_then(|s| s.as_table())
+        .into_iter()
+        .flat_map(|services| services.values())
+        .filter_map(|s| s.get("build")?.get("binary")?.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The release binaries (`platform` and the stack's services) that are missing or older than the
+/// newest file of their crate, the kit or the events crate, each with the reason.
+pub fn stale(root: &Path, services: &[String]) -> Vec<String> {
+    let shared = [root.join("services/kit"), root.join("services/events")];
+    let mut checks: Vec<(String, PathBuf)> = vec![("platform".to_string(), root.join("cli"))];
+    checks.extend(
+        services
+            .iter()
+            .map(|s| (s.clone(), root.join("services").join(s))),
+    );
+    let mut out = Vec::new();
+    for (name, crate_dir) in checks {
+        let binary = release_dir().join(&name);
+        let Some(built) = modified(&binary) else {
+            out.push(format!(
+                "{name}: no release binary (`platform up` will run cargo)"
+            ));
+            continue;
+        };
+        let newest = [crate_dir.as_path(), &shared[0], &shared[1]]
+            .iter()
+            .filter_map(|d| newest_source(d))
+            .max();
+        if let Some((when, file)) = newest
+            && when > built
+        {
+            out.push(format!(
+                "{name}: {} is older than {}",
+                binary.display(),
+                file.display()
+            ));
+        }
+    }
+    out
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+/// The newest `Cargo.toml` or file under `src/` of a crate.
+fn newest_source(crate_dir: &Path) -> Option<(SystemTime, PathBuf)> {
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    let mut consider = |path: PathBuf| {
+        if let Some(m) = modified(&path)
+            && newest.as_ref().is_none_or(|(n, _)| m > *n)
+        {
+            newest = Some((m, path));
+        }
+    };
+    consider(crate_dir.join("Cargo.toml"));
+    let mut dirs = vec![crate_dir.join("src")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                consider(path);
+            }
+        }
+    }
+    newest
+}
+
+/// Prints [`stale`]'s findings to stderr once per process.
+pub fn warn_if_stale(root: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let services = stack_binaries(&root.join("stacks/dev.toml")).unwrap_or_default();
+        let stale = stale(root, &services);
+        if !stale.is_empty() {
+            eprintln!(
+                "warning: the end-to-end test uses release binaries older than their sources \
+                 (`{BUILD_COMMAND}` refreshes them):"
+            );
+            for line in stale {
+                eprintln!("  {line}");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dev stack's binaries are read from the file: the six services and both stand-ins.
+    #[test]
+    fn reads_the_stack_binaries() {
+        let names = stack_binaries(&testkit::workspace_root().join("stacks/dev.toml")).unwrap();
+        for expected in [
+            "api-gateway",
+            "discovery-server",
+            "identity-provider",
+            "inventory-service",
+            "notification-service",
+            "order-service",
+            "product-service",
+            "trace-collector",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+        }
+    }
+
+    /// A binary older than a source file of its crate is reported with the file.
+    #[test]
+    fn finds_newer_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+        let (when, file) = newest_source(dir.path()).unwrap();
+        assert_eq!(file, dir.path().join("src/lib.rs"));
+        assert!(when <= SystemTime::now());
+        assert!(newest_source(&dir.path().join("nothing")).is_none());
+    }
+}

@@ -1,0 +1,286 @@
+//! Docker's own view of a stack, read through the engine API (bollard) rather than through the
+//! CLI: the tests check what `platform` says against what the engine has. The label contract is
+//! issue 7's: every container, network and volume `platform` makes carries `platform.stack`;
+//! containers also carry `platform.service` and `platform.instance`; images it builds carry
+//! `platform.image`. Nothing here changes a container or network; the benchmark removes only
+//! images with `platform.image` that no container uses, and never forces.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveImageOptionsBuilder, StatsOptionsBuilder,
+};
+use futures::StreamExt as _;
+
+/// The stack a container, network or volume belongs to.
+pub const STACK_LABEL: &str = "platform.stack";
+/// The service a container runs.
+pub const SERVICE_LABEL: &str = "platform.service";
+/// The instance number of a container within its service.
+pub const INSTANCE_LABEL: &str = "platform.instance";
+/// On images built by `platform`: the recipe's image name.
+pub const IMAGE_LABEL: &str = "platform.image";
+
+/// Connects to `$DOCKER_HOST` or the local socket and negotiates the API version down to the
+/// engine's (Docker 20.10 speaks 1.41; bollard defaults to newer).
+pub async fn connect() -> anyhow::Result<Docker> {
+    let docker = Docker::connect_with_defaults().context("connect to Docker")?;
+    tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version())
+        .await
+        .context("Docker did not answer within 5 s")?
+        .context("negotiate the Docker API version (is the engine running?)")
+}
+
+/// One container of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Container {
+    pub service: String,
+    pub instance: u32,
+    pub name: String,
+    pub id: String,
+    /// `running`, `exited`, `created`, ...
+    pub state: String,
+}
+
+/// Everything that carries one stack's label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// Sorted by service and instance.
+    pub containers: Vec<Container>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Owned {
+    /// True when nothing carries the label.
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+
+    /// The containers of `service`.
+    pub fn of(&self, service: &str) -> Vec<&Container> {
+        self.containers
+            .iter()
+            .filter(|c| c.service == service)
+            .collect()
+    }
+
+    /// Container ids by name.
+    pub fn ids(&self) -> BTreeMap<String, String> {
+        self.containers
+            .iter()
+            .map(|c| (c.name.clone(), c.id.clone()))
+            .collect()
+    }
+}
+
+fn label_filter(key: &str, value: Option<&str>) -> HashMap<&'static str, Vec<String>> {
+    let filter = match value {
+        Some(v) => format!("{key}={v}"),
+        None => key.to_string(),
+    };
+    HashMap::from([("label", vec![filter])])
+}
+
+/// Every container (running or not), network and volume labelled `platform.stack=<stack>`.
+pub async fn owned(docker: &Docker, stack: &str) -> anyhow::Result<Owned> {
+    let filters = label_filter(STACK_LABEL, Some(stack));
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("list containers")?;
+    let mut containers: Vec<Container> = containers
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            Container {
+                service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
+                instance: labels
+                    .get(INSTANCE_LABEL)
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(0),
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    containers.sort();
+    let mut networks: Vec<String> = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .context("list networks")?
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect();
+    networks.sort();
+    let mut volumes: Vec<String> = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .context("list volumes")?
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    volumes.sort();
+    Ok(Owned {
+        containers,
+        networks,
+        volumes,
+    })
+}
+
+/// The names of every stack that labels a container, network or volume on this engine.
+pub async fn stack_names(docker: &Docker) -> anyhow::Result<BTreeSet<String>> {
+    let filters = label_filter(STACK_LABEL, None);
+    let mut names = BTreeSet::new();
+    for c in docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("list containers")?
+    {
+        names.extend(c.labels.unwrap_or_default().remove(STACK_LABEL));
+    }
+    for n in docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .context("list networks")?
+    {
+        names.extend(n.labels.unwrap_or_default().remove(STACK_LABEL));
+    }
+    for mut v in docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .context("list volumes")?
+        .volumes
+        .unwrap_or_default()
+    {
+        names.extend(v.labels.remove(STACK_LABEL));
+    }
+    Ok(names)
+}
+
+/// A container's memory as the stats API reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident anonymous memory of the container's processes: cgroup v1 `rss` (`total_rss`),
+    /// cgroup v2 `anon`. This is the figure to compare with a JVM's RSS.
+    pub rss_bytes: u64,
+    /// What `docker stats` shows: usage minus the inactive page cache.
+    pub usage_bytes: u64,
+}
+
+/// One stats sample (`stream=false&one-shot=true`: no second sample for CPU, so it is quick).
+pub async fn memory(docker: &Docker, container: &str) -> anyhow::Result<Memory> {
+    let options = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let stats = docker
+        .stats(container, Some(options))
+        .next()
+        .await
+        .with_context(|| format!("no stats for {container}"))?
+        .with_context(|| format!("read stats of {container}"))?;
+    let mem = stats.memory_stats.unwrap_or_default();
+    let table = mem.stats.unwrap_or_default();
+    let get = |keys: &[&str]| keys.iter().find_map(|k| table.get(*k).copied());
+    let rss_bytes = get(&["total_rss", "rss", "anon"]).unwrap_or(0);
+    let cache = get(&["total_inactive_file", "inactive_file"]).unwrap_or(0);
+    Ok(Memory {
+        rss_bytes,
+        usage_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
+    })
+}
+
+/// An image built by `platform` (it has `platform.image`).
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub size_bytes: i64,
+}
+
+/// Every image labelled `platform.image`, including untagged leftovers of rebuilds.
+pub async fn platform_images(docker: &Docker) -> anyhow::Result<Vec<Image>> {
+    let filters = label_filter(IMAGE_LABEL, None);
+    let list = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::new()
+                .all(false)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("list images")?;
+    Ok(list
+        .into_iter()
+        .map(|i| Image {
+            name: i.labels.get(IMAGE_LABEL).cloned().unwrap_or_default(),
+            id: i.id,
+            tags: i.repo_tags,
+            size_bytes: i.size,
+        })
+        .collect())
+}
+
+/// Removes every `platform.image` image that no container uses (never forced: Docker refuses
+/// images in use, and those stay). Returns the images that are left.
+pub async fn remove_platform_images(docker: &Docker) -> anyhow::Result<Vec<Image>> {
+    // Children before parents (the MariaDB image is built on its base): repeat until no
+    // removal succeeds.
+    loop {
+        let images = platform_images(docker).await?;
+        let mut removed = 0;
+        for image in &images {
+            let options = RemoveImageOptionsBuilder::new()
+                .force(false)
+                .noprune(false)
+                .build();
+            let result = if image.tags.is_empty() {
+                docker.remove_image(&image.id, Some(options), None).await
+            } else {
+                let mut last = Ok(Vec::new());
+                for tag in &image.tags {
+                    last = docker.remove_image(tag, Some(options.clone()), None).await;
+                }
+                last
+            };
+            if result.is_ok() {
+                removed += 1;
+            }
+        }
+        if removed == 0 {
+            return Ok(images);
+        }
+    }
+}

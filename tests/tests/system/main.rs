@@ -1,0 +1,58 @@
+//! The whole system on the real Docker engine, driven through the release `platform` binary as a
+//! user runs it (see the crate docs for where the binaries come from and how the tests stay
+//! apart from a user's `dev` stack).
+//!
+//! - [`lifecycle`]: `up` (twice: it converges) → `smoke` → `scale order-service 3` → the gateway
+//!   spreads orders over the three → `down --volumes` leaves nothing with the stack's label.
+//! - [`bad_input`]: unknown services, unscalable services, a bad stack file and a stack that is
+//!   not running exit with the documented codes (0 ok, 1 failure, 2 usage) and create nothing.
+//!
+//! Each `platform` command has a hard time limit; progress and timings go to stderr
+//! (`cargo nextest run -p e2e --no-capture` shows them live).
+
+mod bad_input;
+mod lifecycle;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use e2e::{Platform, docker};
+
+/// The release binary and a Docker connection, after taking down stacks of killed earlier runs.
+async fn setup() -> (Platform, bollard::Docker) {
+    let platform = match Platform::locate() {
+        Ok(p) => p,
+        Err(e) => panic!("{e:#}"),
+    };
+    let docker = match docker::connect().await {
+        Ok(d) => d,
+        Err(e) => panic!("the end-to-end tests need Docker: {e:#}"),
+    };
+    if let Err(e) = e2e::stack::remove_orphans(&platform, &docker).await {
+        eprintln!("warning: could not look for orphaned test stacks: {e:#}");
+    }
+    (platform, docker)
+}
+
+/// Polls `check` every 500 ms until it gives `Ok(Some(_))`, failing after `limit` with the last
+/// reason it gave (`Ok(None)` = not yet, `Err` = not yet, with why).
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("no answer yet");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
