@@ -14,6 +14,11 @@
 //! - the reservation row's primary key (the order number) makes a repeat
 //!   idempotent: a second request for the same order waits for the first
 //!   one's transaction on that key and then reads its outcome.
+//!
+//! Tracing: each transaction is one `mysql` span (`TRANSACTION reserve`,
+//! `TRANSACTION release`) listing the statements it may run; a statement
+//! on its own gets its own span. Statements are shown with placeholders,
+//! never values. The readiness ping has no span (probes are not traced).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,10 +27,37 @@ use serde::{Deserialize, Serialize};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, MySql, Row, Transaction};
 
+use kit::telemetry::{db_span, db_transaction_span, traced};
+
 use crate::error::{ApiError, Shortage};
 
 /// Embedded migrations, run at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// `db.system` of this store's spans.
+const DB: &str = "mysql";
+
+// The statements, named once: the queries run them and the trace spans
+// show them (placeholders only, never values).
+const SET_STOCK: &str = "INSERT INTO inventory (sku_code, quantity) VALUES (?, ?) \
+     ON DUPLICATE KEY UPDATE quantity = VALUES(quantity)";
+const SELECT_STOCK: &str = "SELECT quantity FROM inventory WHERE sku_code = ?";
+const CLAIM_ORDER: &str = "INSERT INTO reservations (order_number, status) VALUES (?, ?)";
+const TAKE_STOCK: &str =
+    "UPDATE inventory SET quantity = quantity - ? WHERE sku_code = ? AND quantity >= ?";
+const INSERT_LINE: &str =
+    "INSERT INTO reservation_lines (order_number, sku_code, quantity) VALUES (?, ?, ?)";
+const INSERT_REJECTION: &str =
+    "INSERT INTO reservations (order_number, status, detail) VALUES (?, ?, ?)";
+const SELECT_RESERVATION: &str = "SELECT status, detail FROM reservations WHERE order_number = ?";
+const SELECT_LINES: &str =
+    "SELECT sku_code, quantity FROM reservation_lines WHERE order_number = ? ORDER BY sku_code";
+const LOCK_RESERVATION: &str = "SELECT status FROM reservations WHERE order_number = ? FOR UPDATE";
+const INSERT_RELEASED: &str =
+    "INSERT INTO reservations (order_number, status, released_at) VALUES (?, ?, NOW(6))";
+const GIVE_BACK: &str = "UPDATE inventory SET quantity = quantity + ? WHERE sku_code = ?";
+const MARK_RELEASED: &str =
+    "UPDATE reservations SET status = ?, released_at = NOW(6) WHERE order_number = ?";
 
 /// How often a transaction the server chose as a deadlock victim is retried.
 const DEADLOCK_RETRIES: usize = 5;
@@ -94,6 +126,16 @@ pub struct Stock {
     pub quantity: u64,
 }
 
+/// What one reservation transaction ended with.
+enum Attempt {
+    /// Reserved and committed.
+    Done(Reserved),
+    /// Rolled back: these SKUs were short (the rejection is stored next).
+    Short(Vec<Shortage>),
+    /// Rolled back: the order already has a reservation (read next).
+    Exists,
+}
+
 /// The service's database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -149,14 +191,11 @@ impl Store {
 
     /// Sets the stock of a SKU, creating it if needed.
     pub async fn set_stock(&self, sku: &str, quantity: u64) -> Result<Stock, ApiError> {
-        sqlx::query(
-            "INSERT INTO inventory (sku_code, quantity) VALUES (?, ?) \
-             ON DUPLICATE KEY UPDATE quantity = VALUES(quantity)",
-        )
-        .bind(sku)
-        .bind(quantity as i64)
-        .execute(&self.pool)
-        .await?;
+        let query = sqlx::query(SET_STOCK)
+            .bind(sku)
+            .bind(quantity as i64)
+            .execute(&self.pool);
+        traced(db_span(DB, "INSERT inventory", SET_STOCK), query).await?;
         Ok(Stock {
             sku_code: sku.to_string(),
             quantity,
@@ -165,10 +204,10 @@ impl Store {
 
     /// The stock of a SKU, if the SKU is known.
     pub async fn stock(&self, sku: &str) -> Result<Option<Stock>, ApiError> {
-        let row = sqlx::query("SELECT quantity FROM inventory WHERE sku_code = ?")
+        let query = sqlx::query(SELECT_STOCK)
             .bind(sku)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(&self.pool);
+        let row = traced(db_span(DB, "SELECT inventory", SELECT_STOCK), query).await?;
         Ok(row.map(|r| Stock {
             sku_code: sku.to_string(),
             quantity: r.get::<i32, _>(0).max(0) as u64,
@@ -190,11 +229,22 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_reserve(order_number, &wanted).await {
+            let span = db_transaction_span(
+                DB,
+                "TRANSACTION reserve",
+                &[CLAIM_ORDER, TAKE_STOCK, SELECT_STOCK, INSERT_LINE],
+            );
+            match traced(span, self.try_reserve(order_number, &wanted)).await {
                 Err(ApiError::Db(e)) if is_deadlock(&e) && attempt < DEADLOCK_RETRIES => {
                     tracing::debug!(order_number, attempt, "deadlock on reserve; retrying");
                 }
-                other => return other,
+                // The follow-ups run after the transaction ended, in spans of their own.
+                Ok(Attempt::Done(reserved)) => return Ok(reserved),
+                Ok(Attempt::Short(short)) => {
+                    return self.store_rejection(order_number, short).await;
+                }
+                Ok(Attempt::Exists) => return self.existing(order_number).await,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -203,11 +253,11 @@ impl Store {
         &self,
         order_number: &str,
         wanted: &BTreeMap<String, u64>,
-    ) -> Result<Reserved, ApiError> {
+    ) -> Result<Attempt, ApiError> {
         let mut tx = self.pool.begin().await?;
         // Claim the order number first: a concurrent request for the same
         // order blocks here until this transaction ends.
-        let claimed = sqlx::query("INSERT INTO reservations (order_number, status) VALUES (?, ?)")
+        let claimed = sqlx::query(CLAIM_ORDER)
             .bind(order_number)
             .bind(Status::Reserved.as_str())
             .execute(&mut *tx)
@@ -215,7 +265,7 @@ impl Store {
         if let Err(e) = claimed {
             if is_duplicate(&e) {
                 tx.rollback().await?;
-                return self.existing(order_number).await;
+                return Ok(Attempt::Exists);
             }
             return Err(e.into());
         }
@@ -223,22 +273,19 @@ impl Store {
         let mut unknown = Vec::new();
         let mut short = Vec::new();
         for (sku, qty) in wanted {
-            let taken = sqlx::query(
-                "UPDATE inventory SET quantity = quantity - ? WHERE sku_code = ? AND quantity >= ?",
-            )
-            .bind(*qty as i64)
-            .bind(sku)
-            .bind(*qty as i64)
-            .execute(&mut *tx)
-            .await?;
+            let taken = sqlx::query(TAKE_STOCK)
+                .bind(*qty as i64)
+                .bind(sku)
+                .bind(*qty as i64)
+                .execute(&mut *tx)
+                .await?;
             if taken.rows_affected() == 1 {
                 continue;
             }
-            let available: Option<i32> =
-                sqlx::query_scalar("SELECT quantity FROM inventory WHERE sku_code = ?")
-                    .bind(sku)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let available: Option<i32> = sqlx::query_scalar(SELECT_STOCK)
+                .bind(sku)
+                .fetch_optional(&mut *tx)
+                .await?;
             match available {
                 None => unknown.push(sku.clone()),
                 Some(a) => short.push(Shortage {
@@ -256,21 +303,19 @@ impl Store {
         }
         if !short.is_empty() {
             tx.rollback().await?;
-            return self.store_rejection(order_number, short).await;
+            return Ok(Attempt::Short(short));
         }
 
         for (sku, qty) in wanted {
-            sqlx::query(
-                "INSERT INTO reservation_lines (order_number, sku_code, quantity) VALUES (?, ?, ?)",
-            )
-            .bind(order_number)
-            .bind(sku)
-            .bind(*qty as i64)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_LINE)
+                .bind(order_number)
+                .bind(sku)
+                .bind(*qty as i64)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
-        Ok(Reserved {
+        Ok(Attempt::Done(Reserved {
             reservation: Reservation {
                 order_number: order_number.to_string(),
                 status: Status::Reserved,
@@ -278,7 +323,7 @@ impl Store {
                 insufficient: Vec::new(),
             },
             created: true,
-        })
+        }))
     }
 
     /// Remembers that an order was refused for lack of stock, so that a
@@ -289,13 +334,12 @@ impl Store {
         short: Vec<Shortage>,
     ) -> Result<Reserved, ApiError> {
         let detail = serde_json::to_string(&short).unwrap_or_default();
-        let stored =
-            sqlx::query("INSERT INTO reservations (order_number, status, detail) VALUES (?, ?, ?)")
-                .bind(order_number)
-                .bind(Status::Rejected.as_str())
-                .bind(detail)
-                .execute(&self.pool)
-                .await;
+        let query = sqlx::query(INSERT_REJECTION)
+            .bind(order_number)
+            .bind(Status::Rejected.as_str())
+            .bind(detail)
+            .execute(&self.pool);
+        let stored = traced(db_span(DB, "INSERT reservations", INSERT_REJECTION), query).await;
         match stored {
             Ok(_) => Ok(Reserved {
                 reservation: Reservation {
@@ -325,10 +369,14 @@ impl Store {
 
     /// The reservation of an order, if any.
     pub async fn reservation(&self, order_number: &str) -> Result<Option<Reservation>, ApiError> {
-        let row = sqlx::query("SELECT status, detail FROM reservations WHERE order_number = ?")
+        let query = sqlx::query(SELECT_RESERVATION)
             .bind(order_number)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(&self.pool);
+        let row = traced(
+            db_span(DB, "SELECT reservations", SELECT_RESERVATION),
+            query,
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -339,18 +387,17 @@ impl Store {
                 "unknown reservation status {status}"
             )))
         })?;
-        let lines = sqlx::query(
-            "SELECT sku_code, quantity FROM reservation_lines WHERE order_number = ? ORDER BY sku_code",
-        )
-        .bind(order_number)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| Line {
-            sku_code: r.get(0),
-            quantity: r.get::<i32, _>(1).max(0) as u64,
-        })
-        .collect();
+        let query = sqlx::query(SELECT_LINES)
+            .bind(order_number)
+            .fetch_all(&self.pool);
+        let lines = traced(db_span(DB, "SELECT reservation_lines", SELECT_LINES), query)
+            .await?
+            .into_iter()
+            .map(|r| Line {
+                sku_code: r.get(0),
+                quantity: r.get::<i32, _>(1).max(0) as u64,
+            })
+            .collect();
         let insufficient = detail
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or_default();
@@ -371,33 +418,48 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_release(order_number).await {
+            let span = db_transaction_span(
+                DB,
+                "TRANSACTION release",
+                &[
+                    LOCK_RESERVATION,
+                    INSERT_RELEASED,
+                    SELECT_LINES,
+                    GIVE_BACK,
+                    MARK_RELEASED,
+                ],
+            );
+            match traced(span, self.try_release(order_number)).await {
                 Err(ApiError::Db(e))
                     if (is_deadlock(&e) || is_duplicate(&e)) && attempt < DEADLOCK_RETRIES =>
                 {
                     tracing::debug!(order_number, attempt, "conflict on release; retrying");
                 }
-                other => return other,
+                Ok(gave_back) => {
+                    let reservation = self.reservation(order_number).await?.ok_or_else(|| {
+                        ApiError::NotFound(format!("no reservation for order {order_number}"))
+                    })?;
+                    return Ok((reservation, gave_back));
+                }
+                Err(e) => return Err(e),
             }
         }
     }
 
-    async fn try_release(&self, order_number: &str) -> Result<(Reservation, bool), ApiError> {
+    /// The release transaction; returns whether it gave stock back.
+    async fn try_release(&self, order_number: &str) -> Result<bool, ApiError> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM reservations WHERE order_number = ? FOR UPDATE")
-                .bind(order_number)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let status: Option<String> = sqlx::query_scalar(LOCK_RESERVATION)
+            .bind(order_number)
+            .fetch_optional(&mut *tx)
+            .await?;
         let gave_back = match status.as_deref().and_then(Status::parse) {
             None => {
-                sqlx::query(
-                    "INSERT INTO reservations (order_number, status, released_at) VALUES (?, ?, NOW(6))",
-                )
-                .bind(order_number)
-                .bind(Status::Released.as_str())
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(INSERT_RELEASED)
+                    .bind(order_number)
+                    .bind(Status::Released.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 false
             }
             Some(Status::Reserved) => {
@@ -407,29 +469,24 @@ impl Store {
             Some(Status::Rejected | Status::Released) => false,
         };
         tx.commit().await?;
-        let reservation = self.reservation(order_number).await?.ok_or_else(|| {
-            ApiError::NotFound(format!("no reservation for order {order_number}"))
-        })?;
-        Ok((reservation, gave_back))
+        Ok(gave_back)
     }
 }
 
 /// Adds a reservation's lines back to stock and marks it released.
 async fn give_back(tx: &mut Transaction<'_, MySql>, order_number: &str) -> Result<(), ApiError> {
-    let lines: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT sku_code, quantity FROM reservation_lines WHERE order_number = ? ORDER BY sku_code",
-    )
-    .bind(order_number)
-    .fetch_all(&mut **tx)
-    .await?;
+    let lines: Vec<(String, i32)> = sqlx::query_as(SELECT_LINES)
+        .bind(order_number)
+        .fetch_all(&mut **tx)
+        .await?;
     for (sku, qty) in lines {
-        sqlx::query("UPDATE inventory SET quantity = quantity + ? WHERE sku_code = ?")
+        sqlx::query(GIVE_BACK)
             .bind(qty)
             .bind(sku)
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query("UPDATE reservations SET status = ?, released_at = NOW(6) WHERE order_number = ?")
+    sqlx::query(MARK_RELEASED)
         .bind(Status::Released.as_str())
         .bind(order_number)
         .execute(&mut **tx)
