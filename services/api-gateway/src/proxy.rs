@@ -15,6 +15,13 @@
 //! reports its verdict to it, which is what ejects a dead instance at the
 //! first connect error. A retry always goes to an instance not yet tried
 //! ([`Balancer::pick_excluding_with`]).
+//!
+//! Tracing: the kit's server span of the request already continues a
+//! caller's trace (W3C or B3). Each attempt is a CLIENT span under it
+//! (`peer.service` = the upstream service, so Zipkin draws the edge to it)
+//! whose context replaces the caller's trace headers on the proxied
+//! request; its status is recorded, and a failed attempt (connect error,
+//! timeout, 5xx) is marked as an error, so retries show as separate calls.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +44,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use kit::Problem;
 use kit::lb::{Balancer, Failure, Pick};
 use kit::registry::ServiceInstance;
+use tracing::Instrument;
 
 use crate::edge_auth::EdgeAuth;
 use crate::metrics::UpstreamMetrics;
@@ -211,7 +219,6 @@ impl Proxy {
         headers.remove(header::EXPECT);
         add_forwarded(&mut headers, peer, original_host.as_ref(), self.listen_port);
         route.filter_request_headers(&mut headers, &caps);
-        kit::telemetry::inject_headers(&mut headers);
 
         let path = route.rewrite_path(parts.uri.path());
         let path_and_query = match parts.uri.query() {
@@ -256,6 +263,11 @@ impl Proxy {
                     service: route.upstream.clone(),
                 }
             })?;
+            // One CLIENT span per attempt, so a retry shows as a second
+            // call to another instance; its context replaces the caller's
+            // trace headers (our server span already continued them).
+            let span =
+                kit::telemetry::client_span(&route.upstream, method.as_str(), &uri.to_string());
             let mut req = http::Request::new(body);
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
@@ -265,9 +277,12 @@ impl Proxy {
             } else {
                 std::mem::take(&mut headers)
             };
+            kit::telemetry::inject_headers_from(&span, req.headers_mut());
 
             let sent = Instant::now();
-            let outcome = tokio::time::timeout(route.timeout, self.client.request(req)).await;
+            let outcome = tokio::time::timeout(route.timeout, self.client.request(req))
+                .instrument(span.clone())
+                .await;
             upstream
                 .metrics
                 .duration
@@ -276,7 +291,9 @@ impl Proxy {
             match outcome {
                 Ok(Ok(res)) => {
                     let status = res.status();
+                    span.record("http.response.status_code", status.as_u16());
                     if status.is_server_error() {
+                        kit::telemetry::mark_error(&span);
                         pick.record_failure(Failure::ServerError);
                     } else {
                         pick.record_success();
@@ -293,6 +310,7 @@ impl Proxy {
                     return Ok(self.answer(route, &caps, res, pick));
                 }
                 Ok(Err(e)) => {
+                    kit::telemetry::mark_error(&span);
                     pick.record_failure(Failure::Connect);
                     drop(pick);
                     let connect = e.is_connect();
@@ -312,6 +330,7 @@ impl Proxy {
                     });
                 }
                 Err(_) => {
+                    kit::telemetry::mark_error(&span);
                     pick.record_failure(Failure::Timeout);
                     tracing::warn!(route = %route.id, instance = %instance_id, timeout = ?route.timeout, "upstream timed out");
                     return Err(ProxyError::Timeout {
