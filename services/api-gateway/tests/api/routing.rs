@@ -205,7 +205,7 @@ predicates = ["Path=/svc/**"]
 filters = ["StripPrefix=1"]
 strategy = "round_robin"
 public = true
-retry = { retries = 1, statuses = [503], backoff = { first = "1ms", max = "1ms" } }
+retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { first = "1ms", max = "1ms" } }
 "#;
     let gw = Gateway::start_with(GatewaySetup {
         routes,
@@ -241,6 +241,22 @@ retry = { retries = 1, statuses = [503], backoff = { first = "1ms", max = "1ms" 
         metrics.contains(r#"gateway_route_retries_total{route="svc"} 3"#),
         "three of six GETs met the failing instance first:\n{metrics}"
     );
+    // A PUT's small body is kept so the retry can send it again, whole.
+    for _ in 0..2 {
+        let res = c
+            .put(gw.url("/svc/upload"))
+            .body(
+                (0..1000u64)
+                    .map(api_gateway::echo::pattern_byte)
+                    .collect::<Vec<u8>>(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let u: api_gateway::echo::Uploaded = res.json().await.unwrap();
+        assert_eq!((u.bytes, u.pattern_ok), (1000, true));
+    }
 }
 
 /// `/admin/routes` and `/admin/upstreams` need the admin credential and show
