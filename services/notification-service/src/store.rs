@@ -9,6 +9,12 @@
 //! [`StoreError::is_outage`] tells the consumer whether a failure is the database being
 //! unreachable, which no message can be handled through (the consumer waits), or a failure
 //! of this message (counted towards dead-lettering).
+//!
+//! Tracing: every write and read is a `mysql` span with its statement (placeholders, never
+//! values). A batch written with one statement gets one span per message, each a child of
+//! that message's consumer span, so the trace of every order shows its notification's write
+//! (they share the same start and end: the statement they share). Migrations and the
+//! readiness ping have no span.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,10 +25,16 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 
+use kit::telemetry::{db_span, db_transaction_span, traced};
+use tracing::Instrument;
+
 use crate::email::Email;
 
 /// The schema, embedded at compile time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// `db.system` of this store's spans.
+const DB: &str = "mysql";
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +164,17 @@ const INSERT_ONE: &str = concat!(
     insert_into!(),
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
+/// The multi-row `INSERT` as a span shows it.
+const INSERT_MANY_SHOWN: &str = concat!(
+    insert_into!(),
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ..."
+);
+const COUNT: &str = "SELECT COUNT(*) FROM notifications WHERE (? IS NULL OR order_number = ?)";
+const SELECT_PAGE: &str = "SELECT id, event_id, order_number, customer_id, recipient, subject, body, total, \
+     source_topic, source_partition, source_offset, occurred_at, sent_at \
+     FROM notifications WHERE (? IS NULL OR order_number = ?) \
+     ORDER BY id DESC LIMIT ? OFFSET ?";
+const COUNT_EVENT: &str = "SELECT COUNT(*) FROM notifications WHERE event_id = ?";
 
 /// The single-row `INSERT` with its binds.
 fn insert_query(email: &Email) -> sqlx::query::Query<'_, sqlx::MySql, sqlx::mysql::MySqlArguments> {
@@ -218,7 +241,11 @@ impl NotificationStore {
 
     /// Stores `email` unless its event id is already stored.
     pub async fn insert(&self, email: &Email) -> Result<Stored, StoreError> {
-        stored(insert_query(email).execute(&self.pool).await)
+        let span = db_span(DB, "INSERT notifications", INSERT_ONE);
+        traced(span, async {
+            stored(insert_query(email).execute(&self.pool).await)
+        })
+        .await
     }
 
     /// Stores several notifications at once, each unless its event id is already stored.
@@ -229,10 +256,42 @@ impl NotificationStore {
     /// duplicates are told apart. There, any failure other than a duplicate rolls the whole
     /// batch back: InnoDB undoes only the failed statement on a duplicate key, but a
     /// deadlock undoes the transaction, and continuing after it would lose rows silently.
-    pub async fn insert_batch(&self, emails: &[&Email]) -> Result<Vec<Stored>, StoreError> {
+    ///
+    /// `traces` holds the span of each email's message, in order: each gets a database span
+    /// of its own for the shared statement (see the module docs).
+    pub async fn insert_batch(
+        &self,
+        emails: &[&Email],
+        traces: &[tracing::Span],
+    ) -> Result<Vec<Stored>, StoreError> {
         if let [one] = emails {
-            return Ok(vec![self.insert(one).await?]);
+            let parent = traces
+                .first()
+                .cloned()
+                .unwrap_or_else(tracing::Span::current);
+            return Ok(vec![self.insert(one).instrument(parent).await?]);
         }
+        let spans: Vec<tracing::Span> = traces
+            .iter()
+            .map(|parent| {
+                parent.in_scope(|| {
+                    db_transaction_span(
+                        DB,
+                        "INSERT notifications (batch)",
+                        &[INSERT_MANY_SHOWN, INSERT_ONE],
+                    )
+                })
+            })
+            .collect();
+        let result = self.insert_many(emails).await;
+        if result.is_err() {
+            spans.iter().for_each(kit::telemetry::mark_error);
+        }
+        result
+    }
+
+    /// The multi-row insert, and the row-by-row transaction after a duplicate.
+    async fn insert_many(&self, emails: &[&Email]) -> Result<Vec<Stored>, StoreError> {
         let now = Utc::now();
         let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(INSERT_INTO);
         insert.push_values(emails, |mut row, email| {
@@ -269,35 +328,29 @@ impl NotificationStore {
         order_number: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications WHERE (? IS NULL OR order_number = ?)",
-        )
-        .bind(order_number)
-        .bind(order_number)
-        .fetch_one(&self.pool)
-        .await?;
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, event_id, order_number, customer_id, recipient, subject, body, total, \
-             source_topic, source_partition, source_offset, occurred_at, sent_at \
-             FROM notifications WHERE (? IS NULL OR order_number = ?) \
-             ORDER BY id DESC LIMIT ? OFFSET ?",
-        )
-        .bind(order_number)
-        .bind(order_number)
-        .bind(page.size)
-        .bind(page.offset())
-        .fetch_all(&self.pool)
-        .await?;
+        let count = sqlx::query_scalar(COUNT)
+            .bind(order_number)
+            .bind(order_number)
+            .fetch_one(&self.pool);
+        let total: i64 = traced(db_span(DB, "SELECT notifications", COUNT), count).await?;
+        let query = sqlx::query_as(SELECT_PAGE)
+            .bind(order_number)
+            .bind(order_number)
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&self.pool);
+        let rows: Vec<Row> =
+            traced(db_span(DB, "SELECT notifications", SELECT_PAGE), query).await?;
         let items = rows.into_iter().map(Notification::from).collect();
         Ok(Page::new(items, page, u64::try_from(total).unwrap_or(0)))
     }
 
     /// How many notifications exist for `event_id` (0 or 1; tests use it).
     pub async fn count_for_event(&self, event_id: uuid::Uuid) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE event_id = ?")
+        let query = sqlx::query_scalar(COUNT_EVENT)
             .bind(event_id.hyphenated().to_string())
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(&self.pool);
+        let n: i64 = traced(db_span(DB, "SELECT notifications", COUNT_EVENT), query).await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

@@ -270,9 +270,10 @@ impl Worker {
             return Ok(());
         }
         let emails: Vec<&Email> = pending.iter().map(|(_, e)| e).collect();
+        let traces: Vec<tracing::Span> = pending.iter().map(|(r, _)| r.span.clone()).collect();
         let mut backoff = Backoff::new(self.options.retry_backoff, self.options.retry_backoff_max);
         let first_failure = loop {
-            match self.store.insert_batch(&emails).await {
+            match self.store.insert_batch(&emails, &traces).await {
                 Ok(results) => {
                     self.state.set_waiting_for_db(None);
                     for ((r, email), stored) in pending.iter().zip(results) {
