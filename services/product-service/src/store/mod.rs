@@ -15,6 +15,7 @@
 
 pub mod embedded;
 pub mod mongo;
+pub mod traced;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -165,12 +166,17 @@ impl fmt::Debug for StoreUrl {
     }
 }
 
-/// Opens the store `url` names. MongoDB connects lazily (a server that is down makes the
-/// service start not ready, not fail); the embedded store opens its file now.
+/// Opens the store `url` names, its calls traced ([`traced`]). MongoDB connects lazily (a
+/// server that is down makes the service start not ready, not fail); the embedded store
+/// opens its file now.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn ProductStore>, StoreError> {
     Ok(match url {
-        StoreUrl::Mongo(uri) => Arc::new(mongo::MongoStore::connect(uri).await?),
-        StoreUrl::Embedded(dir) => Arc::new(embedded::EmbeddedStore::open(dir.clone()).await?),
+        StoreUrl::Mongo(uri) => {
+            Arc::new(traced::Traced::new(mongo::MongoStore::connect(uri).await?))
+        }
+        StoreUrl::Embedded(dir) => Arc::new(traced::Traced::new(
+            embedded::EmbeddedStore::open(dir.clone()).await?,
+        )),
     })
 }
 
