@@ -1,6 +1,15 @@
-//! Where the release binaries the end-to-end tests use are, and whether they are older than
-//! their sources. A stale binary is still used (rebuilding is install.sh's job, not a test's),
-//! but the test says so on stderr, because it then tests yesterday's code.
+//! Where the release binaries the end-to-end tests use are, whether they are older than their
+//! sources, and a snapshot of them for one test run. A stale binary is still used (rebuilding is
+//! install.sh's job, not a test's), but the test says so on stderr, because it then tests
+//! yesterday's code.
+//!
+//! **Snapshot.** `platform up` images the binaries in its target directory. The target directory
+//! is shared: a `cargo build --release` in another terminal during a test would change a binary
+//! between two `up`s, and the second would rightly replace that service's container. So a test
+//! hard-links (or copies) the binaries it uses into a directory of its own under the target
+//! directory and points `platform` at it with `CARGO_TARGET_DIR`, which the CLI reads for exactly
+//! this (cargo replaces a binary by unlinking it, so the link keeps the old content). The images
+//! are the same: they are tagged by content, not by path.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -34,6 +43,61 @@ pub fn platform() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The release binaries one test run uses, frozen when it started (see the module docs).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// `<dir>/release/` holds the binaries; removed when dropped.
+    dir: tempfile::TempDir,
+}
+
+impl Snapshot {
+    /// Links or copies `platform` and `services` from `<target>/release` into a new directory
+    /// under the target directory. Every one must exist: `platform up` would otherwise run
+    /// cargo, and a test cannot build the workspace in release mode within its time.
+    pub fn take(platform: &Path, services: &[String]) -> anyhow::Result<Self> {
+        let target = testkit::target_dir();
+        std::fs::create_dir_all(&target).with_context(|| format!("create {}", target.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-binaries-")
+            .tempdir_in(&target)
+            .context("make the binary snapshot directory")?;
+        let release = dir.path().join("release");
+        std::fs::create_dir_all(&release)?;
+        let mut missing = Vec::new();
+        let sources = std::iter::once(("platform".to_string(), platform.to_path_buf()))
+            .chain(services.iter().map(|s| (s.clone(), release_dir().join(s))));
+        for (name, from) in sources {
+            if !from.is_file() {
+                missing.push(from.display().to_string());
+                continue;
+            }
+            let to = release.join(&name);
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)
+                    .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+            }
+        }
+        if !missing.is_empty() {
+            bail!(
+                "the end-to-end tests need the release binaries, and these do not exist: {}; \
+                 run `./install.sh` or `{BUILD_COMMAND}` first",
+                missing.join(", ")
+            );
+        }
+        Ok(Self { dir })
+    }
+
+    /// The directory to give `platform` as `CARGO_TARGET_DIR`.
+    pub fn target_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The frozen `platform` binary.
+    pub fn platform(&self) -> PathBuf {
+        self.dir.path().join("release").join("platform")
+    }
 }
 
 /// `<target>/release`.

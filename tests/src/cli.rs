@@ -4,10 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+
+use crate::binaries::Snapshot;
 
 /// Variables of the user's shell that would change what the tests ask for (another stack,
 /// gateway or user); they are removed from the child's environment.
@@ -19,11 +22,17 @@ const CLEARED_ENV: [&str; 5] = [
     "PLATFORM_ROOT",
 ];
 
+/// Where `platform` looks for the binaries it images (`<dir>/release/<name>`).
+const TARGET_DIR_ENV: &str = "CARGO_TARGET_DIR";
+
 /// How to run the `platform` binary.
 #[derive(Debug, Clone)]
 pub struct Platform {
     bin: PathBuf,
     root: PathBuf,
+    /// The frozen binaries `bin` and `platform up` use, shared by clones and removed with the
+    /// last of them.
+    snapshot: Arc<Snapshot>,
 }
 
 /// One finished `platform` command.
@@ -40,16 +49,23 @@ pub struct Run {
 }
 
 impl Platform {
-    /// The release binary ([`crate::binaries::platform`]), run in the repository root; warns
-    /// once per process about binaries older than their sources.
+    /// The release binary ([`crate::binaries::platform`]) and the services' release binaries,
+    /// frozen in a [`Snapshot`], run in the repository root; warns once per process about
+    /// binaries older than their sources.
     pub fn locate() -> anyhow::Result<Self> {
-        let bin = crate::binaries::platform()?;
+        let platform = crate::binaries::platform()?;
         let root = testkit::workspace_root().to_path_buf();
         crate::binaries::warn_if_stale(&root);
-        Ok(Self { bin, root })
+        let services = crate::binaries::stack_binaries(&root.join("stacks/dev.toml"))?;
+        let snapshot = Snapshot::take(&platform, &services)?;
+        Ok(Self {
+            bin: snapshot.platform(),
+            root,
+            snapshot: Arc::new(snapshot),
+        })
     }
 
-    /// The binary in use.
+    /// The binary in use (the snapshot's copy).
     pub fn bin(&self) -> &Path {
         &self.bin
     }
@@ -78,6 +94,7 @@ impl Platform {
         for key in CLEARED_ENV {
             cmd.env_remove(key);
         }
+        cmd.env(TARGET_DIR_ENV, self.snapshot.target_dir());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;
@@ -119,6 +136,7 @@ impl Platform {
         for key in CLEARED_ENV {
             cmd.env_remove(key);
         }
+        cmd.env(TARGET_DIR_ENV, self.snapshot.target_dir());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;

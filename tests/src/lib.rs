@@ -7,8 +7,10 @@
 //! release build of the workspace takes minutes. `install.sh` builds them
 //! (`cargo build --workspace --release`), and `.ci/run` runs `install.sh` before the README's test
 //! command, so on a new machine `./install.sh && cargo nextest run --workspace --profile ci`
-//! works. A missing `platform` binary fails the test with that command; a binary older than its
-//! sources is used, with a warning naming it (see [`binaries`]).
+//! works. A missing binary fails the test with that command; a binary older than its sources is
+//! used, with a warning naming it. Each test freezes the binaries it starts with (hard links in
+//! a directory of its own, given to `platform` as `CARGO_TARGET_DIR`), so a release build in
+//! another terminal cannot change a service between two steps (see [`binaries`]).
 //!
 //! **Isolation.** Every test works on its own copy of `stacks/dev.toml` under a stack name of its
 //! own (`e2e-<pid>-<tag>`), so its network, volumes and containers (`platform-<stack>-...`) never
@@ -20,7 +22,8 @@
 //! is gone, which the next run takes down ([`stack::remove_orphans`]).
 //!
 //! - [`cli`]: the `platform` binary with a hard timeout per command, output echoed live.
-//! - [`binaries`]: where the binaries are and whether they are older than their sources.
+//! - [`binaries`]: where the binaries are, whether they are older than their sources, and the
+//!   per-test snapshot of them.
 //! - [`stack`]: the throwaway dev stack copy and its guard.
 //! - [`docker`]: Docker's own view of what carries a stack's labels, and container memory.
 //! - [`shop`]: HTTP to the running stack (stock, orders, the gateway's upstreams, metrics).

@@ -91,15 +91,17 @@ impl Shop {
         let instances = all[service]["instances"]
             .as_array()
             .with_context(|| format!("the gateway has no upstream `{service}`: {all}"))?;
-        Ok(instances
+        instances
             .iter()
-            .filter_map(|i| {
-                Some((
-                    i["instance_id"].as_str()?.to_string(),
-                    i["requests"].as_u64()?,
-                ))
+            .map(|i| {
+                let id = i["instanceId"].as_str();
+                let requests = i["requests"].as_u64();
+                match (id, requests) {
+                    (Some(id), Some(n)) => Ok((id.to_string(), n)),
+                    _ => bail!("an upstream instance without instanceId or requests: {i}"),
+                }
             })
-            .collect())
+            .collect()
     }
 
     /// Orders an order-service instance says it placed (its `/metrics` at `base`).
