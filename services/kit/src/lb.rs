@@ -72,7 +72,7 @@ pub enum Failure {
     Connect,
     /// The instance answered with a 5xx status.
     ServerError,
-    /// The call timed out waiting for an answer.
+    /// The call timed out waiting for an answer (counts toward the 5xx streak).
     Timeout,
 }
 
@@ -346,11 +346,14 @@ impl Balancer {
         e.failures.fetch_add(1, Ordering::Relaxed);
         let policy = &self.inner.policy;
         let eject = match kind {
-            Failure::Connect | Failure::Timeout => {
+            Failure::Connect => {
                 e.connect_streak.fetch_add(1, Ordering::Relaxed) + 1
                     >= policy.consecutive_connect_errors
             }
-            Failure::ServerError => {
+            // A timeout says the instance is slow (or the route's timeout is
+            // tight), not that it is gone: it counts like a 5xx, so one slow
+            // answer does not eject an instance the way a refused connection does.
+            Failure::ServerError | Failure::Timeout => {
                 e.server_error_streak.fetch_add(1, Ordering::Relaxed) + 1 >= policy.consecutive_5xx
             }
         };
@@ -619,5 +622,22 @@ mod tests {
             .pick()
             .is_none()
         );
+    }
+
+    /// One timeout does not eject (it counts toward the 5xx streak); a refused connection does.
+    #[test]
+    fn timeout_counts_like_a_server_error() {
+        let b = Balancer::new(
+            "inv",
+            discovery_with(1),
+            Strategy::RoundRobin,
+            EjectionPolicy::default(),
+        );
+        b.pick().unwrap().failure(Failure::Timeout);
+        assert!(!b.status()[0].ejected);
+        for _ in 0..4 {
+            b.pick().unwrap().failure(Failure::Timeout);
+        }
+        assert!(b.status()[0].ejected);
     }
 }
