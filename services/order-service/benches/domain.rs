@@ -20,7 +20,9 @@
 //!
 //! Services log at `warn` (no per-request access log). Bounded: about a
 //! minute. Knobs: `BENCH_ORDERS` (default 5000), `BENCH_CONCURRENCY`
-//! (default 32), `BENCH_WRITE=0` to print without writing BENCHMARKS.md.
+//! (default 32), `BENCH_WRITE=0` to print without writing BENCHMARKS.md,
+//! `BENCH_ORDER_LOG` (order-service's `RUST_LOG`, default `warn`) and
+//! `BENCH_KEEP_LOG=<file>` to keep order-service's log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -238,6 +240,7 @@ async fn run() -> anyhow::Result<()> {
     // order-service, release binary, its own process.
     let port = testkit::free_port()?.to_string();
     let bootstrap = kafka.bootstrap_servers();
+    let child_log = std::env::var("BENCH_ORDER_LOG").unwrap_or_else(|_| "warn".into());
     let mut child = testkit::spawn_process(
         env!("CARGO_BIN_EXE_order-service"),
         Vec::<&str>::new(),
@@ -249,7 +252,7 @@ async fn run() -> anyhow::Result<()> {
             ("DATABASE_URL", orders_db.url.as_str()),
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
             ("ADMIN_TOKEN", "bench-admin-token"),
-            ("RUST_LOG", "warn"),
+            ("RUST_LOG", child_log.as_str()),
             ("LOG_FORMAT", "json"),
         ],
     )
@@ -475,6 +478,16 @@ Relay (order-service `/metrics` after the run): {relay_lag}.\n",
         let updated = format!("{}{begin}\n{section}{}", &text[..b], &text[e..]);
         std::fs::write(&path, updated).context("writing BENCHMARKS.md")?;
         println!("BENCHMARKS.md updated");
+    }
+    let outbox: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("outbox_"))
+        .collect();
+    eprintln!("order-service outbox metrics:\n{}", outbox.join("\n"));
+    eprintln!("order-service log, last lines:\n{}", child.log_tail(20));
+    if let Ok(file) = std::env::var("BENCH_KEEP_LOG") {
+        let _ = std::fs::copy(child.log_path(), &file);
+        let _ = std::fs::copy(kafka.log_path(), format!("{file}.tansu"));
     }
     child.stop(Duration::from_secs(10)).await?;
     stop.cancel();

@@ -94,8 +94,8 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 500)]
     pub outbox_batch_size: u32,
 
-    /// Outbox relay: how long the producer retries one event before the pass gives up on it (message.timeout.ms)
-    #[arg(long, env = "OUTBOX_SEND_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    /// Outbox relay: how long a pass waits for the broker's acknowledgements before it retries the batch with a new producer
+    #[arg(long, env = "OUTBOX_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub outbox_send_timeout: Duration,
 
     /// Idempotency-Key: how long a repeat waits for the first attempt before answering 409

@@ -12,10 +12,10 @@
 //! Why nothing is lost: a row is marked sent only after the broker
 //! acknowledged it. A crash before the mark leaves the row unsent, and it
 //! is published again after the restart: a duplicate at worst, which
-//! consumers absorb by event id. While the broker is down deliveries time
-//! out (`message.timeout.ms`), the rows stay unsent, the relay backs off
-//! and tries again; orders keep being accepted meanwhile, because placing
-//! an order only writes to MySQL.
+//! consumers absorb by event id. While the broker is down a pass gives up
+//! after `send_timeout`, the rows stay unsent, the relay renews its
+//! producer, backs off and tries again; orders keep being accepted
+//! meanwhile, because placing an order only writes to MySQL.
 //!
 //! The relay wakes at once when an order commits ([`Relay::waker`]) and
 //! also polls, so rows written by another instance or left by a crash are
@@ -54,7 +54,8 @@ pub struct RelayOptions {
     pub poll_interval: Duration,
     /// Rows per pass.
     pub batch_size: u32,
-    /// How long the producer keeps trying one message (`message.timeout.ms`).
+    /// How long a pass waits for the broker's acknowledgements before it
+    /// gives up on the batch and renews the producer.
     pub send_timeout: Duration,
     /// Kafka client id.
     pub client_id: String,
@@ -288,6 +289,7 @@ impl Shared {
 
     /// One batch: lock, publish, mark, commit. Returns the rows handled.
     async fn pass(&self) -> Result<usize, RelayError> {
+        let started = std::time::Instant::now();
         let mut conn = self.pool.acquire().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .execute(&mut *conn)
@@ -305,6 +307,7 @@ impl Shared {
             return Ok(0);
         }
         let rows: Vec<OutboxRow> = rows.into_iter().map(to_row).collect();
+        let selected = started.elapsed();
 
         // Hand every message to the producer first, then wait for all the
         // reports: the batch travels in a few requests instead of one each.
@@ -326,6 +329,7 @@ impl Shared {
                 producer.send_result(record).map_err(|(e, _)| e)
             })
             .collect();
+        let n = pending.len();
         let reports = join_all(pending.into_iter().map(|p| async move {
             match p {
                 Ok(delivery) => match delivery.await {
@@ -335,9 +339,22 @@ impl Shared {
                 },
                 Err(e) => Err(e.to_string()),
             }
-        }))
-        .await;
+        }));
+        // The relay's own deadline (see `producer_config`): on expiry the
+        // whole batch counts as failed, stays unsent, and the producer is
+        // replaced.
+        let reports = match tokio::time::timeout(self.options.send_timeout, reports).await {
+            Ok(r) => r,
+            Err(_) => vec![
+                Err(format!(
+                    "no acknowledgement within {} ms",
+                    self.options.send_timeout.as_millis()
+                ));
+                n
+            ],
+        };
 
+        let delivered = started.elapsed();
         let mut sent = Vec::new();
         let mut failed: Vec<(i64, String)> = Vec::new();
         for (row, report) in rows.iter().zip(reports) {
@@ -363,6 +380,13 @@ impl Shared {
                 .await?;
         }
         tx.commit().await?;
+        tracing::debug!(
+            rows = rows.len(),
+            selected_ms = selected.as_secs_f64() * 1e3,
+            delivered_ms = delivered.as_secs_f64() * 1e3,
+            committed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "relay pass"
+        );
 
         let now = Utc::now().naive_utc();
         for row in &sent {
@@ -454,10 +478,13 @@ fn producer_config(o: &RelayOptions) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
-        .set(
-            "message.timeout.ms",
-            o.send_timeout.as_millis().max(1).to_string(),
-        )
+        // No local timeout: librdkafka answers a timed-out message of an
+        // idempotent producer by bumping the producer epoch, and tansu 0.6
+        // panics on the next produce after such a bump (its storage thread
+        // dies, the broker stays up but answers nothing). The relay bounds
+        // each pass itself (`send_timeout`) and then replaces the producer,
+        // which gets a fresh producer id instead.
+        .set("message.timeout.ms", "0")
         .set("socket.connection.setup.timeout.ms", "5000");
     c
 }
@@ -480,7 +507,11 @@ mod tests {
         });
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));
-        assert_eq!(c.get("message.timeout.ms"), Some("30000"));
+        assert_eq!(
+            c.get("message.timeout.ms"),
+            Some("0"),
+            "the relay times out itself"
+        );
     }
 
     /// Error texts are cut at a character boundary.
