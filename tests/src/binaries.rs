@@ -59,8 +59,9 @@ impl Snapshot {
     pub fn take(platform: &Path, services: &[String]) -> anyhow::Result<Self> {
         let target = testkit::target_dir();
         std::fs::create_dir_all(&target).with_context(|| format!("create {}", target.display()))?;
+        remove_dead_snapshots(&target);
         let dir = tempfile::Builder::new()
-            .prefix("e2e-binaries-")
+            .prefix(&format!("{SNAPSHOT_PREFIX}{}-", std::process::id()))
             .tempdir_in(&target)
             .context("make the binary snapshot directory")?;
         let release = dir.path().join("release");
@@ -97,6 +98,29 @@ impl Snapshot {
     /// The frozen `platform` binary.
     pub fn platform(&self) -> PathBuf {
         self.dir.path().join("release").join("platform")
+    }
+}
+
+/// Snapshot directories are `<target>/e2e-binaries-<pid>-<random>`.
+const SNAPSHOT_PREFIX: &str = "e2e-binaries-";
+
+/// Removes snapshots of test processes that are gone (killed before their snapshot was dropped).
+fn remove_dead_snapshots(target: &Path) {
+    let Ok(entries) = std::fs::read_dir(target) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(SNAPSHOT_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
