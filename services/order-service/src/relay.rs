@@ -20,6 +20,16 @@
 //! The relay wakes at once when an order commits ([`Relay::waker`]) and
 //! also polls, so rows written by another instance or left by a crash are
 //! found without a wake-up.
+//!
+//! Tracing: each published event is a PRODUCER span (`send order-placed`,
+//! from handing the message to the producer to the broker's acknowledgement)
+//! whose parent is the trace context stored with the outbox row when the
+//! order was placed, so the publish joins the order's trace however late it
+//! happens; the producer span's context goes into the message headers
+//! (beside the events crate's), and the consumer continues from it. The
+//! relay's own queries (lock a batch, mark it sent) serve many orders at
+//! once and run on every poll: they get no span, or every idle poll would
+//! start a trace.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,8 +113,22 @@ struct OutboxRow {
     topic: String,
     key: String,
     payload: String,
+    /// The events crate's headers.
     headers: Vec<(String, String)>,
+    /// The trace context of the request that placed the order (empty when
+    /// none was stored).
+    trace: HashMap<String, String>,
     created_at: NaiveDateTime,
+}
+
+impl OutboxRow {
+    /// The PRODUCER span of this row's publication, child of the stored
+    /// context (a new trace when the row has none).
+    fn producer_span(&self) -> tracing::Span {
+        let span = kit::telemetry::producer_span(&self.topic);
+        kit::telemetry::set_parent(&span, kit::telemetry::context_from_map(&self.trace));
+        span
+    }
 }
 
 impl Relay {
@@ -312,11 +336,15 @@ impl Shared {
         // Hand every message to the producer first, then wait for all the
         // reports: the batch travels in a few requests instead of one each.
         let producer = self.producer.read().1.clone();
+        let spans: Vec<tracing::Span> = rows.iter().map(OutboxRow::producer_span).collect();
         let pending: Vec<_> = rows
             .iter()
-            .map(|row| {
-                let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
-                for (k, v) in &row.headers {
+            .zip(&spans)
+            .map(|(row, span)| {
+                let trace = kit::telemetry::context_map_of(span);
+                let mut headers = OwnedHeaders::new_with_capacity(row.headers.len() + trace.len());
+                let events = row.headers.iter().map(|(k, v)| (k, v));
+                for (k, v) in events.chain(&trace) {
                     headers = headers.insert(Header {
                         key: k,
                         value: Some(v.as_bytes()),
@@ -330,29 +358,37 @@ impl Shared {
             })
             .collect();
         let n = pending.len();
-        let reports = join_all(pending.into_iter().map(|p| async move {
-            match p {
-                Ok(delivery) => match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e.to_string()),
-                    Err(_) => Err("the producer was dropped".to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            }
+        let reports = join_all(pending.into_iter().zip(&spans).map(|(p, span)| {
+            let report = async move {
+                match p {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((e, _))) => Err(e.to_string()),
+                        Err(_) => Err("the producer was dropped".to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            kit::telemetry::traced(span.clone(), report)
         }));
         // The relay's own deadline (see `producer_config`): on expiry the
         // whole batch counts as failed, stays unsent, and the producer is
         // replaced.
         let reports = match tokio::time::timeout(self.options.send_timeout, reports).await {
             Ok(r) => r,
-            Err(_) => vec![
-                Err(format!(
-                    "no acknowledgement within {} ms",
-                    self.options.send_timeout.as_millis()
-                ));
-                n
-            ],
+            Err(_) => {
+                spans.iter().for_each(kit::telemetry::mark_error);
+                vec![
+                    Err(format!(
+                        "no acknowledgement within {} ms",
+                        self.options.send_timeout.as_millis()
+                    ));
+                    n
+                ]
+            }
         };
+        // The publications are over: end their spans now, not after the commit.
+        drop(spans);
 
         let delivered = started.elapsed();
         let mut sent = Vec::new();
@@ -446,18 +482,17 @@ fn to_row(r: sqlx::mysql::MySqlRow) -> OutboxRow {
             .unwrap_or_default()
             .into_iter()
             .collect();
-    if let Some(trace) = trace
-        && let Ok(map) = serde_json::from_str::<HashMap<String, String>>(&trace)
-    {
-        headers.extend(map);
-    }
     headers.sort();
+    let trace = trace
+        .and_then(|t| serde_json::from_str::<HashMap<String, String>>(&t).ok())
+        .unwrap_or_default();
     OutboxRow {
         id: r.get(0),
         topic: r.get(1),
         key: r.get(2),
         payload: r.get(3),
         headers,
+        trace,
         created_at: r.get(6),
     }
 }
