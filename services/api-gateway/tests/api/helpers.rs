@@ -52,6 +52,41 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}: build it first (cargo build -p {name})"))
 }
 
+/// Starts a service binary with `args` plus the common loopback flags and
+/// extra environment `env`, and waits until it is ready.
+pub async fn service(
+    name: &str,
+    registry: &Registry,
+    issuer: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (testkit::ChildGuard, String) {
+    let port = testkit::free_port().unwrap().to_string();
+    let mut all: Vec<&str> = vec![
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--advertise-host",
+        "127.0.0.1",
+        "--registry-url",
+        &registry.url,
+        "--issuer-url",
+        issuer,
+    ];
+    all.extend_from_slice(args);
+    let mut vars: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];
+    vars.extend_from_slice(env);
+    let child = testkit::spawn_process(workspace_bin(name), all, vars)
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", child.log_tail(40)));
+    (child, base)
+}
+
 /// The discovery-server, started for one test.
 pub struct Registry {
     pub url: String,

@@ -2,7 +2,9 @@
 //! upstream HTTP servers on loopback, registered through a real registry
 //! (the discovery-server binary, started per test).
 //!
-//! Build the registry first: `cargo build -p discovery-server`.
+//! Build the registry first: `cargo build -p discovery-server`; `order` and
+//! `traces` run the other services as binaries too (a workspace build has
+//! them all).
 
 mod auth;
 mod config;
@@ -13,3 +15,4 @@ mod identity;
 mod order;
 mod routing;
 mod streaming;
+mod traces;

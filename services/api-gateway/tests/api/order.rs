@@ -8,43 +8,9 @@
 //! binaries as processes (`cargo build -p order-service -p inventory-service
 //! -p identity-provider -p discovery-server` first), the gateway in-process.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-
-/// Starts a service binary with `args` plus the common loopback flags and
-/// waits until it is ready.
-async fn service(
-    name: &str,
-    registry: &Registry,
-    issuer: &str,
-    args: &[&str],
-) -> (testkit::ChildGuard, String) {
-    let port = testkit::free_port().unwrap().to_string();
-    let mut all: Vec<&str> = vec![
-        "--port",
-        &port,
-        "--bind",
-        "127.0.0.1",
-        "--advertise-host",
-        "127.0.0.1",
-        "--registry-url",
-        &registry.url,
-        "--issuer-url",
-        issuer,
-    ];
-    all.extend_from_slice(args);
-    let child = testkit::spawn_process(workspace_bin(name), all, [("RUST_LOG", "warn")])
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", child.log_tail(40)));
-    (child, base)
-}
 
 /// Tokens of the client-credentials and password grants place orders
 /// through the gateway's default routes; the order belongs to the token's
@@ -63,6 +29,7 @@ async fn orders_placed_through_the_gateway() {
         &registry,
         &idp.issuer,
         &["--database-url", &inventory_db.url],
+        &[],
     )
     .await;
     let bootstrap = kafka.bootstrap_servers();
@@ -76,6 +43,7 @@ async fn orders_placed_through_the_gateway() {
             "--kafka-bootstrap-servers",
             &bootstrap,
         ],
+        &[],
     )
     .await;
     let c = client();
