@@ -16,12 +16,14 @@
 //! - each container's memory from the Docker stats API (RSS and `docker stats`' usage), idle
 //!   and under load: three `platform smoke` runs while `BENCH_LOAD_ORDERS` orders go through the
 //!   gateway, four at a time, on loopback, for at most `BENCH_LOAD_SECS`; MariaDB and tansu, measured
-//!   in the same run, are the non-Rust baselines.
+//!   in the same run, are the non-Rust baselines. The stats API's RSS is cross-checked with
+//!   VmRSS in `/proc` of each container's main process.
 //!
-//! Bounded: about ten minutes with the cold run. Knobs (environment): `BENCH_COLD=0` skips the
-//! cold run (it removes every `platform.image` image that no container uses; images in use
-//! stay, and the report says so), `BENCH_WARM_RUNS` (default 5), `BENCH_LOAD_ORDERS` (default
-//! 300), `BENCH_LOAD_SECS` (default 90), `BENCH_WRITE=0` to print without writing BENCHMARKS.md.
+//! Bounded: 5 to 16 minutes on 2 cores with the cold run, depending on what else runs.
+//! Knobs (environment): `BENCH_COLD=0` skips the cold run (it removes every `platform.image`
+//! image that no container uses; images in use stay, and the report says so), `BENCH_WARM_RUNS`
+//! (default 5), `BENCH_LOAD_ORDERS` (default 5000), `BENCH_LOAD_SECS` (default 30),
+//! `BENCH_WRITE=0` to print without writing BENCHMARKS.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -219,6 +221,7 @@ async fn run() -> anyhow::Result<()> {
             (k, v[v.len() / 2])
         })
         .collect();
+    let cross_check = cross_check(&docker, &containers).await;
     let load = load(&platform, &docker, &stack, &containers).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = sample(&docker, &containers).await?;
@@ -241,6 +244,7 @@ async fn run() -> anyhow::Result<()> {
         load,
         after,
         lone_registry,
+        cross_check,
         limits,
         notes,
         load_before,
@@ -406,8 +410,8 @@ async fn load(
     containers: &[(String, String)],
 ) -> anyhow::Result<Load> {
     let s = stack.arg();
-    let orders = env_u64("BENCH_LOAD_ORDERS", 300);
-    let limit = Duration::from_secs(env_u64("BENCH_LOAD_SECS", 90));
+    let orders = env_u64("BENCH_LOAD_ORDERS", 5000);
+    let limit = Duration::from_secs(env_u64("BENCH_LOAD_SECS", 30));
     let token = platform
         .run(&["token", "--stack", s], COMMAND_LIMIT)
         .await?
@@ -486,6 +490,30 @@ async fn load(
     })
 }
 
+/// Compares the stats API's RSS with VmRSS of each container's main process in `/proc`.
+async fn cross_check(
+    docker: &bollard::Docker,
+    containers: &[(String, String)],
+) -> Result<String, String> {
+    let mut worst: Option<(f64, String)> = None;
+    for (service, name) in containers {
+        let proc = docker::proc_rss(docker, name)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let stats = docker::memory(docker, name)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let diff = (proc as f64 - stats.rss_bytes as f64).abs() / MIB;
+        if worst.as_ref().is_none_or(|(w, _)| diff > *w) {
+            worst = Some((diff, service.clone()));
+        }
+    }
+    let (diff, service) = worst.ok_or("no containers")?;
+    Ok(format!(
+        "Cross-check: for every container the stats API's RSS is within {diff:.1} MiB of VmRSS of its main process in `/proc` (largest gap: {service})."
+    ))
+}
+
 /// `resources.memory` of each service, as written in the stack file.
 fn memory_limits(stack: &TestStack) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(&stack.file)?;
@@ -516,6 +544,8 @@ struct Report {
     load: Load,
     after: BTreeMap<String, Memory>,
     lone_registry: Option<Memory>,
+    /// How far the stats API's RSS is from `/proc` VmRSS, or why it could not be compared.
+    cross_check: Result<String, String>,
     limits: BTreeMap<String, String>,
     notes: Vec<String>,
     load_before: String,
@@ -578,7 +608,7 @@ fn render(r: Report) -> String {
     };
     let mut out = format!(
         "## platform: `up` time and container memory\n\n\
-Run: `cargo bench -p e2e --bench platform` (Docker and the release build from install.sh; about ten minutes; rewrites this section; \
+Run: `cargo bench -p e2e --bench platform` (Docker and the release build from install.sh; 5 to 16 minutes on 2 cores, depending on what else runs; rewrites this section; \
 `BENCH_COLD=0` skips the cold run, which removes every image `platform` built that no container uses). \
 Measured {date} on {cpu}, {cores} cores, Docker {dv}, commit `{commit}`; load average before the run {loadavg}.\n\n\
 The stack is a copy of `stacks/dev.toml` under its own name (the gateway on a loopback port), driven through the release `platform` binary. \
@@ -610,10 +640,11 @@ Times are wall clock from starting the command to its exit, when every service i
 
     out.push_str(
         "\n### Memory per container (Docker stats API)\n\n\
-RSS is the cgroup's resident anonymous memory (`rss` on cgroup v1, `anon` on v2), the figure to set against a JVM's RSS; \
+RSS is the resident memory of the container's processes from the stats API: anonymous memory plus mapped files (cgroup v1 `rss + mapped_file`, \
+v2 `anon + file_mapped`), what `ps` calls RSS and the figure to set against a JVM's RSS; anonymous is the heap-and-stacks part alone; \
 usage is what `docker stats` shows (usage minus inactive page cache). Idle: the median of five samples 2 s apart, 20 s after `up`. \
 Under load: the peak of samples taken every second while the load ran; after: 5 s after it ended.\n\n\
-| container | limit | idle RSS | idle usage | peak RSS under load | RSS after load |\n|---|---|---|---|---|---|\n",
+| container | limit | idle RSS | idle anonymous | idle usage | peak RSS under load | RSS after load |\n|---|---|---|---|---|---|---|\n",
     );
     let mut rust_idle = 0u64;
     let mut rust_peak = 0u64;
@@ -626,10 +657,11 @@ Under load: the peak of samples taken every second while the load ran; after: 5 
             rust_peak += peak;
         }
         out.push_str(&format!(
-            "| {service}{} | {} | {} | {} | {} | {} |\n",
+            "| {service}{} | {} | {} | {} | {} | {} | {} |\n",
             if rust { " (Rust service)" } else { "" },
             r.limits.get(service).map_or("none", String::as_str),
             mib(m.rss_bytes),
+            mib(m.anon_bytes),
             mib(m.usage_bytes),
             mib(peak),
             mib(after),
@@ -637,8 +669,9 @@ Under load: the peak of samples taken every second while the load ran; after: 5 
     }
     if let Some(m) = r.lone_registry {
         out.push_str(&format!(
-            "| baseline: a lone discovery-server container (no stack, no clients), 3 s after healthy | none | {} | {} | | |\n",
+            "| baseline: a lone discovery-server container (no stack, no clients), 3 s after healthy | none | {} | {} | {} | | |\n",
             mib(m.rss_bytes),
+            mib(m.anon_bytes),
             mib(m.usage_bytes)
         ));
     }
@@ -650,6 +683,10 @@ Peak under load: {} together. Anchor: a Spring Boot service is about 150–190 M
         if rust_mb <= MEMORY_GOAL_MB { "met" } else { "not met" },
         mib(rust_peak),
     ));
+    match &r.cross_check {
+        Ok(line) => out.push_str(&format!("- {line}\n")),
+        Err(why) => out.push_str(&format!("- No cross-check with `/proc`: {why}.\n")),
+    }
     out.push_str(&format!(
         "- Load: {}/{} `platform smoke` runs passed while {} orders went through the gateway ({LOAD_CONCURRENCY} at a time, one SKU, \
 loopback; {} failed) in {:.1} s ({:.0} orders/s).\n",

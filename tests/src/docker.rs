@@ -191,9 +191,13 @@ pub async fn stack_names(docker: &Docker) -> anyhow::Result<BTreeSet<String>> {
 /// A container's memory as the stats API reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
-    /// Resident anonymous memory of the container's processes: cgroup v1 `rss` (`total_rss`),
-    /// cgroup v2 `anon`. This is the figure to compare with a JVM's RSS.
+    /// Resident memory of the container's processes: anonymous memory plus mapped files (the
+    /// binary and its libraries), cgroup v1 `rss + mapped_file`, v2 `anon + file_mapped`. This
+    /// is what `ps` calls RSS (VmRSS; the benchmark cross-checks it with [`proc_rss`]) and the
+    /// figure to set against a JVM's RSS.
     pub rss_bytes: u64,
+    /// The anonymous part alone (heap, stacks): cgroup v1 `rss`, v2 `anon`.
+    pub anon_bytes: u64,
     /// What `docker stats` shows: usage minus the inactive page cache.
     pub usage_bytes: u64,
 }
@@ -213,12 +217,36 @@ pub async fn memory(docker: &Docker, container: &str) -> anyhow::Result<Memory> 
     let mem = stats.memory_stats.unwrap_or_default();
     let table = mem.stats.unwrap_or_default();
     let get = |keys: &[&str]| keys.iter().find_map(|k| table.get(*k).copied());
-    let rss_bytes = get(&["total_rss", "rss", "anon"]).unwrap_or(0);
+    let anon_bytes = get(&["total_rss", "rss", "anon"]).unwrap_or(0);
+    let mapped = get(&["total_mapped_file", "mapped_file", "file_mapped"]).unwrap_or(0);
     let cache = get(&["total_inactive_file", "inactive_file"]).unwrap_or(0);
     Ok(Memory {
-        rss_bytes,
+        rss_bytes: anon_bytes + mapped,
+        anon_bytes,
         usage_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
     })
+}
+
+/// VmRSS of a container's main process from `/proc` (a local Linux engine only), to cross-check
+/// [`memory`].
+pub async fn proc_rss(docker: &Docker, container: &str) -> anyhow::Result<u64> {
+    let pid = docker
+        .inspect_container(container, None)
+        .await
+        .with_context(|| format!("inspect {container}"))?
+        .state
+        .and_then(|s| s.pid)
+        .filter(|&p| p > 0)
+        .with_context(|| format!("{container} has no process"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
 }
 
 /// An image built by `platform` (it has `platform.image`).
