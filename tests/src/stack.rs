@@ -57,6 +57,8 @@ pub struct TestStack {
     ports: BTreeMap<String, u16>,
     /// Every service of the file.
     services: Vec<String>,
+    /// The named volumes the file's services mount (`name:/path`, not host paths).
+    volumes: Vec<String>,
     platform: Platform,
     /// Whether the guard still has to take the stack down.
     armed: bool,
@@ -89,6 +91,7 @@ impl TestStack {
             ],
         )?;
         let (services, ports) = services_and_ports(&text)?;
+        let volumes = named_volumes(&text)?;
         let dir = tempfile::Builder::new()
             .prefix("platform-e2e-")
             .tempdir()
@@ -101,6 +104,7 @@ impl TestStack {
             gateway_port,
             ports,
             services,
+            volumes,
             platform: platform.clone(),
             armed: true,
             _dir: dir,
@@ -128,6 +132,11 @@ impl TestStack {
     /// The services of the stack, sorted.
     pub fn services(&self) -> &[String] {
         &self.services
+    }
+
+    /// The named volumes of the stack (as written in the file, without the stack prefix), sorted.
+    pub fn volumes(&self) -> &[String] {
+        &self.volumes
     }
 
     /// Tells the guard the stack is already down (the test took it down and checked).
@@ -195,6 +204,26 @@ fn services_and_ports(text: &str) -> anyhow::Result<(Vec<String>, BTreeMap<Strin
     let mut names: Vec<String> = services.keys().cloned().collect();
     names.sort();
     Ok((names, ports))
+}
+
+/// The named volumes a stack file's services mount: entries `name:/target[:ro]` whose source is
+/// a name, not a path.
+fn named_volumes(text: &str) -> anyhow::Result<Vec<String>> {
+    let doc: toml::Table = text.parse().context("parse the stack copy")?;
+    let mut names: Vec<String> = doc
+        .get("services")
+        .and_then(|s| s.as_table())
+        .into_iter()
+        .flat_map(|services| services.values())
+        .filter_map(|s| s.get("volumes")?.as_array())
+        .flatten()
+        .filter_map(|v| v.as_str()?.split(':').next())
+        .filter(|source| !source.contains('/') && !source.starts_with('.'))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Takes down end-to-end stacks whose test process is gone (killed by a timeout before its guard
@@ -266,6 +295,10 @@ mod tests {
         assert_eq!(services.len(), 10);
         assert_eq!(ports["api-gateway"], 8080);
         assert_eq!(ports["order-service"], 8082);
+        assert_eq!(
+            named_volumes(&out).unwrap(),
+            ["mariadb-data", "product-data", "tansu-data"]
+        );
         assert!(rewrite("x", &[("y", "z".to_string())]).is_err());
     }
 }

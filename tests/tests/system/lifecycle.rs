@@ -172,7 +172,7 @@ async fn walk(
 }
 
 /// After `up`: one running container per service (the file's instance counts are 1), named
-/// `platform-<stack>-<service>-1`, one network, and the file's three named volumes.
+/// `platform-<stack>-<service>-1`, one network, and the file's named volumes.
 fn check_up(stack: &TestStack, owned: &Owned) -> anyhow::Result<()> {
     let services: BTreeSet<&str> = owned
         .containers
@@ -201,7 +201,8 @@ fn check_up(stack: &TestStack, owned: &Owned) -> anyhow::Result<()> {
         "networks {:?}",
         owned.networks
     );
-    let volumes: Vec<String> = ["mariadb-data", "product-data", "tansu-data"]
+    let volumes: Vec<String> = stack
+        .volumes()
         .iter()
         .map(|v| format!("platform-{}-{v}", stack.name))
         .collect();
