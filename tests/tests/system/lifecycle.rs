@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::{eventually, setup};
 
 /// `up` from nothing: a cold MariaDB image build (debootstrap, ~2.5 min on 2 cores) plus the
-/// service images and the start itself; a warm `up` takes about 25 s.
+/// service images and the start itself; a warm `up` takes 8-20 s (BENCHMARKS.md, platform).
 const UP_LIMIT: Duration = Duration::from_secs(600);
 /// `up` of a stack that is already up (nothing to create).
 const UP_AGAIN_LIMIT: Duration = Duration::from_secs(120);
