@@ -2,9 +2,9 @@
 //!
 //! Client errors say precisely what was wrong (problem+json with the
 //! offending SKUs as extension members, so order-service can pass them on);
-//! database errors are logged and answered generically: 503 when the
-//! database cannot be reached (callers may retry, and order-service's
-//! breaker counts it), 500 otherwise.
+//! database errors are logged and answered generically by `kit::db::problem`:
+//! 503 when the database cannot be reached (callers may retry, and
+//! order-service's breaker counts it), 500 otherwise.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -70,14 +70,7 @@ impl ApiError {
             ))
             .kind("reservation-released"),
             ApiError::NotFound(msg) => Problem::not_found(msg.clone()),
-            ApiError::Db(e) if is_unavailable(e) => {
-                tracing::error!(error = %e, "database unavailable");
-                Problem::unavailable("the inventory database is unavailable")
-            }
-            ApiError::Db(e) => {
-                tracing::error!(error = %e, "database error");
-                Problem::internal()
-            }
+            ApiError::Db(e) => kit::db::problem("inventory", e),
         }
     }
 
@@ -85,18 +78,6 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.problem().status_code()
     }
-}
-
-/// Errors that mean "the database cannot be reached now".
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_)
-    )
 }
 
 impl IntoResponse for ApiError {

@@ -73,13 +73,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
         config.db_connect_timeout,
     )
     .await?;
-    {
-        let store = store.clone();
-        service.health().add_check("db", move || {
-            let store = store.clone();
-            async move { store.ping().await.map_err(|e| e.to_string()) }
-        });
-    }
+    kit::db::add_health_check(service.health(), store.pool());
     let state = api::AppState::new(store, service.metrics());
     service
         .serve(api::router(state.clone()), api::admin_router(state))

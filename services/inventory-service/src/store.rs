@@ -24,9 +24,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::{Connection, MySql, Row, Transaction};
+use sqlx::mysql::MySqlPool;
+use sqlx::{MySql, Row, Transaction};
 
+use kit::db::{is_deadlock, is_unique_violation};
 use kit::telemetry::{db_span, db_transaction_span, traced};
 
 use crate::error::{ApiError, Shortage};
@@ -149,44 +150,21 @@ impl Store {
         url: &str,
         max_connections: u32,
         connect_timeout: Duration,
-    ) -> anyhow::Result<Store> {
-        use anyhow::Context;
-        let deadline = tokio::time::Instant::now() + connect_timeout;
-        let mut wait = Duration::from_millis(100);
-        let pool = loop {
-            let attempt = MySqlPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect(url)
-                .await;
-            match attempt {
-                Ok(pool) => break pool,
-                Err(e) if tokio::time::Instant::now() + wait < deadline => {
-                    tracing::warn!(error = %e, "database not reachable yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    return Err(e).context("connecting to the inventory database");
-                }
-            }
-        };
-        MIGRATOR
-            .run(&pool)
-            .await
-            .context("running the inventory database migrations")?;
+    ) -> Result<Store, kit::db::DbError> {
+        let pool = kit::db::connect(
+            "inventory",
+            url,
+            max_connections,
+            connect_timeout,
+            &MIGRATOR,
+        )
+        .await?;
         Ok(Store { pool })
     }
 
     /// The connection pool (for the health check and tests).
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
-    }
-
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        conn.ping().await
     }
 
     /// Sets the stock of a SKU, creating it if needed.
@@ -263,7 +241,7 @@ impl Store {
             .execute(&mut *tx)
             .await;
         if let Err(e) = claimed {
-            if is_duplicate(&e) {
+            if is_unique_violation(&e) {
                 tx.rollback().await?;
                 return Ok(Attempt::Exists);
             }
@@ -351,7 +329,7 @@ impl Store {
                 created: true,
             }),
             // A concurrent request for the same order finished first.
-            Err(e) if is_duplicate(&e) => self.existing(order_number).await,
+            Err(e) if is_unique_violation(&e) => self.existing(order_number).await,
             Err(e) => Err(e.into()),
         }
     }
@@ -383,9 +361,9 @@ impl Store {
         let status: String = row.get(0);
         let detail: Option<String> = row.get(1);
         let status = Status::parse(&status).ok_or_else(|| {
-            ApiError::Db(sqlx::Error::Protocol(format!(
-                "unknown reservation status {status}"
-            )))
+            ApiError::Db(sqlx::Error::Decode(
+                format!("unknown reservation status {status}").into(),
+            ))
         })?;
         let query = sqlx::query(SELECT_LINES)
             .bind(order_number)
@@ -431,7 +409,8 @@ impl Store {
             );
             match traced(span, self.try_release(order_number)).await {
                 Err(ApiError::Db(e))
-                    if (is_deadlock(&e) || is_duplicate(&e)) && attempt < DEADLOCK_RETRIES =>
+                    if (is_deadlock(&e) || is_unique_violation(&e))
+                        && attempt < DEADLOCK_RETRIES =>
                 {
                     tracing::debug!(order_number, attempt, "conflict on release; retrying");
                 }
@@ -510,21 +489,6 @@ fn to_lines(m: &BTreeMap<String, u64>) -> Vec<Line> {
             quantity: *q,
         })
         .collect()
-}
-
-/// MySQL's duplicate-key error (1062).
-fn is_duplicate(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
-/// MySQL's deadlock (1213) and lock-wait timeout (1205) errors, after which
-/// the whole transaction can simply be run again.
-fn is_deadlock(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .is_some_and(|m| matches!(m.number(), 1213 | 1205))
-    })
 }
 
 #[cfg(test)]

@@ -124,6 +124,20 @@ impl Problem {
         .kind("internal")
     }
 
+    /// The answer to a failed call to the service's own store (`store`
+    /// names it, e.g. "inventory database"): 503 when the store is
+    /// `unavailable` (the client may retry, breakers count it), 500
+    /// otherwise. Either way `cause` is logged, never sent.
+    pub fn store_failure(store: &str, unavailable: bool, cause: &dyn std::fmt::Display) -> Problem {
+        if unavailable {
+            tracing::warn!(error = %cause, store, "store unavailable");
+            Problem::unavailable(format!("the {store} is unavailable; try again shortly"))
+        } else {
+            tracing::error!(error = %cause, store, "store failed");
+            Problem::internal()
+        }
+    }
+
     /// The HTTP status.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

@@ -4,14 +4,17 @@
 //! ([`config`]), logging ([`telemetry`]), the HTTP scaffold with health,
 //! metrics, info and admin endpoints ([`http`], [`health`], [`metrics`],
 //! [`auth`]), errors as problem+json ([`error`]), graceful shutdown
-//! ([`shutdown`], [`service`]) and the registry client ([`registry`]) live
-//! here. See [`service`] for how a `main.rs` puts them together.
+//! ([`shutdown`], [`service`]), the registry client ([`registry`]) and, with
+//! the `mysql` feature, the MySQL plumbing of database-backed services
+//! (`db`) live here. See [`service`] for how a `main.rs` puts them together.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod breaker;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "mysql")]
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;

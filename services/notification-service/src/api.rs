@@ -64,14 +64,8 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Store(e) if e.is_outage() => {
-                tracing::warn!(error = %e, "notifications database unavailable");
-                Problem::unavailable("the notifications database is unavailable; try again shortly")
-                    .into_response()
-            }
             ApiError::Store(e) => {
-                tracing::error!(error = %e, "listing notifications failed");
-                Problem::internal().into_response()
+                Problem::store_failure("notifications database", e.is_outage(), &e).into_response()
             }
             ApiError::Problem(p) => p.into_response(),
         }

@@ -243,11 +243,7 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
     )?;
     let lag = LagProbe::new(&consumer, state.clone());
 
-    let db = store.clone();
-    service.health().add_check("db", move || {
-        let db = db.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
-    });
+    kit::db::add_health_check(service.health(), store.pool());
     let kafka_check = lag.clone();
     service.health().add_check("kafka", move || {
         let probe = kafka_check.clone();

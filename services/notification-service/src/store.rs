@@ -14,16 +14,15 @@
 //! values). A batch written with one statement gets one span per message, each a child of
 //! that message's consumer span, so the trace of every order shows its notification's write
 //! (they share the same start and end: the statement they share). Migrations and the
-//! readiness ping have no span.
+//! readiness ping (`kit::db`'s) have no span.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kit::page::{Page, PageRequest};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::MySqlPool;
 
 use kit::telemetry::{db_span, db_transaction_span, traced};
 use tracing::Instrument;
@@ -46,40 +45,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database itself is unavailable (unreachable, refusing logins, read-only,
-    /// shutting down, overloaded, schema missing): every message would fail the same way.
+    /// Whether the database itself is unavailable (see [`kit::db::is_unavailable`]): every
+    /// message would fail the same way.
     pub fn is_outage(&self) -> bool {
         match self {
-            StoreError::Sql(e) => is_outage(e),
-            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_outage(e),
+            StoreError::Sql(e) => kit::db::is_unavailable(e),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => {
+                kit::db::is_unavailable(e)
+            }
             StoreError::Migrate(_) => false,
         }
-    }
-}
-
-fn is_outage(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<MySqlDatabaseError>()
-            .is_some_and(|m| {
-                matches!(
-                    m.number(),
-                    1040 // too many connections
-                        | 1044 | 1045 | 1142 // access denied (database, login, table)
-                        | 1053 // server shutdown in progress
-                        | 1146 // table does not exist (schema not migrated)
-                        | 1290 | 1836 // read-only server
-                        | 1927 // connection killed
-                        | 2002 | 2003 | 2006 | 2013 // cannot connect, server gone, lost connection
-                )
-            }),
-        _ => false,
     }
 }
 
@@ -199,7 +174,7 @@ fn stored(
 ) -> Result<Stored, StoreError> {
     match result {
         Ok(_) => Ok(Stored::New),
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Stored::Duplicate),
+        Err(e) if kit::db::is_unique_violation(&e) => Ok(Stored::Duplicate),
         Err(e) => Err(e.into()),
     }
 }
@@ -219,23 +194,13 @@ impl NotificationStore {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<NotificationStore, StoreError> {
-        let options = MySqlConnectOptions::from_str(url)?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(options);
+        let pool = kit::db::connect_lazy(url, max_connections, acquire_timeout)?;
         Ok(NotificationStore { pool })
     }
 
     /// Applies the embedded migrations (serialised across instances by sqlx's lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
-    /// `SELECT 1`, for readiness.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -310,7 +275,7 @@ impl NotificationStore {
         });
         match insert.build().execute(&self.pool).await {
             Ok(_) => return Ok(vec![Stored::New; emails.len()]),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+            Err(e) if kit::db::is_unique_violation(&e) => {}
             Err(e) => return Err(e.into()),
         }
         let mut tx = self.pool.begin().await?;

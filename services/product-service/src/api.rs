@@ -81,14 +81,8 @@ impl IntoResponse for ApiError {
                     .with("skuCode", sku_code)
                     .into_response()
             }
-            ApiError::Store(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, "product store unavailable");
-                Problem::unavailable("the product store is unavailable; try again shortly")
-                    .into_response()
-            }
             ApiError::Store(e) => {
-                tracing::error!(error = %e, "product store failed");
-                Problem::internal().into_response()
+                Problem::store_failure("product store", e.is_unavailable(), &e).into_response()
             }
             ApiError::Problem(p) => p.into_response(),
         }
