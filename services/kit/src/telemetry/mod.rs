@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use clap::Args;
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
@@ -200,11 +200,19 @@ pub fn init(
 ) -> Result<TelemetryGuard, TelemetryError> {
     let settings = settings.into();
     let provider = provider(spec, &settings.trace)?;
+    // Context activation (making each entered span the current
+    // OpenTelemetry context too) is off: nothing here reads
+    // `opentelemetry::Context::current()` (propagation and log ids read the
+    // tracing span's own context), a new span finds its parent through the
+    // current tracing span all the same, and attaching and detaching a
+    // context on every enter and exit cost every request a few thousand
+    // instructions.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(spec.name))
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(LevelFilter::INFO);
     tracing_subscriber::registry()
         .with(format::layer::<Registry>(settings.format).with_filter(filter()?))
@@ -248,22 +256,52 @@ pub fn extract_headers(headers: &http::HeaderMap) -> opentelemetry::Context {
     PROPAGATOR.extract(&opentelemetry_http::HeaderExtractor(headers))
 }
 
+/// Whether `headers` carry a trace id in any form we read (`traceparent`,
+/// `b3`, `x-b3-traceid`). Without one, extraction cannot yield a valid
+/// parent, so the server span skips it: most requests from outside carry
+/// none, and the propagators' lookups cost more than this check.
+fn may_carry_trace(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(&H_TRACEPARENT)
+        || headers.contains_key(&H_B3)
+        || headers.contains_key(&H_X_B3_TRACEID)
+}
+
+/// Makes `span` a child of the trace context in `headers`, when they carry
+/// a valid one (W3C or B3): [`set_parent`] of [`extract_headers`], without
+/// the propagators' work for requests that carry no trace id.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    if may_carry_trace(headers) {
+        set_parent(span, extract_headers(headers));
+    }
+}
+
 /// Writes the current span's context into outgoing HTTP headers.
 pub fn inject_headers(headers: &mut http::HeaderMap) {
     inject_headers_from(&tracing::Span::current(), headers);
 }
 
+use http::header::{HeaderName, HeaderValue};
+
+static H_TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static H_TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+static H_B3: HeaderName = HeaderName::from_static("b3");
+static H_X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static H_X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
+static H_X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+static H_X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static H_X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
 /// Propagation headers of every form we read, including the B3 ones we
 /// never write (`x-b3-parentspanid`, `x-b3-flags`).
-const TRACE_HEADERS: [&str; 8] = [
-    "traceparent",
-    "tracestate",
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
+static TRACE_HEADERS: [&HeaderName; 8] = [
+    &H_TRACEPARENT,
+    &H_TRACESTATE,
+    &H_B3,
+    &H_X_B3_TRACEID,
+    &H_X_B3_SPANID,
+    &H_X_B3_PARENTSPANID,
+    &H_X_B3_SAMPLED,
+    &H_X_B3_FLAGS,
 ];
 
 /// Writes `span`'s context into outgoing HTTP headers, replacing whatever
@@ -275,7 +313,104 @@ pub fn inject_headers_from(span: &tracing::Span, headers: &mut http::HeaderMap) 
         headers.remove(name);
     }
     let cx = span.context();
-    PROPAGATOR.inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
+    inject_span_context(cx.span().span_context(), headers);
+}
+
+/// B3 flag bits the B3 propagator reads and writes besides "sampled".
+const B3_DEFERRED: TraceFlags = TraceFlags::new(0x02);
+const B3_DEBUG: TraceFlags = TraceFlags::new(0x04);
+
+/// Writes exactly what [`PROPAGATOR`] writes into a `HeaderMap` (B3 single
+/// and multi-header, then W3C; same names, values and order; a test holds
+/// the two together), without its per-header `format!`, header-name
+/// parsing and string copies: this runs for every proxied request and
+/// every call to a peer, and the generic path cost more than the rest of
+/// the gateway's own request handling.
+fn inject_span_context(sc: &SpanContext, headers: &mut http::HeaderMap) {
+    let zero_one = |yes: bool| HeaderValue::from_static(if yes { "1" } else { "0" });
+    if !sc.is_valid() {
+        // B3 still says whether to sample; W3C writes nothing.
+        headers.insert(H_B3.clone(), zero_one(sc.is_sampled()));
+        headers.insert(H_X_B3_SAMPLED.clone(), zero_one(sc.is_sampled()));
+        return;
+    }
+    let flags = sc.trace_flags();
+    let deferred = flags & B3_DEFERRED == B3_DEFERRED;
+    let debug = flags & B3_DEBUG == B3_DEBUG;
+    let mut trace = [0u8; 32];
+    hex_into(&sc.trace_id().to_bytes(), &mut trace);
+    let mut span = [0u8; 16];
+    hex_into(&sc.span_id().to_bytes(), &mut span);
+
+    // b3: {trace}-{span}[-{1|0|d}]
+    let mut b3 = [0u8; 32 + 1 + 16 + 2];
+    b3[..32].copy_from_slice(&trace);
+    b3[32] = b'-';
+    b3[33..49].copy_from_slice(&span);
+    let b3_len = if deferred {
+        49
+    } else {
+        b3[49] = b'-';
+        b3[50] = if debug {
+            b'd'
+        } else if sc.is_sampled() {
+            b'1'
+        } else {
+            b'0'
+        };
+        51
+    };
+    insert_ascii(headers, &H_B3, &b3[..b3_len]);
+    insert_ascii(headers, &H_X_B3_TRACEID, &trace);
+    insert_ascii(headers, &H_X_B3_SPANID, &span);
+    if debug {
+        headers.insert(H_X_B3_FLAGS.clone(), HeaderValue::from_static("1"));
+    } else if !deferred {
+        headers.insert(H_X_B3_SAMPLED.clone(), zero_one(sc.is_sampled()));
+    }
+
+    // traceparent: 00-{trace}-{span}-{flags & sampled, 2 hex digits}
+    let mut tp = [0u8; 2 + 1 + 32 + 1 + 16 + 1 + 2];
+    tp[..3].copy_from_slice(b"00-");
+    tp[3..35].copy_from_slice(&trace);
+    tp[35] = b'-';
+    tp[36..52].copy_from_slice(&span);
+    tp[52] = b'-';
+    hex_into(&[(flags & TraceFlags::SAMPLED).to_u8()], &mut tp[53..55]);
+    insert_ascii(headers, &H_TRACEPARENT, &tp);
+    // Like the W3C propagator: written even when empty.
+    if let Ok(v) = HeaderValue::from_str(&sc.trace_state().header()) {
+        headers.insert(H_TRACESTATE.clone(), v);
+    }
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+    }
+}
+
+fn insert_ascii(headers: &mut http::HeaderMap, name: &HeaderName, value: &[u8]) {
+    // Hex digits and dashes are always a valid header value.
+    if let Ok(v) = HeaderValue::from_bytes(value) {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// The trace id of `span` as an `X-Trace-Id` header value (32 lower-case
+/// hex digits, as [`ids`] gives it), when tracing is installed.
+pub fn trace_id_header(span: &tracing::Span) -> Option<HeaderValue> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return None;
+    }
+    let mut hex = [0u8; 32];
+    hex_into(&sc.trace_id().to_bytes(), &mut hex);
+    HeaderValue::from_bytes(&hex).ok()
 }
 
 /// The current span's context as a string map (Kafka headers, outbox rows).
@@ -318,10 +453,13 @@ pub fn current_trace_id() -> Option<String> {
 /// A CLIENT span for an HTTP call to `peer` (a registry service name).
 /// Enter it (or `.instrument` the call with it) and inject its context
 /// into the request with [`inject_headers_from`].
-pub fn client_span(peer: &str, method: &str, url: &str) -> tracing::Span {
+/// `url` is anything that displays as the full URL (a `&str`, an
+/// `http::Uri`), so a caller holding a `Uri` need not turn it into a
+/// string first.
+pub fn client_span(peer: &str, method: &str, url: impl std::fmt::Display) -> tracing::Span {
     tracing::info_span!(
         "http.client",
-        otel.name = %format!("{method} {peer}"),
+        otel.name = %SpaceJoined(method, peer),
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         peer.service = %peer,
@@ -329,6 +467,16 @@ pub fn client_span(peer: &str, method: &str, url: &str) -> tracing::Span {
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
     )
+}
+
+/// `"{0} {1}"` as a span field, without building the string first (the
+/// OpenTelemetry layer formats the field into its own string anyway).
+pub struct SpaceJoined<A, B>(pub A, pub B);
+
+impl<A: std::fmt::Display, B: std::fmt::Display> std::fmt::Display for SpaceJoined<A, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
 }
 
 /// A span for one database statement. `statement` must be the SQL text
@@ -501,6 +649,66 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["b3: 0", "x-b3-sampled: 0", "x-request-id: r1"]);
+    }
+
+    /// The fast header injection writes exactly what the propagators write
+    /// (names, values, order) for sampled, unsampled, debug, deferred, with
+    /// and without trace state, and invalid contexts.
+    #[test]
+    fn fast_injection_matches_the_propagators() {
+        use opentelemetry::trace::{SpanId, TraceId, TraceState};
+        let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        let state = TraceState::from_key_value([("vendor", "x"), ("other", "y")]).unwrap();
+        let none = TraceState::default;
+        let contexts = [
+            SpanContext::new(trace, span, TraceFlags::SAMPLED, false, none()),
+            SpanContext::new(trace, span, TraceFlags::default(), true, none()),
+            SpanContext::new(trace, span, TraceFlags::new(0x05), true, state.clone()),
+            SpanContext::new(trace, span, TraceFlags::new(0x02), true, state.clone()),
+            SpanContext::new(trace, span, TraceFlags::new(0x03), true, none()),
+            SpanContext::new(trace, span, TraceFlags::new(0x06), false, state),
+            SpanContext::empty_context(),
+            SpanContext::new(
+                TraceId::INVALID,
+                SpanId::INVALID,
+                TraceFlags::SAMPLED,
+                false,
+                none(),
+            ),
+        ];
+        let list = |h: &http::HeaderMap| -> Vec<String> {
+            h.iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+                .collect()
+        };
+        for sc in contexts {
+            let mut fast = http::HeaderMap::new();
+            inject_span_context(&sc, &mut fast);
+            let mut generic = http::HeaderMap::new();
+            let cx = opentelemetry::Context::new().with_remote_span_context(sc.clone());
+            PROPAGATOR.inject_context(&cx, &mut opentelemetry_http::HeaderInjector(&mut generic));
+            assert_eq!(list(&fast), list(&generic), "{sc:?}");
+        }
+    }
+
+    /// Requests without a trace id skip extraction; any header that can
+    /// carry one is looked at.
+    #[test]
+    fn trace_header_precheck() {
+        assert!(!may_carry_trace(&http::HeaderMap::new()));
+        for name in ["traceparent", "b3", "x-b3-traceid"] {
+            let mut h = http::HeaderMap::new();
+            h.insert(name, "x".parse().unwrap());
+            assert!(may_carry_trace(&h), "{name}");
+        }
+        // The valid parents `extract_headers` can find all need one of them.
+        let mut h = http::HeaderMap::new();
+        h.insert("x-b3-spanid", "00f067aa0ba902b7".parse().unwrap());
+        h.insert("x-b3-sampled", "1".parse().unwrap());
+        h.insert("tracestate", "vendor=x".parse().unwrap());
+        assert!(!may_carry_trace(&h));
+        assert!(!extract_headers(&h).span().span_context().is_valid());
     }
 
     /// Ratios outside 0..=1 are rejected at start.
