@@ -5,11 +5,12 @@
 //! numbers. The kit records HTTP requests and process figures; services add
 //! their own metrics with [`Metrics::register`] or a [`Collector`].
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -39,7 +40,31 @@ pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<HttpLabels, Histogram>,
+    /// Route → the handles of the (method, status) pairs seen on it, into
+    /// the two families above. Every request of every service records
+    /// itself here: looking the pair up by route and comparing two small
+    /// values spares the two owned label strings and two label-set hashes
+    /// per request that the families' own lookup costs. Shared by all
+    /// request tasks; written only the first time a pair is seen.
+    http_handles: Arc<RwLock<HashMap<String, Vec<HttpHandles>>>>,
 }
+
+/// The counter and histogram of one (method, route, status) label set
+/// (prometheus-client handles share their value with the family's entry).
+#[derive(Clone)]
+struct HttpHandles {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Methods whose handles are cached. Any other method (an extension
+/// method a client made up) goes through the family lookup each time, so
+/// made-up methods cannot grow the cache.
+const CACHED_METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -77,6 +102,7 @@ impl Metrics {
             registry: Arc::new(Mutex::new(registry)),
             http_requests,
             http_duration,
+            http_handles: Arc::default(),
         }
     }
 
@@ -92,15 +118,52 @@ impl Metrics {
 
     /// Records one finished HTTP request.
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let labels = HttpLabels {
-            method: method.to_string(),
-            route: route.to_string(),
-            status,
+        let seconds = elapsed.as_secs_f64();
+        let Some(method) = CACHED_METHODS.iter().copied().find(|m| *m == method) else {
+            let labels = HttpLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            };
+            self.http_requests.get_or_create(&labels).inc();
+            self.http_duration.get_or_create(&labels).observe(seconds);
+            return;
         };
-        self.http_requests.get_or_create(&labels).inc();
-        self.http_duration
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        let find = |handles: &[HttpHandles]| {
+            handles
+                .iter()
+                .find(|h| h.method == method && h.status == status)
+                .cloned()
+        };
+        let cached = self.http_handles.read().get(route).and_then(|h| find(h));
+        let handles = match cached {
+            Some(h) => h,
+            None => {
+                let labels = HttpLabels {
+                    method: method.to_string(),
+                    route: route.to_string(),
+                    status,
+                };
+                let fresh = HttpHandles {
+                    method,
+                    status,
+                    requests: self.http_requests.get_or_create(&labels).clone(),
+                    duration: self.http_duration.get_or_create(&labels).clone(),
+                };
+                let mut map = self.http_handles.write();
+                let on_route = map.entry(labels.route).or_default();
+                // Another request may have added the pair meanwhile.
+                match find(on_route) {
+                    Some(h) => h,
+                    None => {
+                        on_route.push(fresh.clone());
+                        fresh
+                    }
+                }
+            }
+        };
+        handles.requests.inc();
+        handles.duration.observe(seconds);
     }
 
     /// The Prometheus text exposition of everything registered.
@@ -251,6 +314,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    /// Cached handles count into the same series as the families: every
+    /// (method, route, status) keeps its own counter and histogram, and an
+    /// extension method is counted without a cache entry.
+    #[test]
+    fn cached_handles_feed_the_same_series() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.observe_http("GET", "/a", 200, Duration::from_millis(1));
+        }
+        m.observe_http("GET", "/a", 404, Duration::from_millis(1));
+        m.observe_http("POST", "/a", 200, Duration::from_millis(1));
+        m.observe_http("GET", "/b", 200, Duration::from_millis(1));
+        m.observe_http("PURGE", "/a", 200, Duration::from_millis(1));
+        m.observe_http("PURGE", "/a", 200, Duration::from_millis(1));
+        let text = m.render();
+        for line in [
+            r#"http_requests_total{method="GET",route="/a",status="200"} 3"#,
+            r#"http_requests_total{method="GET",route="/a",status="404"} 1"#,
+            r#"http_requests_total{method="POST",route="/a",status="200"} 1"#,
+            r#"http_requests_total{method="GET",route="/b",status="200"} 1"#,
+            r#"http_requests_total{method="PURGE",route="/a",status="200"} 2"#,
+            r#"http_request_duration_seconds_count{method="GET",route="/a",status="200"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        let cached = m.http_handles.read();
+        assert_eq!(cached["/a"].len(), 3);
+        assert_eq!(cached["/b"].len(), 1);
     }
 
     /// /proc parsing yields plausible figures for the test process.

@@ -10,12 +10,14 @@
 //! 1. `observe`: request id, the `http.request` server span (child of the
 //!    caller's trace context, W3C or B3) that every log line of the request
 //!    is written in, `X-Trace-Id`, metrics and the access log. Outermost so
-//!    that it also sees requests that inner layers reject.
+//!    that it also sees requests that inner layers reject. It also applies
+//!    the hard stop, inside the span: requests still running when the
+//!    shutdown drain times out are answered 503 rather than cut without an
+//!    answer (one middleware rather than two: each `from_fn` layer clones
+//!    and boxes the inner service on every request).
 //! 2. catch-panic: a panicking handler becomes a logged 500 problem (inside
 //!    `observe`, so the panic is logged within the request's span and counted).
-//! 3. hard stop: requests still running when the shutdown drain times out
-//!    are answered 503 rather than cut without an answer.
-//! 4. body limit: bounds what extractors buffer (413 problem via [`Json`]).
+//! 3. body limit: bounds what extractors buffer (413 problem via [`Json`]).
 
 pub mod extract;
 
@@ -94,10 +96,19 @@ pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
         .layer(DefaultBodyLimit::max(scaffold.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(
-            scaffold.hard_stop.clone(),
-            cut_at_hard_stop,
+            Observe {
+                metrics: scaffold.metrics,
+                hard_stop: scaffold.hard_stop,
+            },
+            observe,
         ))
-        .layer(middleware::from_fn_with_state(scaffold.metrics, observe))
+}
+
+/// What [`observe`] needs.
+#[derive(Clone)]
+struct Observe {
+    metrics: Metrics,
+    hard_stop: tokio_util::sync::CancellationToken,
 }
 
 async fn live() -> impl IntoResponse {
@@ -154,9 +165,10 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     Problem::internal().into_response()
 }
 
-/// Ends a request that is still running when the drain timeout passes.
-async fn cut_at_hard_stop(
-    State(hard_stop): State<tokio_util::sync::CancellationToken>,
+/// Runs the request, or ends it if it is still running when the drain
+/// timeout passes.
+async fn run_until_hard_stop(
+    hard_stop: &tokio_util::sync::CancellationToken,
     req: Request,
     next: Next,
 ) -> Response {
@@ -170,25 +182,34 @@ async fn cut_at_hard_stop(
 }
 
 /// Request id, span, metrics and access log for every request.
-async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -> Response {
+///
+/// Every request of every service passes here, so it avoids per-request
+/// allocations where it can: the request id and trace id headers are built
+/// once and cloned, the route and path are borrowed from the request's own
+/// (shared) values, and the metric handles are cached per route (see
+/// [`Metrics::observe_http`]).
+async fn observe(
+    State(Observe { metrics, hard_stop }): State<Observe>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let request_id = req
         .headers()
         .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        req.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .filter(|v| v.to_str().is_ok_and(|s| !s.is_empty() && s.len() <= 128))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    req.headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // Checked visible ASCII above, or a UUID.
+    let request_id_text = request_id.to_str().unwrap_or_default();
+    // Shared handles (an `Arc<str>` and the URI's bytes), not copies.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
+    let path = uri.path();
     // Probes and scrapes arrive every few hundred milliseconds from Docker
     // and Prometheus: they get a DEBUG span, which the OpenTelemetry layer
     // (INFO and above) does not export, so they never flood the collector.
@@ -199,14 +220,14 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
         ($make:ident) => {
             tracing::$make!(
                 "http.request",
-                otel.name = %format!("{method} {route}"),
+                otel.name = %crate::telemetry::SpaceJoined(&method, route),
                 otel.kind = "server",
                 otel.status_code = tracing::field::Empty,
                 http.request.method = %method,
                 http.route = %route,
                 url.path = %path,
                 http.response.status_code = tracing::field::Empty,
-                request_id = %request_id,
+                request_id = %request_id_text,
             )
         };
     }
@@ -215,9 +236,11 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     } else {
         server_span!(info_span)
     };
-    crate::telemetry::set_parent(&span, crate::telemetry::extract_headers(req.headers()));
-    let trace_id = crate::telemetry::ids(&span).map(|(t, _)| t);
-    let mut res = next.run(req).instrument(span.clone()).await;
+    crate::telemetry::set_parent_from_headers(&span, req.headers());
+    let trace_id = crate::telemetry::trace_id_header(&span);
+    let mut res = run_until_hard_stop(&hard_stop, req, next)
+        .instrument(span.clone())
+        .await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
     span.record("http.response.status_code", status);
@@ -230,24 +253,43 @@ async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Next) -
     // logging each costs CPU and buries what matters. RUST_LOG=debug shows all.
     // Probes and scrapes are expected to fail while a service starts: they
     // never log above DEBUG.
-    span.in_scope(|| {
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        if probe {
-            tracing::debug!(status, elapsed_ms = ms, path = %path, "probe");
-        } else if status >= 500 {
-            tracing::warn!(status, elapsed_ms = ms, path = %path, "request failed");
-        } else if status >= 400 {
-            tracing::info!(status, elapsed_ms = ms, path = %path, "request rejected");
-        } else {
-            tracing::debug!(status, elapsed_ms = ms, path = %path, "request");
-        }
-    });
-    metrics.observe_http(method.as_str(), &route, status, elapsed);
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    let level = if probe {
+        tracing::Level::DEBUG
+    } else if status >= 500 {
+        tracing::Level::WARN
+    } else if status >= 400 {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::DEBUG
+    };
+    // Entering the span costs every layer's enter and exit: skip it when no
+    // layer takes events of this level at all (successes at the default
+    // `info`).
+    if level <= tracing::level_filters::LevelFilter::current() {
+        span.in_scope(|| {
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            if probe {
+                tracing::debug!(status, elapsed_ms = ms, path = %path, "probe");
+            } else if status >= 500 {
+                tracing::warn!(status, elapsed_ms = ms, path = %path, "request failed");
+            } else if status >= 400 {
+                tracing::info!(status, elapsed_ms = ms, path = %path, "request rejected");
+            } else {
+                tracing::debug!(status, elapsed_ms = ms, path = %path, "request");
+            }
+        });
     }
-    if let Some(v) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
+    metrics.observe_http(method.as_str(), route, status, elapsed);
+    res.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    if let Some(v) = trace_id {
         res.headers_mut().insert(X_TRACE_ID.clone(), v);
     }
     res
+}
+
+/// A new request id: a random (v4) UUID, hyphenated, lower case.
+fn new_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
