@@ -258,7 +258,7 @@ impl Proxy {
                     service: route.upstream.clone(),
                 });
             };
-            let uri = upstream_uri(&pick.instance, &path_and_query).ok_or_else(|| {
+            let uri = upstream_uri(pick.instance(), &path_and_query).ok_or_else(|| {
                 ProxyError::Unreachable {
                     service: route.upstream.clone(),
                 }
@@ -266,8 +266,7 @@ impl Proxy {
             // One CLIENT span per attempt, so a retry shows as a second
             // call to another instance; its context replaces the caller's
             // trace headers (our server span already continued them).
-            let span =
-                kit::telemetry::client_span(&route.upstream, method.as_str(), &uri.to_string());
+            let span = kit::telemetry::client_span(&route.upstream, method.as_str(), &uri);
             let mut req = http::Request::new(body);
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
@@ -287,7 +286,6 @@ impl Proxy {
                 .metrics
                 .duration
                 .observe(sent.elapsed().as_secs_f64());
-            let instance_id = pick.instance.instance_id.clone();
             match outcome {
                 Ok(Ok(res)) => {
                     let status = res.status();
@@ -299,6 +297,7 @@ impl Proxy {
                         pick.record_success();
                     }
                     if can_retry && route.retry.statuses.contains(&status.as_u16()) {
+                        let instance_id = pick.instance().instance_id.clone();
                         tracing::info!(route = %route.id, instance = %instance_id, %status, attempt, "retrying on another instance");
                         drop(res);
                         drop(pick);
@@ -312,6 +311,7 @@ impl Proxy {
                 Ok(Err(e)) => {
                     kit::telemetry::mark_error(&span);
                     pick.record_failure(Failure::Connect);
+                    let instance_id = pick.instance().instance_id.clone();
                     drop(pick);
                     let connect = e.is_connect();
                     if can_retry {
@@ -332,7 +332,7 @@ impl Proxy {
                 Err(_) => {
                     kit::telemetry::mark_error(&span);
                     pick.record_failure(Failure::Timeout);
-                    tracing::warn!(route = %route.id, instance = %instance_id, timeout = ?route.timeout, "upstream timed out");
+                    tracing::warn!(route = %route.id, instance = %pick.instance().instance_id, timeout = ?route.timeout, "upstream timed out");
                     return Err(ProxyError::Timeout {
                         service: route.upstream.clone(),
                         after: route.timeout,
@@ -429,18 +429,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// `X-Forwarded-For` (appended), `-Proto`, `-Host`, `-Port` (kept when an
 /// outer proxy set them) and RFC 7239 `Forwarded` (appended).
+///
+/// Runs for every request: the peer address is formatted once for both
+/// headers and the values are written straight into their strings.
 fn add_forwarded(
     headers: &mut HeaderMap,
     peer: Option<IpAddr>,
     host: Option<&HeaderValue>,
     port: u16,
 ) {
-    if let Some(ip) = peer {
+    let peer_text = peer.map(ip_text);
+    if let Some(ip) = &peer_text {
         let chain = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-            _ => ip.to_string(),
+            Some(prev) if !prev.trim().is_empty() => {
+                HeaderValue::from_maybe_shared(Bytes::from([prev, ", ", ip].concat()))
+            }
+            _ => HeaderValue::from_str(ip),
         };
-        if let Ok(v) = HeaderValue::from_str(&chain) {
+        if let Ok(v) = chain {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
@@ -455,25 +461,55 @@ fn add_forwarded(
     if !headers.contains_key(&X_FORWARDED_PORT) {
         headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
     }
-    let mut element = String::with_capacity(64);
-    if let Some(ip) = peer {
+    let prev = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.trim().is_empty());
+    let mut value = String::with_capacity(96 + prev.map_or(0, str::len));
+    if let Some(p) = prev {
+        value.push_str(p);
+        value.push_str(", ");
+    }
+    if let (Some(ip), Some(text)) = (peer, &peer_text) {
         match ip {
-            IpAddr::V4(v4) => element.push_str(&format!("for={v4}")),
-            IpAddr::V6(v6) => element.push_str(&format!("for=\"[{v6}]\"")),
+            IpAddr::V4(_) => value.extend(["for=", text.as_str()]),
+            IpAddr::V6(_) => value.extend(["for=\"[", text.as_str(), "]\""]),
         }
-        element.push(';');
+        value.push(';');
     }
-    element.push_str("proto=http");
+    value.push_str("proto=http");
     if let Some(h) = host.and_then(|h| h.to_str().ok()) {
-        let quoted: String = h.chars().filter(|c| *c != '"' && *c != '\\').collect();
-        element.push_str(&format!(";host=\"{quoted}\""));
+        value.push_str(";host=\"");
+        value.extend(h.chars().filter(|c| *c != '"' && *c != '\\'));
+        value.push('"');
     }
-    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
-        _ => element,
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// `ip` as text, exactly as its `Display` writes it; IPv4 (the usual case)
+/// without the formatting machinery, which costs more than the rest of the
+/// forwarding headers.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (k, octet) in v4.octets().into_iter().enumerate() {
+                if k > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        IpAddr::V6(v6) => v6.to_string(),
     }
 }
 
@@ -496,7 +532,7 @@ impl http_body::Body for PickBody {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(e))) = &polled {
-            tracing::warn!(instance = %this.pick.instance.instance_id, error = %e, "upstream body broke off");
+            tracing::warn!(instance = %this.pick.instance().instance_id, error = %e, "upstream body broke off");
             this.pick.record_failure(Failure::Connect);
         }
         polled
@@ -563,6 +599,25 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["forwarded"], "for=203.0.113.9, for=\"[::1]\";proto=http");
+    }
+
+    /// Peer addresses are written as `Display` writes them.
+    #[test]
+    fn ip_text_is_display() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.7",
+            "127.0.0.1",
+            "192.168.100.255",
+            "255.255.255.255",
+            "1.20.100.9",
+            "::1",
+            "fd00::1:2",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     /// IPv6 instance hosts are bracketed in the upstream URI.

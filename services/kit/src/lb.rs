@@ -115,6 +115,9 @@ pub struct Balancer {
 
 struct Inner {
     service: String,
+    /// `service` upper-cased, the registry's application key, computed
+    /// once rather than on every pick.
+    app: String,
     discovery: Discovery,
     strategy: Strategy,
     policy: EjectionPolicy,
@@ -122,8 +125,20 @@ struct Inner {
     /// Counters by instance id. Entries for instances that left the
     /// registry are dropped lazily in `status()`.
     endpoints: RwLock<HashMap<String, Arc<Endpoint>>>,
+    /// The last instance list seen, with each instance's counters beside
+    /// it: while the registry view is unchanged (the same `Arc`), a pick
+    /// finds every instance's counters by position instead of by a map
+    /// lookup of its id. Replaced when the discovery cache hands out a new
+    /// list.
+    current: RwLock<Option<Arc<Snapshot>>>,
     /// Round-robin cursor.
     next: AtomicUsize,
+}
+
+/// An instance list and the counters of each of its instances, by position.
+struct Snapshot {
+    instances: Arc<[ServiceInstance]>,
+    endpoints: Box<[Arc<Endpoint>]>,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -136,17 +151,34 @@ impl std::fmt::Debug for Balancer {
 }
 
 /// A chosen instance; the request counts as in flight until this is dropped.
-#[derive(Debug)]
 pub struct Pick {
-    pub instance: ServiceInstance,
-    endpoint: Arc<Endpoint>,
+    /// The list the instance was chosen from (shared, not copied).
+    snapshot: Arc<Snapshot>,
+    index: usize,
     balancer: Balancer,
 }
 
+impl std::fmt::Debug for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pick")
+            .field("instance", self.instance())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pick {
+    /// The chosen instance.
+    pub fn instance(&self) -> &ServiceInstance {
+        &self.snapshot.instances[self.index]
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.snapshot.endpoints[self.index]
+    }
+
     /// `http://host:port` of the chosen instance.
     pub fn base_url(&self) -> String {
-        self.instance.base_url()
+        self.instance().base_url()
     }
 
     /// The request succeeded (any answer below 500).
@@ -164,7 +196,7 @@ impl Pick {
     /// flight until its body has been streamed (so power-of-two-choices
     /// sees long downloads).
     pub fn record_success(&self) {
-        let e = &self.endpoint;
+        let e = self.endpoint();
         e.connect_streak.store(0, Ordering::Relaxed);
         e.server_error_streak.store(0, Ordering::Relaxed);
         let now = self.balancer.inner.clock.now_millis();
@@ -177,7 +209,7 @@ impl Pick {
     /// Like [`Pick::failure`], but keeps the pick (see [`Pick::record_success`]).
     pub fn record_failure(&self, kind: Failure) {
         self.balancer
-            .record_failure(&self.instance, &self.endpoint, kind);
+            .record_failure(self.instance(), self.endpoint(), kind);
     }
 }
 
@@ -185,7 +217,7 @@ impl Drop for Pick {
     fn drop(&mut self) {
         // A pick dropped without a verdict (the caller gave up) counts as
         // neither success nor failure.
-        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint().in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -210,11 +242,13 @@ impl Balancer {
         Balancer {
             inner: Arc::new(Inner {
                 service: service.to_ascii_lowercase(),
+                app: service.to_ascii_uppercase(),
                 discovery,
                 strategy,
                 policy,
                 clock,
                 endpoints: RwLock::new(HashMap::new()),
+                current: RwLock::new(None),
                 next: AtomicUsize::new(0),
             }),
         }
@@ -245,8 +279,8 @@ impl Balancer {
     /// every route to a service shares one balancer, so an instance's
     /// in-flight count and ejection are the same whichever route asks.
     pub fn pick_excluding_with(&self, strategy: Strategy, tried: &[String]) -> Option<Pick> {
-        let all = self.inner.discovery.cached(&self.inner.service);
-        self.pick_from(&all, tried, strategy)
+        let all = self.inner.discovery.cached_app(&self.inner.app);
+        self.pick_from(all, tried, strategy)
     }
 
     /// Like [`Balancer::pick_excluding`], but waits for the first registry
@@ -261,10 +295,10 @@ impl Balancer {
         let all = self
             .inner
             .discovery
-            .instances(&self.inner.service)
+            .instances_of_app(&self.inner.service, &self.inner.app)
             .await
             .ok()?;
-        self.pick_from(&all, tried, strategy)
+        self.pick_from(all, tried, strategy)
     }
 
     fn endpoint(&self, id: &str) -> Arc<Endpoint> {
@@ -279,65 +313,70 @@ impl Balancer {
             .clone()
     }
 
+    /// `all` with each instance's counters, reusing the last snapshot
+    /// while the discovery cache hands out the same list.
+    fn snapshot(&self, all: Arc<[ServiceInstance]>) -> Arc<Snapshot> {
+        if let Some(s) = self.inner.current.read().as_ref()
+            && Arc::ptr_eq(&s.instances, &all)
+        {
+            return s.clone();
+        }
+        let endpoints = all.iter().map(|i| self.endpoint(&i.instance_id)).collect();
+        let snapshot = Arc::new(Snapshot {
+            instances: all,
+            endpoints,
+        });
+        *self.inner.current.write() = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// Chooses among `all`: instances not in `tried` (all of them when
+    /// every one was tried), of those the ones not ejected (all of them
+    /// when every one is: panic mode, as Envoy), then by `strategy`.
+    /// Works on positions, without building candidate lists: this runs for
+    /// every proxied request.
     fn pick_from(
         &self,
-        all: &[ServiceInstance],
+        all: Arc<[ServiceInstance]>,
         tried: &[String],
         strategy: Strategy,
     ) -> Option<Pick> {
         if all.is_empty() {
             return None;
         }
+        let s = self.snapshot(all);
+        let n = s.instances.len();
         let now = self.inner.clock.now_millis();
-        let fresh: Vec<(&ServiceInstance, Arc<Endpoint>)> = all
-            .iter()
-            .filter(|i| !tried.contains(&i.instance_id))
-            .map(|i| (i, self.endpoint(&i.instance_id)))
-            .collect();
-        let pool = if fresh.is_empty() {
-            all.iter()
-                .map(|i| (i, self.endpoint(&i.instance_id)))
-                .collect()
-        } else {
-            fresh
-        };
-        let healthy: Vec<&(&ServiceInstance, Arc<Endpoint>)> = pool
-            .iter()
-            .filter(|(_, e)| e.ejected_until.load(Ordering::Relaxed) <= now)
-            .collect();
-        // Panic mode (as Envoy): when every candidate is ejected, spread
-        // over all of them rather than fail every request.
-        let candidates: Vec<&(&ServiceInstance, Arc<Endpoint>)> = if healthy.is_empty() {
-            pool.iter().collect()
-        } else {
-            healthy
-        };
-        let chosen = match (strategy, candidates.len()) {
-            (_, 1) => candidates[0],
-            (Strategy::RoundRobin, n) => {
-                candidates[self.inner.next.fetch_add(1, Ordering::Relaxed) % n]
-            }
-            (Strategy::PowerOfTwoChoices, n) => {
+        let fresh = |i: usize| !tried.contains(&s.instances[i].instance_id);
+        let healthy = |i: usize| s.endpoints[i].ejected_until.load(Ordering::Relaxed) <= now;
+        let every_one_tried = !(0..n).any(fresh);
+        let in_pool = |i: usize| every_one_tried || fresh(i);
+        let none_healthy = !(0..n).any(|i| in_pool(i) && healthy(i));
+        let candidate = |i: &usize| in_pool(*i) && (none_healthy || healthy(*i));
+        let count = (0..n).filter(candidate).count();
+        // The k-th candidate (k < count).
+        let nth = |k: usize| (0..n).filter(candidate).nth(k).unwrap_or(0);
+        let chosen = match (strategy, count) {
+            (_, 1) => nth(0),
+            (Strategy::RoundRobin, c) => nth(self.inner.next.fetch_add(1, Ordering::Relaxed) % c),
+            (Strategy::PowerOfTwoChoices, c) => {
                 let mut rng = rand::thread_rng();
-                let a = rng.gen_range(0..n);
-                let mut b = rng.gen_range(0..n - 1);
+                let a = rng.gen_range(0..c);
+                let mut b = rng.gen_range(0..c - 1);
                 if b >= a {
                     b += 1;
                 }
-                let (ca, cb) = (candidates[a], candidates[b]);
-                if cb.1.in_flight.load(Ordering::Relaxed) < ca.1.in_flight.load(Ordering::Relaxed) {
-                    cb
-                } else {
-                    ca
-                }
+                let (ia, ib) = (nth(a), nth(b));
+                let load = |i: usize| s.endpoints[i].in_flight.load(Ordering::Relaxed);
+                if load(ib) < load(ia) { ib } else { ia }
             }
         };
-        let (instance, endpoint) = (chosen.0.clone(), chosen.1.clone());
+        let endpoint = &s.endpoints[chosen];
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         Some(Pick {
-            instance,
-            endpoint,
+            snapshot: s,
+            index: chosen,
             balancer: self.clone(),
         })
     }
@@ -381,7 +420,7 @@ impl Balancer {
 
     /// The state of every current instance.
     pub fn status(&self) -> Vec<EndpointStatus> {
-        let all = self.inner.discovery.cached(&self.inner.service);
+        let all = self.inner.discovery.cached_app(&self.inner.app);
         let now = self.inner.clock.now_millis();
         {
             // Forget counters of instances that left the registry.
@@ -450,7 +489,7 @@ mod tests {
             EjectionPolicy::default(),
         );
         let ids: Vec<String> = (0..6)
-            .map(|_| b.pick().unwrap().instance.instance_id.clone())
+            .map(|_| b.pick().unwrap().instance().instance_id.clone())
             .collect();
         assert_eq!(ids, ["i0", "i1", "i2", "i0", "i1", "i2"]);
     }
@@ -467,10 +506,10 @@ mod tests {
         let held: Vec<Pick> = (0..10)
             .filter_map(|_| b.pick_excluding(&["i1".to_string()]))
             .collect();
-        assert!(held.iter().all(|p| p.instance.instance_id == "i0"));
+        assert!(held.iter().all(|p| p.instance().instance_id == "i0"));
         for _ in 0..20 {
             let p = b.pick().unwrap();
-            assert_eq!(p.instance.instance_id, "i1");
+            assert_eq!(p.instance().instance_id, "i1");
             p.success();
         }
     }
@@ -487,10 +526,10 @@ mod tests {
             clock.clone(),
         );
         let p = b.pick_excluding(&["i1".into()]).unwrap();
-        assert_eq!(p.instance.instance_id, "i0");
+        assert_eq!(p.instance().instance_id, "i0");
         p.failure(Failure::Connect);
         for _ in 0..10 {
-            assert_eq!(b.pick().unwrap().instance.instance_id, "i1");
+            assert_eq!(b.pick().unwrap().instance().instance_id, "i1");
         }
         let s = b.status();
         assert!(s.iter().find(|e| e.instance_id == "i0").unwrap().ejected);
@@ -561,7 +600,7 @@ mod tests {
             .map(|_| {
                 b.pick_excluding_with(Strategy::RoundRobin, &[])
                     .unwrap()
-                    .instance
+                    .instance()
                     .instance_id
                     .clone()
             })
@@ -572,7 +611,7 @@ mod tests {
             .failure(Failure::Connect);
         for _ in 0..10 {
             let p = b.pick_excluding_with(Strategy::RoundRobin, &[]).unwrap();
-            assert_ne!(p.instance.instance_id, "i1", "ejected for every strategy");
+            assert_ne!(p.instance().instance_id, "i1", "ejected for every strategy");
         }
     }
 
@@ -606,9 +645,9 @@ mod tests {
             EjectionPolicy::default(),
         );
         let first = b.pick().unwrap();
-        let tried = vec![first.instance.instance_id.clone()];
+        let tried = vec![first.instance().instance_id.clone()];
         let second = b.pick_excluding(&tried).unwrap();
-        assert_ne!(first.instance.instance_id, second.instance.instance_id);
+        assert_ne!(first.instance().instance_id, second.instance().instance_id);
         drop(first);
         drop(second);
         assert!(b.status().iter().all(|e| e.in_flight == 0));

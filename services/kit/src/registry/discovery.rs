@@ -145,7 +145,11 @@ impl Discovery {
 
     /// Starts the background watch if it is not running yet.
     pub fn start(&self) {
-        if !self.inner.started.swap(true, Ordering::SeqCst) {
+        // Called on every `instances` read: a plain load first keeps the
+        // per-request path free of a write to this shared flag.
+        if !self.inner.started.load(Ordering::Acquire)
+            && !self.inner.started.swap(true, Ordering::SeqCst)
+        {
             let me = self.clone();
             tokio::spawn(async move { me.watch_loop().await });
         }
@@ -154,6 +158,18 @@ impl Discovery {
     /// The `UP` instances of `service` (case-insensitive), from the cache.
     /// Waits for the first view only if none exists yet.
     pub async fn instances(&self, service: &str) -> Result<Arc<[ServiceInstance]>, DiscoveryError> {
+        self.instances_of_app(service, &service.to_ascii_uppercase())
+            .await
+    }
+
+    /// [`Discovery::instances`] with the application key (`service`
+    /// upper-cased) already at hand: the load balancer keeps it, so that a
+    /// pick does not upper-case the name again.
+    pub(crate) async fn instances_of_app(
+        &self,
+        service: &str,
+        app: &str,
+    ) -> Result<Arc<[ServiceInstance]>, DiscoveryError> {
         self.start();
         if !*self.inner.loaded.borrow() {
             let mut rx = self.inner.loaded.subscribe();
@@ -163,24 +179,28 @@ impl Discovery {
                 .is_err()
             {
                 // No view yet: ask the registry directly, once.
-                let app = self.inner.http.application(service).await;
-                return match app {
-                    Ok(app) => Ok(up_only(app.instance.iter()).into()),
+                let fetched = self.inner.http.application(service).await;
+                return match fetched {
+                    Ok(found) => Ok(up_only(found.instance.iter()).into()),
                     Err(e) if e.is_not_found() => Ok(Arc::from(Vec::new())),
                     Err(e) => Err(DiscoveryError::NoView(e)),
                 };
             }
         }
-        Ok(self.cached(service))
+        Ok(self.cached_app(app))
     }
 
     /// The cached `UP` instances of `service`, without waiting at all.
     pub fn cached(&self, service: &str) -> Arc<[ServiceInstance]> {
-        let app = service.to_ascii_uppercase();
+        self.cached_app(&service.to_ascii_uppercase())
+    }
+
+    /// [`Discovery::cached`] by application key (upper case).
+    pub(crate) fn cached_app(&self, app: &str) -> Arc<[ServiceInstance]> {
         self.inner
             .up_by_app
             .read()
-            .get(&app)
+            .get(app)
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()))
     }
