@@ -50,7 +50,7 @@ pub struct EdgeAuth {
 #[derive(Debug)]
 struct Verdicts {
     /// Shared by every request; written only on a miss that validated.
-    map: RwLock<HashMap<Arc<str>, Remembered>>,
+    map: RwLock<HashMap<Arc<str>, Remembered, TailHash>>,
     /// Most tokens kept (0: nothing is remembered).
     capacity: usize,
     clock: Clock,
@@ -68,7 +68,7 @@ impl EdgeAuth {
         EdgeAuth {
             validator,
             verdicts: Arc::new(Verdicts {
-                map: RwLock::new(HashMap::new()),
+                map: RwLock::new(HashMap::default()),
                 capacity: remember,
                 clock,
             }),
@@ -129,6 +129,43 @@ impl EdgeAuth {
                 missing: missing.into_iter().map(str::to_string).collect(),
             })
         }
+    }
+}
+
+/// Hashes a token by its length and its last [`TailHash::BYTES`] bytes
+/// only. A token is about a kilobyte and is looked up on every request:
+/// SipHash over all of it cost more than the rest of the edge check. The
+/// tail of a JWT is its signature, which differs between any two tokens
+/// the issuer signed, and the map holds only tokens the validator
+/// accepted, so tokens sharing a tail cannot pile up in one bucket; the
+/// key comparison is still over the whole text. The hasher is SipHash with
+/// the process's random keys, like the default.
+#[derive(Debug, Default, Clone)]
+struct TailHash(std::collections::hash_map::RandomState);
+
+impl TailHash {
+    const BYTES: usize = 32;
+}
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(TailHash::BYTES)..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
     }
 }
 
@@ -296,5 +333,28 @@ mod tests {
         let h = token(&off, 90, &["user"]);
         assert!(off.auth.check(&access(&[]), &h).await.is_ok());
         assert_eq!(off.auth.remembered(), 0);
+    }
+
+    /// A token that ends like a remembered one (same signature, other
+    /// payload) is not taken for it: only the hash looks at the tail.
+    #[tokio::test]
+    async fn same_tail_other_token_is_not_recalled() {
+        let s = setup(16);
+        let h = token(&s, 90, &["user"]);
+        assert!(s.auth.check(&access(&["user"]), &h).await.is_ok());
+        let good = bearer_token(&h).unwrap().to_string();
+        let (head, rest) = good.split_once('.').unwrap();
+        let forged = format!("{head}x.{rest}");
+        assert!(s.auth.verdicts.recall(&good).is_some());
+        assert!(s.auth.verdicts.recall(&forged).is_none());
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {forged}")).unwrap(),
+        );
+        assert_eq!(
+            s.auth.check(&access(&[]), &bad).await.unwrap_err().status(),
+            401
+        );
     }
 }
