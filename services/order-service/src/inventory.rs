@@ -121,7 +121,7 @@ impl InventoryClient {
                     "no inventory-service instance is registered".into(),
                 ));
             };
-            if tried.contains(&pick.instance.instance_id) {
+            if tried.contains(&pick.instance().instance_id) {
                 // Only instances already tried are left.
                 drop(pick);
                 permit.failure();
@@ -129,7 +129,7 @@ impl InventoryClient {
                     "every inventory-service instance refused the connection".into(),
                 ));
             }
-            tried.push(pick.instance.instance_id.clone());
+            tried.push(pick.instance().instance_id.clone());
             let url = format!("{}/api/inventory/reservations", pick.base_url());
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self
