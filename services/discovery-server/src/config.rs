@@ -18,7 +18,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 
 /// Everything the discovery-server is configured with.
 #[derive(Debug, Clone, Parser)]
-#[command(about = "Service registry speaking the Eureka REST API, with a long-poll watch")]
+#[command(about)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -29,6 +29,12 @@ pub struct Config {
 impl HasCommon for Config {
     fn common(&self) -> &CommonArgs {
         &self.common
+    }
+
+    /// Logs only, no trace export: every instance's heartbeats and watch
+    /// polls, every few seconds, would bury the traces of real requests.
+    fn telemetry(&self) -> kit::telemetry::Settings {
+        self.common.log_format.into()
     }
 }
 

@@ -89,12 +89,9 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs the discovery-server until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the discovery-server on `service` until SIGTERM/SIGINT.
+pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let service = Service::bind(&SPEC, config.common.clone())
-        .await
-        .context("starting the discovery-server")?;
     let state = build(&config, Clock::System, &service);
     tracing::info!(
         eviction_interval = ?config.registry.eviction_interval,

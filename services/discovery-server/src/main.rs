@@ -1,14 +1,9 @@
-//! The discovery-server binary: parse, set up telemetry, run (see `lib.rs`).
+//! discovery-server binary: [`kit::service::main`] (configuration, probe,
+//! logging, runtime, listener), then [`discovery_server::run`].
 #![forbid(unsafe_code)]
 
-use anyhow::Context as _;
-use discovery_server::{Config, SPEC};
-use kit::config::HasCommon as _;
+use discovery_server::{SPEC, run};
 
 fn main() -> anyhow::Result<()> {
-    let config: Config = kit::config::parse(&SPEC);
-    kit::probe::exit_if_probe(&SPEC, config.common());
-    let _telemetry =
-        kit::telemetry::init(&SPEC, config.common().log_format).context("setting up logging")?;
-    kit::service::runtime()?.block_on(discovery_server::run(config))
+    Ok(kit::service::main(&SPEC, run)?)
 }

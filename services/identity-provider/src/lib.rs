@@ -72,7 +72,7 @@ const SKEW: Duration = Duration::from_secs(60);
 /// Configuration of the identity provider.
 #[derive(Debug, Clone, Parser)]
 #[command(
-    about = "Offline Keycloak-compatible OpenID Connect provider serving a Keycloak realm export",
+    about,
     after_help = "Admin: /admin endpoints (POST /admin/keys/rotate, GET /admin/keys) accept this provider's own \
                   tokens carrying the `admin` realm role; --issuer-url, --jwt-audience and --admin-token do not apply."
 )]

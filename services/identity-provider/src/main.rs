@@ -1,13 +1,10 @@
-//! The identity-provider binary: parse, set up telemetry, run (see `lib.rs`).
+//! identity-provider binary: [`kit::service::main_unbound`] (configuration,
+//! probe, telemetry, runtime), then [`identity_provider::run`], which binds
+//! with the common options that apply to it.
 #![forbid(unsafe_code)]
 
-use anyhow::Context as _;
-use identity_provider::{Config, SPEC};
-use kit::config::HasCommon as _;
+use identity_provider::{SPEC, run};
 
 fn main() -> anyhow::Result<()> {
-    let config: Config = kit::config::parse(&SPEC);
-    kit::probe::exit_if_probe(&SPEC, config.common());
-    let _telemetry = kit::telemetry::init(&SPEC, config.common()).context("setting up logging")?;
-    kit::service::runtime()?.block_on(identity_provider::run(config))
+    Ok(kit::service::main_unbound(&SPEC, run)?)
 }

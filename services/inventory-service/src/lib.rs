@@ -26,8 +26,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     registers: true,
 };
 
-/// The service's configuration, from flags and environment.
+/// The service's configuration, from flags and environment (`--help` shows
+/// the package description first).
 #[derive(Debug, Clone, clap::Parser)]
+#[command(about)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

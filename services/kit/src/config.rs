@@ -163,9 +163,23 @@ impl CommonArgs {
     }
 }
 
-/// Access to the common part of a service's config.
+/// A service's configuration, as the kit sees it: the common part, and the
+/// two things about the rest that [`parse`] and `kit::service::main` need.
 pub trait HasCommon {
     fn common(&self) -> &CommonArgs;
+
+    /// Checks relations between the service's own options that clap cannot
+    /// express; [`parse`] calls it after the common options' check, so a
+    /// bad combination exits with status 2 before anything starts.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What the service binary's telemetry is set up with: by default the
+    /// chosen log format and trace export as configured (`ZIPKIN_ENDPOINT`).
+    fn telemetry(&self) -> crate::telemetry::Settings {
+        self.common().into()
+    }
 }
 
 /// Parses a service's configuration from the process's arguments and
@@ -195,7 +209,7 @@ where
         .mut_arg("port", |a| a.default_value(spec.default_port.to_string()));
     let matches = cmd.try_get_matches_from_mut(args)?;
     let config = C::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
-    if let Err(msg) = config.common().validate() {
+    if let Err(msg) = config.common().validate().and_then(|()| config.validate()) {
         return Err(cmd.error(clap::error::ErrorKind::ValueValidation, msg));
     }
     Ok(config)
@@ -270,6 +284,12 @@ mod tests {
         fn common(&self) -> &CommonArgs {
             &self.common
         }
+        fn validate(&self) -> Result<(), String> {
+            if self.extra == "bad" {
+                return Err("--extra must not be `bad`".into());
+            }
+            Ok(())
+        }
     }
     const SPEC: ServiceSpec = ServiceSpec {
         name: "test-service",
@@ -292,7 +312,8 @@ mod tests {
         assert!(help.contains("8099"), "{help}");
     }
 
-    /// Bad values are usage errors naming the problem, never panics.
+    /// Bad values, and combinations the service's own check refuses, are
+    /// usage errors naming the problem, never panics.
     #[test]
     fn bad_values_are_usage_errors() {
         for args in [
@@ -309,6 +330,7 @@ mod tests {
             vec!["x", "--shutdown-timeout", "soon"],
             vec!["x", "--instance-id", " "],
             vec!["x", "--log-format", "xml"],
+            vec!["x", "--extra", "bad"],
         ] {
             let err = try_parse_from::<TestConfig, _, _>(&SPEC, args.clone()).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

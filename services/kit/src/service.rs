@@ -1,19 +1,28 @@
 //! A running service instance: listener, registry, health, metrics,
 //! background tasks and graceful shutdown, in one place.
 //!
-//! A service's `main.rs` does, in order:
+//! A service's `main.rs` is one call, [`main`], which does in order:
+//! 1. parse the configuration ([`crate::config::parse`]: exits 2 on bad
+//!    input, the service's own checks included);
+//! 2. `--probe`: answer the container health check and exit
+//!    ([`crate::probe::exit_if_probe`]);
+//! 3. set up telemetry ([`crate::telemetry::init`] with
+//!    [`HasCommon::telemetry`]), before the runtime: the Zipkin exporter's
+//!    blocking client cannot be built inside it (NOTES.md);
+//! 4. start the multi-threaded runtime ([`runtime`]);
+//! 5. [`Service::bind`], then the service's `run(config, service)`, which
+//!    does the domain setup (pools, health checks, background tasks via
+//!    [`Service::spawn`]) and ends in [`Service::serve`].
+//!
 //! ```ignore
-//! let config: Config = kit::config::parse(&SPEC);          // exits 2 on bad input
-//! kit::probe::exit_if_probe(&SPEC, config.common());        // container health probe mode
-//! let _telemetry = kit::telemetry::init(&SPEC, config.common().log_format)?; // before the runtime
-//! kit::service::runtime()?.block_on(async {
-//!     let service = Service::bind(&SPEC, config.common.clone()).await?;
-//!     // domain setup: pools, health checks, background tasks via service.spawn(..)
-//!     service.serve(api_router, admin_router).await
-//! })
+//! fn main() -> anyhow::Result<()> {
+//!     Ok(kit::service::main(&SPEC, my_service::run)?)
+//! }
 //! ```
-//! Tests do the same with [`CommonArgs::for_tests`] (port 0) and stop the
-//! service by cancelling [`Service::shutdown_token`].
+//! A service that must bind itself (it changes the common options first)
+//! uses [`main_unbound`]. Tests do step 5 alone with
+//! [`CommonArgs::for_tests`] (port 0) and stop the service by cancelling
+//! [`Service::shutdown_token`].
 //!
 //! Shutdown order, and why: (1) readiness turns DOWN and the instance
 //! leaves the registry, so balancers stop choosing it; (2) the listener
@@ -31,8 +40,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use clap::{CommandFactory, FromArgMatches};
+
 use crate::auth::{AdminAuth, JwtValidator};
-use crate::config::{CommonArgs, ServiceSpec, route_ip_towards};
+use crate::config::{CommonArgs, HasCommon, ServiceSpec, route_ip_towards};
 use crate::health::Health;
 use crate::http::{Info, Scaffold, finish};
 use crate::metrics::Metrics;
@@ -56,6 +67,66 @@ pub enum ServiceError {
     HttpClient(#[source] reqwest::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+}
+
+/// Why a service binary stopped with an error (see [`main`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MainError {
+    #[error("setting up telemetry")]
+    Telemetry(#[source] crate::telemetry::TelemetryError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The service's own `run` failed; its error, unchanged.
+    #[error(transparent)]
+    Run(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The whole `main` of a service binary (see the module docs): parse,
+/// probe, telemetry, runtime, bind, then `run(config, service)` until it
+/// returns.
+pub fn main<C, F, Fut, E>(spec: &ServiceSpec, run: F) -> Result<(), MainError>
+where
+    C: CommandFactory + FromArgMatches + HasCommon,
+    F: FnOnce(C, Service) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let spec = *spec;
+    start(&spec, move |config: C| async move {
+        let service = Service::bind(&spec, config.common().clone()).await?;
+        run(config, service)
+            .await
+            .map_err(|e| MainError::Run(e.into()))
+    })
+}
+
+/// [`main`] for a service that binds its listener itself inside `run`
+/// (for instance with common options it changed first).
+pub fn main_unbound<C, F, Fut, E>(spec: &ServiceSpec, run: F) -> Result<(), MainError>
+where
+    C: CommandFactory + FromArgMatches + HasCommon,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    start(spec, move |config: C| async move {
+        run(config).await.map_err(|e| MainError::Run(e.into()))
+    })
+}
+
+/// Steps 1 to 4 of the module docs, then `run` on the runtime.
+fn start<C, F, Fut>(spec: &ServiceSpec, run: F) -> Result<(), MainError>
+where
+    C: CommandFactory + FromArgMatches + HasCommon,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<(), MainError>>,
+{
+    let config: C = crate::config::parse(spec);
+    crate::probe::exit_if_probe(spec, config.common());
+    // Held until `main` returns: dropping it flushes the queued spans.
+    let _telemetry =
+        crate::telemetry::init(spec, config.telemetry()).map_err(MainError::Telemetry)?;
+    runtime()?.block_on(run(config))
 }
 
 /// The multi-threaded tokio runtime services run on.

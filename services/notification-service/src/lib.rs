@@ -38,7 +38,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 
 /// notification-service's configuration (flags or environment; `--help` shows defaults).
 #[derive(Debug, Clone, Parser)]
-#[command(about = "Consumes OrderPlacedEvents from Kafka and sends notifications")]
+#[command(about)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -114,11 +114,9 @@ impl HasCommon for Config {
     fn common(&self) -> &CommonArgs {
         &self.common
     }
-}
 
-impl Config {
-    /// Checks relations between options that clap cannot express.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks relations between options that clap cannot express (parsing calls it).
+    fn validate(&self) -> Result<(), String> {
         if self.kafka_bootstrap_servers.trim().is_empty() {
             return Err("--kafka-bootstrap-servers must not be empty".into());
         }
@@ -317,19 +315,21 @@ mod tests {
         c.validate().unwrap();
     }
 
-    /// Bad values are usage errors, and a bad database URL is never echoed.
+    /// Bad values and bad combinations are usage errors, and a bad database URL is never echoed.
     #[test]
     fn bad_values() {
         let err = parse(&["--database-url", "postgres://u:s3cret@h/db"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(!err.to_string().contains("s3cret"), "{err}");
         assert!(parse(&["--max-attempts", "0"]).is_err());
-        let c = parse(&["--topic", "a", "--dlt-topic", "a"]).unwrap();
-        assert!(c.validate().is_err());
-        let c = parse(&["--retry-backoff", "10s", "--retry-backoff-max", "1s"]).unwrap();
-        assert!(c.validate().is_err());
-        let c = parse(&["--topic", "bad topic"]).unwrap();
-        assert!(c.validate().is_err());
+        for args in [
+            &["--topic", "a", "--dlt-topic", "a"][..],
+            &["--retry-backoff", "10s", "--retry-backoff-max", "1s"],
+            &["--topic", "bad topic"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
     }
 
     /// Client ids keep only characters brokers accept everywhere.

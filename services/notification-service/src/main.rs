@@ -1,4 +1,5 @@
-//! notification-service binary: parse the configuration, start telemetry, run the service.
+//! notification-service binary: [`kit::service::main`] (configuration, probe,
+//! telemetry, runtime, listener), then [`notification_service::run`].
 //!
 //! Every option is a flag and an environment variable; `notification-service --help` lists
 //! them with their defaults. The ones a deployment sets: `KAFKA_BOOTSTRAP_SERVERS`
@@ -6,27 +7,8 @@
 //! (`mysql://notifications:<password>@host:3306/notifications`).
 #![forbid(unsafe_code)]
 
-use anyhow::Context;
-use clap::CommandFactory;
-use kit::HasCommon;
-use notification_service::{Config, SPEC};
+use notification_service::{SPEC, run};
 
 fn main() -> anyhow::Result<()> {
-    let config: Config = kit::config::parse(&SPEC);
-    if let Err(msg) = config.validate() {
-        Config::command()
-            .name(SPEC.name)
-            .error(clap::error::ErrorKind::ValueValidation, msg)
-            .exit();
-    }
-    kit::probe::exit_if_probe(&SPEC, config.common());
-    let _telemetry = kit::telemetry::init(&SPEC, config.common()).context("starting telemetry")?;
-    kit::service::runtime()?.block_on(async {
-        let service = kit::Service::bind(&SPEC, config.common.clone())
-            .await
-            .context("binding the listener")?;
-        notification_service::run(config, service)
-            .await
-            .context("running notification-service")
-    })
+    Ok(kit::service::main(&SPEC, run)?)
 }

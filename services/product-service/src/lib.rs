@@ -32,7 +32,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 
 /// product-service's configuration (flags or environment).
 #[derive(Debug, Clone, Parser)]
-#[command(about = "Product catalogue on MongoDB or an embedded document store")]
+#[command(about)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

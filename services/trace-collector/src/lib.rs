@@ -45,8 +45,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     registers: true,
 };
 
-/// Command line and environment of the collector.
+/// Command line and environment of the collector (`--help` shows the
+/// package description first).
 #[derive(Debug, Clone, Parser)]
+#[command(about)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -91,6 +93,13 @@ pub struct Config {
 impl HasCommon for Config {
     fn common(&self) -> &CommonArgs {
         &self.common
+    }
+
+    /// Logs only, no trace export: the collector's own spans (one per
+    /// upload) would be exported to a collector, itself in a small stack,
+    /// and each export would be traced again.
+    fn telemetry(&self) -> kit::telemetry::Settings {
+        self.common.log_format.into()
     }
 }
 

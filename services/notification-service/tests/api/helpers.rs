@@ -68,9 +68,9 @@ impl Infra {
             "1s",
         ];
         args.extend_from_slice(extra);
+        // Parsing also runs the service's own checks (`HasCommon::validate`).
         let mut config: Config =
             kit::config::try_parse_from(&notification_service::SPEC, args).unwrap();
-        config.validate().unwrap();
         config.common = kit::CommonArgs::for_tests(None);
         config
     }
