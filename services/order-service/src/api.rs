@@ -222,10 +222,7 @@ impl AppState {
                 tracing::info!(order_number = %order_number, total = %view.total, "order placed");
                 Ok(created(&order_number, answer.body, false))
             }
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
+            Err(e) if kit::db::is_unique_violation(&e) => {
                 // Another attempt with the same key stored this order first
                 // (it took over a key we held too long): its reservation is
                 // the order's, so nothing is released.

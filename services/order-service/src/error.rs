@@ -71,14 +71,7 @@ impl OrderError {
             )
             .kind("idempotency-key-in-progress"),
             OrderError::NotFound(msg) => Problem::not_found(msg.clone()),
-            OrderError::Db(e) if is_unavailable(e) => {
-                tracing::error!(error = %e, "order database unavailable");
-                Problem::unavailable("the order database is unavailable")
-            }
-            OrderError::Db(e) => {
-                tracing::error!(error = %e, "order database error");
-                Problem::internal()
-            }
+            OrderError::Db(e) => kit::db::problem("orders", e),
         }
     }
 }
@@ -98,18 +91,6 @@ fn passed_on(p: &Problem, status: StatusCode, slug: &str) -> Problem {
         }
     }
     out
-}
-
-/// Errors that mean "the database cannot be reached now".
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_)
-    )
 }
 
 impl IntoResponse for OrderError {

@@ -160,13 +160,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
         config.db_connect_timeout,
     )
     .await?;
-    {
-        let store = store.clone();
-        service.health().add_check("db", move || {
-            let store = store.clone();
-            async move { store.ping().await.map_err(|e| e.to_string()) }
-        });
-    }
+    kit::db::add_health_check(service.health(), store.pool());
 
     // Start watching the registry now, so the first order finds inventory
     // in the cache instead of waiting for the first registry answer.

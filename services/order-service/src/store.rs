@@ -18,8 +18,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use events::{Customer, OrderLine, OrderPlacedEvent};
 use kit::page::{Page, PageRequest};
 use rust_decimal::Decimal;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::{Connection, QueryBuilder, Row};
+use sqlx::mysql::MySqlPool;
+use sqlx::{QueryBuilder, Row};
 
 use kit::telemetry::{db_span, db_transaction_span, traced};
 
@@ -115,41 +115,14 @@ impl Store {
         url: &str,
         max_connections: u32,
         connect_timeout: Duration,
-    ) -> anyhow::Result<Store> {
-        use anyhow::Context;
-        let deadline = tokio::time::Instant::now() + connect_timeout;
-        let mut wait = Duration::from_millis(100);
-        let pool = loop {
-            let attempt = MySqlPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect(url)
-                .await;
-            match attempt {
-                Ok(pool) => break pool,
-                Err(e) if tokio::time::Instant::now() + wait < deadline => {
-                    tracing::warn!(error = %e, "database not reachable yet; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e).context("connecting to the orders database"),
-            }
-        };
-        MIGRATOR
-            .run(&pool)
-            .await
-            .context("running the orders database migrations")?;
+    ) -> Result<Store, kit::db::DbError> {
+        let pool =
+            kit::db::connect("orders", url, max_connections, connect_timeout, &MIGRATOR).await?;
         Ok(Store { pool })
     }
 
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
-    }
-
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        conn.ping().await
     }
 
     /// Writes the order, its lines, its outbox row and (with `key`) the
@@ -300,10 +273,7 @@ impl Store {
         let inserted = traced(db_span(DB, "INSERT idempotency_keys", CLAIM_KEY), query).await;
         match inserted {
             Ok(_) => Ok(Claim::Fresh),
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
+            Err(e) if kit::db::is_unique_violation(&e) => {
                 match self.key(key).await? {
                     Some(row) => Ok(Claim::Existing(row)),
                     // Dropped between our insert and read: try again once.
