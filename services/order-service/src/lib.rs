@@ -37,8 +37,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 /// The name of the breaker guarding inventory calls.
 pub const INVENTORY_BREAKER: &str = "inventory-service";
 
-/// The service's configuration, from flags and environment.
+/// The service's configuration, from flags and environment (`--help` shows
+/// the package description first).
 #[derive(Debug, Clone, clap::Parser)]
+#[command(about)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
