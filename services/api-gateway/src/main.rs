@@ -4,6 +4,13 @@
 
 use api_gateway::{Config, SPEC};
 
+/// mimalloc rather than glibc's malloc: a proxied request allocates about a
+/// hundred small blocks, often freed on another worker thread than the one
+/// that allocated them, and glibc's arenas spent a fifth of the gateway's
+/// instructions per request on that (BENCHMARKS.md, gateway).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config: Config = kit::config::parse(&SPEC);
     kit::probe::exit_if_probe(&SPEC, &config.common);
