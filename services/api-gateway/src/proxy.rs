@@ -212,6 +212,9 @@ impl Proxy {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         remove_hop_by_hop(&mut headers);
+        // Room for the forwarding and trace headers added below, at once
+        // rather than by repeated growth of a map sized for the request.
+        headers.reserve(12);
         // hyper's client writes the instance's own Host (Spring Cloud
         // Gateway's default); the original goes in X-Forwarded-Host.
         headers.remove(header::HOST);
@@ -387,14 +390,38 @@ impl Proxy {
 }
 
 /// `http://host:port/path?query` of an instance; IPv6 hosts get brackets.
+/// Written into one string that becomes the URI's buffer (no `format!`, no
+/// copy on parsing): this runs for every attempt.
 fn upstream_uri(instance: &ServiceInstance, path_and_query: &str) -> Option<Uri> {
-    let host = &instance.host;
-    let text = if host.contains(':') && !host.starts_with('[') {
-        format!("http://[{host}]:{}{path_and_query}", instance.port)
+    let host = instance.host.as_str();
+    let bracket = host.contains(':') && !host.starts_with('[');
+    let mut text = String::with_capacity(16 + host.len() + path_and_query.len());
+    text.push_str("http://");
+    if bracket {
+        text.extend(["[", host, "]"]);
     } else {
-        format!("http://{host}:{}{path_and_query}", instance.port)
-    };
-    text.parse().ok()
+        text.push_str(host);
+    }
+    text.push(':');
+    push_decimal(&mut text, instance.port);
+    text.push_str(path_and_query);
+    Uri::try_from(text).ok()
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): those `Connection` names
@@ -640,5 +667,12 @@ mod tests {
             upstream_uri(&i, "/").unwrap().to_string(),
             "http://[fd00::1]:8081/"
         );
+        for port in [0, 7, 80, 65535] {
+            i.port = port;
+            assert_eq!(
+                upstream_uri(&i, "/x").unwrap().to_string(),
+                format!("http://[fd00::1]:{port}/x")
+            );
+        }
     }
 }

@@ -287,9 +287,33 @@ async fn observe(
     res
 }
 
-/// A new request id: a random (v4) UUID, hyphenated, lower case.
+/// A new request id: a random (v4) UUID, hyphenated, lower case. The
+/// random bits come from the thread's RNG (ChaCha, seeded from the OS):
+/// `Uuid::new_v4` asks the OS for each one, a `getrandom` system call per
+/// request that no caller of a request id needs.
 fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let text = id.hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New request ids are distinct version-4 UUIDs in the usual text form.
+    #[test]
+    fn request_ids_are_v4_uuids() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for v in [a, b] {
+            let text = v.to_str().unwrap();
+            let id = uuid::Uuid::parse_str(text).unwrap();
+            assert_eq!(id.get_version_num(), 4);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id.hyphenated().to_string(), text);
+        }
+    }
 }
