@@ -9,6 +9,8 @@
 //! - [`Tansu`]: a throwaway tansu 0.6.0 broker with SQLite storage that survives restarts.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
+//! - `InProcess` (feature `kit`): a kit service run inside the test process on a free port, stopped
+//!   as SIGTERM would; `registry()` (feature `registry`): the real discovery-server that way.
 //!
 //! Every child process is started through a tiny `sh` watchdog that kills it when the test process goes
 //! away, even by `SIGKILL` (the watchdog notices its control pipe close), so a timed-out or crashed
@@ -36,6 +38,8 @@ mod net;
 mod paths;
 mod process;
 mod server;
+#[cfg(feature = "kit")]
+mod service;
 mod tansu;
 
 pub use error::Error;
@@ -43,6 +47,10 @@ pub use mariadb::{DbAccess, MariaDb};
 pub use net::{free_port, wait_for_http};
 pub use paths::{bin_path, target_dir, workspace_root};
 pub use process::{ChildGuard, spawn_process, spawn_process_in};
+#[cfg(feature = "kit")]
+pub use service::InProcess;
+#[cfg(feature = "registry")]
+pub use service::registry;
 pub use tansu::Tansu;
 
 /// Result type of every fallible testkit call.

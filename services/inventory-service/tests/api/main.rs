@@ -7,21 +7,17 @@ mod validation;
 use std::time::Duration;
 
 use inventory_service::{Config, SPEC};
-use kit::Service;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::InProcess;
 
 pub const ADMIN: &str = "Bearer test-admin-token";
 
 /// A running inventory-service with its own database server.
 pub struct App {
-    pub base: String,
     pub http: reqwest::Client,
     pub db: testkit::MariaDb,
     pub pool: sqlx::MySqlPool,
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    service: InProcess<anyhow::Error>,
 }
 
 impl App {
@@ -30,29 +26,26 @@ impl App {
         let db = testkit::MariaDb::start().await.expect("MariaDB starts");
         let access = db.create_database("inventory").await.expect("database");
         let config = Config::for_tests(&access.url, None);
-        let service = Service::bind(&SPEC, config.common.clone())
-            .await
-            .expect("bind");
-        let base = format!("http://127.0.0.1:{}", service.port());
-        let stop = service.shutdown_token();
-        let task = tokio::spawn(inventory_service::run(config, service));
-        let http = reqwest::Client::new();
-        testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(30))
+        let service = InProcess::start(&SPEC, config.common.clone(), |service| {
+            inventory_service::run(config, service)
+        })
+        .await
+        .expect("bind");
+        service
+            .wait_ready(Duration::from_secs(30))
             .await
             .expect("ready");
         let pool = sqlx::MySqlPool::connect(&access.url).await.expect("pool");
         App {
-            base,
-            http,
+            http: reqwest::Client::new(),
             db,
             pool,
-            stop,
-            task,
+            service,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.service.url(path)
     }
 
     pub async fn set_stock(&self, sku: &str, quantity: u64) {
@@ -111,8 +104,7 @@ impl App {
     }
 
     pub async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await.unwrap();
     }
 }
 

@@ -5,15 +5,12 @@ use std::sync::Arc;
 use product_service::store::embedded::EmbeddedStore;
 use reqwest::Client;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::InProcess;
 
 /// A product-service instance on a free port with its own embedded store.
 pub struct TestApp {
-    pub base: String,
     pub client: Client,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), product_service::RunError>>,
+    service: InProcess<product_service::RunError>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,23 +22,22 @@ impl TestApp {
         let store = EmbeddedStore::open(dir.path().join("products"))
             .await
             .unwrap();
-        let service = kit::Service::bind(&product_service::SPEC, kit::CommonArgs::for_tests(None))
-            .await
-            .unwrap();
-        let base = format!("http://127.0.0.1:{}", service.port());
-        let stop = service.shutdown_token();
-        let task = tokio::spawn(product_service::serve(Arc::new(store), service));
+        let service = InProcess::start(
+            &product_service::SPEC,
+            kit::CommonArgs::for_tests(None),
+            |service| product_service::serve(Arc::new(store), service),
+        )
+        .await
+        .unwrap();
         TestApp {
-            base,
             client: Client::new(),
-            stop,
-            task,
+            service,
             _dir: dir,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.service.url(path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -74,8 +70,7 @@ impl TestApp {
 
     /// Stops the service and waits for it to finish cleanly.
     pub async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await.unwrap();
     }
 }
 
