@@ -168,6 +168,35 @@ impl OrderPlacedEvent {
     }
 }
 
+/// A sample order, for the tests and benchmarks of every crate that handles
+/// the event (feature `fixtures`): two `iphone_15` at 999.99 and one `case`
+/// at 10.00 (total 2009.98), placed now by customer `user-1`, Alice
+/// <alice@example.com>.
+#[cfg(any(test, feature = "fixtures"))]
+pub fn sample(order_number: &str) -> OrderPlacedEvent {
+    OrderPlacedEvent::new(
+        order_number.into(),
+        vec![
+            OrderLine {
+                sku_code: "iphone_15".into(),
+                price: Decimal::new(99_999, 2),
+                quantity: 2,
+            },
+            OrderLine {
+                sku_code: "case".into(),
+                price: Decimal::new(1_000, 2),
+                quantity: 1,
+            },
+        ],
+        Customer {
+            id: "user-1".into(),
+            email: Some("alice@example.com".into()),
+            name: Some("Alice".into()),
+        },
+        Utc::now(),
+    )
+}
+
 /// Sum of `price × quantity`.
 pub fn total_of(lines: &[OrderLine]) -> Decimal {
     lines
@@ -206,27 +235,7 @@ mod tests {
     use std::str::FromStr;
 
     fn sample() -> OrderPlacedEvent {
-        OrderPlacedEvent::new(
-            "ord-1".into(),
-            vec![
-                OrderLine {
-                    sku_code: "iphone_15".into(),
-                    price: Decimal::from_str("999.99").unwrap(),
-                    quantity: 2,
-                },
-                OrderLine {
-                    sku_code: "case".into(),
-                    price: Decimal::from_str("10.00").unwrap(),
-                    quantity: 1,
-                },
-            ],
-            Customer {
-                id: "u1".into(),
-                email: Some("alice@example.com".into()),
-                name: None,
-            },
-            Utc::now(),
-        )
+        super::sample("ord-1")
     }
 
     /// An event survives encode/decode, with prices as exact decimal strings.

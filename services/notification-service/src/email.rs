@@ -81,33 +81,13 @@ pub fn render(event: &OrderPlacedEvent, origin: Origin) -> Email {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::{Customer, OrderLine};
-    use std::str::FromStr;
+    use events::Customer;
 
     /// The e-mail names the order, every line with its amount, the total and the customer.
     #[test]
     fn renders_order_lines_total_and_customer() {
-        let event = OrderPlacedEvent::new(
-            "ord-42".into(),
-            vec![
-                OrderLine {
-                    sku_code: "iphone_15".into(),
-                    price: Decimal::from_str("999.99").unwrap(),
-                    quantity: 2,
-                },
-                OrderLine {
-                    sku_code: "case".into(),
-                    price: Decimal::from_str("10.00").unwrap(),
-                    quantity: 1,
-                },
-            ],
-            Customer {
-                id: "u-1".into(),
-                email: Some("alice@example.com".into()),
-                name: Some("Alice".into()),
-            },
-            chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        );
+        let mut event = events::sample("ord-42");
+        event.occurred_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let origin = Origin {
             topic: "order-placed".into(),
             partition: 0,
@@ -132,21 +112,12 @@ mod tests {
     /// Without a name the greeting uses the customer id; an empty e-mail is no recipient.
     #[test]
     fn anonymous_customer() {
-        let mut event = OrderPlacedEvent::new(
-            "ord-1".into(),
-            vec![OrderLine {
-                sku_code: "s".into(),
-                price: Decimal::ONE,
-                quantity: 1,
-            }],
-            Customer {
-                id: "anonymous".into(),
-                email: Some(" ".into()),
-                name: None,
-            },
-            chrono::Utc::now(),
-        );
-        event.customer.name = Some(String::new());
+        let mut event = events::sample("ord-1");
+        event.customer = Customer {
+            id: "anonymous".into(),
+            email: Some(" ".into()),
+            name: Some(String::new()),
+        };
         let e = render(
             &event,
             Origin {

@@ -3,17 +3,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::str::FromStr;
 use std::time::Duration;
 
-use events::{Customer, OrderLine, OrderPlacedEvent};
+use events::OrderPlacedEvent;
 use notification_service::Config;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::Client;
-use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -220,29 +218,9 @@ where
     }
 }
 
-/// An order event for `order_number` with two lines.
+/// An order event for `order_number` with two lines (the events crate's sample).
 pub fn event(order_number: &str) -> OrderPlacedEvent {
-    OrderPlacedEvent::new(
-        order_number.into(),
-        vec![
-            OrderLine {
-                sku_code: "iphone_15".into(),
-                price: Decimal::from_str("999.99").unwrap(),
-                quantity: 2,
-            },
-            OrderLine {
-                sku_code: "case".into(),
-                price: Decimal::from_str("10.00").unwrap(),
-                quantity: 1,
-            },
-        ],
-        Customer {
-            id: "user-1".into(),
-            email: Some("alice@example.com".into()),
-            name: Some("Alice".into()),
-        },
-        chrono::Utc::now(),
-    )
+    events::sample(order_number)
 }
 
 /// Publishes like order-service: key = order number, the events crate's headers.
