@@ -5,25 +5,26 @@ use std::time::Duration;
 use identity_provider::AppState;
 use identity_provider::keys::SigningKey;
 use identity_provider::realm::Realm;
+use kit::CommonArgs;
 use kit::clock::Clock;
-use kit::{CommonArgs, Service};
 use serde_json::{Value, json};
 
-use crate::{Stack, line, running};
+use crate::{Running, Stack, line};
 
 /// Starts the identity provider (the realm of `keycloak/realm.json`) in-process; returns its base URL.
-async fn identity_provider() -> (String, crate::Running) {
+async fn identity_provider() -> (String, Running) {
     let realm = Realm::load(&testkit::workspace_root().join("keycloak/realm.json")).unwrap();
     let key = tokio::task::spawn_blocking(SigningKey::generate)
         .await
         .unwrap()
         .unwrap();
     let state = AppState::new(realm, key, None, Duration::from_secs(10), Clock::System);
-    let service = Service::bind(&identity_provider::SPEC, CommonArgs::for_tests(None))
-        .await
-        .unwrap();
-    let r = running(service, |s| identity_provider::serve(state, s));
-    (r.base.clone(), r)
+    let r = Running::start(&identity_provider::SPEC, CommonArgs::for_tests(None), |s| {
+        identity_provider::serve(state, s)
+    })
+    .await
+    .unwrap();
+    (r.base().to_string(), r)
 }
 
 async fn login(http: &reqwest::Client, idp: &str, user: &str, password: &str) -> String {

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
+use kit::CommonArgs;
 use kit::config::ServiceSpec;
-use kit::{CommonArgs, Service};
 use serde_json::{Value, json};
 
-use crate::{Running, Stack, line, running};
+use crate::{Running, Stack, line};
 
 const FALLBACK: &str = "Service is temporarily unavailable";
 
@@ -21,9 +21,6 @@ async fn slow_inventory(registry: &str, delay: Duration) -> Running {
         version: "0.0.0-slow-stand-in",
         registers: true,
     };
-    let service = Service::bind(&FAKE, CommonArgs::for_tests(Some(registry)))
-        .await
-        .unwrap();
     let api = Router::new()
         .route(
             "/api/inventory/reservations",
@@ -41,9 +38,13 @@ async fn slow_inventory(registry: &str, delay: Duration) -> Running {
             "/api/inventory/reservations/{n}",
             delete(|| async { StatusCode::OK }),
         );
-    running(service, |s| async move {
-        s.serve(api, Router::new()).await.map_err(Into::into)
-    })
+    Running::start(
+        &FAKE,
+        CommonArgs::for_tests(Some(registry)),
+        |s| async move { s.serve(api, Router::new()).await.map_err(Into::into) },
+    )
+    .await
+    .unwrap()
 }
 
 async fn wait_for_state(stack: &Stack, state: &str, within: Duration) -> Value {
@@ -190,7 +191,7 @@ async fn slow_calls_open_the_breaker() {
         "{b}"
     );
     fallback(&stack).await;
-    fake.stop().await;
+    fake.stop().await.unwrap();
 }
 
 /// An inventory slower than the timeout: 503 fallback within the timeout, recorded as a failure.
@@ -212,5 +213,5 @@ async fn timeout_is_a_failure_and_a_fallback() {
     let b = stack.breaker().await;
     assert_eq!(b["metrics"]["numberOfFailedCalls"], 1, "{b}");
     assert_eq!(stack.count("orders").await, 0);
-    fake.stop().await;
+    fake.stop().await.unwrap();
 }

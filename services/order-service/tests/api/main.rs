@@ -18,31 +18,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kit::Service;
 use order_service::Config;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub const ADMIN: &str = "Bearer test-admin-token";
 
 /// A service running in this process.
-pub struct Running {
-    pub base: String,
-    pub port: u16,
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
-    }
-}
+pub type Running = testkit::InProcess<anyhow::Error>;
 
 /// Everything an order needs.
 pub struct Stack {
@@ -82,10 +67,11 @@ impl Stack {
         let (db, kafka, registry) = tokio::join!(
             testkit::MariaDb::start(),
             testkit::Tansu::start(),
-            start_registry()
+            testkit::registry()
         );
         let db = db.expect("MariaDB starts");
         let kafka = kafka.expect("tansu starts");
+        let registry = registry.expect("bind registry");
         kafka
             .create_topic(events::ORDER_PLACED_TOPIC, 3)
             .await
@@ -115,7 +101,7 @@ impl Stack {
     }
 
     pub fn registry_url(&self) -> String {
-        self.registry.base.clone()
+        self.registry.base().to_string()
     }
 
     /// order-service's test configuration for this stack.
@@ -131,37 +117,36 @@ impl Stack {
     pub async fn start_inventory(&mut self) {
         let config =
             inventory_service::Config::for_tests(&self.inventory_url, Some(&self.registry_url()));
-        let service = Service::bind(&inventory_service::SPEC, config.common.clone())
-            .await
-            .expect("bind inventory");
-        let running = running(service, |s| inventory_service::run(config, s));
-        testkit::wait_for_http(
-            &format!("{}/health/ready", running.base),
-            Duration::from_secs(30),
-        )
+        let running = Running::start(&inventory_service::SPEC, config.common.clone(), |s| {
+            inventory_service::run(config, s)
+        })
         .await
-        .expect("inventory ready");
+        .expect("bind inventory");
+        running
+            .wait_ready(Duration::from_secs(30))
+            .await
+            .expect("inventory ready");
         self.inventory = Some(running);
     }
 
     pub async fn stop_inventory(&mut self) {
         if let Some(i) = self.inventory.take() {
-            i.stop().await;
+            // How the service ended is not what these tests check.
+            let _ = i.stop().await;
         }
     }
 
     /// Starts order-service in-process and waits until it sees inventory (if running).
     pub async fn start_order(&mut self, config: Config) {
-        let service = Service::bind(&order_service::SPEC, config.common.clone())
-            .await
-            .expect("bind order");
-        let running = running(service, |s| order_service::run(config, s));
-        testkit::wait_for_http(
-            &format!("{}/health/ready", running.base),
-            Duration::from_secs(30),
-        )
+        let running = Running::start(&order_service::SPEC, config.common.clone(), |s| {
+            order_service::run(config, s)
+        })
         .await
-        .expect("order-service ready");
+        .expect("bind order");
+        running
+            .wait_ready(Duration::from_secs(30))
+            .await
+            .expect("order-service ready");
         self.order = Some(running);
         if self.inventory.is_some() {
             self.wait_for_inventory_instances(1).await;
@@ -169,18 +154,15 @@ impl Stack {
     }
 
     pub fn order_url(&self, path: &str) -> String {
-        format!(
-            "{}{path}",
-            self.order.as_ref().expect("order-service runs").base
-        )
+        self.order.as_ref().expect("order-service runs").url(path)
     }
 
     pub fn inventory_base(&self) -> String {
         self.inventory
             .as_ref()
             .expect("inventory runs")
-            .base
-            .clone()
+            .base()
+            .to_string()
     }
 
     /// Waits until order-service's balancer lists `n` inventory instances.
@@ -273,49 +255,6 @@ pub async fn count(pool: &sqlx::MySqlPool, table: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
-}
-
-/// Runs a bound service in the background.
-pub fn running<F, Fut>(service: Service, run: F) -> Running
-where
-    F: FnOnce(Service) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let port = service.port();
-    let stop = service.shutdown_token();
-    let task = tokio::spawn(run(service));
-    Running {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        stop,
-        task,
-    }
-}
-
-/// The real discovery-server, in-process on the system clock.
-pub async fn start_registry() -> Running {
-    let config = discovery_server::Config::for_tests();
-    let service = Service::bind(&discovery_server::SPEC, config.common.clone())
-        .await
-        .expect("bind registry");
-    let state = discovery_server::build(&config, kit::clock::Clock::System, &service);
-    let port = service.port();
-    let stop = service.shutdown_token();
-    let task = tokio::spawn(async move {
-        service
-            .serve(
-                discovery_server::router(state.clone()),
-                discovery_server::admin_router(state),
-            )
-            .await
-            .map_err(anyhow::Error::from)
-    });
-    Running {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        stop,
-        task,
-    }
 }
 
 /// An event read back from Kafka.
