@@ -13,8 +13,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::Client;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::InProcess;
 
 /// Admin token of services started by tests (`CommonArgs::for_tests`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -85,10 +84,8 @@ impl Infra {
 
 /// The service running in this process on a free port.
 pub struct TestApp {
-    pub base: String,
     pub client: Client,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), notification_service::RunError>>,
+    service: InProcess<notification_service::RunError>,
 }
 
 impl TestApp {
@@ -102,28 +99,25 @@ impl TestApp {
 
     /// Starts the service without waiting for readiness.
     pub async fn spawn_unready(config: Config) -> TestApp {
-        let service = kit::Service::bind(&notification_service::SPEC, config.common.clone())
-            .await
-            .unwrap();
-        let base = format!("http://127.0.0.1:{}", service.port());
-        let stop = service.shutdown_token();
-        let task = tokio::spawn(notification_service::run(config, service));
+        let service = InProcess::start(
+            &notification_service::SPEC,
+            config.common.clone(),
+            |service| notification_service::run(config, service),
+        )
+        .await
+        .unwrap();
         TestApp {
-            base,
             client: Client::new(),
-            stop,
-            task,
+            service,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.service.url(path)
     }
 
     pub async fn wait_ready(&self) {
-        testkit::wait_for_http(&self.url("/health/ready"), WAIT)
-            .await
-            .unwrap();
+        self.service.wait_ready(WAIT).await.unwrap();
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -190,8 +184,7 @@ impl TestApp {
 
     /// Stops the service and waits until it has shut down cleanly.
     pub async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await.unwrap();
     }
 }
 

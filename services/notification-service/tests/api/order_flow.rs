@@ -11,35 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kit::Service;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use testkit::InProcess;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, WAIT, eventually};
-
-/// A service running in this process.
-struct InProcess {
-    base: String,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl InProcess {
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
-    }
-}
 
 /// Databases, broker, registry, inventory (with stock), order-service (binary) and
 /// notification-service (in-process).
 struct OrderFlow {
     _db: testkit::MariaDb,
     _kafka: testkit::Tansu,
-    registry: InProcess,
-    inventory: InProcess,
+    registry: InProcess<anyhow::Error>,
+    inventory: InProcess<anyhow::Error>,
     order_service: testkit::ChildGuard,
     order_base: String,
     notifications: TestApp,
@@ -63,10 +48,10 @@ impl OrderFlow {
         let inventory = db.create_database("inventory").await.unwrap();
         let notifications = db.create_database("notifications").await.unwrap();
 
-        let registry = start_registry().await;
-        let inventory_service = start_inventory(&inventory.url, &registry.base).await;
+        let registry = testkit::registry().await.unwrap();
+        let inventory_service = start_inventory(&inventory.url, registry.base()).await;
         let res = reqwest::Client::new()
-            .put(format!("{}/admin/inventory/phone", inventory_service.base))
+            .put(inventory_service.url("/admin/inventory/phone"))
             .bearer_auth(ADMIN_TOKEN)
             .json(&json!({"quantity": 1_000_000}))
             .send()
@@ -83,7 +68,7 @@ impl OrderFlow {
                 ("PORT", port.as_str()),
                 ("BIND_ADDR", "127.0.0.1"),
                 ("ADVERTISE_HOST", "127.0.0.1"),
-                ("REGISTRY_URL", registry.base.as_str()),
+                ("REGISTRY_URL", registry.base()),
                 ("DATABASE_URL", orders.url.as_str()),
                 ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
                 ("ADMIN_TOKEN", ADMIN_TOKEN),
@@ -113,7 +98,7 @@ impl OrderFlow {
             ];
             let mut c: notification_service::Config =
                 kit::config::try_parse_from(&notification_service::SPEC, args).unwrap();
-            c.common = kit::CommonArgs::for_tests(Some(&registry.base));
+            c.common = kit::CommonArgs::for_tests(Some(registry.base()));
             c
         };
         let notifications_app = TestApp::spawn(config).await;
@@ -173,46 +158,21 @@ impl OrderFlow {
         } = self;
         let _ = order_service.stop(Duration::from_secs(10)).await;
         notifications.stop().await;
-        inventory.stop().await;
-        registry.stop().await;
+        // How these two ended is not what these tests check.
+        let _ = inventory.stop().await;
+        let _ = registry.stop().await;
     }
 }
 
-async fn start_registry() -> InProcess {
-    let config = discovery_server::Config::for_tests();
-    let service = Service::bind(&discovery_server::SPEC, config.common.clone())
-        .await
-        .unwrap();
-    let state = discovery_server::build(&config, kit::clock::Clock::System, &service);
-    let base = format!("http://127.0.0.1:{}", service.port());
-    let stop = service.shutdown_token();
-    let task = tokio::spawn(async move {
-        let _ = service
-            .serve(
-                discovery_server::router(state.clone()),
-                discovery_server::admin_router(state),
-            )
-            .await;
-    });
-    InProcess { base, stop, task }
-}
-
-async fn start_inventory(database_url: &str, registry: &str) -> InProcess {
+async fn start_inventory(database_url: &str, registry: &str) -> InProcess<anyhow::Error> {
     let config = inventory_service::Config::for_tests(database_url, Some(registry));
-    let service = Service::bind(&inventory_service::SPEC, config.common.clone())
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", service.port());
-    let stop = service.shutdown_token();
-    let task = tokio::spawn(async move {
-        if let Err(e) = inventory_service::run(config, service).await {
-            tracing::error!(error = %e, "inventory-service failed");
-        }
-    });
-    testkit::wait_for_http(&format!("{base}/health/ready"), WAIT)
-        .await
-        .unwrap();
-    InProcess { base, stop, task }
+    let service = InProcess::start(&inventory_service::SPEC, config.common.clone(), |service| {
+        inventory_service::run(config, service)
+    })
+    .await
+    .unwrap();
+    service.wait_ready(WAIT).await.unwrap();
+    service
 }
 
 /// Orders posted by `workers` loops until `stop`; returns the accepted order numbers.
