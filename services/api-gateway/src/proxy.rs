@@ -280,6 +280,9 @@ impl Proxy {
                 std::mem::take(&mut headers)
             };
             kit::telemetry::inject_headers_from(&span, req.headers_mut());
+            if let Some(host) = host_header(req.uri()) {
+                req.headers_mut().insert(header::HOST, host);
+            }
 
             let sent = Instant::now();
             let outcome = tokio::time::timeout(route.timeout, self.client.request(req))
@@ -406,6 +409,21 @@ fn upstream_uri(instance: &ServiceInstance, path_and_query: &str) -> Option<Uri>
     push_decimal(&mut text, instance.port);
     text.push_str(path_and_query);
     Uri::try_from(text).ok()
+}
+
+/// The `Host` header hyper's client would write for `uri` (`host:port`, the
+/// port left out when it is 80), from the URI's authority as it stands:
+/// hyper-util formats it anew with `format!` on every request otherwise.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None; // never built so; leave it to hyper
+    }
+    let text = match authority.port_u16() {
+        Some(80) => authority.host(),
+        _ => authority.as_str(),
+    };
+    HeaderValue::from_str(text).ok()
 }
 
 /// Appends `n` in decimal.
@@ -626,6 +644,27 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["forwarded"], "for=203.0.113.9, for=\"[::1]\";proto=http");
+    }
+
+    /// The Host header is the one hyper-util writes itself (host, `:port`
+    /// unless 80, IPv6 in brackets).
+    #[test]
+    fn host_header_is_hyper_utils() {
+        for uri in [
+            "http://10.0.0.1:8081/a?b=1",
+            "http://10.0.0.1:80/a",
+            "http://[fd00::1]:8081/",
+            "http://[fd00::1]:80/",
+            "http://localhost:65535/x",
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            let host = uri.host().unwrap();
+            let expected = match uri.port_u16() {
+                Some(80) => host.to_string(),
+                _ => format!("{host}:{}", uri.port().unwrap()),
+            };
+            assert_eq!(host_header(&uri).unwrap(), expected.as_str(), "{uri}");
+        }
     }
 
     /// Peer addresses are written as `Display` writes them.
