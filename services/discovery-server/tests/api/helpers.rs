@@ -12,8 +12,7 @@ use kit::registry::Discovery;
 use kit::registry::model::{ApplicationsEnvelope, InstanceEnvelope, InstanceInfo};
 use kit::service::ServiceError;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::InProcess;
 
 /// 2023-11-14T22:13:20Z: where manual clocks start.
 pub const T0: u64 = 1_700_000_000_000;
@@ -28,8 +27,7 @@ pub struct TestApp {
     pub state: AppState,
     pub clock: Clock,
     pub http: reqwest::Client,
-    token: CancellationToken,
-    handle: Option<JoinHandle<Result<(), ServiceError>>>,
+    service: InProcess<ServiceError>,
 }
 
 impl TestApp {
@@ -41,19 +39,18 @@ impl TestApp {
         let service = Service::bind(&SPEC, config.common.clone())
             .await
             .expect("bind the registry");
-        let port = service.port();
         let state = build(&config, clock.clone(), &service);
-        let token = service.shutdown_token();
-        let handle =
-            tokio::spawn(service.serve(router(state.clone()), admin_router(state.clone())));
+        let served = state.clone();
+        let service = InProcess::spawn(service, |s| {
+            s.serve(router(served.clone()), admin_router(served))
+        });
         TestApp {
-            url: format!("http://127.0.0.1:{port}"),
-            port,
+            url: service.base().to_string(),
+            port: service.port(),
             state,
             clock,
             http: reqwest::Client::new(),
-            token,
-            handle: Some(handle),
+            service,
         }
     }
 
@@ -68,11 +65,9 @@ impl TestApp {
     }
 
     /// Stops the registry and waits until its port is free again.
-    pub async fn stop(mut self) {
-        self.token.cancel();
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
+    pub async fn stop(self) {
+        // Only the port being free matters here, not how serving ended.
+        let _ = self.service.stop().await;
     }
 
     pub fn eureka(&self, path: &str) -> String {
@@ -164,12 +159,6 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
-}
-
 /// An instance as a kit-based service would register it.
 pub fn instance(app: &str, id: &str, port: u16) -> InstanceInfo {
     InstanceInfo::new(app, id, "127.0.0.1", "127.0.0.1", port)
@@ -180,8 +169,7 @@ pub struct KitInstance {
     pub port: u16,
     pub instance_id: String,
     pub discovery: Discovery,
-    token: CancellationToken,
-    handle: Option<JoinHandle<Result<(), ServiceError>>>,
+    service: InProcess<ServiceError>,
 }
 
 impl KitInstance {
@@ -199,29 +187,18 @@ impl KitInstance {
         let port = service.port();
         let instance_id = service.instance_id().to_string();
         let discovery = service.discovery().clone();
-        let token = service.shutdown_token();
-        let handle = tokio::spawn(service.serve(Router::new(), Router::new()));
+        let service = InProcess::spawn(service, |s| s.serve(Router::new(), Router::new()));
         KitInstance {
             port,
             instance_id,
             discovery,
-            token,
-            handle: Some(handle),
+            service,
         }
     }
 
     /// Stops it (it deregisters first).
-    pub async fn stop(mut self) {
-        self.token.cancel();
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
-        }
-    }
-}
-
-impl Drop for KitInstance {
-    fn drop(&mut self) {
-        self.token.cancel();
+    pub async fn stop(self) {
+        let _ = self.service.stop().await;
     }
 }
 
