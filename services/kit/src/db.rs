@@ -105,10 +105,31 @@ pub fn connect_lazy(
     pool_options(max_connections, acquire_timeout).connect_lazy(url)
 }
 
+/// A pooled connection idle at least this long is pinged before it is
+/// handed out; busier ones are not (see [`pool_options`]).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// sqlx pings a connection when it goes back to the pool, and by default
+/// again every time it is taken out: two round trips per use on top of the
+/// statements. The second ping only tells something about a connection
+/// that sat idle, which the server may have dropped or lost in a restart
+/// meanwhile, so only those are pinged (a failed ping discards the
+/// connection and the pool hands out another). A connection that breaks
+/// between its release and its next use within the second fails that use,
+/// as it could fail right after a ping anyway.
 fn pool_options(max_connections: u32, acquire_timeout: Duration) -> MySqlPoolOptions {
     MySqlPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Whether the database answers (a protocol-level ping on a pooled connection).
