@@ -96,6 +96,10 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 500)]
     pub outbox_batch_size: u32,
 
+    /// Outbox relay: how long the Kafka producer waits for more events before it sends a request (librdkafka linger.ms); each pass hands its whole batch at once, so this only gathers events of passes running together: longer means fewer, larger requests and later events
+    #[arg(long, env = "OUTBOX_LINGER", default_value = "1ms", value_parser = relay::parse_linger)]
+    pub outbox_linger: Duration,
+
     /// Outbox relay: how long a pass waits for the broker's acknowledgements before it retries the batch with a new producer
     #[arg(long, env = "OUTBOX_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub outbox_send_timeout: Duration,
@@ -143,6 +147,7 @@ impl Config {
             outbox_batch_size: 500,
             outbox_relay_workers: 2,
             outbox_send_timeout: Duration::from_secs(10),
+            outbox_linger: Duration::from_millis(1),
             idempotency_wait: Duration::from_secs(5),
             idempotency_lease: Duration::from_secs(30),
         }
@@ -191,6 +196,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
             poll_interval: config.outbox_poll_interval,
             batch_size: config.outbox_batch_size,
             send_timeout: config.outbox_send_timeout,
+            linger: config.outbox_linger,
             client_id: service.instance_id().to_string(),
             workers: config.outbox_relay_workers,
         },

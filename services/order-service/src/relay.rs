@@ -21,6 +21,10 @@
 //! also polls, so rows written by another instance or left by a crash are
 //! found without a wake-up.
 //!
+//! The relay has its own few connections (one per worker and one for the
+//! depth gauges, [`relay_pool`]), set to READ COMMITTED once when opened, so
+//! a pass costs BEGIN, SELECT, UPDATE and COMMIT and nothing more.
+//!
 //! Tracing: each published event is a PRODUCER span (`send order-placed`,
 //! from handing the message to the producer to the broker's acknowledgement)
 //! whose parent is the trace context stored with the outbox row when the
@@ -49,8 +53,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sqlx::mysql::MySqlPool;
-use sqlx::{Acquire, QueryBuilder, Row};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::{Acquire, Executor, QueryBuilder, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +71,8 @@ pub struct RelayOptions {
     /// How long a pass waits for the broker's acknowledgements before it
     /// gives up on the batch and renews the producer.
     pub send_timeout: Duration,
+    /// The producer's `linger.ms`.
+    pub linger: Duration,
     /// Kafka client id.
     pub client_id: String,
     /// Concurrent relay workers in this instance.
@@ -93,6 +99,7 @@ pub struct Relay {
 
 /// What the relay's workers share.
 struct Shared {
+    /// The relay's own connections (see [`relay_pool`]).
     pool: MySqlPool,
     /// The producer and its generation. Workers clone it for each pass
     /// (a cheap `Arc` clone); the first worker to see failed deliveries
@@ -131,13 +138,41 @@ impl OutboxRow {
     }
 }
 
+/// The relay's connections to the orders database: as many as it uses at
+/// once (its workers and the depth gauges), opened like `orders`'
+/// connections (same options), each set to READ COMMITTED when it opens.
+///
+/// Why not share the service's pool: READ COMMITTED (see the module docs)
+/// would have to be set again before every pass, a round trip each time,
+/// because orders' transactions on the same connections must keep the
+/// default. And connections are not checked with a ping before each pass: a
+/// connection that broke while idle fails its pass, which is retried after a
+/// back-off with the rows still unsent, while a ping would cost a round trip
+/// on every pass.
+fn relay_pool(orders: &MySqlPool, workers: usize) -> MySqlPool {
+    MySqlPoolOptions::new()
+        .max_connections(u32::try_from(workers).unwrap_or(u32::MAX).saturating_add(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_lazy_with((*orders.connect_options()).clone())
+}
+
 impl Relay {
-    /// A relay publishing with a new idempotent producer.
+    /// A relay publishing with a new idempotent producer. `pool` is the
+    /// service's; the relay opens its own connections with its options.
     pub fn new(
         pool: MySqlPool,
         options: RelayOptions,
         metrics: &Metrics,
     ) -> Result<Relay, KafkaError> {
+        let pool = relay_pool(&pool, options.workers.max(1));
         let producer: FutureProducer = producer_config(&options).create()?;
         let m = RelayMetrics {
             pending: Gauge::default(),
@@ -314,10 +349,8 @@ impl Shared {
     /// One batch: lock, publish, mark, commit. Returns the rows handled.
     async fn pass(&self) -> Result<usize, RelayError> {
         let started = std::time::Instant::now();
+        // READ COMMITTED: set when the connection opened (`relay_pool`).
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .execute(&mut *conn)
-            .await?;
         let mut tx = conn.begin().await?;
         let rows = sqlx::query(
             "SELECT id, topic, message_key, payload, headers, trace_context, created_at FROM outbox \
@@ -504,15 +537,32 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// The producer's settings: idempotent, every replica acknowledges, a
-/// short linger to batch events that commit together.
+/// Longest accepted `OUTBOX_LINGER`: librdkafka's own bound of `linger.ms`.
+const MAX_LINGER: Duration = Duration::from_secs(900);
+
+/// Parses `OUTBOX_LINGER`: a duration from 0 to 900 s, whole milliseconds
+/// (librdkafka's `linger.ms` unit; finer values would be cut silently).
+pub fn parse_linger(s: &str) -> Result<Duration, String> {
+    let d = kit::config::parse_duration(s)?;
+    if d > MAX_LINGER || d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "`{s}` must be whole milliseconds between 0ms and 900s"
+        ));
+    }
+    Ok(d)
+}
+
+/// The producer's settings: idempotent, every replica acknowledges, and the
+/// configured linger (`OUTBOX_LINGER`): a pass hands its whole batch to the
+/// producer at once, so lingering only gathers the events of passes that
+/// run together into fewer requests, for a delay of as much per event.
 fn producer_config(o: &RelayOptions) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &o.bootstrap_servers)
         .set("client.id", &o.client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
+        .set("linger.ms", o.linger.as_millis().to_string())
         // No local timeout: librdkafka answers a timed-out message of an
         // idempotent producer by bumping the producer epoch, and tansu 0.6
         // panics on the next produce after such a bump (its storage thread
@@ -528,7 +578,7 @@ fn producer_config(o: &RelayOptions) -> ClientConfig {
 mod tests {
     use super::*;
 
-    /// The producer is idempotent with acks=all and the configured delivery timeout.
+    /// The producer is idempotent with acks=all, the configured linger and no librdkafka timeout.
     #[test]
     fn producer_settings() {
         let c = producer_config(&RelayOptions {
@@ -537,16 +587,28 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             batch_size: 100,
             send_timeout: Duration::from_secs(30),
+            linger: Duration::from_millis(3),
             client_id: "o-1".into(),
             workers: 2,
         });
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("linger.ms"), Some("3"));
         assert_eq!(
             c.get("message.timeout.ms"),
             Some("0"),
             "the relay times out itself"
         );
+    }
+
+    /// The linger is whole milliseconds up to librdkafka's 900 s.
+    #[test]
+    fn linger_bounds() {
+        assert_eq!(parse_linger("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_linger("5ms"), Ok(Duration::from_millis(5)));
+        assert!(parse_linger("500us").is_err());
+        assert!(parse_linger("901s").is_err());
+        assert!(parse_linger("soon").is_err());
     }
 
     /// Error texts are cut at a character boundary.
