@@ -442,9 +442,27 @@ fn push_decimal(out: &mut String, n: u16) {
     out.extend(digits[start..].iter().map(|d| char::from(*d)));
 }
 
+/// The fixed hop-by-hop headers (besides `Connection` and what it names).
+static HOP_BY_HOP: [&HeaderName; 8] = [
+    &KEEP_ALIVE,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): those `Connection` names
-/// and the fixed list.
+/// and the fixed list. Runs twice per request (request and answer), which
+/// rarely carry any: one pass over the names present decides, instead of
+/// nine hashed lookups.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let hop = |name: &HeaderName| name == header::CONNECTION || HOP_BY_HOP.contains(&name);
+    if !headers.keys().any(hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -458,16 +476,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(header::CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -619,6 +628,24 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["authorization", "x-request-id"]);
+        // Each alone is found too; end-to-end headers alone are left as they are.
+        for k in [
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "proxy-connection",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static("x"));
+            h.insert("x-keep", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{k}");
+        }
     }
 
     /// Forwarding headers append to an outer proxy's chain and keep its proto and host.
