@@ -312,6 +312,22 @@ async fn run() -> anyhow::Result<()> {
     )
     .await;
     println!("{}", live.row());
+    let watched = [
+        ("order-service", Some(child.pid())),
+        ("MariaDB (both services' databases)", db.pid()),
+        ("tansu", kafka.pid()),
+        (
+            "bench process (load generator, registry, inventory-service, notification-service)",
+            Some(std::process::id()),
+        ),
+    ];
+    let root = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url_root())
+        .await
+        .context("connecting to MariaDB as root")?;
+    let sql_before = sql_counters(&root).await?;
+    let cpu_before = cpu_seconds(&watched);
     let placed = load(
         "`POST /api/order` straight to order-service",
         orders,
@@ -321,6 +337,10 @@ async fn run() -> anyhow::Result<()> {
     )
     .await;
     println!("{}", placed.row());
+    let cpu_placed = cpu_table(&watched, &cpu_before, placed.requests, placed.elapsed);
+    println!("{cpu_placed}");
+    let sql_placed = sql_table(&sql_counters(&root).await?, &sql_before, placed.requests);
+    println!("{sql_placed}");
 
     // The breaker refusing: forced open (the same refusal path as OPEN).
     let force = |state: &'static str| {
@@ -376,6 +396,13 @@ async fn run() -> anyhow::Result<()> {
     let drained_in = drain_started.elapsed();
     println!("outbox backlog of {backlog} events drained in {drained_in:?}");
 
+    // Idle: what the processes cost with no orders (the consumers' polling).
+    let idle_window = Duration::from_secs(3);
+    let cpu_before = cpu_seconds(&watched);
+    tokio::time::sleep(idle_window).await;
+    let cpu_idle = cpu_table(&watched, &cpu_before, 0, idle_window);
+    println!("{cpu_idle}");
+
     // Paced end-to-end: client send → Kafka consumer, client send → notification.
     let received = spawn_consumer(&bootstrap, stop.clone())?;
     // Let the consumer catch up with the backlog: wait until it has seen a marker order.
@@ -400,13 +427,16 @@ async fn run() -> anyhow::Result<()> {
         handles.push(tokio::spawn(async move {
             let t = SystemTime::now();
             let v: Value = req.send().await.ok()?.json().await.ok()?;
-            Some((v["orderNumber"].as_str()?.to_string(), t))
+            let answered = SystemTime::now();
+            Some((v["orderNumber"].as_str()?.to_string(), t, answered))
         }));
     }
     let mut started_at: HashMap<String, SystemTime> = HashMap::new();
+    let mut answered_at: HashMap<String, SystemTime> = HashMap::new();
     for h in handles {
-        if let Ok(Some((n, t))) = h.await {
-            started_at.insert(n, t);
+        if let Ok(Some((n, t, a))) = h.await {
+            started_at.insert(n.clone(), t);
+            answered_at.insert(n, a);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -417,10 +447,19 @@ async fn run() -> anyhow::Result<()> {
         let got = received.lock();
         started_at
             .iter()
-            .filter_map(|(k, t0)| got.get(k)?.duration_since(*t0).ok())
+            .filter_map(|(k, t0)| got.get(k)?.at.duration_since(*t0).ok())
             .collect()
     };
-    let notif_lat = notification_latencies(&http, &notifications, &started_at).await?;
+    let notified_at = notification_times(&http, &notifications, &started_at).await?;
+    let notif_lat: Vec<Duration> = started_at
+        .iter()
+        .filter_map(|(n, t0)| {
+            let at: SystemTime = (*notified_at.get(n)?).into();
+            Some(at.duration_since(*t0).unwrap_or_default())
+        })
+        .collect();
+    let hops = hop_table(&started_at, &answered_at, &received.lock(), &notified_at);
+    println!("{hops}");
     let notif_empty = notif_lat.is_empty();
     let to_kafka = Figures::from(
         "order → event received by a Kafka consumer (paced 100/s)",
@@ -497,6 +536,18 @@ relay publishes to tansu (idempotent producer, acks=all).\n\n\
 | {} | {} | paced | 100/s | {} | {} | - |\n\
 | {} | {} | paced | 100/s | {} | {} | - |\n\n\
 {verdicts}\n\n\
+Where the paced orders' time goes (each hop's own p50/p99 over the same orders; the producer's\n\
+message timestamp has millisecond resolution; a notification's `sentAt` is taken just before its\n\
+insert):\n\n\
+{hops}\n\
+CPU during the throughput row (`/proc/<pid>/stat`, user + system; the relay's publishing during\n\
+the row included), and with no orders for {idle:.0} s after it (notification-service's consumer\n\
+polls the broker meanwhile; the bench's own consumer is not started yet):\n\n\
+{cpu_placed}\n\
+{cpu_idle}\n\
+What MariaDB was asked during the throughput row, per order (server status counters, all\n\
+clients: order-service with its relay, inventory-service, notification-service):\n\n\
+{sql_placed}\n\
 Relay: {relay_lag}; the outbox backlog left by the throughput row ({backlog} events) drained\n\
 in {drained:.1} s before the paced rows.\n\n\
 Reading the figures: everything shares the 2 cores (MariaDB, tansu, three services and the load\n\
@@ -519,6 +570,7 @@ paced rows run after that backlog has drained.\n",
         ms(to_notification.p99),
         date = Utc::now().format("%Y-%m-%d"),
         drained = drained_in.as_secs_f64(),
+        idle = idle_window.as_secs_f64(),
     );
     println!("\n{section}");
     if std::env::var("BENCH_WRITE").as_deref() != Ok("0") {
@@ -548,6 +600,110 @@ paced rows run after that backlog has drained.\n",
     Ok(())
 }
 
+/// CPU seconds (user + system) each watched process has used so far;
+/// `None` where its `/proc` entry cannot be read.
+fn cpu_seconds(watched: &[(&str, Option<u32>)]) -> Vec<Option<f64>> {
+    watched
+        .iter()
+        .map(|(_, pid)| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", (*pid)?)).ok()?;
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            // `/proc` counts in USER_HZ, which is 100 on Linux.
+            Some(ticks as f64 / 100.0)
+        })
+        .collect()
+}
+
+/// A Markdown table of the CPU each watched process used since `before`:
+/// share of one core over `elapsed`, and per order when `orders` > 0.
+fn cpu_table(
+    watched: &[(&str, Option<u32>)],
+    before: &[Option<f64>],
+    orders: usize,
+    elapsed: Duration,
+) -> String {
+    let after = cpu_seconds(watched);
+    let mut out = if orders > 0 {
+        String::from("| process | CPU (share of one core) | CPU per order |\n|---|---|---|\n")
+    } else {
+        String::from("| process, no orders | CPU (share of one core) |\n|---|---|\n")
+    };
+    let mut total = 0.0;
+    for (((name, _), b), a) in watched.iter().zip(before).zip(&after) {
+        let Some(used) = a.zip(*b).map(|(a, b)| a - b) else {
+            continue;
+        };
+        total += used;
+        let share = used / elapsed.as_secs_f64() * 100.0;
+        if orders > 0 {
+            let per = used / orders as f64 * 1e3;
+            out.push_str(&format!("| {name} | {share:.0}% | {per:.2} ms |\n"));
+        } else {
+            out.push_str(&format!("| {name} | {share:.1}% |\n"));
+        }
+    }
+    let share = total / elapsed.as_secs_f64() * 100.0;
+    if orders > 0 {
+        let per = total / orders as f64 * 1e3;
+        out.push_str(&format!("| all of them | {share:.0}% | {per:.2} ms |\n"));
+    } else {
+        out.push_str(&format!("| all of them | {share:.1}% |\n"));
+    }
+    out
+}
+
+/// MariaDB's global command counters that show client round trips.
+const SQL_COUNTERS: [(&str, &str); 9] = [
+    (
+        "Questions",
+        "round trips (every statement and ping a client sent)",
+    ),
+    ("Com_admin_commands", "pings (a pool checking a connection)"),
+    ("Com_begin", "BEGIN"),
+    ("Com_commit", "COMMIT"),
+    ("Com_rollback", "ROLLBACK"),
+    ("Com_insert", "INSERT"),
+    ("Com_update", "UPDATE"),
+    ("Com_select", "SELECT"),
+    ("Com_set_option", "SET"),
+];
+
+/// The current values of [`SQL_COUNTERS`].
+async fn sql_counters(root: &sqlx::MySqlPool) -> anyhow::Result<HashMap<String, i64>> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SHOW GLOBAL STATUS")
+        .fetch_all(root)
+        .await
+        .context("reading MariaDB's status counters")?;
+    Ok(rows
+        .into_iter()
+        .filter(|(k, _)| SQL_COUNTERS.iter().any(|(c, _)| c.eq_ignore_ascii_case(k)))
+        .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.parse().ok()?)))
+        .collect())
+}
+
+/// A Markdown table of the counters' growth per order. The root
+/// connection's own two `SHOW GLOBAL STATUS` are left out.
+fn sql_table(after: &HashMap<String, i64>, before: &HashMap<String, i64>, orders: usize) -> String {
+    let mut out = String::from("| statement | per order |\n|---|---|\n");
+    for (counter, what) in SQL_COUNTERS {
+        let key = counter.to_ascii_lowercase();
+        let mut grew =
+            after.get(&key).copied().unwrap_or(0) - before.get(&key).copied().unwrap_or(0);
+        if counter == "Questions" {
+            grew -= 1;
+        }
+        out.push_str(&format!(
+            "| {what} | {:.2} |\n",
+            grew as f64 / orders.max(1) as f64
+        ));
+    }
+    out
+}
+
 /// order-service's `outbox_pending` gauge.
 async fn outbox_pending(http: &reqwest::Client, order: &str) -> anyhow::Result<i64> {
     let text = http
@@ -563,12 +719,21 @@ async fn outbox_pending(http: &reqwest::Client, order: &str) -> anyhow::Result<i
         .unwrap_or(0))
 }
 
+/// When the bench's consumer first saw an order's event.
+struct Arrival {
+    /// Received by the bench's consumer.
+    at: SystemTime,
+    /// The message's timestamp: when the relay handed it to its producer
+    /// (librdkafka's CreateTime, milliseconds).
+    produced: Option<SystemTime>,
+}
+
 /// A consumer reading `order-placed` from the beginning and noting when
 /// each key arrived (the first time), until `stop`.
 fn spawn_consumer(
     bootstrap: &str,
     stop: CancellationToken,
-) -> anyhow::Result<Arc<Mutex<HashMap<String, SystemTime>>>> {
+) -> anyhow::Result<Arc<Mutex<HashMap<String, Arrival>>>> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-{}", uuid::Uuid::new_v4()))
@@ -588,19 +753,76 @@ fn spawn_consumer(
             };
             let Some(Ok(m)) = next else { continue };
             let at = SystemTime::now();
+            let produced = m
+                .timestamp()
+                .to_millis()
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            seen.lock().entry(key).or_insert(at);
+            seen.lock().entry(key).or_insert(Arrival { at, produced });
         }
     });
     Ok(out)
 }
 
-/// Client send → notification `sentAt`, for every paced order.
-async fn notification_latencies(
+/// The p50/p99 of each hop of the paced orders, as a Markdown table:
+/// client send → 201 answer (inventory, the order's transaction, the
+/// answer), 201 → the relay hands the event to its producer (relay wake-up
+/// and the outbox read; the commit precedes the answer by a hair), producer
+/// → the bench's consumer (linger, the broker's write and acknowledgement,
+/// the fetch), producer → notification stored (the same through
+/// notification-service's consumer and its insert).
+fn hop_table(
+    started: &HashMap<String, SystemTime>,
+    answered: &HashMap<String, SystemTime>,
+    received: &HashMap<String, Arrival>,
+    notified: &HashMap<String, DateTime<Utc>>,
+) -> String {
+    let span = |from: SystemTime, to: SystemTime| to.duration_since(from).unwrap_or_default();
+    let mut hops: [(&str, Vec<Duration>); 4] = [
+        ("client send → 201 answer", Vec::new()),
+        (
+            "201 answer → relay hands the event to its producer",
+            Vec::new(),
+        ),
+        ("producer → event received by a Kafka consumer", Vec::new()),
+        ("producer → notification stored", Vec::new()),
+    ];
+    for (n, t0) in started {
+        let a = answered.get(n);
+        let produced = received.get(n).and_then(|r| r.produced);
+        if let Some(a) = a {
+            hops[0].1.push(span(*t0, *a));
+            if let Some(p) = produced {
+                hops[1].1.push(span(*a, p));
+            }
+        }
+        if let (Some(p), Some(r)) = (produced, received.get(n)) {
+            hops[2].1.push(span(p, r.at));
+        }
+        if let (Some(p), Some(s)) = (produced, notified.get(n)) {
+            hops[3].1.push(span(p, (*s).into()));
+        }
+    }
+    let mut out = String::from("| hop | orders | p50 | p99 |\n|---|---|---|---|\n");
+    for (what, mut lat) in hops {
+        lat.sort();
+        out.push_str(&format!(
+            "| {what} | {} | {} | {} |\n",
+            lat.len(),
+            ms(pct(&lat, 0.50)),
+            ms(pct(&lat, 0.99))
+        ));
+    }
+    out
+}
+
+/// Notification `sentAt` of every paced order that was notified.
+async fn notification_times(
     http: &reqwest::Client,
     base: &str,
     started: &HashMap<String, SystemTime>,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<HashMap<String, DateTime<Utc>>> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut sent: HashMap<String, DateTime<Utc>> = HashMap::new();
     while sent.len() < started.len() && Instant::now() < deadline {
@@ -644,11 +866,5 @@ async fn notification_latencies(
             started.len()
         );
     }
-    Ok(started
-        .iter()
-        .filter_map(|(n, t0)| {
-            let at: SystemTime = (*sent.get(n)?).into();
-            Some(at.duration_since(*t0).unwrap_or_default())
-        })
-        .collect())
+    Ok(sent)
 }
