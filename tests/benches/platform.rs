@@ -257,14 +257,8 @@ async fn run() -> anyhow::Result<()> {
     });
     println!("{section}");
     if env_u64("BENCH_WRITE", 1) != 0 {
-        let path = testkit::workspace_root().join("BENCHMARKS.md");
-        let text = std::fs::read_to_string(&path).context("reading BENCHMARKS.md")?;
-        let (begin, end) = ("<!-- BEGIN platform -->", "<!-- END platform -->");
-        let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
-            bail!("BENCHMARKS.md has no platform markers");
-        };
-        let updated = format!("{}{begin}\n{section}{}", &text[..b], &text[e..]);
-        std::fs::write(&path, updated).context("writing BENCHMARKS.md")?;
+        let path = testkit::benchmarks::write_section("platform", &section)
+            .context("writing BENCHMARKS.md")?;
         eprintln!("wrote the platform section of {}", path.display());
     }
     Ok(())

@@ -463,14 +463,8 @@ Time from sending a change (a registration or a cancellation) to a client long-p
     );
     println!("{section}");
     if env_u64("BENCH_WRITE", 1) != 0 {
-        let path = testkit::workspace_root().join("BENCHMARKS.md");
-        let text = std::fs::read_to_string(&path).context("reading BENCHMARKS.md")?;
-        let (begin, end) = ("<!-- BEGIN discovery -->", "<!-- END discovery -->");
-        let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
-            bail!("BENCHMARKS.md has no discovery markers");
-        };
-        let updated = format!("{}{begin}\n{section}{}", &text[..b], &text[e..]);
-        std::fs::write(&path, updated).context("writing BENCHMARKS.md")?;
+        let path = testkit::benchmarks::write_section("discovery", &section)
+            .context("writing BENCHMARKS.md")?;
         eprintln!("wrote the discovery section of {}", path.display());
     }
     Ok(())

@@ -574,14 +574,7 @@ paced rows run after that backlog has drained.\n",
     );
     println!("\n{section}");
     if std::env::var("BENCH_WRITE").as_deref() != Ok("0") {
-        let path = testkit::workspace_root().join("BENCHMARKS.md");
-        let text = std::fs::read_to_string(&path).context("reading BENCHMARKS.md")?;
-        let (begin, end) = ("<!-- BEGIN domain -->", "<!-- END domain -->");
-        let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
-            bail!("BENCHMARKS.md has no domain markers");
-        };
-        let updated = format!("{}{begin}\n{section}{}", &text[..b], &text[e..]);
-        std::fs::write(&path, updated).context("writing BENCHMARKS.md")?;
+        testkit::benchmarks::write_section("domain", &section).context("writing BENCHMARKS.md")?;
         println!("BENCHMARKS.md updated");
     }
     let outbox: Vec<&str> = metrics

@@ -9,6 +9,7 @@
 //! - [`Tansu`]: a throwaway tansu 0.6.0 broker with SQLite storage that survives restarts.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
+//! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md.
 //! - `InProcess` (feature `kit`): a kit service run inside the test process on a free port, stopped
 //!   as SIGTERM would; `registry()` (feature `registry`): the real discovery-server that way.
 //!
@@ -32,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod benchmarks;
 mod error;
 mod mariadb;
 mod net;

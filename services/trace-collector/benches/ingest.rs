@@ -26,7 +26,6 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -486,7 +485,7 @@ fn main() {
     let report = rt.block_on(run(total));
     println!("{report}");
     if std::env::var_os("BENCH_NO_WRITE").is_none() {
-        match write_section(&report) {
+        match testkit::benchmarks::write_section("tracing/collector", &report) {
             Ok(path) => println!("updated {}", path.display()),
             Err(e) => eprintln!("BENCHMARKS.md not updated: {e}"),
         }
@@ -683,30 +682,4 @@ async fn run(total: usize) -> String {
         mib(500_000.0 * steady_per_span)
     );
     r
-}
-
-/// Replaces the `tracing/collector` sub-section (inside the `tracing`
-/// section) of BENCHMARKS.md, adding it before the section's end if absent.
-fn write_section(report: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("read: {e}"))?;
-    let (begin, end) = (
-        "<!-- BEGIN tracing/collector -->",
-        "<!-- END tracing/collector -->",
-    );
-    let block = format!("{begin}\n{}{end}", report.trim_end().to_string() + "\n");
-    let new = match (text.find(begin), text.find(end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{}{}", &text[..b], block, &text[e + end.len()..]),
-        _ => {
-            let section_end = "<!-- END tracing -->";
-            let at = text
-                .find(section_end)
-                .ok_or("no <!-- END tracing --> marker")?;
-            format!("{}{}\n{}", &text[..at], block, &text[at..])
-        }
-    };
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, new).map_err(|e| format!("write: {e}"))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("rename: {e}"))?;
-    Ok(path)
 }
