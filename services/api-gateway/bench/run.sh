@@ -36,45 +36,15 @@ cargo build --release -q -p api-gateway -p discovery-server -p identity-provider
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release
 
-WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_http() { # url [seconds]
-    local deadline=$((SECONDS + ${2:-30}))
-    until curl -sf -o /dev/null "$1"; do
-        if ((SECONDS > deadline)); then echo "timed out waiting for $1" >&2; exit 1; fi
-        sleep 0.1
-    done
-}
-start() { # name command... ; logs to $WORK/name.log, pid in $WORK/name.pid
-    local name=$1; shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    echo "$pid" >"$WORK/$name.pid"
-}
+BENCH_NAME=bench
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
 
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
-REG=$(free_port); IDP=$(free_port); GW=$(free_port); GW0=$(free_port); NGX=$(free_port)
+GW=$(free_port); GW0=$(free_port); NGX=$(free_port)
 UP=$(free_port); F1=$(free_port); F2=$(free_port); F3=$(free_port)
 export RUST_LOG=warn
-COMMON=(--bind 127.0.0.1 --advertise-host 127.0.0.1 --registry-url "http://127.0.0.1:$REG" --admin-token bench)
-
-start registry "$BIN/discovery-server" --port "$REG" --bind 127.0.0.1 --admin-token bench
-wait_http "http://127.0.0.1:$REG/health/ready"
-start idp "$BIN/identity-provider" --port "$IDP" "${COMMON[@]}" --no-register \
-    --realm-file "$ROOT/keycloak/realm.json" --issuer-base-url "http://127.0.0.1:$IDP"
-wait_http "http://127.0.0.1:$IDP/realms/platform/.well-known/openid-configuration"
-ISSUER="http://127.0.0.1:$IDP/realms/platform"
+start_registry_and_idp
 
 start upstream "$BIN/echo-upstream" --service-name bench-service --instance-id bench-0 --port "$UP" "${COMMON[@]}"
 for k in 1 2 3; do
@@ -113,11 +83,6 @@ start gateway-nocache "$BIN/api-gateway" --routes "$WORK/routes.toml" --port "$G
 wait_http "http://127.0.0.1:$GW/health/ready"
 wait_http "http://127.0.0.1:$GW0/health/ready"
 
-token() { # username password
-    curl -sf -d grant_type=password -d client_id=platform-cli -d "username=$1" -d "password=$2" \
-        "$ISSUER/protocol/openid-connect/token" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
-}
 TOKEN=$(token alice alice)
 ADMIN=$(token admin admin)
 for url in "$GW/api/bench" "$GW/api/fail" "$GW0/api/bench"; do
