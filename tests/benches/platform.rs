@@ -60,12 +60,7 @@ const WARM_GOAL_SECS: f64 = 15.0;
 const MEMORY_GOAL_MB: f64 = 100.0;
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use testkit::benchmarks::env_u64;
 
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()

@@ -87,12 +87,7 @@ async fn run() -> anyhow::Result<()> {
     let rounds: u32 = env_or("BENCH_ROUNDS", "2")
         .parse()
         .context("BENCH_ROUNDS")?;
-    let loadavg = std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let loadavg = testkit::benchmarks::load_average().unwrap_or_default();
     let bin = build_release()?;
 
     eprintln!("starting MariaDB, registry, identity provider, trace-collector...");
@@ -320,23 +315,23 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
     let pids: Vec<u32> = processes.iter().map(|p| p.child.pid()).collect();
     // What the services burn with no orders at all (registry renewals, Kafka clients'
     // polling...), to tell it apart from the cost of an order.
-    let idle_start = (cpu_ticks(&pids)?, std::time::Instant::now());
+    let idle_start = (cpu_seconds(&pids)?, std::time::Instant::now());
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle_ticks_per_s =
-        (cpu_ticks(&pids)? - idle_start.0) as f64 / idle_start.1.elapsed().as_secs_f64();
+    let idle_cpu_per_s =
+        (cpu_seconds(&pids)? - idle_start.0) / idle_start.1.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    let before_cpu: Vec<u64> = pids
+    let before_cpu: Vec<f64> = pids
         .iter()
-        .map(|p| cpu_ticks(&[*p]))
+        .map(|p| cpu_seconds(&[*p]))
         .collect::<Result<_, _>>()?;
-    let before_collector = cpu_ticks(&[s.collector_pid])?;
+    let before_collector = cpu_seconds(&[s.collector_pid])?;
     let before_export = export_counters(&http, &processes).await?;
     let out = wrk(&script, &url, conns, duration).await?;
-    let after_cpu: Vec<u64> = pids
+    let after_cpu: Vec<f64> = pids
         .iter()
-        .map(|p| cpu_ticks(&[*p]))
+        .map(|p| cpu_seconds(&[*p]))
         .collect::<Result<_, _>>()?;
-    let after_collector = cpu_ticks(&[s.collector_pid])?;
+    let after_collector = cpu_seconds(&[s.collector_pid])?;
     let loaded_s = started.elapsed().as_secs_f64();
     // Spans wait up to TRACE_EXPORT_DELAY (500 ms) before they are sent.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -344,7 +339,7 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
 
     let w = parse_wrk(&out)?;
     let orders = w.requests.saturating_sub(w.errors).max(1);
-    let tick_us = 1e6 / clock_ticks_per_second();
+    let us = 1e6;
     let run = Run {
         ratio,
         orders,
@@ -352,16 +347,15 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
         p50_ms: w.p50_ms,
         p99_ms: w.p99_ms,
         errors: w.errors,
-        services_cpu_us: (after_cpu.iter().sum::<u64>() - before_cpu.iter().sum::<u64>()) as f64
-            * tick_us
+        services_cpu_us: (after_cpu.iter().sum::<f64>() - before_cpu.iter().sum::<f64>()) * us
             / orders as f64,
-        idle_cpu_us: idle_ticks_per_s * loaded_s * tick_us / orders as f64,
+        idle_cpu_us: idle_cpu_per_s * loaded_s * us / orders as f64,
         cpu_by_service_us: after_cpu
             .iter()
             .zip(&before_cpu)
-            .map(|(a, b)| (a - b) as f64 * tick_us / orders as f64)
+            .map(|(a, b)| (a - b) * us / orders as f64)
             .collect(),
-        collector_cpu_us: (after_collector - before_collector) as f64 * tick_us / orders as f64,
+        collector_cpu_us: (after_collector - before_collector) * us / orders as f64,
         spans_per_order: (after_export.0 - before_export.0) as f64 / orders as f64,
         dropped: after_export.1 - before_export.1,
     };
@@ -484,28 +478,11 @@ fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
     Ok(w)
 }
 
-/// utime + stime of `pids`, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> anyhow::Result<u64> {
-    let mut sum = 0;
-    for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces) closed by ')'.
-        let rest = stat.rsplit_once(')').context("stat format")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-        sum += fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    }
-    Ok(sum)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+/// utime + stime of `pids`, in seconds.
+fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter()
+        .map(|&pid| testkit::benchmarks::cpu_seconds(pid).context("reading /proc/<pid>/stat"))
+        .sum()
 }
 
 /// Spans exported and dropped, summed over the services.
@@ -548,15 +525,7 @@ fn median(runs: &[&Run], f: impl Fn(&Run) -> f64) -> f64 {
 }
 
 fn report(runs: &[Run], duration: &str, conns: u32, loadavg: &str) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = testkit::benchmarks::cpu_model().unwrap_or_else(|| "unknown CPU".into());
     let mut out = String::new();
     out.push_str("### Sampling cost on the order path\n\n");
     out.push_str(&format!(

@@ -34,12 +34,7 @@ use tokio_util::sync::CancellationToken;
 const RENEW: Duration = Duration::from_secs(5);
 const WATCH_CHANGES: usize = 200;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use testkit::benchmarks::env_u64;
 
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -75,26 +70,17 @@ async fn start_registry(log: &str) -> anyhow::Result<Registry> {
 
 /// utime + stime of `pid`, in seconds.
 fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = &stat[stat.rfind(')').context("stat format")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
+    testkit::benchmarks::cpu_seconds(pid).context("reading the registry's /proc/<pid>/stat")
 }
 
 /// (VmRSS, VmHWM) of `pid`, in MiB.
 fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
+    let field = |name: &str| {
+        testkit::benchmarks::status_bytes(pid, name)
+            .map(|b| b as f64 / (1024.0 * 1024.0))
+            .with_context(|| format!("reading {name} of the registry's /proc/<pid>/status"))
     };
-    Ok((field("VmRSS:"), field("VmHWM:")))
+    Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
 /// One simulated instance: its own client (own keep-alive connection).
@@ -422,15 +408,7 @@ async fn run() -> anyhow::Result<()> {
     stop.cancel();
     drop(reg);
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = testkit::benchmarks::cpu_model().unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

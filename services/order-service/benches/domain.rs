@@ -42,12 +42,7 @@ use tokio_util::sync::CancellationToken;
 const ADMIN: &str = "Bearer bench-admin-token";
 const SKUS: usize = 20;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use testkit::benchmarks::env_u64;
 
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -598,16 +593,7 @@ paced rows run after that backlog has drained.\n",
 fn cpu_seconds(watched: &[(&str, Option<u32>)]) -> Vec<Option<f64>> {
     watched
         .iter()
-        .map(|(_, pid)| {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", (*pid)?)).ok()?;
-            // Fields after the command name, which is in parentheses and may hold spaces.
-            let rest = stat.get(stat.rfind(')')? + 2..)?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: u64 =
-                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            // `/proc` counts in USER_HZ, which is 100 on Linux.
-            Some(ticks as f64 / 100.0)
-        })
+        .map(|(_, pid)| testkit::benchmarks::cpu_seconds((*pid)?))
         .collect()
 }
 

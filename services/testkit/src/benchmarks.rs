@@ -1,4 +1,6 @@
-//! Writing a benchmark's figures into its section of BENCHMARKS.md.
+//! What the workspace's benchmarks share: knobs from the environment, readings of `/proc`
+//! (CPU time and memory of a process, the machine's load and CPU model), and writing the
+//! figures into the benchmark's section of BENCHMARKS.md.
 //!
 //! Each benchmark owns one section, between `<!-- BEGIN name -->` and `<!-- END name -->`, and
 //! rewrites only that. A name with a slash (`tracing/sampling`) is a sub-section of the part
@@ -7,6 +9,58 @@
 use std::path::{Path, PathBuf};
 
 use crate::workspace_root;
+
+/// A numeric knob from the environment (`BENCH_...`), `default` when unset or not a number.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time (user + system) `pid` has used so far, in seconds; `None` when its `/proc` entry
+/// cannot be read (the process is gone).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: utime
+    // and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // `/proc` counts in USER_HZ, which is 100 on Linux.
+    Some(ticks as f64 / 100.0)
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`"VmRSS"`, `"VmHWM"`, ...), in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The three load averages (1, 5 and 15 minutes) as `/proc/loadavg` gives them.
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The CPU's model name from `/proc/cpuinfo`.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split(':').nth(1)?.trim().to_string())
+}
 
 /// Replaces section `name` of the workspace's BENCHMARKS.md with `report` and returns the file's
 /// path. The file is replaced whole (written aside, then renamed), so an interrupted run never
@@ -49,7 +103,17 @@ fn replace_section(text: &str, name: &str, report: &str) -> Result<String, Strin
 
 #[cfg(test)]
 mod tests {
-    use super::replace_section;
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(cpu_seconds(me).is_some());
+        assert!(status_bytes(me, "VmRSS").unwrap() > 0);
+        assert_eq!(load_average().unwrap().split(' ').count(), 3);
+        assert!(cpu_seconds(u32::MAX).is_none());
+        assert!(status_bytes(me, "NoSuchField").is_none());
+    }
 
     const DOC: &str = "# B\n<!-- BEGIN a -->\nold\n<!-- END a -->\n<!-- BEGIN t -->\n<!-- BEGIN t/x -->\nx1\n<!-- END t/x -->\n<!-- END t -->\n";
 

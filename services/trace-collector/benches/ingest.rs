@@ -336,16 +336,7 @@ fn gzip_all(batches: &[Bytes]) -> Vec<Bytes> {
 }
 
 fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    testkit::benchmarks::status_bytes(pid, "VmRSS").unwrap_or(0)
 }
 
 /// The collector binary as a child process; killed (by its own handle) on drop.
@@ -494,9 +485,8 @@ fn main() {
 
 /// The 1-minute load average, to tell a quiet run from one sharing the cores.
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(String::from))
+    testkit::benchmarks::load_average()
+        .and_then(|l| l.split(' ').next().map(String::from))
         .unwrap_or_else(|| "unknown".into())
 }
 
