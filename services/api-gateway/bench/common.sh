@@ -50,3 +50,23 @@ token() { # username password
         "$ISSUER/protocol/openid-connect/token" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
+
+# $WORK/routes.toml with the benchmark's two routes to bench-service: /api/bench/** needs a
+# token with role user, /api/public/** is public.
+bench_routes() {
+    cat >"$WORK/routes.toml" <<EOF
+[[routes]]
+id = "bench"
+uri = "lb://bench-service"
+predicates = ["Path=/api/bench/**"]
+filters = ["StripPrefix=2"]
+roles = ["user"]
+
+[[routes]]
+id = "bench-public"
+uri = "lb://bench-service"
+predicates = ["Path=/api/public/**"]
+filters = ["StripPrefix=2"]
+public = true
+EOF
+}

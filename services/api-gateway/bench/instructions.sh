@@ -60,21 +60,7 @@ export RUST_LOG=${RUST_LOG:-warn} # as bench/run.sh; RUST_LOG=info shows the def
 start_registry_and_idp
 TOKEN=$(token alice alice)
 
-cat >"$WORK/routes.toml" <<EOF
-[[routes]]
-id = "bench"
-uri = "lb://bench-service"
-predicates = ["Path=/api/bench/**"]
-filters = ["StripPrefix=2"]
-roles = ["user"]
-
-[[routes]]
-id = "bench-public"
-uri = "lb://bench-service"
-predicates = ["Path=/api/public/**"]
-filters = ["StripPrefix=2"]
-public = true
-EOF
+bench_routes
 
 requests_of() { # port -> http_requests_total summed over non-probe routes
     curl -sf "http://127.0.0.1:$1/metrics" |

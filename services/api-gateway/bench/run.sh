@@ -54,20 +54,8 @@ for k in 1 2 3; do
 done
 for p in "$UP" "$F1" "$F2" "$F3"; do wait_http "http://127.0.0.1:$p/health/ready"; done
 
-cat >"$WORK/routes.toml" <<EOF
-[[routes]]
-id = "bench"
-uri = "lb://bench-service"
-predicates = ["Path=/api/bench/**"]
-filters = ["StripPrefix=2"]
-roles = ["user"]
-
-[[routes]]
-id = "bench-public"
-uri = "lb://bench-service"
-predicates = ["Path=/api/public/**"]
-filters = ["StripPrefix=2"]
-public = true
+bench_routes
+cat >>"$WORK/routes.toml" <<EOF
 
 [[routes]]
 id = "failover"
