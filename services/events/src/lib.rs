@@ -26,6 +26,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

@@ -48,9 +48,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
@@ -320,26 +320,16 @@ impl Shared {
         let admin: Result<AdminClient<DefaultClientContext>, _> =
             producer_config(&self.options).create();
         let Ok(admin) = admin else { return };
-        let topic = NewTopic::new(
+        let creating = events::kafka::ensure_topic(
+            &admin,
             events::ORDER_PLACED_TOPIC,
             self.options.topic_partitions,
-            TopicReplication::Fixed(1),
+            Duration::from_secs(5),
         );
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-        match tokio::time::timeout(Duration::from_secs(6), admin.create_topics([&topic], &opts))
-            .await
-        {
-            Ok(Ok(results)) => {
-                let ok = results.iter().all(|r| match r {
-                    Ok(_) => true,
-                    Err((_, code)) => *code == RDKafkaErrorCode::TopicAlreadyExists,
-                });
-                if ok {
-                    self.topic_ready.store(true, Ordering::Relaxed);
-                    tracing::info!(topic = events::ORDER_PLACED_TOPIC, "topic ready");
-                } else {
-                    tracing::warn!(?results, "cannot create the order-placed topic yet");
-                }
+        match tokio::time::timeout(Duration::from_secs(6), creating).await {
+            Ok(Ok(_)) => {
+                self.topic_ready.store(true, Ordering::Relaxed);
+                tracing::info!(topic = events::ORDER_PLACED_TOPIC, "topic ready");
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot create the order-placed topic yet"),
             Err(_) => tracing::warn!("the broker did not answer topic creation in time"),

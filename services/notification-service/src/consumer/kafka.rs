@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -220,17 +220,8 @@ impl DeadLetters {
         if self.ensured.load(Ordering::Acquire) {
             return Ok(());
         }
-        let topic = NewTopic::new(&self.topic, partitions.max(1), TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
-        let results = self.admin.create_topics([&topic], &options).await?;
-        for result in results {
-            match result {
-                Ok(_) => {
-                    tracing::info!(topic = %self.topic, partitions, "dead-letter topic created")
-                }
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
-            }
+        if events::kafka::ensure_topic(&self.admin, &self.topic, partitions, self.timeout).await? {
+            tracing::info!(topic = %self.topic, partitions, "dead-letter topic created");
         }
         self.ensured.store(true, Ordering::Release);
         Ok(())
