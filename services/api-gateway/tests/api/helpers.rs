@@ -328,13 +328,27 @@ impl Idp {
 
     /// An access token by the password grant of the public client.
     pub async fn password(&self, user: &str, password: &str) -> String {
-        self.token(&[
+        self.access_token(&[
             ("grant_type", "password"),
             ("client_id", "platform-cli"),
             ("username", user),
             ("password", password),
         ])
-        .await["access_token"]
+        .await
+    }
+
+    /// An access token by the client credentials grant of the confidential client.
+    pub async fn client_credentials(&self) -> String {
+        self.access_token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "platform-service"),
+            ("client_secret", "platform-service-secret"),
+        ])
+        .await
+    }
+
+    async fn access_token(&self, form: &[(&str, &str)]) -> String {
+        self.token(form).await["access_token"]
             .as_str()
             .unwrap()
             .to_string()

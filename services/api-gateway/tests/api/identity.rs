@@ -63,16 +63,7 @@ async fn tokens_of_every_grant_pass_the_edge() {
     gw.wait_for_instances("order-service", 1).await;
     let c = client();
 
-    let machine = idp
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "platform-service"),
-            ("client_secret", "platform-service-secret"),
-        ])
-        .await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let machine = idp.client_credentials().await;
     let person = idp
         .token(&[
             ("grant_type", "password"),

@@ -71,16 +71,7 @@ async fn orders_placed_through_the_gateway() {
     gw.wait_for_instances("order-service", 1).await;
     gw.wait_for_instances("inventory-service", 1).await;
 
-    let machine = idp
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "platform-service"),
-            ("client_secret", "platform-service-secret"),
-        ])
-        .await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let machine = idp.client_credentials().await;
     let person = idp.password("alice", "alice").await;
     for (grant, token, username) in [
         (
