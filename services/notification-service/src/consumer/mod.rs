@@ -599,6 +599,7 @@ impl Monitor {
         shutdown: CancellationToken,
     ) {
         let mut watchdog = Watchdog::new(stall, Instant::now());
+        let mut last_status = "ok";
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -624,8 +625,18 @@ impl Monitor {
                 busy: self.state.is_busy(),
             };
             let verdict = watchdog.observe(&observation);
-            if let Verdict::Suspect(reason) = &verdict {
-                tracing::info!(reason, "the Kafka consumer looks stuck");
+            if verdict.status() != last_status {
+                match &verdict {
+                    Verdict::Suspect(reason) => {
+                        tracing::warn!(reason, "the Kafka consumer looks stuck")
+                    }
+                    Verdict::Unreachable(reason) => {
+                        tracing::warn!(reason, "the broker does not answer")
+                    }
+                    Verdict::Ok => tracing::info!("the Kafka consumer works again"),
+                    Verdict::Rebuild(_) => {}
+                }
+                last_status = verdict.status();
             }
             self.state.set_health(verdict.status(), verdict.reason());
             if let Verdict::Rebuild(reason) = verdict

