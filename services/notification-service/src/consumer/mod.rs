@@ -38,6 +38,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use kit::backoff::Backoff;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
@@ -59,36 +60,14 @@ pub struct ConsumerOptions {
     pub topic: String,
     /// Handling attempts of one message before it is dead-lettered (at least 1).
     pub max_attempts: u32,
-    /// First wait between attempts; doubles each time up to `retry_backoff_max`.
+    /// Ceiling of the first wait between attempts; doubles each time up to
+    /// `retry_backoff_max` (each wait is drawn below it: `kit::backoff`).
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
     /// How often the lag is measured for `/metrics`.
     pub lag_interval: Duration,
     /// Most messages handled (and stored in one transaction) at once.
     pub batch_size: usize,
-}
-
-/// Exponential back-off: `initial`, doubling, capped at `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            next: initial.min(max),
-            max,
-        }
-    }
-
-    /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(self.max);
-        wait
-    }
 }
 
 /// A received message with its origin and its processing span (a child of the
@@ -548,20 +527,5 @@ impl LagProbe {
         })
         .await
         .map_err(|e| e.to_string())?
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Back-off doubles from the initial wait and stays at the cap.
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let waits: Vec<u64> = (0..5).map(|_| b.next_wait().as_millis() as u64).collect();
-        assert_eq!(waits, [100, 200, 400, 500, 500]);
-        let mut b = Backoff::new(Duration::from_secs(9), Duration::from_secs(1));
-        assert_eq!(b.next_wait(), Duration::from_secs(1));
     }
 }
