@@ -1,9 +1,11 @@
 //! `platform status` (alias `ps`): the stack's containers with state, health, address and
 //! published ports, joined to the registry's view, with drift flagged ("running but not
-//! registered", "registered but no container"). Exits 1 when the stack is not running; with
+//! registered", "registered but no container"), and each consumer group's lag per partition
+//! read from the broker. Exits 1 when the stack is not running; with
 //! `--json` the document is printed first, so scripts get both.
 
 use super::Global;
+use crate::observe::kafka::{self, KafkaSummary};
 use crate::observe::status::StatusView;
 use crate::observe::{ObserveError, Observer, registry};
 use crate::runtime::Runtime;
@@ -44,7 +46,9 @@ pub async fn view(obs: &Observer) -> StatusView {
             Err((None, "the stack is not running".to_string())),
         );
     }
-    match registry::applications(obs).await {
+    // The registry and the broker are read at the same time: each may take its timeout.
+    let (registry, kafka) = tokio::join!(registry::applications(obs), kafka(obs));
+    let view = match registry {
         Ok((url, apps)) => {
             StatusView::join(stack, route, obs.containers(), Ok((url.as_str(), &apps)))
         }
@@ -57,5 +61,19 @@ pub async fn view(obs: &Observer) -> StatusView {
                 Err((url.as_deref(), e.to_string())),
             )
         }
+    };
+    match kafka {
+        Some(k) => view.with_kafka(k),
+        None => view,
     }
+}
+
+/// Consumer groups and lag from the stack's broker; `None` when the stack has no broker.
+async fn kafka(obs: &Observer) -> Option<KafkaSummary> {
+    obs.env_value(kafka::BOOTSTRAP_ENV)?;
+    let broker = obs.broker_address().ok();
+    Some(KafkaSummary::from_result(
+        broker,
+        obs.kafka_snapshot().await,
+    ))
 }
