@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use e2e::shop::{Shop, instance_urls};
 use e2e::{Platform, TestStack};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -50,31 +49,16 @@ async fn run() -> anyhow::Result<()> {
     let s = stack.arg().to_string();
     let load_before = load_average().unwrap_or_default();
     let up = Instant::now();
-    platform.run(&["up", "--stack", &s], UP_LIMIT).await?.success()?;
+    platform
+        .run(&["up", "--stack", &s], UP_LIMIT)
+        .await?
+        .success()?;
     println!("up in {:.0} s", up.elapsed().as_secs_f64());
 
-    let token = platform
-        .run(&["token", "--stack", &s], COMMAND_LIMIT)
-        .await?
-        .success()?
-        .stdout;
-    let shop = Shop::new(&stack.gateway_url(), &token)?;
-    let status = platform
-        .run(&["status", "--json", "--stack", &s], COMMAND_LIMIT)
-        .await?
-        .success()?
-        .json()?;
-    let inventory = instance_urls(
-        &status,
-        "inventory-service",
-        stack.port_of("inventory-service")?,
-    );
-    let base = inventory
-        .values()
-        .next()
-        .context("the host cannot reach inventory-service to set stock")?;
     let sku = format!("{}-evt", stack.name);
-    shop.set_stock(base, &sku, rate * secs + 100).await?;
+    let shop =
+        e2e::shop::stocked(&platform, &stack, &sku, rate * secs + 100, COMMAND_LIMIT).await?;
+    let token = shop.token().to_string();
     for _ in 0..20 {
         shop.place_order(&sku).await?;
     }

@@ -85,45 +85,25 @@ async fn nisshi_image_is_cached_by_content() {
     let rt = runtime().await;
     let builder = Builder::new(&rt, workspace());
     assert_nisshi_binary(&builder);
-    let first = builder
-        .build(
-            &Recipe::Broker {
-                name: "nisshi".into(),
-            },
-            false,
-            &Silent,
-        )
-        .await
-        .unwrap();
-    let second = builder
-        .build(
-            &Recipe::Broker {
-                name: "nisshi".into(),
-            },
-            false,
-            &Silent,
-        )
-        .await
-        .unwrap();
+    let first = builder.build(&nisshi(), false, &Silent).await.unwrap();
+    let second = builder.build(&nisshi(), false, &Silent).await.unwrap();
     assert_eq!(first.tag, second.tag);
     assert!(!second.built, "unchanged inputs must not rebuild");
-    let status = builder
-        .status(&Recipe::Broker {
-            name: "nisshi".into(),
-        })
-        .await
-        .unwrap();
+    let status = builder.status(&nisshi()).await.unwrap();
     assert_eq!(status.state, ImageState::Current);
     assert_eq!(status.wanted.as_deref(), Some(first.tag.as_str()));
 }
 
+/// The dev stack's broker recipe.
+pub fn nisshi() -> Recipe {
+    Recipe::Broker {
+        name: "nisshi".into(),
+    }
+}
+
 /// Fails with the way to get nisshi when the binary is not installed.
 pub fn assert_nisshi_binary(builder: &Builder<'_>) {
-    let path = builder
-        .binary_path(&Recipe::Broker {
-            name: "nisshi".into(),
-        })
-        .unwrap();
+    let path = builder.binary_path(&nisshi()).unwrap();
     assert!(
         path.is_file(),
         "nisshi is not at {}: run ./install.sh or set PLATFORM_NISSHI_BIN",

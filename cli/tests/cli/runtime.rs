@@ -14,7 +14,7 @@ use platform::runtime::{ContainerSpec, LogOptions, MountSpec, RuntimeError};
 use platform::stack::Recipe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::images::assert_nisshi_binary;
+use crate::images::{assert_nisshi_binary, nisshi};
 use crate::support::{eventually, runtime, unique_stack, with_stack, workspace};
 
 /// Sends a Kafka ApiVersions (v0) request and returns the error code of the answer, which
@@ -56,17 +56,7 @@ async fn nisshi_container_lifecycle() {
     let rt = runtime().await;
     let builder = Builder::new(&rt, workspace());
     assert_nisshi_binary(&builder);
-    let image = builder
-        .build(
-            &Recipe::Broker {
-                name: "nisshi".into(),
-            },
-            false,
-            &Silent,
-        )
-        .await
-        .unwrap()
-        .tag;
+    let image = builder.build(&nisshi(), false, &Silent).await.unwrap().tag;
     let stack = unique_stack("rt");
     with_stack(&rt, &stack, || async {
         let network = format!("platform-{stack}");
@@ -196,17 +186,7 @@ async fn refuses_what_is_not_ours() {
     let rt = runtime().await;
     let builder = Builder::new(&rt, workspace());
     assert_nisshi_binary(&builder);
-    let image = builder
-        .build(
-            &Recipe::Broker {
-                name: "nisshi".into(),
-            },
-            false,
-            &Silent,
-        )
-        .await
-        .unwrap()
-        .tag;
+    let image = builder.build(&nisshi(), false, &Silent).await.unwrap().tag;
     let docker = bollard::Docker::connect_with_defaults()
         .unwrap()
         .negotiate_version()

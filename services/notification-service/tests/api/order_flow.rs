@@ -284,6 +284,21 @@ async fn start_inventory(database_url: &str, registry: &str) -> InProcess<anyhow
     service
 }
 
+/// Posts one order of one phone to order-service at `base`; its number when it was accepted.
+pub async fn post_order(http: &reqwest::Client, base: &str) -> Option<String> {
+    let r = http
+        .post(format!("{base}/api/order"))
+        .json(&json!({"lines": [{"skuCode": "phone", "price": "1.50", "quantity": 1}]}))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 201 {
+        return None;
+    }
+    let v: Value = r.json().await.ok()?;
+    v["orderNumber"].as_str().map(str::to_string)
+}
+
 /// Orders posted by `workers` loops until `stop`; returns the accepted order numbers.
 pub fn order_stream(
     base: String,
@@ -301,20 +316,10 @@ pub fn order_stream(
                 (http.clone(), base.clone(), stop.clone(), accepted.clone());
             async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let res = http
-                        .post(format!("{base}/api/order"))
-                        .json(&json!({"lines": [{"skuCode": "phone", "price": "1.50", "quantity": 1}]}))
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status() == 201 => {
-                            let v: Value = r.json().await.unwrap_or_default();
-                            if let Some(n) = v["orderNumber"].as_str() {
-                                accepted.lock().push(n.to_string());
-                            }
-                        }
+                    match post_order(&http, &base).await {
+                        Some(n) => accepted.lock().push(n),
                         // Refused connections once the process is dead: slow down.
-                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
                     }
                 }
             }

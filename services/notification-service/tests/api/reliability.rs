@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, eventually};
-use crate::order_flow::OrderFlow;
+use crate::order_flow::{OrderFlow, post_order};
 
 /// What a paced order stream did.
 #[derive(Debug, Default)]
@@ -68,19 +68,9 @@ fn paced_orders(
             );
             sent += 1;
             tasks.spawn(async move {
-                let res = http
-                    .post(format!("{base}/api/order"))
-                    .json(&json!({"lines": [{"skuCode": "phone", "price": "1.50", "quantity": 1}]}))
-                    .send()
-                    .await;
-                match res {
-                    Ok(r) if r.status() == 201 => {
-                        let v: Value = r.json().await.unwrap_or_default();
-                        if let Some(n) = v["orderNumber"].as_str() {
-                            accepted.lock().push(n.to_string());
-                        }
-                    }
-                    _ => {
+                match post_order(&http, &base).await {
+                    Some(n) => accepted.lock().push(n),
+                    None => {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
                 }
