@@ -58,6 +58,9 @@ pub enum Error {
     /// `platform scale` refused or did not finish.
     #[error(transparent)]
     Scale(#[from] crate::commands::scale::ScaleError),
+    /// A fault could not be injected, healed or listed.
+    #[error(transparent)]
+    Fault(#[from] crate::chaos::faults::FaultError),
     /// Writing to stdout failed (e.g. a closed pipe) or JSON could not be produced.
     #[error("cannot write output: {0}")]
     Output(String),
@@ -74,6 +77,7 @@ impl Error {
             Error::UnknownService { .. } => 2,
             Error::Stack(StackError::NotFound { .. }) => 2,
             Error::Scale(e) => e.exit_code(),
+            Error::Fault(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -104,6 +108,7 @@ impl Error {
             Error::MissingFile { .. } => None,
             Error::Observe(e) => e.hint(),
             Error::Scale(e) => e.hint(),
+            Error::Fault(e) => e.hint(),
             Error::ImageMissing { .. } => Some(
                 "this stack uses official images from a registry; offline, use the dev stack (`--stack dev`), \
                  or load the image with `docker load` first"

@@ -6,9 +6,12 @@
 //! - [`runtime`]: the only module that talks to Docker (bollard), including local image builds.
 //! - [`observe`]: the only reader of the running services (registry, status and drift, logs,
 //!   tokens, admin endpoints, traces); commands and the dashboard show what it reads.
+//! - [`chaos`]: the only module that changes the running services on purpose (faults, load,
+//!   scenarios).
 
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod commands;
 pub mod error;
 pub mod observe;
