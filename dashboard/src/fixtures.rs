@@ -221,7 +221,10 @@ pub fn traces() -> Update {
         }
         list.push(tr);
     }
-    Update::Traces(list)
+    Update::Traces {
+        list,
+        ui_base: Some("http://127.0.0.1:9411".into()),
+    }
 }
 
 fn log(s: i64, instance: &str, level: Level, text: &str, trace: Option<&str>) -> LogLine {
@@ -281,7 +284,6 @@ pub fn app() -> App {
     }
     app.apply(traces());
     app.apply(Update::Tick(t(0)));
-    app.model.traces.ui_base = Some("http://127.0.0.1:9411".into());
     let target = LogTarget {
         service: "order-service".into(),
         instance: None,

@@ -4,6 +4,8 @@
 //! `--json` the document is printed first, so scripts get both.
 
 use super::Global;
+use kit::registry::model::Applications;
+
 use crate::observe::status::StatusView;
 use crate::observe::{ObserveError, Observer, registry};
 use crate::runtime::Runtime;
@@ -34,28 +36,36 @@ pub async fn run(g: &Global) -> Result<()> {
 
 /// Reads the registry (when the stack runs) and joins it to the containers.
 pub async fn view(obs: &Observer) -> StatusView {
+    view_with_apps(obs).await.0
+}
+
+/// [`view`], and what the registry answered (the dashboard shows lease ages from it).
+pub async fn view_with_apps(obs: &Observer) -> (StatusView, Option<Applications>) {
     let stack = obs.stack();
     let route = obs.route().name();
     if !obs.is_running() {
-        return StatusView::join(
+        let view = StatusView::join(
             stack,
             route,
             obs.containers(),
             Err((None, "the stack is not running".to_string())),
         );
+        return (view, None);
     }
     match registry::applications(obs).await {
         Ok((url, apps)) => {
-            StatusView::join(stack, route, obs.containers(), Ok((url.as_str(), &apps)))
+            let view = StatusView::join(stack, route, obs.containers(), Ok((url.as_str(), &apps)));
+            (view, Some(apps))
         }
         Err(e) => {
             let url = registry::client(obs).ok().map(|c| c.base_url().to_string());
-            StatusView::join(
+            let view = StatusView::join(
                 stack,
                 route,
                 obs.containers(),
                 Err((url.as_deref(), e.to_string())),
-            )
+            );
+            (view, None)
         }
     }
 }

@@ -49,8 +49,11 @@ pub enum Update {
     Breakers(Vec<InstanceBreakers>),
     /// Topics, groups and lag from the broker.
     Kafka(KafkaSnapshot),
-    /// Recent traces.
-    Traces(Vec<TraceView>),
+    /// Recent traces, and the collector's UI as the host's browser reaches it (for links).
+    Traces {
+        list: Vec<TraceView>,
+        ui_base: Option<String>,
+    },
     /// One trace asked for (`Ok(None)`: the collector does not have it).
     Trace {
         id: String,
@@ -234,7 +237,10 @@ impl Model {
                 }
             }
             Update::Kafka(snapshot) => self.kafka.apply(Some(snapshot)),
-            Update::Traces(list) => self.traces.apply(list),
+            Update::Traces { list, ui_base } => {
+                self.traces.ui_base = ui_base;
+                self.traces.apply(list);
+            }
             Update::Trace { id, result } => {
                 // Only the trace still asked for is taken.
                 if self.traces.open.as_ref().is_some_and(|o| o.id() == id) {

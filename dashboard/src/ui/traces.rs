@@ -204,11 +204,29 @@ fn render_open(app: &App, open: &OpenTrace, area: Rect, buf: &mut Buffer) {
         }
         OpenTrace::Loaded(t) => t,
     };
-    waterfall_into(app, trace, inner, buf);
+    let link = app.model.traces.link(&trace.id);
+    waterfall_into(trace, link.as_deref(), app.hyperlinks, inner, buf);
 }
 
-/// Draws `trace` as a waterfall into `area` (also used by `platform trace`).
-pub fn waterfall_into(app: &App, trace: &TraceView, area: Rect, buf: &mut Buffer) {
+/// `trace` as a waterfall in text, `width` columns wide and as tall as its spans (what
+/// `platform trace` prints).
+pub fn waterfall_text(trace: &TraceView, link: Option<&str>, width: u16) -> String {
+    let height = u16::try_from(trace.spans.len() + 2).unwrap_or(u16::MAX);
+    let area = Rect::new(0, 0, width.max(20), height);
+    let mut buf = Buffer::empty(area);
+    waterfall_into(trace, link, false, area, &mut buf);
+    super::text::buffer_text(&buf)
+}
+
+/// Draws `trace` as a waterfall into `area`: a summary line, the link (an OSC 8 hyperlink
+/// when `hyperlinks`), then one row per span.
+pub fn waterfall_into(
+    trace: &TraceView,
+    link: Option<&str>,
+    hyperlinks: bool,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     if area.height < 2 {
         return;
     }
@@ -232,16 +250,16 @@ pub fn waterfall_into(app: &App, trace: &TraceView, area: Rect, buf: &mut Buffer
         spans.push(Span::styled("  ERROR", Theme::BAD));
     }
     Paragraph::new(Line::from(spans)).render(summary, buf);
-    if let Some(url) = app.model.traces.link(&trace.id) {
+    if let Some(url) = link {
         link::write(
             buf,
             link_line.x,
             link_line.y,
             link_line.width,
-            &url,
-            &url,
+            url,
+            url,
             Theme::LINK,
-            app.hyperlinks,
+            hyperlinks,
         );
     } else {
         buf.set_stringn(

@@ -143,7 +143,9 @@ impl BrokerClient {
         if slot.is_none() {
             *slot = Some(self.open().await?);
         }
-        slot.as_ref().expect("connected above").version::<R>(max_version)
+        slot.as_ref()
+            .expect("connected above")
+            .version::<R>(max_version)
     }
 
     async fn open(&self) -> Result<Conn, LagError> {
@@ -406,7 +408,12 @@ impl BrokerClient {
                 }
                 for t in &g.topics {
                     for p in &t.partitions {
-                        add(&t.name.0, p.partition_index, p.committed_offset, p.error_code)?;
+                        add(
+                            &t.name.0,
+                            p.partition_index,
+                            p.committed_offset,
+                            p.error_code,
+                        )?;
                     }
                 }
             }
@@ -416,7 +423,12 @@ impl BrokerClient {
             }
             for t in &answer.topics {
                 for p in &t.partitions {
-                    add(&t.name.0, p.partition_index, p.committed_offset, p.error_code)?;
+                    add(
+                        &t.name.0,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.error_code,
+                    )?;
                 }
             }
         }
@@ -437,7 +449,12 @@ impl BrokerClient {
         } else {
             self.topics(Some(&names)).await?
         };
-        Ok(GroupLag::compute(&described, &topics, &committed, Utc::now()))
+        Ok(GroupLag::compute(
+            &described,
+            &topics,
+            &committed,
+            Utc::now(),
+        ))
     }
 
     /// Every topic and every group's lag, for `platform status` and the dashboard.
@@ -467,7 +484,11 @@ impl BrokerClient {
 }
 
 /// The OffsetFetch request for `group` (v8+ shape when `grouped`).
-fn offset_fetch_request(group: &str, topics: Option<&[Topic]>, grouped: bool) -> OffsetFetchRequest {
+fn offset_fetch_request(
+    group: &str,
+    topics: Option<&[Topic]>,
+    grouped: bool,
+) -> OffsetFetchRequest {
     if grouped {
         let topics = topics.map(|topics| {
             topics
@@ -577,7 +598,10 @@ mod tests {
     fn bootstrap_addresses() {
         assert_eq!(parse_bootstrap("nisshi:9092").unwrap(), "nisshi:9092");
         assert_eq!(parse_bootstrap(" a:1 , b:2").unwrap(), "a:1");
-        assert_eq!(parse_bootstrap("tcp://127.0.0.1:19092").unwrap(), "127.0.0.1:19092");
+        assert_eq!(
+            parse_bootstrap("tcp://127.0.0.1:19092").unwrap(),
+            "127.0.0.1:19092"
+        );
         for bad in ["", " , ", "host", ":9092", "h:0", "h:99999", "h:x"] {
             assert!(parse_bootstrap(bad).is_err(), "{bad:?}");
         }
