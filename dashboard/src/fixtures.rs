@@ -4,7 +4,7 @@
 //! time so snapshots are stable.
 
 use chrono::{DateTime, Utc};
-use kit::breaker::State;
+use circuit_breaker::State;
 
 use crate::app::{App, Catalog, KindInfo, ScenarioInfo};
 use crate::model::breakers::InstanceBreakers;

@@ -2,7 +2,7 @@
 //! handling (what is selected, what an action aims at) and the panels (what is drawn) use, so
 //! the highlighted row is always the one acted on.
 
-use kit::breaker::Snapshot;
+use circuit_breaker::Snapshot;
 
 use crate::model::Model;
 use crate::model::faults::FaultView;

@@ -4,7 +4,7 @@
 //! `--json` the document is printed first, so scripts get both.
 
 use super::Global;
-use kit::registry::model::Applications;
+use registry_client::model::Applications;
 
 use crate::observe::status::StatusView;
 use crate::observe::{ObserveError, Observer, registry};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kit::breaker::{Snapshot, State, Transition};
+use circuit_breaker::{Snapshot, State, Transition};
 
 use super::history::History;
 
@@ -123,7 +123,7 @@ fn rate(r: f32) -> Option<u64> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use kit::breaker::{BreakerConfig, Totals, WindowMetrics};
+    use circuit_breaker::{BreakerConfig, Totals, WindowMetrics};
 
     /// A breaker snapshot with the given state, failure rate and transitions (ms, from, to).
     pub(crate) fn snapshot(

@@ -215,8 +215,8 @@ impl Model {
             Update::Breakers(reads) => {
                 for t in self.breakers.apply(reads) {
                     let severity = match t.transition.to {
-                        kit::breaker::State::Closed => Severity::Good,
-                        kit::breaker::State::HalfOpen => Severity::Warning,
+                        circuit_breaker::State::Closed => Severity::Good,
+                        circuit_breaker::State::HalfOpen => Severity::Warning,
                         _ => Severity::Bad,
                     };
                     let at = DateTime::from_timestamp_millis(t.transition.at_ms as i64)

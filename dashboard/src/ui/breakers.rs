@@ -3,7 +3,7 @@
 //! sparkline of its failure rate; below, the selected breaker's history of transitions.
 
 use chrono::{DateTime, Utc};
-use kit::breaker::Snapshot;
+use circuit_breaker::Snapshot;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;

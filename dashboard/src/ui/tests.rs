@@ -2,8 +2,8 @@
 //! `Terminal` (as the live dashboard draws) and compared as text with insta. Times are fixed by
 //! the fixture, so nothing volatile needs masking.
 
+use circuit_breaker::State;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use kit::breaker::State;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;

@@ -2,7 +2,7 @@
 //! half-open, drift), red is broken, grey is unknown or secondary. Text never relies on colour
 //! alone: every state is also written out, so snapshots and colour-blind users read the same.
 
-use kit::breaker::State;
+use circuit_breaker::State;
 use ratatui::style::{Color, Modifier, Style};
 
 use crate::model::logs::Level;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use circuit_breaker::Snapshot;
 use dashboard::model::breakers::InstanceBreakers;
 use dashboard::model::faults::FaultView;
 use dashboard::model::kafka::{
@@ -16,8 +17,7 @@ use dashboard::model::logs::{Level, LogLine};
 use dashboard::model::services::{InstanceEntry, Registration, ServiceEntry, ServicesSnapshot};
 use dashboard::model::timeline::{Event, EventKind, Severity};
 use dashboard::model::traces::{SpanView, TraceView};
-use kit::breaker::Snapshot;
-use kit::registry::model::{Applications, InstanceInfo};
+use registry_client::model::{Applications, InstanceInfo};
 
 use crate::chaos::faults::{FaultRecord, FaultSpec, Selection};
 use crate::commands::scale::not_scalable;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use kit::registry::model::{Application, InstanceInfo, InstanceStatus};
+use registry_client::model::{Application, InstanceInfo, InstanceStatus};
 
 use super::*;
 use crate::chaos::faults::{Kind, Options, Revert};
