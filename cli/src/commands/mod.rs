@@ -58,7 +58,7 @@ pub enum Command {
     Up(up::UpArgs),
     /// Stop and remove the stack's containers and network (volumes with --volumes).
     Down(down::DownArgs),
-    /// Build the stack's images locally (never pulls): our binaries, tansu, MariaDB.
+    /// Build the stack's images locally (never pulls): our binaries, the broker (nisshi), MariaDB.
     Build(build::BuildArgs),
     /// List the stack's images: current, stale (inputs changed) or missing.
     Images,

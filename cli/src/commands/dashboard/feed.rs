@@ -46,6 +46,7 @@ const STATS_EVERY: Duration = Duration::from_secs(2);
 const BREAKERS_EVERY: Duration = Duration::from_millis(500);
 const TRACES_EVERY: Duration = Duration::from_secs(2);
 const FAULTS_EVERY: Duration = Duration::from_secs(1);
+const BROKER_EVERY: Duration = Duration::from_secs(1);
 /// After this long an admin token is fetched again (tokens of the dev realm live minutes).
 const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 /// How far back the traces panel looks.
@@ -127,6 +128,7 @@ pub fn start(ctx: &Ctx, route: Route, observer_tx: watch::Sender<Option<Observer
     supervise(ctx, "stats", stats);
     supervise(ctx, "events", events);
     supervise(ctx, "breakers", breakers);
+    supervise(ctx, "broker", broker);
     supervise(ctx, "traces", traces);
     supervise(ctx, "faults", fault_records);
 }
@@ -345,6 +347,41 @@ async fn breakers(c: Ctx) {
             }
         }
         if !c.pause(BREAKERS_EVERY).await {
+            return;
+        }
+    }
+}
+
+/// Topics, groups and lag from the broker, through one kafka-lag client kept while the
+/// broker's address stays the same (its connection is reused).
+async fn broker(c: Ctx) {
+    let mut client: Option<kafka_lag::BrokerClient> = None;
+    loop {
+        let Some(obs) = c.observer().await else {
+            return;
+        };
+        match obs.broker_address() {
+            Err(e) => {
+                client = None;
+                c.down(Source::Broker, e, None);
+            }
+            Ok(addr) => {
+                if client.as_ref().is_none_or(|b| b.addr() != addr) {
+                    client = obs.broker().ok();
+                }
+                match &client {
+                    None => c.down(Source::Broker, "cannot make a broker client", Some(addr)),
+                    Some(b) => match b.snapshot().await {
+                        Ok(s) => {
+                            c.up(Source::Broker);
+                            c.send(Update::Kafka(convert::kafka(&s)));
+                        }
+                        Err(e) => c.down(Source::Broker, e, Some(addr)),
+                    },
+                }
+            }
+        }
+        if !c.pause(BROKER_EVERY).await {
             return;
         }
     }
