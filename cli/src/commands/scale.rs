@@ -222,7 +222,8 @@ pub async fn run(g: &Global, args: ScaleArgs) -> Result<()> {
     }
 }
 
-fn summary(view: &ScaleView) -> String {
+/// `order-service: 2 instances running (started ...) in 8.2s`.
+pub fn summary(view: &ScaleView) -> String {
     let mut text = format!(
         "{}: {} instance{} running",
         view.service,

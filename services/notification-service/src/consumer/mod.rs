@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kit::backoff::Backoff;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
@@ -66,7 +67,8 @@ pub struct ConsumerOptions {
     pub topic: String,
     /// Handling attempts of one message before it is dead-lettered (at least 1).
     pub max_attempts: u32,
-    /// First wait between attempts; doubles each time up to `retry_backoff_max`.
+    /// Ceiling of the first wait between attempts; doubles each time up to
+    /// `retry_backoff_max` (each wait is drawn below it: `kit::backoff`).
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
     /// How often the lag is measured for `/metrics` and the watchdog looks at the consumer.
@@ -75,29 +77,6 @@ pub struct ConsumerOptions {
     pub stall_timeout: Duration,
     /// Most messages handled (and stored in one transaction) at once.
     pub batch_size: usize,
-}
-
-/// Exponential back-off: `initial`, doubling, capped at `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            next: initial.min(max),
-            max,
-        }
-    }
-
-    /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(self.max);
-        wait
-    }
 }
 
 /// A received message with its origin and its processing span (a child of the
@@ -668,20 +647,5 @@ impl Monitor {
                 health.reason.unwrap_or_default()
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Back-off doubles from the initial wait and stays at the cap.
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let waits: Vec<u64> = (0..5).map(|_| b.next_wait().as_millis() as u64).collect();
-        assert_eq!(waits, [100, 200, 400, 500, 500]);
-        let mut b = Backoff::new(Duration::from_secs(9), Duration::from_secs(1));
-        assert_eq!(b.next_wait(), Duration::from_secs(1));
     }
 }
