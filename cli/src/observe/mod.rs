@@ -8,8 +8,8 @@
 //! identity provider their `ISSUER_URL`, the trace collector their `ZIPKIN_ENDPOINT`; a URL whose
 //! host is a service or container name is rewritten to a reachable address by [`Observer::resolve`].
 //!
-//! - [`registry`]: the registry's view (`GET /eureka/apps`, and the watch endpoint through the
-//!   kit's [`kit::registry::Discovery`]).
+//! - [`registry`]: the registry's view (`GET /eureka/apps`, and the watch endpoint through
+//!   the registry client's [`registry_client::Discovery`]).
 //! - [`status`]: containers joined to the registry's view, with drift.
 //! - [`logs`]: container output of all instances merged in time order.
 //! - [`auth`]: access tokens from the stack's identity provider.
