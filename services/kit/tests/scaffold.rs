@@ -33,6 +33,14 @@ struct Order {
     quantity: u32,
 }
 
+impl Running {
+    /// Stops the service and checks that it stopped cleanly.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 async fn start(common: CommonArgs) -> Running {
     start_with(common, |_| {}).await
 }
@@ -231,8 +239,7 @@ async fn standard_endpoints_and_problems() {
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(text.contains("process_resident_memory_bytes"));
 
-    r.stop.cancel();
-    r.task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 /// At shutdown readiness turns DOWN, an in-flight request still completes, and new connections are refused.

@@ -62,8 +62,7 @@ async fn fault_routes_need_the_admin_role() {
         .await;
     }
     assert!(list(&c, &r.base).await.is_empty());
-    r.stop.cancel();
-    r.task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 /// An error fault on one route answers its status as problem+json there and nowhere else (not
@@ -135,8 +134,7 @@ async fn faults_hit_their_routes_and_expire_by_themselves() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    r.stop.cancel();
-    r.task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 /// Faults are removed one by one or all at once; unknown ids are 404, and bad requests are 400
@@ -189,8 +187,7 @@ async fn remove_and_refuse_bad_requests() {
         }
     }
     assert!(list(&c, &r.base).await.is_empty());
-    r.stop.cancel();
-    r.task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 /// A kill assault is answered 202 and then ends the process (here: a stand-in that stops the
