@@ -154,9 +154,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<(i16, R::Response), LagError> {
         let version = self.version::<R>(cap)?;
-        let answer = self
-            .exchange_timed(what, request, version, timeout)
-            .await?;
+        let answer = self.exchange_timed(what, request, version, timeout).await?;
         Ok((version, answer))
     }
 

@@ -348,7 +348,9 @@ mod tests {
             GroupLag::compute(&group, &topics, &committed, Utc::now()).total_lag,
             0
         );
-        let names: Vec<&str> = group_topics(&group, &committed, &["t"]).into_iter().collect();
+        let names: Vec<&str> = group_topics(&group, &committed, &["t"])
+            .into_iter()
+            .collect();
         assert_eq!(names, ["old", "t", "x"]);
         assert_eq!(topics[0].messages(), 2);
     }

@@ -103,11 +103,19 @@ async fn lag_members_and_topics_from_the_broker() {
         l.members.len() == 1 && l.unassigned == 0
     })
     .await;
-    assert!(running.members[0].member_id.starts_with("reader-1"), "{running:?}");
+    assert!(
+        running.members[0].member_id.starts_with("reader-1"),
+        "{running:?}"
+    );
     if running.assignments_known {
         assert_eq!(running.members[0].client_id, "reader-1");
         assert_eq!(running.members[0].assigned(), 3);
-        assert!(running.partitions.iter().all(|p| p.owner.as_deref() == Some("reader-1")));
+        assert!(
+            running
+                .partitions
+                .iter()
+                .all(|p| p.owner.as_deref() == Some("reader-1"))
+        );
     } else {
         // nisshi 0.6.0 describes members without their assignments (see GroupLag).
         println!("{} reports no member assignments", broker.kind());

@@ -3,9 +3,9 @@
 //! that keep data, the Kafka features the services use, and no servers left behind by dead tests.
 //! With the `registry` feature (on in workspace runs), also the in-process kit service helpers.
 
+mod broker;
 mod mariadb;
 mod orphans;
 mod process;
 #[cfg(feature = "registry")]
 mod service;
-mod broker;
