@@ -6,9 +6,11 @@
 //! - [`runtime`]: the only module that talks to Docker (bollard), including local image builds.
 //! - [`observe`]: the only reader of the running services (registry, status and drift, logs,
 //!   tokens, admin endpoints, traces); commands and the dashboard show what it reads.
+//! - [`chaos`]: changes on purpose: load and scenarios (and the faults they inject).
 
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod commands;
 pub mod error;
 pub mod observe;

@@ -359,7 +359,9 @@ impl Run {
             .map_err(|e| with_hint(&e))?;
         let user = match &grant {
             Grant::Password { username, .. } => username.clone(),
-            Grant::ClientCredentials { client_id, .. } => client_id.clone(),
+            Grant::ClientCredentials { client_id, .. } | Grant::Refresh { client_id, .. } => {
+                client_id.clone()
+            }
         };
         self.token = Some(set.token.access_token.clone());
         Ok(format!(
@@ -560,7 +562,7 @@ impl Run {
 
 /// The gateway as users reach it: its published port on localhost, else whatever route the
 /// observer has to it.
-fn gateway_url(obs: &Observer) -> observe::Result<Url> {
+pub fn gateway_url(obs: &Observer) -> observe::Result<Url> {
     let localhost = Route::Published {
         host: "localhost".to_string(),
     };
