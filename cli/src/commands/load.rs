@@ -108,7 +108,7 @@ async fn watch(handle: &LoadHandle, show: bool) -> bool {
             () = handle.done() => break false,
             _ = tick.tick() => {
                 n += 1;
-                if show && (tty || n % 5 == 0) {
+                if show && (tty || n.is_multiple_of(5)) {
                     let line = handle.progress().line();
                     if tty {
                         eprint!("\r{line}");

@@ -70,10 +70,8 @@ pub async fn run(g: &Global, cmd: ScenarioCommand) -> Result<()> {
 }
 
 fn scenarios_dir() -> Result<PathBuf> {
-    let ws = Workspace::locate().map_err(|searched| {
-        crate::stack::StackError::NoWorkspace {
-            searched: searched.iter().map(|p| p.display().to_string()).collect(),
-        }
+    let ws = Workspace::locate().map_err(|searched| crate::stack::StackError::NoWorkspace {
+        searched: searched.iter().map(|p| p.display().to_string()).collect(),
     })?;
     Ok(ws.stacks_dir().join("scenarios"))
 }
@@ -172,7 +170,9 @@ async fn run_files(g: &Global, args: RunArgs) -> Result<()> {
                     if tokio::signal::ctrl_c().await.is_err() {
                         return;
                     }
-                    eprintln!("platform scenario: still healing; the faults end by themselves at their duration if this is killed");
+                    eprintln!(
+                        "platform scenario: still healing; the faults end by themselves at their duration if this is killed"
+                    );
                 }
             }
         })
@@ -201,7 +201,8 @@ async fn run_files(g: &Global, args: RunArgs) -> Result<()> {
     }
     watcher.abort();
     let interrupted = interrupt.is_cancelled();
-    let passed = !interrupted && reports.len() == scenarios.len() && reports.iter().all(|r| r.passed);
+    let passed =
+        !interrupted && reports.len() == scenarios.len() && reports.iter().all(|r| r.passed);
     if let Some(path) = &args.junit {
         let xml = report::junit(&reports).map_err(|message| ScenarioError::Write {
             what: "the JUnit report",

@@ -862,8 +862,7 @@ fn walk_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<Strin
                 let last = a
                     .iter()
                     .enumerate()
-                    .filter(|(_, e)| e.span().start <= offset)
-                    .last();
+                    .rfind(|(_, e)| e.span().start <= offset);
                 if let Some((i, e)) = last
                     && let toml::de::DeValue::Table(t) = e.get_ref()
                 {

@@ -73,6 +73,8 @@ struct Shared {
     sent: AtomicU64,
     /// Requests sent and not yet ended.
     outstanding: AtomicU64,
+    /// Requests of each kind so far, so each kind takes the users in turn.
+    per_kind: [AtomicU64; 5],
     /// Set once the schedule is over (duration reached or stopped).
     schedule_done: AtomicBool,
     /// Woken when `outstanding` drops to zero.
@@ -197,6 +199,7 @@ pub fn start(config: LoadConfig, fixture: Fixture) -> Result<LoadHandle, LoadErr
         scheduled: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         outstanding: AtomicU64::new(0),
+        per_kind: std::array::from_fn(|_| AtomicU64::new(0)),
         schedule_done: AtomicBool::new(false),
         drained: Notify::new(),
         stats: Mutex::new(Stats {
@@ -260,12 +263,11 @@ async fn schedule(shared: Arc<Shared>) {
 
 /// One request, from its due time to its recorded outcome.
 async fn one(shared: Arc<Shared>, i: u64, kind: Kind, due: Instant) {
-    let (outcome, order) = match tokio::time::timeout(shared.config.timeout, send(&shared, i, kind))
-        .await
-    {
-        Ok(r) => r,
-        Err(_) => (Outcome::Timeout, None),
-    };
+    let (outcome, order) =
+        match tokio::time::timeout(shared.config.timeout, send(&shared, i, kind)).await {
+            Ok(r) => r,
+            Err(_) => (Outcome::Timeout, None),
+        };
     let latency = matches!(outcome, Outcome::Answer { .. }).then(|| due.elapsed());
     record(&shared, kind, due, outcome, latency, order);
     if shared.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -277,7 +279,8 @@ async fn one(shared: Arc<Shared>, i: u64, kind: Kind, due: Instant) {
 async fn send(shared: &Shared, i: u64, kind: Kind) -> (Outcome, Option<AcceptedOrder>) {
     let u = &shared.urls;
     let http = &shared.http;
-    let product = (!u.products.is_empty()).then(|| &u.products[(i % u.products.len() as u64) as usize]);
+    let product =
+        (!u.products.is_empty()).then(|| &u.products[(i % u.products.len() as u64) as usize]);
     let mut req = match (kind, product) {
         (Kind::Orders, Some((_, _, body))) => http
             .post(&u.orders)
@@ -296,7 +299,8 @@ async fn send(shared: &Shared, i: u64, kind: Kind) -> (Outcome, Option<AcceptedO
     if kind.needs_token()
         && let Some(pool) = &shared.fixture.tokens
     {
-        let (who, token) = TokenPool::next(pool);
+        let n = shared.per_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+        let (who, token) = pool.pick(n);
         user = Some(who);
         req = req.bearer_auth(&*token);
     }
@@ -330,7 +334,11 @@ async fn send(shared: &Shared, i: u64, kind: Kind) -> (Outcome, Option<AcceptedO
 fn is_fallback(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(|d| d == super::FALLBACK_DETAIL))
+        .and_then(|v| {
+            v.get("detail")
+                .and_then(|d| d.as_str())
+                .map(|d| d == super::FALLBACK_DETAIL)
+        })
         .unwrap_or(false)
 }
 
@@ -543,7 +551,8 @@ fn report_of(s: &Shared) -> LoadReport {
     let scheduled = s.scheduled.load(Ordering::Relaxed);
     let sending = (scheduled as f64 / s.config.rate).max(1e-9);
     let sent = s.sent.load(Ordering::Relaxed);
-    let used_seconds = ((scheduled as f64 / s.config.rate).ceil() as usize).min(stats.seconds.len());
+    let used_seconds =
+        ((scheduled as f64 / s.config.rate).ceil() as usize).min(stats.seconds.len());
     let timeline = stats.seconds[..used_seconds]
         .iter()
         .enumerate()
@@ -614,5 +623,181 @@ fn empty_report(s: &Shared) -> LoadReport {
         products: Vec::new(),
         orders_accepted: 0,
         timeline: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use url::Url;
+
+    use super::*;
+    use crate::chaos::load::fixture::Product;
+    use crate::chaos::load::{Kind, Mix, TokenPool};
+
+    /// A fake gateway: orders are accepted (201) until `accept` of them, then answered with
+    /// order-service's fallback; products and health answer 200; every request but health
+    /// must carry the bearer token.
+    async fn fake_gateway(accept: u64, health_delay: Duration) -> Url {
+        #[derive(Clone)]
+        struct S {
+            orders: Arc<AtomicU64>,
+            accept: u64,
+            delay: Duration,
+        }
+        async fn order(State(s): State<S>, h: HeaderMap) -> axum::response::Response {
+            if h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some("Bearer t-alice")
+                && h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+                    != Some("Bearer t-bob")
+            {
+                return StatusCode::UNAUTHORIZED.into_response();
+            }
+            assert!(h.contains_key("idempotency-key"));
+            let n = s.orders.fetch_add(1, Ordering::SeqCst);
+            if n < s.accept {
+                (
+                    StatusCode::CREATED,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    format!(r#"{{"orderNumber":"o-{n}"}}"#),
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, "application/problem+json")],
+                    r#"{"status":503,"detail":"Service is temporarily unavailable"}"#,
+                )
+                    .into_response()
+            }
+        }
+        async fn health(State(s): State<S>) -> &'static str {
+            tokio::time::sleep(s.delay).await;
+            "UP"
+        }
+        let app = Router::new()
+            .route("/api/order", post(order))
+            .route("/api/product/{id}", get(|| async { "{}" }))
+            .route("/health/live", get(health))
+            .with_state(S {
+                orders: Arc::new(AtomicU64::new(0)),
+                accept,
+                delay: health_delay,
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("http://{addr}/")).unwrap()
+    }
+
+    fn fixture(gateway: Url) -> Fixture {
+        let tokens = TokenPool::fixed(
+            reqwest::Client::new(),
+            gateway.clone(),
+            vec![
+                ("alice".into(), "t-alice".into()),
+                ("bob".into(), "t-bob".into()),
+            ],
+        );
+        Fixture {
+            gateway,
+            tokens: Some(tokens),
+            products: vec![Product {
+                id: "p1".into(),
+                sku: "sku-1".into(),
+            }],
+            run_id: "test".into(),
+        }
+    }
+
+    /// Every scheduled request is sent and counted once: accepted orders are recorded with
+    /// their user, fallback answers are counted apart, and windows and kinds filter the counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_every_request_once() {
+        let gateway = fake_gateway(30, Duration::ZERO).await;
+        let mut config = LoadConfig::new(
+            200.0,
+            Duration::from_millis(500),
+            "orders=1,products=1".parse::<Mix>().unwrap(),
+        );
+        config.record_orders = true;
+        let handle = start(config, fixture(gateway)).unwrap();
+        let started = handle.started();
+        handle.done().await;
+        let orders = handle.accepted_orders();
+        let all = handle.counts_between(started, Instant::now(), None);
+        let products = handle.counts_between(started, Instant::now(), Some(&[Kind::Products]));
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 100);
+        assert_eq!(report.sent, 100);
+        assert!(!report.stopped_early);
+        assert_eq!(report.counts.total, 100);
+        assert_eq!(report.counts.ok, 50 + 30, "{:?}", report.counts);
+        assert_eq!(report.counts.fallback, 20);
+        assert_eq!(report.orders_accepted, 30);
+        assert_eq!(report.latency_ms.count, 100);
+        assert_eq!(orders.len(), 30);
+        assert_eq!(
+            orders.iter().filter(|o| o.user == 0).count(),
+            orders.iter().filter(|o| o.user == 1).count(),
+            "users take turns"
+        );
+        assert_eq!(all.total, 100);
+        assert_eq!(products.total, 50);
+        assert_eq!(products.ok, 50);
+        assert_eq!(report.statuses.get(&503), Some(&20));
+        assert_eq!(report.kinds.len(), 2);
+        assert_eq!(
+            report.timeline.iter().map(|s| s.counts.total).sum::<u64>(),
+            100
+        );
+        assert!(
+            report.render().contains("fallback   20"),
+            "{}",
+            report.render()
+        );
+    }
+
+    /// With `max_in_flight` requests outstanding, further due requests are dropped and
+    /// counted as failures, never queued or skipped silently; latency runs from the due time,
+    /// so it is at least the server's delay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saturation_drops_and_counts() {
+        let gateway = fake_gateway(0, Duration::from_millis(300)).await;
+        let mut config = LoadConfig::new(50.0, Duration::from_millis(200), Mix::only(Kind::Health));
+        config.max_in_flight = 2;
+        let handle = start(config, Fixture::bare(gateway)).unwrap();
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 10);
+        assert_eq!(report.sent, 2);
+        assert_eq!(report.counts.dropped, 8);
+        assert_eq!(report.counts.total, 10);
+        assert_eq!(report.counts.failed(true), 8);
+        assert!(report.latency_ms.p50 >= 300.0, "{:?}", report.latency_ms);
+    }
+
+    /// Stopping early ends the schedule at once and reports what was sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stops_early() {
+        let gateway = fake_gateway(0, Duration::ZERO).await;
+        let config = LoadConfig::new(10.0, Duration::from_secs(600), Mix::only(Kind::Health));
+        let handle = start(config, Fixture::bare(gateway)).unwrap();
+        let report = handle.finish(true).await;
+        assert!(report.stopped_early);
+        assert!(report.scheduled < 6000);
+        assert_eq!(report.counts.total, report.scheduled);
+    }
+
+    /// A mix that needs tokens or products is refused without them.
+    #[tokio::test]
+    async fn refuses_a_fixture_that_does_not_fit() {
+        let gateway = Url::parse("http://127.0.0.1:9/").unwrap();
+        let config = LoadConfig::new(1.0, Duration::from_secs(1), Mix::default());
+        assert!(start(config, Fixture::bare(gateway)).is_err());
     }
 }

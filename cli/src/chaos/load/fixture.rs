@@ -3,7 +3,6 @@
 //! own ([`Fixture::prepare`]).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -92,8 +91,6 @@ pub struct TokenPool {
     users: Vec<User>,
     /// One slot per user; requests read it, the renewer replaces it.
     tokens: Vec<RwLock<Current>>,
-    /// The next user to hand out (round robin).
-    next: AtomicUsize,
     /// Logins, refreshes and failures so far.
     stats: Mutex<TokenReport>,
 }
@@ -110,14 +107,16 @@ impl TokenPool {
             client_id: auth::CLI_CLIENT.to_string(),
             tokens: Vec::with_capacity(users.len()),
             users,
-            next: AtomicUsize::new(0),
             stats: Mutex::new(TokenReport::default()),
         };
         for user in pool.users.clone() {
-            let current = pool.password_grant(&user).await.map_err(|e| LoadError::Setup {
-                step: format!("log in as {}", user.name),
-                message: e,
-            })?;
+            let current = pool
+                .password_grant(&user)
+                .await
+                .map_err(|e| LoadError::Setup {
+                    step: format!("log in as {}", user.name),
+                    message: e,
+                })?;
             pool.tokens.push(RwLock::new(current));
         }
         if let Ok(mut s) = pool.stats.lock() {
@@ -125,6 +124,45 @@ impl TokenPool {
             s.logins = pool.users.len() as u64;
         }
         Ok(Arc::new(pool))
+    }
+
+    /// Fixed tokens given by the caller (a token from `platform token`, tests), never renewed;
+    /// `issuer` only names where they came from.
+    pub fn fixed(
+        http: reqwest::Client,
+        issuer: Url,
+        tokens: Vec<(String, String)>,
+    ) -> Arc<TokenPool> {
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let (users, slots): (Vec<User>, Vec<RwLock<Current>>) = tokens
+            .into_iter()
+            .map(|(name, token)| {
+                (
+                    User {
+                        name,
+                        password: String::new(),
+                    },
+                    RwLock::new(Current {
+                        access: Arc::from(token.as_str()),
+                        refresh: None,
+                        expires: far,
+                        renew_at: far,
+                    }),
+                )
+            })
+            .unzip();
+        Arc::new(TokenPool {
+            http,
+            endpoint: issuer.clone(),
+            issuer,
+            client_id: auth::CLI_CLIENT.to_string(),
+            stats: Mutex::new(TokenReport {
+                users: users.iter().map(|u| u.name.clone()).collect(),
+                ..TokenReport::default()
+            }),
+            users,
+            tokens: slots,
+        })
     }
 
     /// The number of users.
@@ -137,9 +175,10 @@ impl TokenPool {
         self.users.is_empty()
     }
 
-    /// The next user in turn and their current token.
-    pub fn next(&self) -> (usize, Arc<str>) {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.tokens.len().max(1);
+    /// The user for the `n`-th request of a kind and their token: each kind takes the users in
+    /// turn on its own, so a mix never pins one kind to one user.
+    pub fn pick(&self, n: u64) -> (usize, Arc<str>) {
+        let i = (n % self.tokens.len().max(1) as u64) as usize;
         (i, self.token_of(i))
     }
 
@@ -158,7 +197,10 @@ impl TokenPool {
 
     /// Renews tokens until `cancel`: a refresh-token grant when one is due, a new login when
     /// that fails; on failure the old token stays in use and the renewal is tried again soon.
-    pub fn spawn_renewer(self: &Arc<Self>, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_renewer(
+        self: &Arc<Self>,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let pool = self.clone();
         tokio::spawn(async move {
             loop {
@@ -329,15 +371,17 @@ impl Fixture {
         let mut fixture = Fixture::bare(gateway);
         if mix.needs_tokens() {
             if opts.users.is_empty() {
-                return Err(LoadError::Config("the mix needs users, and none are given".into()));
+                return Err(LoadError::Config(
+                    "the mix needs users, and none are given".into(),
+                ));
             }
             fixture.tokens = Some(TokenPool::login(obs, opts.users.clone()).await?);
         }
         if mix.needs_products() {
             let n = opts.products.clamp(1, 100);
-            let stock = opts.stock.unwrap_or_else(|| {
-                (planned_orders / n as u64 + 1).saturating_mul(2).max(1000)
-            });
+            let stock = opts
+                .stock
+                .unwrap_or_else(|| (planned_orders / n as u64 + 1).saturating_mul(2).max(1000));
             fixture.products = create_products(obs, &fixture, n, stock).await?;
         }
         Ok(fixture)
@@ -379,18 +423,27 @@ async fn create_products(
     for k in 0..n {
         let sku = format!("load-{}-{k}", fixture.run_id);
         let url = join(&fixture.gateway, "api/product")?;
-        let req = obs.http().post(url.clone()).bearer_auth(&admin).json(&serde_json::json!({
-            "skuCode": sku,
-            "name": format!("Load test product {k}"),
-            "description": "created by platform load",
-            "price": PRICE,
-        }));
+        let req = obs
+            .http()
+            .post(url.clone())
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({
+                "skuCode": sku,
+                "name": format!("Load test product {k}"),
+                "description": "created by platform load",
+                "price": PRICE,
+            }));
         let created: serde_json::Value = send_json("create a product", &url, req)
             .await
             .map_err(|e| setup("create a product", e))?;
         let id = created["id"]
             .as_str()
-            .ok_or_else(|| setup("create a product", format!("the answer has no id: {created}")))?
+            .ok_or_else(|| {
+                setup(
+                    "create a product",
+                    format!("the answer has no id: {created}"),
+                )
+            })?
             .to_string();
         let url = join(&inventory, &format!("admin/inventory/{sku}"))?;
         let req = obs
@@ -411,12 +464,20 @@ fn join(base: &Url, path: &str) -> Result<Url, LoadError> {
         .map_err(|e| LoadError::Config(format!("bad URL {base}{path}: {e}")))
 }
 
-async fn send_json(what: &str, url: &Url, req: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
-    let res = observe::send(what, url, req).await.map_err(|e| e.to_string())?;
+async fn send_json(
+    what: &str,
+    url: &Url,
+    req: reqwest::RequestBuilder,
+) -> Result<serde_json::Value, String> {
+    let res = observe::send(what, url, req)
+        .await
+        .map_err(|e| e.to_string())?;
     let res = observe::expect_success(what, url, res)
         .await
         .map_err(|e| e.to_string())?;
-    observe::read_json(what, url, res).await.map_err(|e| e.to_string())
+    observe::read_json(what, url, res)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Load may only go to this machine: a loopback address, or an address of one of the stack's
@@ -435,9 +496,7 @@ pub async fn check_target(url: &Url, obs: &Observer) -> Result<(), LoadError> {
 /// [`check_target`] with the allowed container addresses given.
 pub async fn check_target_against(url: &Url, allowed: &[IpAddr]) -> Result<(), LoadError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(LoadError::Target(format!(
-            "{url} is not an http(s) URL"
-        )));
+        return Err(LoadError::Target(format!("{url} is not an http(s) URL")));
     }
     let host = url
         .host_str()
@@ -489,7 +548,11 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["http://172.30.0.6:8080", "http://10.1.2.3/", "http://192.168.1.1/"] {
+        for bad in [
+            "http://172.30.0.6:8080",
+            "http://10.1.2.3/",
+            "http://192.168.1.1/",
+        ] {
             let e = check_target_against(&Url::parse(bad).unwrap(), &stack)
                 .await
                 .unwrap_err()
@@ -519,6 +582,9 @@ mod tests {
     #[test]
     fn run_ids() {
         let id = run_id();
-        assert!(id.len() >= 8 && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        assert!(
+            id.len() >= 8 && id.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{id}"
+        );
     }
 }

@@ -256,7 +256,10 @@ impl FromStr for Mix {
             let (kind, weight) = match part.split_once('=') {
                 Some((k, w)) => {
                     let w: u32 = w.trim().parse().map_err(|_| {
-                        format!("`{}` is not a weight in `{part}`: use a whole number", w.trim())
+                        format!(
+                            "`{}` is not a weight in `{part}`: use a whole number",
+                            w.trim()
+                        )
                     })?;
                     (k, w)
                 }
@@ -462,12 +465,35 @@ mod tests {
     #[test]
     fn bad_mixes() {
         let e = "orders=80,carts=20".parse::<Mix>().unwrap_err();
-        assert!(e.contains("unknown request kind `carts`") && e.contains("order-reads"), "{e}");
-        assert!("orders=x".parse::<Mix>().unwrap_err().contains("not a weight"));
-        assert!("orders=1,orders=2".parse::<Mix>().unwrap_err().contains("twice"));
+        assert!(
+            e.contains("unknown request kind `carts`") && e.contains("order-reads"),
+            "{e}"
+        );
+        assert!(
+            "orders=x"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("not a weight")
+        );
+        assert!(
+            "orders=1,orders=2"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("twice")
+        );
         assert!("orders=0".parse::<Mix>().unwrap_err().contains("above 0"));
-        assert!("orders=1,,".parse::<Mix>().unwrap_err().contains("not a mix"));
-        assert!("orders=99999".parse::<Mix>().unwrap_err().contains("at most"));
+        assert!(
+            "orders=1,,"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("not a mix")
+        );
+        assert!(
+            "orders=99999"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("at most")
+        );
     }
 
     /// Rates read as per second or per minute, and stay within the bounds.

@@ -260,7 +260,10 @@ impl LoadReport {
             self.throughput,
             self.elapsed_s
         ));
-        t.push_str(&format!("  latency    {}\n", latency_line(&self.latency_ms)));
+        t.push_str(&format!(
+            "  latency    {}\n",
+            latency_line(&self.latency_ms)
+        ));
         t.push_str(&format!("  answers    {}\n", statuses_line(&self.statuses)));
         t.push_str(&format!(
             "  fallback   {} (503 \"{}\")\n",
@@ -272,7 +275,10 @@ impl LoadReport {
             failures.push(format!("{cause}: {n}"));
         }
         if self.counts.dropped > 0 {
-            failures.push(format!("dropped (too many in flight): {}", self.counts.dropped));
+            failures.push(format!(
+                "dropped (too many in flight): {}",
+                self.counts.dropped
+            ));
         }
         t.push_str(&format!(
             "  no answer  {}\n",
@@ -383,10 +389,19 @@ mod tests {
             c.add(o);
         }
         assert_eq!(
-            (c.ok, c.fallback, c.unavailable_other, c.internal, c.server_other),
+            (
+                c.ok,
+                c.fallback,
+                c.unavailable_other,
+                c.internal,
+                c.server_other
+            ),
             (1, 1, 1, 1, 1)
         );
-        assert_eq!((c.client_errors, c.transport, c.dropped, c.total), (1, 1, 1, 8));
+        assert_eq!(
+            (c.client_errors, c.transport, c.dropped, c.total),
+            (1, 1, 1, 8)
+        );
         assert_eq!(c.failed(false), 7);
         assert_eq!(c.failed(true), 6);
         assert!((c.error_rate(false) - 87.5).abs() < 1e-9);

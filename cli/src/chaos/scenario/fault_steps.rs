@@ -55,7 +55,11 @@ pub fn with_duration(words: &[String], left: Duration) -> Vec<String> {
 }
 
 /// Injects the fault the words describe; returns once it is effective.
-pub async fn inject(obs: &Observer, words: &[String], left: Duration) -> Result<Vec<Injected>, String> {
+pub async fn inject(
+    obs: &Observer,
+    words: &[String],
+    left: Duration,
+) -> Result<Vec<Injected>, String> {
     let _ = (obs, with_duration(words, left));
     Err(NOT_MERGED.to_string())
 }

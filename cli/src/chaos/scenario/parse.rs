@@ -339,9 +339,7 @@ impl Validator<'_> {
                     .checks
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, c)| {
-                        self.check(c, &format!("steady_state.checks[{i}]"), false)
-                    })
+                    .filter_map(|(i, c)| self.check(c, &format!("steady_state.checks[{i}]"), false))
                     .collect();
                 SteadyState { within, checks }
             }
@@ -405,7 +403,11 @@ impl Validator<'_> {
                         );
                     }
                     if c.since == Since::Inject && !injected {
-                        self.error(s.span(), &key, "`since = \"inject\"` needs an `inject` step before it");
+                        self.error(
+                            s.span(),
+                            &key,
+                            "`since = \"inject\"` needs an `inject` step before it",
+                        );
                     }
                 }
                 _ => {}
@@ -456,7 +458,11 @@ impl Validator<'_> {
         if let Some(w) = &r.wait {
             let d = self.duration(w, &format!("{key}.wait"))?;
             if d > MAX_TIMEOUT {
-                self.error(w.span(), format!("{key}.wait"), "a wait longer than the longest scenario");
+                self.error(
+                    w.span(),
+                    format!("{key}.wait"),
+                    "a wait longer than the longest scenario",
+                );
                 return None;
             }
             return Some(Step::Wait { duration: d });
@@ -523,7 +529,9 @@ impl Validator<'_> {
                 .map(Step::WaitUntil);
         }
         if let Some(c) = &r.assert {
-            return self.check(c, &format!("{key}.assert"), false).map(Step::Assert);
+            return self
+                .check(c, &format!("{key}.assert"), false)
+                .map(Step::Assert);
         }
         None
     }
@@ -643,7 +651,11 @@ impl Validator<'_> {
         };
         if within > MAX_TIMEOUT {
             if let Some(w) = &r.within {
-                self.error(w.span(), format!("{key}.within"), "longer than the longest scenario");
+                self.error(
+                    w.span(),
+                    format!("{key}.within"),
+                    "longer than the longest scenario",
+                );
             }
             return None;
         }
@@ -657,7 +669,9 @@ impl Validator<'_> {
                     self.error(
                         s.span(),
                         format!("{key}.since"),
-                        format!("`{other}`: since takes \"step\", \"inject\", \"heal\" or \"load\""),
+                        format!(
+                            "`{other}`: since takes \"step\", \"inject\", \"heal\" or \"load\""
+                        ),
                     );
                     return None;
                 }
@@ -684,20 +698,19 @@ impl Validator<'_> {
         let probe = match probe_name {
             "breaker" => {
                 let b = r.breaker.as_ref()?;
-                let state: kit::breaker::State =
-                    match serde_json::from_value(serde_json::Value::String(
-                        b.get_ref().trim().to_ascii_uppercase(),
-                    )) {
-                        Ok(s) => s,
-                        Err(_) => {
-                            self.error(
+                let state: kit::breaker::State = match serde_json::from_value(
+                    serde_json::Value::String(b.get_ref().trim().to_ascii_uppercase()),
+                ) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.error(
                                 b.span(),
                                 format!("{key}.breaker"),
                                 format!("`{}` is not a breaker state: CLOSED, OPEN, HALF_OPEN, DISABLED or FORCED_OPEN", b.get_ref()),
                             );
-                            return None;
-                        }
-                    };
+                        return None;
+                    }
+                };
                 let service = match &r.service {
                     Some(s) => {
                         if !self.service(s, &format!("{key}.service")) {
@@ -732,7 +745,11 @@ impl Validator<'_> {
             }
             "fallback" => {
                 if r.fallback.as_ref().is_some_and(|f| !*f.get_ref()) {
-                    self.error(c.span(), format!("{key}.fallback"), "write `fallback = true`");
+                    self.error(
+                        c.span(),
+                        format!("{key}.fallback"),
+                        "write `fallback = true`",
+                    );
                     return None;
                 }
                 let min = match &r.min {
@@ -785,12 +802,21 @@ impl Validator<'_> {
                     bound: self.bound(b, &format!("{key}.lag"), false)?,
                 }
             }
-            "notified_once" => self.flag(r.notified_once.as_ref()?, key, "notified_once", Probe::NotifiedOnce)?,
+            "notified_once" => self.flag(
+                r.notified_once.as_ref()?,
+                key,
+                "notified_once",
+                Probe::NotifiedOnce,
+            )?,
             "login" => {
                 let s = r.login.as_ref()?;
                 let status = *s.get_ref();
                 if !(100..=599).contains(&status) {
-                    self.error(s.span(), format!("{key}.login"), format!("{status} is not an HTTP status"));
+                    self.error(
+                        s.span(),
+                        format!("{key}.login"),
+                        format!("{status} is not an HTTP status"),
+                    );
                     return None;
                 }
                 Probe::Login {
@@ -810,7 +836,11 @@ impl Validator<'_> {
             _ => {
                 let f = r.faults.as_ref()?;
                 if f.get_ref().trim() != "over" {
-                    self.error(f.span(), format!("{key}.faults"), "write `faults = \"over\"`");
+                    self.error(
+                        f.span(),
+                        format!("{key}.faults"),
+                        "write `faults = \"over\"`",
+                    );
                     return None;
                 }
                 Probe::FaultsOver
@@ -835,7 +865,11 @@ impl Validator<'_> {
         if *b.get_ref() {
             Some(probe)
         } else {
-            self.error(b.span(), format!("{key}.{name}"), format!("write `{name} = true`"));
+            self.error(
+                b.span(),
+                format!("{key}.{name}"),
+                format!("write `{name} = true`"),
+            );
             None
         }
     }

@@ -287,7 +287,10 @@ impl Probes {
         let mut counts: BTreeMap<String, Result<u64, String>> = BTreeMap::new();
         for chunk in todo.chunks(NOTIFICATION_READS) {
             let reads = chunk.iter().map(|o| {
-                let url = format!("{base}/api/notifications?orderNumber={}&size=5", o.order_number);
+                let url = format!(
+                    "{base}/api/notifications?orderNumber={}&size=5",
+                    o.order_number
+                );
                 let token = tokens.token_of(o.user);
                 let http = http.clone();
                 async move {
@@ -396,7 +399,11 @@ impl Probes {
             holds,
             format!(
                 "{status} {}{}",
-                if ctype.is_empty() { "(no content type)" } else { &ctype },
+                if ctype.is_empty() {
+                    "(no content type)"
+                } else {
+                    &ctype
+                },
                 if detail.is_empty() {
                     String::new()
                 } else {
@@ -419,10 +426,7 @@ impl Probes {
         )
         .await;
         if report.passed {
-            Reading::new(
-                true,
-                format!("smoke passed in {:.1}s", report.seconds),
-            )
+            Reading::new(true, format!("smoke passed in {:.1}s", report.seconds))
         } else {
             let failed = report
                 .steps
@@ -464,7 +468,11 @@ impl Probes {
         if bad.is_empty() {
             Reading::new(true, format!("{n} containers running and healthy"))
         } else {
-            Reading::failed(format!("{} of {n} not ready: {}", bad.len(), bad.join(", ")))
+            Reading::failed(format!(
+                "{} of {n} not ready: {}",
+                bad.len(),
+                bad.join(", ")
+            ))
         }
     }
 }
@@ -575,7 +583,11 @@ mod tests {
                 fallback_ok: false,
             },
         );
-        assert!(r.holds && r.measured.starts_with("25.00% failed"), "{}", r.measured);
+        assert!(
+            r.holds && r.measured.starts_with("25.00% failed"),
+            "{}",
+            r.measured
+        );
         assert!(
             !load_reading(
                 &c,

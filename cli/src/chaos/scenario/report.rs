@@ -145,7 +145,11 @@ impl ScenarioReport {
                 c.measured
             ));
         }
-        for s in self.steps.iter().filter(|s| s.outcome == StepOutcome::Failed) {
+        for s in self
+            .steps
+            .iter()
+            .filter(|s| s.outcome == StepOutcome::Failed)
+        {
             t.push_str(&format!(
                 "  FAIL step {} {}: {}\n",
                 s.index + 1,
@@ -272,7 +276,10 @@ mod tests {
         assert!(r.summary().contains("FAILED"));
         let f = r.failures();
         assert_eq!(f.len(), 1);
-        assert!(f[0].contains("is OPEN within 3s") && f[0].contains("CLOSED"), "{f:?}");
+        assert!(
+            f[0].contains("is OPEN within 3s") && f[0].contains("CLOSED"),
+            "{f:?}"
+        );
         let xml = junit(&[r]).unwrap();
         assert!(xml.contains("failures=\"1\""), "{xml}");
         assert!(xml.contains("measured: order-service-1 CLOSED"), "{xml}");

@@ -119,7 +119,10 @@ pub async fn run(
     let timed_out = !interrupted && cancel.is_cancelled();
     timer.abort();
     if interrupted {
-        r.event("interrupted: healing every fault of the scenario (Ctrl-C again is ignored until done)".to_string());
+        r.event(
+            "interrupted: healing every fault of the scenario (Ctrl-C again is ignored until done)"
+                .to_string(),
+        );
     } else if timed_out {
         r.event(format!(
             "the scenario's timeout ({}) is reached: stopping and healing",
@@ -283,7 +286,14 @@ impl Runner<'_> {
         self.last_inject = Some(Instant::now());
         let text = faults
             .iter()
-            .map(|f| format!("{} on {} (until {})", f.id, f.container, f.ends.format("%H:%M:%S")))
+            .map(|f| {
+                format!(
+                    "{} on {} (until {})",
+                    f.id,
+                    f.container,
+                    f.ends.format("%H:%M:%S")
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         self.injected.extend(faults.iter().cloned());
@@ -322,7 +332,9 @@ impl Runner<'_> {
             .map_err(|e| e.to_string())?
             .clone();
         let before = self.probes.obs.running(service).len() as u32;
-        self.scaled.entry(service.to_string()).or_insert(before.max(1));
+        self.scaled
+            .entry(service.to_string())
+            .or_insert(before.max(1));
         let view = crate::commands::scale::scale(&self.probes.obs, &svc, n, SCALE_TIMEOUT, false)
             .await
             .map_err(|e| e.to_string())?;

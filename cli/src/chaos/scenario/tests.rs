@@ -13,7 +13,9 @@ fn root() -> PathBuf {
 }
 
 fn dev() -> Stack {
-    StackFile::at(root().join("stacks/dev.toml")).load().unwrap()
+    StackFile::at(root().join("stacks/dev.toml"))
+        .load()
+        .unwrap()
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -158,8 +160,14 @@ fn bad_files_name_line_and_key() {
         "{e:?}"
     );
     let e = errors(&GOOD.replace("instances = \"any\"", "instances = \"any\", min = 3"));
-    assert!(e.iter().any(|d| d.contains("`breaker` takes no `min`")), "{e:?}");
-    let e = errors(&GOOD.replace("inject = \"stop inventory-service --duration 1m\"", "inject = \"stop\""));
+    assert!(
+        e.iter().any(|d| d.contains("`breaker` takes no `min`")),
+        "{e:?}"
+    );
+    let e = errors(&GOOD.replace(
+        "inject = \"stop inventory-service --duration 1m\"",
+        "inject = \"stop\"",
+    ));
     assert!(e.iter().any(|d| d.contains("step[1].inject")), "{e:?}");
 }
 
@@ -180,14 +188,19 @@ fn structure_rules() {
         "[steady_state]\nwithin = \"30s\"\nchecks = [{ healthy = true }, { breaker = \"CLOSED\" }]",
         "",
     ));
-    assert!(e.iter().any(|d| d.contains("needs a [steady_state]")), "{e:?}");
+    assert!(
+        e.iter().any(|d| d.contains("needs a [steady_state]")),
+        "{e:?}"
+    );
     let e = errors(&GOOD.replace("heal = \"all\"", "heal = \"all\"\nwait = \"1s\""));
     assert!(e.iter().any(|d| d.contains("does one thing")), "{e:?}");
     let e = errors(&format!(
         "{GOOD}\n[[step]]\nload = {{ rate = 1, duration = \"1s\" }}\n"
     ));
     assert!(e.iter().any(|d| d.contains("at most one `load`")), "{e:?}");
-    let e = errors("[scenario]\nname = \"Bad Name\"\n[steady_state]\nchecks=[{smoke=true}]\n[[step]]\nwait=\"1s\"\n");
+    let e = errors(
+        "[scenario]\nname = \"Bad Name\"\n[steady_state]\nchecks=[{smoke=true}]\n[[step]]\nwait=\"1s\"\n",
+    );
     assert!(e.iter().any(|d| d.contains("lowercase")), "{e:?}");
 }
 
@@ -211,7 +224,14 @@ fn files_are_checked_together() {
 fn splits_inject_lines() {
     assert_eq!(
         parse::split_words("app-error order-service --route '/api/order' --status 503").unwrap(),
-        ["app-error", "order-service", "--route", "/api/order", "--status", "503"]
+        [
+            "app-error",
+            "order-service",
+            "--route",
+            "/api/order",
+            "--status",
+            "503"
+        ]
     );
     assert!(parse::split_words("x 'y").is_err());
 }
