@@ -123,6 +123,25 @@ impl Platform {
         })
     }
 
+    /// Starts `platform ARGS` and returns the child with stdout piped (stderr inherited), for
+    /// tests that must act while it runs (send it a signal). The caller bounds the wait; the
+    /// child is killed when dropped.
+    pub fn spawn(&self, args: &[&str]) -> anyhow::Result<tokio::process::Child> {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for key in CLEARED_ENV {
+            cmd.env_remove(key);
+        }
+        cmd.env(TARGET_DIR_ENV, self.snapshot.target_dir());
+        cmd.spawn()
+            .with_context(|| format!("start {}", Self::describe(args)))
+    }
+
     /// [`Platform::run`] for code that cannot await (a `Drop`): plain threads, same limit.
     pub fn run_blocking(&self, args: &[&str], limit: Duration) -> anyhow::Result<Run> {
         let command = Self::describe(args);
