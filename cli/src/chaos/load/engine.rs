@@ -250,6 +250,8 @@ async fn schedule(shared: Arc<Shared>) {
         }
     }
     shared.schedule_done.store(true, Ordering::Release);
+    // A waiter that looked before the schedule was over must look again.
+    shared.drained.notify_waiters();
     // Wait for the requests still out (each is bounded by the request timeout).
     loop {
         let drained = shared.drained.notified();
@@ -259,6 +261,7 @@ async fn schedule(shared: Arc<Shared>) {
         drained.await;
     }
     shared.cancel.cancel();
+    shared.drained.notify_waiters();
 }
 
 /// One request, from its due time to its recorded outcome.
