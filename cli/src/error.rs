@@ -64,6 +64,9 @@ pub enum Error {
     /// A scenario file is invalid or a scenario could not run.
     #[error(transparent)]
     Scenario(#[from] crate::chaos::scenario::ScenarioError),
+    /// A fault could not be injected, healed or listed.
+    #[error(transparent)]
+    Fault(#[from] crate::chaos::faults::FaultError),
     /// Writing to stdout failed (e.g. a closed pipe) or JSON could not be produced.
     #[error("cannot write output: {0}")]
     Output(String),
@@ -86,6 +89,7 @@ impl Error {
             Error::Load(e) => e.exit_code(),
             Error::Interrupted => 130,
             Error::Scenario(e) => e.exit_code(),
+            Error::Fault(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -118,6 +122,7 @@ impl Error {
             Error::Scale(e) => e.hint(),
             Error::Load(e) => e.hint(),
             Error::Scenario(e) => e.hint(),
+            Error::Fault(e) => e.hint(),
             Error::ImageMissing { .. } => Some(
                 "this stack uses official images from a registry; offline, use the dev stack (`--stack dev`), \
                  or load the image with `docker load` first"

@@ -6,7 +6,8 @@
 //! - [`runtime`]: the only module that talks to Docker (bollard), including local image builds.
 //! - [`observe`]: the only reader of the running services (registry, status and drift, logs,
 //!   tokens, admin endpoints, traces); commands and the dashboard show what it reads.
-//! - [`chaos`]: changes on purpose: load and scenarios (and the faults they inject).
+//! - [`chaos`]: the only module that changes the running services on purpose (faults, load,
+//!   scenarios).
 
 #![forbid(unsafe_code)]
 

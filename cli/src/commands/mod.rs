@@ -4,6 +4,7 @@
 pub mod build;
 mod completions;
 pub mod down;
+pub mod faults;
 pub mod health;
 pub mod load;
 pub mod logs;
@@ -80,6 +81,16 @@ pub enum Command {
     /// Read a running discovery-server (Eureka REST API).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Break the running stack on purpose: a fault on a service's containers, network or code,
+    /// reverted automatically after --duration.
+    Inject(Box<faults::InjectArgs>),
+    /// Revert faults now and check that everything is healthy again.
+    Heal(faults::HealArgs),
+    /// List the active faults with the time they have left.
+    Faults,
+    /// Reverts a stack's faults at their end (started by the fault commands).
+    #[command(name = "fault-supervisor", hide = true)]
+    FaultSupervisor(faults::SupervisorArgs),
     /// Print a shell completion script, e.g. `platform completions bash > /etc/bash_completion.d/platform`.
     Completions {
         /// The shell to complete for.
@@ -105,6 +116,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Load(args) => load::run(g, args).await,
         Command::Scenario(cmd) => scenario::run(g, cmd).await,
         Command::Registry(cmd) => registry::run(g, cmd).await,
+        Command::Inject(args) => faults::inject(g, *args).await,
+        Command::Heal(args) => faults::heal(g, args).await,
+        Command::Faults => faults::list(g).await,
+        Command::FaultSupervisor(args) => faults::supervise(args).await,
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -175,6 +175,28 @@ pub struct LogOptions {
     pub tail: Option<u64>,
 }
 
+/// A container's process and network facts ([`Runtime::container_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFacts {
+    pub id: String,
+    /// The main process's pid in the host's pid namespace, while it runs.
+    pub pid: Option<i64>,
+    pub running: bool,
+    /// RFC 3339, as Docker reports it; changes on every start.
+    pub started_at: String,
+    /// DNS aliases by network.
+    pub aliases: HashMap<String, Vec<String>>,
+}
+
+/// What the engine says about itself ([`Runtime::engine_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineFacts {
+    /// e.g. `Debian GNU/Linux 12 (bookworm)` or `Docker Desktop`.
+    pub operating_system: String,
+    /// e.g. `name=seccomp,profile=default`, `name=rootless`.
+    pub security_options: Vec<String>,
+}
+
 /// A snapshot of a container's resource use.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Stats {
@@ -450,6 +472,125 @@ impl Runtime {
             .kill_container(name, Some(options))
             .await
             .map_err(|e| RuntimeError::docker(format!("kill container {name}"), e))
+    }
+
+    /// Freezes every process of a container of ours (Docker's pause).
+    pub async fn pause_container(&self, name: &str) -> Result<()> {
+        self.ensure_ours(name).await?;
+        self.docker
+            .pause_container(name)
+            .await
+            .map_err(|e| RuntimeError::docker(format!("pause container {name}"), e))
+    }
+
+    /// Thaws a paused container of ours.
+    pub async fn unpause_container(&self, name: &str) -> Result<()> {
+        self.ensure_ours(name).await?;
+        self.docker
+            .unpause_container(name)
+            .await
+            .map_err(|e| RuntimeError::docker(format!("unpause container {name}"), e))
+    }
+
+    /// Docker's restart of a container of ours (stop with the default grace, then start).
+    pub async fn restart_container(&self, name: &str) -> Result<()> {
+        self.ensure_ours(name).await?;
+        self.docker
+            .restart_container(name, None)
+            .await
+            .map_err(|e| RuntimeError::docker(format!("restart container {name}"), e))
+    }
+
+    /// Cuts a container of ours off `network` (forcefully, so a paused one works too).
+    pub async fn disconnect_network(&self, name: &str, network: &str) -> Result<()> {
+        self.ensure_ours(name).await?;
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: name.to_string(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, request)
+            .await
+            .map_err(|e| RuntimeError::docker(format!("disconnect {name} from {network}"), e))
+    }
+
+    /// Attaches a container of ours to `network` with DNS `aliases`.
+    pub async fn connect_network(
+        &self,
+        name: &str,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<()> {
+        self.ensure_ours(name).await?;
+        let request = bollard::models::NetworkConnectRequest {
+            container: name.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        self.docker
+            .connect_network(network, request)
+            .await
+            .map_err(|e| RuntimeError::docker(format!("connect {name} to {network}"), e))
+    }
+
+    /// What fault injection needs beyond [`ContainerInfo`]: the main process's pid on the
+    /// host, when it last started, and its DNS aliases per network.
+    pub async fn container_facts(&self, name: &str) -> Result<ContainerFacts> {
+        let c = match self.docker.inspect_container(name, None).await {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => {
+                return Err(RuntimeError::NotFound {
+                    kind: "container",
+                    name: name.to_string(),
+                });
+            }
+            Err(e) => return Err(RuntimeError::docker(format!("inspect container {name}"), e)),
+        };
+        let ours = c
+            .config
+            .as_ref()
+            .and_then(|cfg| cfg.labels.as_ref())
+            .is_some_and(|l| l.contains_key(labels::STACK));
+        if !ours {
+            return Err(RuntimeError::NotOurs {
+                kind: "container",
+                name: name.to_string(),
+            });
+        }
+        let state = c.state.as_ref();
+        let aliases = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .map(|nets| {
+                nets.iter()
+                    .map(|(k, v)| (k.clone(), v.aliases.clone().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ContainerFacts {
+            id: c.id.unwrap_or_default(),
+            pid: state.and_then(|s| s.pid).filter(|p| *p > 0),
+            running: state.and_then(|s| s.running).unwrap_or(false),
+            started_at: state.and_then(|s| s.started_at.clone()).unwrap_or_default(),
+            aliases,
+        })
+    }
+
+    /// The engine's operating system and security options (Docker Desktop and rootless
+    /// engines show there), for checks of what can work from this host.
+    pub async fn engine_facts(&self) -> Result<EngineFacts> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| RuntimeError::docker("read the engine's info", e))?;
+        Ok(EngineFacts {
+            operating_system: info.operating_system.unwrap_or_default(),
+            security_options: info.security_options.unwrap_or_default(),
+        })
     }
 
     /// Removes a container of ours (forcefully, so a running one is killed); a missing one is

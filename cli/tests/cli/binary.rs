@@ -151,11 +151,7 @@ fn full_stack_without_images_is_explained() {
 #[test]
 fn bad_scenarios_and_load_arguments_exit_2() {
     let o = platform(
-        &[
-            "scenario",
-            "run",
-            "tests/cli/fixtures/bad-scenario.toml",
-        ],
+        &["scenario", "run", "tests/cli/fixtures/bad-scenario.toml"],
         &[],
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

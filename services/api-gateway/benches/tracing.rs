@@ -237,7 +237,7 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
         ("TRACE_SAMPLE_RATIO", ratio_text.as_str()),
     ];
     // A fresh broker per run: no consumer group carries over from the previous run.
-    let kafka = testkit::Tansu::start().await.context("tansu")?;
+    let kafka = testkit::Broker::start().await.context("broker")?;
     kafka.create_topic("order-placed", 3).await?;
     let bootstrap = kafka.bootstrap_servers();
     let mut urls = BTreeMap::new();

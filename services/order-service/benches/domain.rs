@@ -158,7 +158,7 @@ async fn run() -> anyhow::Result<()> {
     let concurrency = env_u64("BENCH_CONCURRENCY", 32) as usize;
 
     // Dependencies.
-    let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Tansu::start());
+    let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
     let (db, kafka) = (db?, kafka?);
     kafka.create_topic(events::ORDER_PLACED_TOPIC, 3).await?;
     let orders_db = db.create_database("orders").await?;

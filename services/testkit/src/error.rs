@@ -31,7 +31,7 @@ pub enum Error {
     /// A server exited or never became ready.
     #[error("{name} did not start: {reason}\n--- last lines of {} ---\n{tail}", log.display())]
     Start {
-        /// Which server (`mariadbd`, `tansu`, a service binary).
+        /// Which server (`mariadbd`, `nisshi`, a service binary).
         name: String,
         /// What went wrong (exit status, timeout, last connection error).
         reason: String,

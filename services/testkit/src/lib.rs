@@ -1,12 +1,13 @@
 //! Test support for the whole workspace: real dependencies, started for one test and thrown away.
 //!
 //! Integration tests of every service run against a real MariaDB server and a real Kafka-API broker
-//! (tansu), never against mocks and never against a system database. This crate starts such servers on
+//! (nisshi, or tansu for comparisons), never against mocks and never against a system database. This crate starts such servers on
 //! loopback, each with its own free port and temporary directory, so any number of tests can run in
 //! parallel processes (cargo-nextest runs one process per test).
 //!
 //! - [`MariaDb`]: a throwaway `mariadbd` (Debian's MariaDB 10.11) with database-per-service accounts.
-//! - [`Tansu`]: a throwaway tansu 0.6.0 broker with SQLite storage that survives restarts.
+//! - [`Broker`]: a throwaway Kafka-API broker (nisshi 0.6.0, or tansu 0.6.0: [`BrokerKind`]) with SQLite
+//!   storage that survives restarts, and pause/resume.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
 //! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md.
@@ -26,7 +27,7 @@
 //! # async fn demo() -> Result<(), testkit::Error> {
 //! let db = testkit::MariaDb::start().await?;
 //! let orders = db.create_database("orders").await?;
-//! let kafka = testkit::Tansu::start().await?;
+//! let kafka = testkit::Broker::start().await?;
 //! kafka.create_topic("order-placed", 3).await?;
 //! println!("{} {}", orders.url, kafka.bootstrap_servers());
 //! # Ok(()) }
@@ -34,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod benchmarks;
+mod broker;
 mod error;
 mod mariadb;
 mod net;
@@ -42,8 +44,8 @@ mod process;
 mod server;
 #[cfg(feature = "kit")]
 mod service;
-mod tansu;
 
+pub use broker::{BROKER_ENV, Broker, BrokerKind};
 pub use error::Error;
 pub use mariadb::{DbAccess, MariaDb};
 pub use net::{free_port, wait_for_http};
@@ -53,7 +55,6 @@ pub use process::{ChildGuard, spawn_process, spawn_process_in};
 pub use service::InProcess;
 #[cfg(feature = "registry")]
 pub use service::registry;
-pub use tansu::Tansu;
 
 /// Result type of every fallible testkit call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,13 +67,13 @@ mod tests {
         fn assert_send<T: Send>(_: &T) {}
         let start = crate::MariaDb::start();
         assert_send(&start);
-        let start = crate::Tansu::start();
+        let start = crate::Broker::start();
         assert_send(&start);
         let spawn = crate::spawn_process("/bin/true", ["x"], [("K", "V")]);
         assert_send(&spawn);
         fn assert_send_type<T: Send + Sync>() {}
         assert_send_type::<crate::MariaDb>();
-        assert_send_type::<crate::Tansu>();
+        assert_send_type::<crate::Broker>();
         assert_send_type::<crate::ChildGuard>();
     }
 }

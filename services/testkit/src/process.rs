@@ -70,7 +70,7 @@ const DROP_WAIT: Duration = Duration::from_secs(10);
 /// What to run: kept so the same command can be started again after a stop or kill.
 #[derive(Clone, Debug)]
 pub(crate) struct Spec {
-    /// Short name for messages (`mariadbd`, `tansu`, the binary's file name).
+    /// Short name for messages (`mariadbd`, `nisshi`, the binary's file name).
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<OsString>,

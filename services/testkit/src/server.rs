@@ -1,6 +1,6 @@
 //! What every throwaway server has in common: a free port (retried when another process takes it
 //! first), a temp dir, start-and-wait-until-ready, stop, kill, start again on the same port and data,
-//! and the log quoted on failure. [`MariaDb`](crate::MariaDb) and [`Tansu`](crate::Tansu) only say how
+//! and the log quoted on failure. [`MariaDb`](crate::MariaDb) and [`Broker`](crate::Broker) only say how
 //! to run their program and how to tell it is ready.
 
 use std::future::Future;
@@ -154,6 +154,14 @@ impl<S: Server> Instance<S> {
         Ok(())
     }
 
+    /// Sends `sig` (`STOP`, `CONT`, ...) to the running server.
+    pub(crate) async fn signal(&mut self, sig: &str) -> Result<()> {
+        match self.process.as_mut() {
+            Some(process) => process.signal(sig).await,
+            None => Err(Error::NotRunning(S::NAME)),
+        }
+    }
+
     pub(crate) async fn start_again(&mut self) -> Result<()> {
         if self.process.is_some() {
             return Ok(());
@@ -228,7 +236,7 @@ fn port_taken(log: &Path, offset: u64) -> bool {
     }
     let text = String::from_utf8_lossy(&bytes);
     // mariadbd: "Can't start server: Bind on TCP/IP port. Got error: 98: Address already in use";
-    // tansu (Rust std): "Address already in use (os error 98)" / "AddrInUse".
+    // nisshi and tansu (Rust std): "Address already in use (os error 98)" / "AddrInUse".
     text.contains("Address already in use") || text.contains("AddrInUse")
 }
 

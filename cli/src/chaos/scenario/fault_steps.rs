@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::chaos::faults::{self, Ctx, FaultSpec, Heal};
 use crate::observe::Observer;
 use crate::stack::Stack;
 
@@ -29,15 +30,11 @@ pub struct Injected {
     pub ends: DateTime<Utc>,
 }
 
-/// Validates an `inject` step's words as `platform inject` would, against `stack`.
+/// Validates an `inject` step's words as `platform inject` does (kind, options, duration,
+/// selection), and its target against `stack`.
 pub fn check_words(stack: &Stack, words: &[String]) -> Result<(), String> {
-    let _ = stack;
-    if words.len() < 2 {
-        return Err(format!(
-            "`{}`: an inject step needs KIND TARGET [options], as `platform inject` takes it",
-            words.join(" ")
-        ));
-    }
+    let spec = FaultSpec::from_words(words).map_err(|e| e.to_string())?;
+    faults::resolve_target(stack, &spec.target).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -60,30 +57,86 @@ pub async fn inject(
     words: &[String],
     left: Duration,
 ) -> Result<Vec<Injected>, String> {
-    let _ = (obs, with_duration(words, left));
-    Err(NOT_MERGED.to_string())
+    let spec = FaultSpec::from_words(&with_duration(words, left)).map_err(|e| e.to_string())?;
+    let ctx = Ctx::from_observer(obs);
+    let network = obs.stack().network_name();
+    let records = faults::inject(&ctx, &spec)
+        .await
+        .map_err(|e| with_hint(&e))?;
+    Ok(records
+        .into_iter()
+        .map(|r| Injected {
+            address: obs
+                .containers()
+                .iter()
+                .find(|c| c.name == r.container)
+                .and_then(|c| c.addresses.get(&network).cloned()),
+            id: r.id,
+            kind: r.kind.to_string(),
+            service: r.service,
+            instance: r.instance,
+            container: r.container,
+            ends: r.ends,
+        })
+        .collect())
 }
 
-/// Heals the faults with these ids (those still active) and verifies the revert; returns one
-/// line per fault.
-pub async fn heal(obs: &Observer, ids: &[String]) -> Result<Vec<String>, String> {
-    let _ = obs;
-    if ids.is_empty() {
-        return Ok(Vec::new());
+fn with_hint(e: &faults::FaultError) -> String {
+    match e.hint() {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
     }
-    Err(NOT_MERGED.to_string())
+}
+
+/// Heals the faults with these ids and verifies the revert; returns one line per fault. A
+/// fault that ended meanwhile (reverted at its duration) is skipped; a revert that fails is an
+/// error naming it.
+pub async fn heal(obs: &Observer, ids: &[String]) -> Result<Vec<String>, String> {
+    let ctx = Ctx::from_observer(obs);
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for id in ids {
+        match faults::heal(&ctx, Heal::Id(id.clone())).await {
+            Ok(reports) => {
+                for r in reports {
+                    let line = format!(
+                        "{} {} on {}: {} ({:.1}s)",
+                        r.id, r.kind, r.container, r.detail, r.seconds
+                    );
+                    if r.healed {
+                        lines.push(line);
+                    } else {
+                        failed.push(line);
+                    }
+                }
+            }
+            Err(faults::FaultError::UnknownFault { .. }) => {}
+            Err(e) => failed.push(format!("{id}: {}", with_hint(&e))),
+        }
+    }
+    if failed.is_empty() {
+        Ok(lines)
+    } else {
+        Err(format!("not healed: {}", failed.join("; ")))
+    }
 }
 
 /// The ids among `ids` that are still active.
 pub async fn active(obs: &Observer, ids: &[String]) -> Result<Vec<String>, String> {
-    let _ = obs;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Err(NOT_MERGED.to_string())
+    let ctx = Ctx::from_observer(obs);
+    let records = faults::list(&ctx).await.map_err(|e| with_hint(&e))?;
+    let mut active: Vec<String> = records
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|id| ids.contains(id))
+        .collect();
+    active.sort();
+    active.dedup();
+    Ok(active)
 }
-
-const NOT_MERGED: &str = "the fault library (branch `faults`) is not merged into this build yet";
 
 #[cfg(test)]
 mod tests {

@@ -6,12 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use kafka_lag::BrokerClient;
 use url::Url;
 
 use super::fault_steps::Injected;
 use super::model::{Bound, Instances};
 use crate::chaos::load::{Counts, Kind as LoadKind, LoadHandle};
 use crate::observe::admin::{Admin, CONSUMER_SERVICE, UPSTREAMS_SERVICE};
+
+/// The topic of order events (notification-service's default `ORDER_PLACED_TOPIC`).
+const ORDER_PLACED_TOPIC: &str = "order-placed";
 use crate::observe::auth::{self, Grant};
 use crate::observe::{self, Observer};
 
@@ -49,6 +53,8 @@ pub struct Probes {
     admin: Option<(String, Instant)>,
     /// Orders already seen with exactly one notification.
     notified: BTreeSet<String>,
+    /// The broker's address and a client of it, for lag.
+    broker: Option<(String, std::sync::Arc<BrokerClient>)>,
 }
 
 impl Probes {
@@ -58,6 +64,7 @@ impl Probes {
             gateway,
             admin: None,
             notified: BTreeSet::new(),
+            broker: None,
         }
     }
 
@@ -223,49 +230,79 @@ impl Probes {
         Reading::new(read_any && in_balancer == 0, parts.join("; "))
     }
 
-    /// Total consumer lag of the notification consumer group, as read from the broker.
+    /// Total lag of the notification consumer group, read from the broker itself (committed
+    /// offset against high watermark per partition, [`kafka_lag`]), so it is true while the
+    /// consumer is down or cut off. Group and topic are notification-service's
+    /// `KAFKA_GROUP_ID` and `ORDER_PLACED_TOPIC` in the stack, else their defaults.
     pub async fn lag(&mut self, bound: Bound) -> Reading {
         if let Err(e) = self.refresh().await {
             return Reading::failed(e);
         }
-        let token = match self.admin_token().await {
-            Ok(t) => t,
+        let broker = match self.broker() {
+            Ok(b) => b,
             Err(e) => return Reading::failed(e),
         };
-        let reads = Admin::with_token(&self.obs, token)
-            .consumer(CONSUMER_SERVICE)
-            .await;
-        let mut errors = Vec::new();
-        for r in reads {
-            match (r.value, r.error) {
-                (Some(report), _) => {
-                    if let Some(e) = report.lag_error {
-                        errors.push(format!("{}: {e}", r.instance));
-                        continue;
-                    }
-                    let lag = report.total_lag;
-                    let per: Vec<String> = report
-                        .partitions
-                        .iter()
-                        .map(|p| format!("p{}={}", p.partition, p.lag))
-                        .collect();
-                    return Reading::new(
-                        bound.holds(lag as f64),
-                        format!("lag {lag} ({})", per.join(" ")),
-                    );
-                }
-                (None, e) => errors.push(format!(
-                    "{}: {}",
-                    r.instance,
-                    e.unwrap_or_else(|| "no answer".into())
-                )),
+        let env = |key: &str, default: &str| {
+            self.obs
+                .stack()
+                .services
+                .get(CONSUMER_SERVICE)
+                .and_then(|s| s.env.get(key))
+                .map(|t| t.render(self.obs.stack(), CONSUMER_SERVICE, 1))
+                .unwrap_or_else(|| default.to_string())
+        };
+        let group = env("KAFKA_GROUP_ID", CONSUMER_SERVICE);
+        let topic = env("ORDER_PLACED_TOPIC", ORDER_PLACED_TOPIC);
+        match broker.group_lag(&group, &[&topic]).await {
+            Ok(lag) => {
+                let per: Vec<String> = lag
+                    .partitions
+                    .iter()
+                    .map(|p| format!("p{}={}", p.partition, p.lag))
+                    .collect();
+                Reading::new(
+                    bound.holds(lag.total_lag as f64),
+                    format!(
+                        "lag {} of group {group} on {topic} ({}), {} members",
+                        lag.total_lag,
+                        per.join(" "),
+                        lag.members.len()
+                    ),
+                )
             }
+            Err(e) => Reading::failed(format!("cannot read lag from the broker: {e}")),
         }
-        Reading::failed(if errors.is_empty() {
-            format!("no running instance of {CONSUMER_SERVICE} to read lag from")
-        } else {
-            format!("cannot read lag: {}", errors.join("; "))
-        })
+    }
+
+    /// A client of the stack's broker (the service `KAFKA_BOOTSTRAP_SERVERS` names), at the
+    /// address the host reaches it by; kept while that address stays the same.
+    fn broker(&mut self) -> Result<std::sync::Arc<BrokerClient>, String> {
+        let service = crate::chaos::faults::resolve_target(self.obs.stack(), "broker")
+            .map_err(|e| e.to_string())?;
+        let container = *self
+            .obs
+            .running(&service)
+            .first()
+            .ok_or_else(|| format!("the broker ({service}) is not running"))?;
+        let url = self
+            .obs
+            .container_url(container)
+            .map_err(|e| e.to_string())?;
+        let addr = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port_or_known_default().unwrap_or(9092)
+        );
+        if let Some((a, c)) = &self.broker
+            && *a == addr
+        {
+            return Ok(c.clone());
+        }
+        let client = std::sync::Arc::new(
+            BrokerClient::new(&addr, kafka_lag::Options::default()).map_err(|e| e.to_string())?,
+        );
+        self.broker = Some((addr, client.clone()));
+        Ok(client)
     }
 
     /// Whether every accepted order of the load has exactly one notification (read through

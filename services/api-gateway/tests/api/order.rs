@@ -17,7 +17,7 @@ use crate::helpers::*;
 /// subject, stock goes down, and the order reads back through the gateway.
 #[tokio::test]
 async fn orders_placed_through_the_gateway() {
-    let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Tansu::start());
+    let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
     let db = db.expect("MariaDB starts");
     let kafka = kafka.expect("tansu starts");
     let orders_db = db.create_database("orders").await.unwrap();

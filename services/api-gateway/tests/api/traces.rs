@@ -187,7 +187,7 @@ fn descends_from(spans: &[Value], span: &Value, ancestor: &Value) -> bool {
 /// Everything an order needs, each service exporting to one collector.
 struct Platform {
     _db: testkit::MariaDb,
-    _kafka: testkit::Tansu,
+    _kafka: testkit::Broker,
     _registry: Registry,
     idp: Idp,
     collector: Collector,
@@ -204,7 +204,7 @@ impl Platform {
     async fn start() -> Platform {
         let (db, kafka, collector) = tokio::join!(
             testkit::MariaDb::start(),
-            testkit::Tansu::start(),
+            testkit::Broker::start(),
             Collector::start()
         );
         let db = db.expect("MariaDB starts");

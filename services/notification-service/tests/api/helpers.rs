@@ -24,7 +24,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct Infra {
     pub db: testkit::MariaDb,
     pub access: testkit::DbAccess,
-    pub kafka: testkit::Tansu,
+    pub kafka: testkit::Broker,
 }
 
 impl Infra {
@@ -32,7 +32,7 @@ impl Infra {
     /// dead-letter topic is left for the service to create.
     pub async fn start(partitions: i32) -> Infra {
         kit::telemetry::init_for_tests();
-        let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Tansu::start());
+        let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
         let db = db.unwrap();
         let kafka = kafka.unwrap();
         let access = db.create_database("notifications").await.unwrap();

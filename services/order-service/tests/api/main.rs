@@ -32,7 +32,7 @@ pub type Running = testkit::InProcess<anyhow::Error>;
 /// Everything an order needs.
 pub struct Stack {
     pub db: testkit::MariaDb,
-    pub kafka: testkit::Tansu,
+    pub kafka: testkit::Broker,
     pub orders_url: String,
     pub inventory_url: String,
     pub registry: Running,
@@ -66,7 +66,7 @@ impl Stack {
         kit::telemetry::init_for_tests();
         let (db, kafka, registry) = tokio::join!(
             testkit::MariaDb::start(),
-            testkit::Tansu::start(),
+            testkit::Broker::start(),
             testkit::registry()
         );
         let db = db.expect("MariaDB starts");

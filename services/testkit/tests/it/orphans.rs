@@ -17,7 +17,7 @@ fn alive(pid: u32) -> bool {
     })
 }
 
-/// Killing a test process with SIGKILL kills the MariaDB, tansu and spawned processes it started.
+/// Killing a test process with SIGKILL kills the MariaDB, broker and spawned processes it started.
 #[tokio::test]
 async fn servers_die_with_a_killed_test_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +86,7 @@ async fn helper_starts_servers_and_hangs() {
         return;
     };
     let db = testkit::MariaDb::start().await.unwrap();
-    let kafka = testkit::Tansu::start().await.unwrap();
+    let kafka = testkit::Broker::start().await.unwrap();
     // Logs into the parent's temp dir, which the parent removes.
     let log_dir = Path::new(&pidfile).parent().unwrap().to_path_buf();
     let sleeper = testkit::spawn_process_in(

@@ -1,4 +1,4 @@
-//! Throwaway tansu: the Kafka features the services rely on, and restarts that keep topics.
+//! Throwaway brokers (TESTKIT_BROKER, nisshi by default): the Kafka features the services rely on, and restarts that keep topics.
 
 use std::time::{Duration, Instant};
 
@@ -6,11 +6,11 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use testkit::Tansu;
+use testkit::Broker;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn producer(kafka: &Tansu) -> FutureProducer {
+fn producer(kafka: &Broker) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", kafka.bootstrap_servers())
         .set("enable.idempotence", "true")
@@ -19,7 +19,7 @@ fn producer(kafka: &Tansu) -> FutureProducer {
         .unwrap()
 }
 
-fn consumer(kafka: &Tansu, group: &str) -> StreamConsumer {
+fn consumer(kafka: &Broker, group: &str) -> StreamConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", kafka.bootstrap_servers())
         .set("group.id", group)
@@ -58,8 +58,8 @@ async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &str) 
 #[tokio::test]
 async fn produce_consume_commit_and_lag() {
     let started = Instant::now();
-    let kafka = Tansu::start().await.unwrap();
-    println!("tansu started in {:?}", started.elapsed());
+    let kafka = Broker::start().await.unwrap();
+    println!("{} started in {:?}", kafka.kind(), started.elapsed());
     kafka.create_topic("order-placed", 1).await.unwrap();
 
     let producer = producer(&kafka);
@@ -119,7 +119,7 @@ async fn produce_consume_commit_and_lag() {
 /// on the same port.
 #[tokio::test]
 async fn start_again_after_kill_keeps_topics_and_offsets() {
-    let mut kafka = Tansu::start().await.unwrap();
+    let mut kafka = Broker::start().await.unwrap();
     kafka.create_topic("order-placed", 3).await.unwrap();
     let port = kafka.port();
     {
@@ -141,7 +141,8 @@ async fn start_again_after_kill_keeps_topics_and_offsets() {
     let restarting = Instant::now();
     kafka.start_again().await.unwrap();
     println!(
-        "tansu start_again after kill took {:?}",
+        "{} start_again after kill took {:?}",
+        kafka.kind(),
         restarting.elapsed()
     );
     assert_eq!(kafka.port(), port);
@@ -158,7 +159,7 @@ async fn start_again_after_kill_keeps_topics_and_offsets() {
 
     // The group resumes after its committed offset: it gets the new message, not the old one.
     send(&producer, "order-placed", "order-1", "second").await;
-    // tansu's graceful shutdown waits (about 5 s) for connected clients; let this one go first.
+    // The broker's graceful shutdown waits (about 5 s) for connected clients; let this one go first.
     drop(producer);
     kafka.stop().await.unwrap();
     kafka.start_again().await.unwrap();
@@ -174,9 +175,9 @@ async fn start_again_after_kill_keeps_topics_and_offsets() {
 /// Dropping the handle kills the broker and deletes its storage.
 #[tokio::test]
 async fn drop_removes_broker_and_storage() {
-    let kafka = Tansu::start().await.unwrap();
+    let kafka = Broker::start().await.unwrap();
     let dir = kafka.dir().to_path_buf();
-    assert!(dir.join("tansu.db").exists());
+    assert!(dir.join(format!("{}.db", kafka.kind())).exists());
     let port = kafka.port();
     drop(kafka);
     assert!(!dir.exists());
