@@ -158,7 +158,7 @@ fn bad_scenarios_and_load_arguments_exit_2() {
     let e = stderr(&o);
     assert!(e.contains("nothing was run"), "{e}");
     assert!(
-        e.contains("bad-scenario.toml:12:51: error: unknown field `colour`"),
+        e.contains("bad-scenario.toml:12:46: error: unknown field `colour`"),
         "{e}"
     );
     let o = platform(
