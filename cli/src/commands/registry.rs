@@ -8,8 +8,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use kit::registry::http::RegistryHttp;
-use kit::registry::model::Applications;
+use registry_client::http::RegistryHttp;
+use registry_client::model::Applications;
 use serde::Serialize;
 
 use super::Global;

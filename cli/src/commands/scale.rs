@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use kit::registry::model::{InstanceInfo, InstanceStatus};
+use registry_client::model::{InstanceInfo, InstanceStatus};
 use serde::Serialize;
 
 use super::Global;

@@ -589,13 +589,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     url: &Url,
     req: reqwest::RequestBuilder,
 ) -> Checked<T> {
-    let res = observe::send(what, url, req)
-        .await
-        .map_err(|e| e.to_string())?;
-    let res = observe::expect_success(what, url, res)
-        .await
-        .map_err(|e| e.to_string())?;
-    observe::read_json(what, url, res)
+    observe::send_json(what, url, req)
         .await
         .map_err(|e| e.to_string())
 }

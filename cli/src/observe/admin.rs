@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kit::breaker::Snapshot;
-use kit::lb::{EndpointStatus, Strategy};
+use circuit_breaker::Snapshot;
+use registry_client::lb::{EndpointStatus, Strategy};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

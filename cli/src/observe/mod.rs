@@ -8,8 +8,8 @@
 //! identity provider their `ISSUER_URL`, the trace collector their `ZIPKIN_ENDPOINT`; a URL whose
 //! host is a service or container name is rewritten to a reachable address by [`Observer::resolve`].
 //!
-//! - [`registry`]: the registry's view (`GET /eureka/apps`, and the watch endpoint through the
-//!   kit's [`kit::registry::Discovery`]).
+//! - [`registry`]: the registry's view (`GET /eureka/apps`, and the watch endpoint through
+//!   the registry client's [`registry_client::Discovery`]).
 //! - [`status`]: containers joined to the registry's view, with drift.
 //! - [`logs`]: container output of all instances merged in time order.
 //! - [`auth`]: access tokens from the stack's identity provider.
@@ -275,10 +275,19 @@ impl Observer {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let res = send(what, url, req).await?;
-        let res = expect_success(what, url, res).await?;
-        read_json(what, url, res).await
+        send_json(what, url, req).await
     }
+}
+
+/// Sends a request, expects 2xx and reads its JSON body as `T`.
+pub async fn send_json<T: DeserializeOwned>(
+    what: &str,
+    url: &Url,
+    req: reqwest::RequestBuilder,
+) -> Result<T> {
+    let res = send(what, url, req).await?;
+    let res = expect_success(what, url, res).await?;
+    read_json(what, url, res).await
 }
 
 /// Sends a request, turning transport failures into [`ObserveError::Unreachable`].

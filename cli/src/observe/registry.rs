@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use kit::registry::discovery::DiscoveryOptions;
-use kit::registry::model::{Applications, InstanceInfo};
-use kit::registry::{Discovery, RegistryError, RegistryHttp};
+use registry_client::discovery::DiscoveryOptions;
+use registry_client::model::{Applications, InstanceInfo};
+use registry_client::{Discovery, RegistryError, RegistryHttp};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use url::Url;

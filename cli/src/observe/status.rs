@@ -7,7 +7,7 @@
 //! `REGISTRY_URL` (the kit registers unless `REGISTRY_DISABLED=true`). The infrastructure
 //! (registry, database, broker) never registers and is never drift.
 
-use kit::registry::model::{Applications, InstanceInfo};
+use registry_client::model::{Applications, InstanceInfo};
 use serde::Serialize;
 
 use super::REGISTRY_URL_ENV;
@@ -367,7 +367,7 @@ mod tests {
     use std::collections::HashMap;
     use std::path::Path;
 
-    use kit::registry::model::{Application, InstanceStatus};
+    use registry_client::model::{Application, InstanceStatus};
 
     use super::*;
 

@@ -47,12 +47,9 @@ pub fn validate(text: &str, file: &Path, display: &str) -> Report {
     let raw: RawStack = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(err) => {
-            let span = err.span().unwrap_or(0..0);
-            let key = key_at(text, span.start);
-            let message = err.message().trim().to_string();
             return Report {
                 stack: None,
-                diagnostics: vec![source.diagnostic(Severity::Error, span, key, message)],
+                diagnostics: vec![source.toml_error(&err)],
             };
         }
     };

@@ -107,7 +107,7 @@ async fn up_instances(obs: &Observer, app: &str) -> usize {
     apps.instances()
         .filter(|i| {
             i.app.eq_ignore_ascii_case(app)
-                && i.effective_status() == kit::registry::model::InstanceStatus::Up
+                && i.effective_status() == registry_client::model::InstanceStatus::Up
         })
         .count()
 }
@@ -231,7 +231,7 @@ async fn walk(rt: &Runtime, name: &str, file: &Path, stack_arg: &str) {
         .as_ref()
         .unwrap_or_else(|| panic!("{breakers:?}"));
     assert!(!snaps.is_empty(), "order-service has a breaker");
-    assert_eq!(snaps[0].state, kit::breaker::State::Closed);
+    assert_eq!(snaps[0].state, circuit_breaker::State::Closed);
     let consumer = admin.consumer(admin::CONSUMER_SERVICE).await;
     let report = consumer[0]
         .value

@@ -68,7 +68,7 @@ async fn unreachable_registry_is_an_error() {
 /// computes them, renewal ages from the lease timestamps.
 #[test]
 fn registry_ls_json() {
-    let envelope: kit::registry::model::ApplicationsEnvelope =
+    let envelope: registry_client::model::ApplicationsEnvelope =
         serde_json::from_str(&fixture()).unwrap();
     let view = RegistryView::new(
         "http://172.20.0.2:8761",

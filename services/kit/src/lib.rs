@@ -7,18 +7,22 @@
 //! ([`shutdown`], [`service`]), the registry client ([`registry`]) and, with
 //! the `mysql` feature, the MySQL plumbing of database-backed services
 //! (`db`) live here. See [`service`] for how a `main.rs` puts them together.
+//!
+//! What a client of the services needs too (problem+json, the registry
+//! model, client and balancer, the breaker's state machine and admin JSON,
+//! the test clock) lives in small crates under `crates/` that the CLI and
+//! the dashboard use without the kit; the kit re-exports them at their old
+//! paths (`kit::error`, `kit::registry`, `kit::lb`, `kit::breaker`,
+//! `kit::clock`).
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod breaker;
-pub mod clock;
 pub mod config;
 #[cfg(feature = "mysql")]
 pub mod db;
-pub mod error;
 pub mod health;
 pub mod http;
-pub mod lb;
 pub mod metrics;
 pub mod page;
 pub mod probe;
@@ -26,6 +30,11 @@ pub mod registry;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+
+// The small client crates, at the paths services have always used.
+pub use ::clock;
+pub use problem as error;
+pub use registry_client::lb;
 
 pub use config::{CommonArgs, HasCommon, ServiceSpec};
 pub use error::Problem;

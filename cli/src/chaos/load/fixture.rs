@@ -433,9 +433,10 @@ async fn create_products(
                 "description": "created by platform load",
                 "price": PRICE,
             }));
-        let created: serde_json::Value = send_json("create a product", &url, req)
-            .await
-            .map_err(|e| setup("create a product", e))?;
+        let created: serde_json::Value =
+            observe::send_json::<serde_json::Value>("create a product", &url, req)
+                .await
+                .map_err(|e| setup("create a product", e.to_string()))?;
         let id = created["id"]
             .as_str()
             .ok_or_else(|| {
@@ -451,9 +452,9 @@ async fn create_products(
             .put(url.clone())
             .bearer_auth(&admin)
             .json(&serde_json::json!({ "quantity": stock }));
-        let _: serde_json::Value = send_json("set stock", &url, req)
+        let _: serde_json::Value = observe::send_json("set stock", &url, req)
             .await
-            .map_err(|e| setup("set stock", e))?;
+            .map_err(|e| setup("set stock", e.to_string()))?;
         products.push(Product { id, sku });
     }
     Ok(products)
@@ -462,22 +463,6 @@ async fn create_products(
 fn join(base: &Url, path: &str) -> Result<Url, LoadError> {
     base.join(path)
         .map_err(|e| LoadError::Config(format!("bad URL {base}{path}: {e}")))
-}
-
-async fn send_json(
-    what: &str,
-    url: &Url,
-    req: reqwest::RequestBuilder,
-) -> Result<serde_json::Value, String> {
-    let res = observe::send(what, url, req)
-        .await
-        .map_err(|e| e.to_string())?;
-    let res = observe::expect_success(what, url, res)
-        .await
-        .map_err(|e| e.to_string())?;
-    observe::read_json(what, url, res)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Load may only go to this machine: a loopback address, or an address of one of the stack's

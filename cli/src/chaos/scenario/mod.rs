@@ -39,7 +39,10 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// Files have errors; nothing was run.
-    #[error("invalid scenario files, nothing was run:\n{}", render(diagnostics))]
+    #[error(
+        "invalid scenario files, nothing was run:\n{}",
+        crate::stack::diagnostic::render(diagnostics)
+    )]
     Invalid { diagnostics: Vec<Diagnostic> },
     /// Two files use the same scenario name.
     #[error("scenario name `{name}` is used by {first} and {second}")]
@@ -55,14 +58,6 @@ pub enum ScenarioError {
         path: PathBuf,
         message: String,
     },
-}
-
-fn render(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| format!("  {d}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl ScenarioError {

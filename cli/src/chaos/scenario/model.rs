@@ -181,7 +181,7 @@ pub enum Probe {
     Breaker {
         service: String,
         breaker: String,
-        state: kit::breaker::State,
+        state: circuit_breaker::State,
         instances: Instances,
     },
     /// Order answers while inventory is out: 503 problem+json with the fallback detail, at

@@ -194,16 +194,9 @@ pub fn parse(text: &str, display: &str, ctx: &Context<'_>) -> Parsed {
     let raw: RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(err) => {
-            let span = err.span().unwrap_or(0..0);
-            let key = crate::stack::validate::key_at(text, span.start);
             return Parsed {
                 scenario: None,
-                diagnostics: vec![source.diagnostic(
-                    Severity::Error,
-                    span,
-                    key,
-                    err.message().trim().to_string(),
-                )],
+                diagnostics: vec![source.toml_error(&err)],
             };
         }
     };
@@ -698,7 +691,7 @@ impl Validator<'_> {
         let probe = match probe_name {
             "breaker" => {
                 let b = r.breaker.as_ref()?;
-                let state: kit::breaker::State = match serde_json::from_value(
+                let state: circuit_breaker::State = match serde_json::from_value(
                     serde_json::Value::String(b.get_ref().trim().to_ascii_uppercase()),
                 ) {
                     Ok(s) => s,

@@ -10,7 +10,7 @@ use kafka_lag::BrokerClient;
 use url::Url;
 
 use super::fault_steps::Injected;
-use super::model::{Bound, Instances};
+use super::model::{Bound, Instances, Probe};
 use crate::chaos::load::{Counts, Kind as LoadKind, LoadHandle};
 use crate::observe::admin::{Admin, CONSUMER_SERVICE, UPSTREAMS_SERVICE};
 
@@ -105,7 +105,7 @@ impl Probes {
         &mut self,
         service: &str,
         name: &str,
-        want: kit::breaker::State,
+        want: circuit_breaker::State,
         instances: Instances,
         since_ms: u64,
     ) -> Reading {
@@ -137,7 +137,7 @@ impl Probes {
             };
             let transient = matches!(
                 want,
-                kit::breaker::State::Open | kit::breaker::State::HalfOpen
+                circuit_breaker::State::Open | circuit_breaker::State::HalfOpen
             );
             let moved = b
                 .transitions
@@ -334,14 +334,8 @@ impl Probes {
                     let r = async {
                         let url = Url::parse(&url).map_err(|e| e.to_string())?;
                         let req = http.get(url.clone()).bearer_auth(&*token);
-                        let res = observe::send("read notifications", &url, req)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let res = observe::expect_success("read notifications", &url, res)
-                            .await
-                            .map_err(|e| e.to_string())?;
                         let page: serde_json::Value =
-                            observe::read_json("read notifications", &url, res)
+                            observe::send_json("read notifications", &url, req)
                                 .await
                                 .map_err(|e| e.to_string())?;
                         Ok::<u64, String>(page["total"].as_u64().unwrap_or(0))
@@ -554,6 +548,36 @@ pub enum LoadCheck {
     Fallback { min: u64 },
     ErrorRate { bound: Bound, fallback_ok: bool },
     Failures { bound: Bound, fallback_ok: bool },
+}
+
+/// What a probe that reads the load's counts compares, and over which kinds.
+pub fn load_check(probe: &Probe) -> Option<(&[LoadKind], LoadCheck)> {
+    match probe {
+        Probe::Fallback { min, kinds } => Some((kinds, LoadCheck::Fallback { min: *min })),
+        Probe::ErrorRate {
+            bound,
+            kinds,
+            fallback_ok,
+        } => Some((
+            kinds,
+            LoadCheck::ErrorRate {
+                bound: *bound,
+                fallback_ok: *fallback_ok,
+            },
+        )),
+        Probe::Failures {
+            bound,
+            kinds,
+            fallback_ok,
+        } => Some((
+            kinds,
+            LoadCheck::Failures {
+                bound: *bound,
+                fallback_ok: *fallback_ok,
+            },
+        )),
+        _ => None,
+    }
 }
 
 /// The kinds a load check looks at (`None`: all).

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fault_steps::{self, Injected};
 use super::model::{Check, HealWhich, Probe, Scenario, Since, Step};
-use super::probe::{LoadCheck, Probes, Reading, kinds_filter, load_reading};
+use super::probe::{LoadCheck, Probes, Reading, kinds_filter, load_check, load_reading};
 use super::report::{CheckResult, Event, Phase, ScenarioReport, StepOutcome, StepResult};
 use crate::chaos::load::{self, Fixture, FixtureOptions, LoadConfig, LoadHandle};
 use crate::observe::Observer;
@@ -418,35 +418,12 @@ impl Runner<'_> {
                     .breaker(service, breaker, *state, *instances, since_ms)
                     .await
             }
-            Probe::Fallback { min, kinds } => {
-                self.load_counts(anchor, now, kinds, LoadCheck::Fallback { min: *min })
+            Probe::Fallback { .. } | Probe::ErrorRate { .. } | Probe::Failures { .. } => {
+                match load_check(&c.probe) {
+                    Some((kinds, check)) => self.load_counts(anchor, now, kinds, check),
+                    None => Reading::failed("not a load check"),
+                }
             }
-            Probe::ErrorRate {
-                bound,
-                kinds,
-                fallback_ok,
-            } => self.load_counts(
-                anchor,
-                now,
-                kinds,
-                LoadCheck::ErrorRate {
-                    bound: *bound,
-                    fallback_ok: *fallback_ok,
-                },
-            ),
-            Probe::Failures {
-                bound,
-                kinds,
-                fallback_ok,
-            } => self.load_counts(
-                anchor,
-                now,
-                kinds,
-                LoadCheck::Failures {
-                    bound: *bound,
-                    fallback_ok: *fallback_ok,
-                },
-            ),
             Probe::LeavesBalancer { service } => {
                 let faulted = self.last_injected.clone();
                 self.probes.leaves_balancer(service, &faulted).await

@@ -82,7 +82,7 @@ fn reads_a_scenario() {
         Probe::Breaker {
             service: "order-service".into(),
             breaker: "inventory-service".into(),
-            state: kit::breaker::State::Open,
+            state: circuit_breaker::State::Open,
             instances: Instances::Any,
         }
     );

@@ -3,9 +3,10 @@
 //! axum's own `Json`, `Query` and `Path` reject bad input with plain text;
 //! these wrappers keep axum's precise messages (including the JSON path of a
 //! wrong field) but answer in RFC 9457 form with the same status (400, 413,
-//! 415 or 422). Use them in every handler that takes input.
+//! 415 or 422). Use them in every handler that takes input. (The rejections'
+//! conversions into [`Problem`] are the `problem` crate's, with its `axum`
+//! feature.)
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::response::{IntoResponse, Response};
 
@@ -31,27 +32,3 @@ pub struct Query<T>(pub T);
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(Problem))]
 pub struct Path<T>(pub T);
-
-impl From<JsonRejection> for Problem {
-    fn from(r: JsonRejection) -> Problem {
-        let slug = match r.status().as_u16() {
-            413 => "body-too-large",
-            415 => "unsupported-media-type",
-            422 => "validation",
-            _ => "malformed-body",
-        };
-        Problem::with_detail(r.status(), r.body_text()).kind(slug)
-    }
-}
-
-impl From<QueryRejection> for Problem {
-    fn from(r: QueryRejection) -> Problem {
-        Problem::with_detail(r.status(), r.body_text()).kind("bad-query")
-    }
-}
-
-impl From<PathRejection> for Problem {
-    fn from(r: PathRejection) -> Problem {
-        Problem::with_detail(r.status(), r.body_text()).kind("bad-path")
-    }
-}

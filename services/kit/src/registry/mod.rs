@@ -1,11 +1,10 @@
 //! Service registry: the Eureka wire model and the client every service uses
-//! to register, renew, deregister ([`agent`]) and discover its peers
-//! ([`discovery`]).
+//! to discover its peers ([`discovery`]) come from the `registry-client`
+//! crate (re-exported here at their old paths, so the CLI and the dashboard
+//! use the same code without the kit); registering, renewing and
+//! deregistering the service's own instance ([`agent`]) is the kit's.
 
 pub mod agent;
-pub mod discovery;
-pub mod http;
-pub mod model;
 
-pub use discovery::{Discovery, ServiceInstance};
-pub use http::{RegistryError, RegistryHttp};
+pub use registry_client::{Discovery, RegistryError, RegistryHttp, ServiceInstance};
+pub use registry_client::{discovery, http, model};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::model::{
+use crate::model::{
     Application, ApplicationEnvelope, Applications, ApplicationsEnvelope, InstanceEnvelope,
     InstanceInfo, InstanceStatus, WatchResponse,
 };

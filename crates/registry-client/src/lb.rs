@@ -23,13 +23,13 @@ use parking_lot::RwLock;
 use rand::Rng;
 use serde::Serialize;
 
-use crate::clock::Clock;
-use crate::registry::{Discovery, ServiceInstance};
+use clock::Clock;
+
+use crate::discovery::{Discovery, ServiceInstance};
 
 /// How an instance is chosen among the healthy ones.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Each instance in turn.
@@ -449,8 +449,8 @@ impl Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::RegistryHttp;
-    use crate::registry::model::{ActionType, Change, InstanceInfo, WatchResponse};
+    use crate::http::RegistryHttp;
+    use crate::model::{ActionType, Change, InstanceInfo, WatchResponse};
     use tokio_util::sync::CancellationToken;
 
     fn discovery_with(n: usize) -> Discovery {

@@ -1,12 +1,16 @@
 //! RFC 9457 problem details: the one shape every HTTP error takes.
 //!
 //! Services define one error enum each and convert it into a [`Problem`]
-//! (usually through `impl IntoResponse` calling [`Problem::into_response`]).
-//! Client errors say what was wrong; internal errors become a generic
-//! message and the details are logged with the request's span, never sent.
+//! (usually through `impl IntoResponse` calling `Problem::into_response`,
+//! with the `axum` feature). Client errors say what was wrong; internal
+//! errors become a generic message and the details are logged with the
+//! request's span, never sent.
+//!
+//! Clients (the `platform` CLI, the dashboard) read problem+json bodies with
+//! the same type and leave the `axum` feature off, so they link no server.
+#![forbid(unsafe_code)]
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -144,14 +148,46 @@ impl Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Problem {
+    fn into_response(self) -> axum::response::Response {
+        use http::{HeaderValue, header};
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{\"title\":\"Error\"}".to_vec());
         let mut res = (status, body).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         res
+    }
+}
+
+// axum's rejections of bad input, kept with their precise messages and
+// statuses (400, 413, 415, 422), as problems: what `kit::http::{Json, Query,
+// Path}` reject with.
+#[cfg(feature = "axum")]
+impl From<axum::extract::rejection::JsonRejection> for Problem {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Problem {
+        let slug = match r.status().as_u16() {
+            413 => "body-too-large",
+            415 => "unsupported-media-type",
+            422 => "validation",
+            _ => "malformed-body",
+        };
+        Problem::with_detail(r.status(), r.body_text()).kind(slug)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl From<axum::extract::rejection::QueryRejection> for Problem {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Problem {
+        Problem::with_detail(r.status(), r.body_text()).kind("bad-query")
+    }
+}
+
+#[cfg(feature = "axum")]
+impl From<axum::extract::rejection::PathRejection> for Problem {
+    fn from(r: axum::extract::rejection::PathRejection) -> Problem {
+        Problem::with_detail(r.status(), r.body_text()).kind("bad-path")
     }
 }
 
@@ -167,8 +203,11 @@ impl std::fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
-#[cfg(test)]
+#[cfg(all(test, feature = "axum"))]
 mod tests {
+    use axum::response::IntoResponse;
+    use http::header;
+
     use super::*;
 
     /// A problem renders with the problem+json media type and RFC 9457 member names.
@@ -188,5 +227,25 @@ mod tests {
         assert_eq!(v["status"], 422);
         assert_eq!(v["detail"], "quantity must be positive");
         assert_eq!(v["field"], "quantity");
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    /// A client reads a problem+json body with the same type: extension members land in
+    /// `extensions`, a missing `type` is `about:blank` (RFC 9457 §4.2.1).
+    #[test]
+    fn reads_problem_json_as_a_client() {
+        let body = r#"{"title":"Service Unavailable","status":503,"detail":"Service is temporarily unavailable","traceId":"abc"}"#;
+        let p: Problem = serde_json::from_str(body).unwrap();
+        assert_eq!(p.type_uri, "about:blank");
+        assert_eq!(p.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(p.extensions["traceId"], "abc");
+        assert_eq!(
+            p.to_string(),
+            "503 Service Unavailable: Service is temporarily unavailable"
+        );
     }
 }

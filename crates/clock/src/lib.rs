@@ -3,6 +3,7 @@
 //! Leases, breakers and back-offs read time through [`Clock`] so that tests
 //! move time forward explicitly instead of sleeping. Wall-clock milliseconds
 //! are used because the Eureka wire format carries epoch timestamps.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

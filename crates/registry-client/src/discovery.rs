@@ -17,8 +17,8 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{RegistryError, RegistryHttp};
-use super::model::{ActionType, Applications, InstanceInfo, InstanceStatus, WatchResponse};
+use crate::http::{RegistryError, RegistryHttp};
+use crate::model::{ActionType, Applications, InstanceInfo, InstanceStatus, WatchResponse};
 
 /// One reachable instance of a service, as callers need it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -356,7 +356,7 @@ fn up_only<'a>(instances: impl Iterator<Item = &'a InstanceInfo>) -> Vec<Service
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::model::Change;
+    use crate::model::Change;
 
     fn disc() -> Discovery {
         let http = RegistryHttp::new(
