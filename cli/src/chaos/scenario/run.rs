@@ -241,6 +241,17 @@ impl Runner<'_> {
                 });
                 true
             }
+            Err(detail) if self.cancel.is_cancelled() => {
+                self.event(format!("  step {} stopped: {detail}", index + 1));
+                self.steps.push(StepResult {
+                    index,
+                    step: describe,
+                    outcome: StepOutcome::Skipped,
+                    detail: format!("stopped (Ctrl-C or the scenario's timeout): {detail}"),
+                    seconds,
+                });
+                false
+            }
             Err(detail) => {
                 self.event(format!("  step {} FAILED: {detail}", index + 1));
                 self.steps.push(StepResult {
