@@ -203,7 +203,8 @@ impl Probes {
             };
             for f in faulted {
                 let entry = up.instances.iter().find(|e| {
-                    e.instance_id.contains(&f.container)
+                    e.instance_id == f.container
+                        || e.instance_id.starts_with(&format!("{}:", f.container))
                         || f.address.as_ref().is_some_and(|a| {
                             Url::parse(&e.url)
                                 .ok()
