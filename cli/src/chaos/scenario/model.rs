@@ -185,8 +185,13 @@ pub enum Probe {
         instances: Instances,
     },
     /// Order answers while inventory is out: 503 problem+json with the fallback detail, at
-    /// least `min` of them, never a 500 or another 503.
-    Fallback { min: u64, kinds: Vec<LoadKind> },
+    /// least `min` of them, never a 500, and no other 503 unless `unavailable_ok` (the
+    /// gateway's "no instance" when the service itself is down too).
+    Fallback {
+        min: u64,
+        kinds: Vec<LoadKind>,
+        unavailable_ok: bool,
+    },
     /// The load's failed requests in percent, over the window.
     ErrorRate {
         bound: Bound,
@@ -260,9 +265,18 @@ impl Check {
                     Instances::Any => "some",
                 }
             ),
-            Probe::Fallback { min, kinds: k } => format!(
-                "{} answers are the 503 fallback (at least {min}), never 500",
-                kinds(k)
+            Probe::Fallback {
+                min,
+                kinds: k,
+                unavailable_ok,
+            } => format!(
+                "{} answers are the 503 fallback (at least {min}){}, never 500",
+                kinds(k),
+                if *unavailable_ok {
+                    " or another 503"
+                } else {
+                    ""
+                }
             ),
             Probe::ErrorRate {
                 bound, kinds: k, ..

@@ -158,6 +158,8 @@ struct RawCheck {
     #[serde(default)]
     fallback_ok: Option<Spanned<bool>>,
     #[serde(default)]
+    unavailable_ok: Option<Spanned<bool>>,
+    #[serde(default)]
     within: Option<Spanned<String>>,
     #[serde(default)]
     since: Option<Spanned<String>>,
@@ -612,17 +614,21 @@ impl Validator<'_> {
         // Which parameters each probe takes; any other is an error naming the probe.
         let allowed: &[&str] = match probe_name {
             "breaker" => &["service", "breaker_name", "instances"],
-            "fallback" => &["min", "kinds"],
+            "fallback" => &["min", "kinds", "unavailable_ok"],
             "error_rate" | "failures" => &["kinds", "fallback_ok"],
             _ => &[],
         };
-        let params: [(&str, Option<Range<usize>>); 6] = [
+        let params: [(&str, Option<Range<usize>>); 7] = [
             ("service", r.service.as_ref().map(Spanned::span)),
             ("breaker_name", r.breaker_name.as_ref().map(Spanned::span)),
             ("instances", r.instances.as_ref().map(Spanned::span)),
             ("min", r.min.as_ref().map(Spanned::span)),
             ("kinds", r.kinds.as_ref().map(Spanned::span)),
             ("fallback_ok", r.fallback_ok.as_ref().map(Spanned::span)),
+            (
+                "unavailable_ok",
+                r.unavailable_ok.as_ref().map(Spanned::span),
+            ),
         ];
         let mut bad = false;
         for (name, span) in params {
@@ -760,6 +766,7 @@ impl Validator<'_> {
                     } else {
                         kinds
                     },
+                    unavailable_ok: r.unavailable_ok.as_ref().is_some_and(|b| *b.get_ref()),
                 }
             }
             "error_rate" => {

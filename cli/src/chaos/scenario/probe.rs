@@ -524,9 +524,13 @@ pub fn load_reading(counts: &Counts, what: LoadCheck) -> Reading {
         counts.dropped
     );
     match what {
-        LoadCheck::Fallback { min } => {
-            let holds =
-                counts.fallback >= min && counts.internal == 0 && counts.unavailable_other == 0;
+        LoadCheck::Fallback {
+            min,
+            unavailable_ok,
+        } => {
+            let holds = counts.fallback >= min
+                && counts.internal == 0
+                && (unavailable_ok || counts.unavailable_other == 0);
             Reading::new(holds, window)
         }
         LoadCheck::ErrorRate { bound, fallback_ok } => {
@@ -546,7 +550,7 @@ pub fn load_reading(counts: &Counts, what: LoadCheck) -> Reading {
 /// What a load check compares.
 #[derive(Debug, Clone, Copy)]
 pub enum LoadCheck {
-    Fallback { min: u64 },
+    Fallback { min: u64, unavailable_ok: bool },
     ErrorRate { bound: Bound, fallback_ok: bool },
     Failures { bound: Bound, fallback_ok: bool },
 }
@@ -554,7 +558,17 @@ pub enum LoadCheck {
 /// What a probe that reads the load's counts compares, and over which kinds.
 pub fn load_check(probe: &Probe) -> Option<(&[LoadKind], LoadCheck)> {
     match probe {
-        Probe::Fallback { min, kinds } => Some((kinds, LoadCheck::Fallback { min: *min })),
+        Probe::Fallback {
+            min,
+            kinds,
+            unavailable_ok,
+        } => Some((
+            kinds,
+            LoadCheck::Fallback {
+                min: *min,
+                unavailable_ok: *unavailable_ok,
+            },
+        )),
         Probe::ErrorRate {
             bound,
             kinds,
@@ -616,7 +630,16 @@ mod tests {
             fallback: true,
         };
         let ok = counts(&[fb, fb]);
-        assert!(load_reading(&ok, LoadCheck::Fallback { min: 1 }).holds);
+        assert!(
+            load_reading(
+                &ok,
+                LoadCheck::Fallback {
+                    min: 1,
+                    unavailable_ok: false
+                }
+            )
+            .holds
+        );
         let with_500 = counts(&[
             fb,
             Outcome::Answer {
@@ -624,10 +647,25 @@ mod tests {
                 fallback: false,
             },
         ]);
-        let r = load_reading(&with_500, LoadCheck::Fallback { min: 1 });
+        let r = load_reading(
+            &with_500,
+            LoadCheck::Fallback {
+                min: 1,
+                unavailable_ok: false,
+            },
+        );
         assert!(!r.holds);
         assert!(r.measured.contains("1 × 500"), "{}", r.measured);
-        assert!(!load_reading(&counts(&[]), LoadCheck::Fallback { min: 1 }).holds);
+        assert!(
+            !load_reading(
+                &counts(&[]),
+                LoadCheck::Fallback {
+                    min: 1,
+                    unavailable_ok: false
+                }
+            )
+            .holds
+        );
     }
 
     /// Error rates compare in percent; an empty window never passes a rate check.
