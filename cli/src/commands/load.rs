@@ -36,8 +36,8 @@ pub struct LoadArgs {
     pub gateway: Option<Url>,
     /// Users who send the requests, `name:password,...` [default: the dev realm's alice, bob,
     /// carol and admin].
-    #[arg(long, env = "PLATFORM_LOAD_USERS", value_parser = User::parse_list)]
-    pub users: Option<Vec<User>>,
+    #[arg(long, env = "PLATFORM_LOAD_USERS")]
+    pub users: Option<String>,
     /// Products the run creates (with stock) and spreads orders and reads over.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub products: u16,
@@ -70,7 +70,10 @@ pub async fn run(g: &Global, args: LoadArgs) -> Result<()> {
     let opts = FixtureOptions {
         products: args.products as usize,
         stock: None,
-        users: args.users.clone().unwrap_or_else(User::dev_realm),
+        users: match &args.users {
+            Some(list) => User::parse_list(list).map_err(load::LoadError::Config)?,
+            None => User::dev_realm(),
+        },
         gateway: args.gateway.clone(),
     };
     let planned_orders =

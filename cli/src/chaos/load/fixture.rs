@@ -320,12 +320,25 @@ pub struct FixtureOptions {
     pub gateway: Option<Url>,
 }
 
+impl User {
+    /// `$PLATFORM_LOAD_USERS` (`name:password,...`) when set and valid, else
+    /// [`User::dev_realm`].
+    pub fn from_env_or_dev_realm() -> Vec<User> {
+        std::env::var("PLATFORM_LOAD_USERS")
+            .ok()
+            .and_then(|v| User::parse_list(&v).ok())
+            .unwrap_or_else(User::dev_realm)
+    }
+}
+
 impl Default for FixtureOptions {
+    /// 4 products, stock for the planned orders, the users of `$PLATFORM_LOAD_USERS` or the
+    /// dev realm, the published gateway.
     fn default() -> Self {
         FixtureOptions {
             products: 4,
             stock: None,
-            users: User::dev_realm(),
+            users: User::from_env_or_dev_realm(),
             gateway: None,
         }
     }

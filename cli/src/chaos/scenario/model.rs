@@ -185,8 +185,8 @@ pub enum Probe {
         instances: Instances,
     },
     /// Order answers while inventory is out: 503 problem+json with the fallback detail, at
-    /// least `min` of them, never a 500, and no other 503 unless `unavailable_ok` (the
-    /// gateway's "no instance" when the service itself is down too).
+    /// least `min` of them; never a 500, another 5xx or no answer; no other 503 unless
+    /// `unavailable_ok` (the gateway's "no instance" when the service itself is down too).
     Fallback {
         min: u64,
         kinds: Vec<LoadKind>,

@@ -530,6 +530,8 @@ pub fn load_reading(counts: &Counts, what: LoadCheck) -> Reading {
         } => {
             let holds = counts.fallback >= min
                 && counts.internal == 0
+                && counts.server_other == 0
+                && counts.transport == 0
                 && (unavailable_ok || counts.unavailable_other == 0);
             Reading::new(holds, window)
         }
