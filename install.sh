@@ -8,13 +8,15 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TOOLS="$ROOT/.tools"
+# The Kafka-API broker of the dev stack and the tests (nisshi, tansu's successor), and tansu, the
+# broker it replaced, kept for the old-versus-new benchmark only.
+NISSHI_VERSION="0.6.0"
 TANSU_VERSION="0.6.0"
-TANSU_BIN="$TOOLS/bin/tansu"
-TANSU_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/platform/tansu-$TANSU_VERSION/tansu"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/platform"
 NEXTEST_VERSION="0.9.143"
 VENV="$TOOLS/venv"
 # Imports that prove the venv is complete (module names differ from package names).
-PY_CHECK='import py_eureka_client.eureka_client, keycloak, jwt, jwt.algorithms, opentelemetry.sdk, opentelemetry.exporter.zipkin.json'
+PY_CHECK='import py_eureka_client.eureka_client, keycloak, jwt, jwt.algorithms, opentelemetry.sdk, opentelemetry.exporter.zipkin.json, confluent_kafka, kafka'
 
 # Debian packages a new machine needs, and why.
 APT_PACKAGES=(
@@ -35,30 +37,37 @@ PY_REQUIREMENTS=(
     "PyJWT[crypto]==2.15.1"                      # JWT validation against our JWKS
     "opentelemetry-sdk==1.45.1"                  # spans ...
     "opentelemetry-exporter-zipkin-json==1.45.1" # ... exported in Zipkin's JSON format
+    "confluent-kafka==2.16.1"                    # librdkafka's Python client against the broker
+    "kafka-python==3.0.12"                       # a pure-Python Kafka client against the broker
 )
 
 BUILD=1
 APT=1
+WITH_TANSU=0
 
 usage() {
     cat <<EOF
-Usage: ./install.sh [--no-build] [--no-apt] [--help]
+Usage: ./install.sh [--no-build] [--no-apt] [--with-tansu] [--help]
 
 Prepares this machine for the platform, then builds it:
   1. Debian packages: ${APT_PACKAGES[*]}
      (skipped when all are installed; services they ship are not left running)
   2. cargo-nextest (the test runner), if cargo has none
-  3. tansu $TANSU_VERSION into .tools/bin/tansu: from the machine cache
-     ${TANSU_CACHE}, else a prebuilt copy reporting $TANSU_VERSION
-     (\$TANSU_PREBUILT, ../shared/bin/tansu, /work/shared/bin/tansu), else
-     cargo install --locked tansu --version $TANSU_VERSION --features libsql (about 13 minutes)
+  3. the broker, nisshi $NISSHI_VERSION, into .tools/bin/nisshi: from the machine cache
+     $CACHE_DIR/nisshi-$NISSHI_VERSION/, else a prebuilt copy reporting "nisshi $NISSHI_VERSION"
+     (\$NISSHI_PREBUILT, ../shared/bin/nisshi, /work/shared/bin/nisshi), else
+     cargo install --locked nisshi --version $NISSHI_VERSION --no-default-features --features libsql
+     (about 49 minutes on 2 cores). tansu $TANSU_VERSION (the old broker, for the benchmark that
+     compares the two) the same way into .tools/bin/tansu when a cached or prebuilt copy exists;
+     built from crates.io (about 13 minutes) only with --with-tansu.
   4. Python venv .tools/venv with pinned third-party clients for compatibility tests
   5. cargo build --workspace --release (the Docker images use the release binaries)
 
 Options:
-  --no-build   skip step 5
-  --no-apt     skip step 1 (for machines where packages are managed elsewhere)
-  -h, --help   show this help
+  --no-build    skip step 5
+  --no-apt      skip step 1 (for machines where packages are managed elsewhere)
+  --with-tansu  build tansu from crates.io when no copy of it is at hand
+  -h, --help    show this help
 EOF
 }
 
@@ -66,6 +75,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) BUILD=0 ;;
         --no-apt) APT=0 ;;
+        --with-tansu) WITH_TANSU=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -162,39 +172,56 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "3/5 tansu $TANSU_VERSION"
-# True when $1 is an executable tansu reporting exactly the pinned version.
-tansu_ok() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "tansu $TANSU_VERSION" ]; }
+step "3/5 Kafka-API brokers: nisshi $NISSHI_VERSION (and tansu $TANSU_VERSION for benchmarks)"
 mkdir -p "$TOOLS/bin"
-if tansu_ok "$TANSU_BIN"; then
-    info "already installed at $TANSU_BIN"
-elif tansu_ok "$TANSU_CACHE"; then
-    info "copying from the machine cache $TANSU_CACHE"
-    install -m 755 "$TANSU_CACHE" "$TANSU_BIN"
-else
-    prebuilt=""
-    for candidate in "${TANSU_PREBUILT:-}" "$ROOT/../shared/bin/tansu" /work/shared/bin/tansu; do
-        if [ -n "$candidate" ] && tansu_ok "$candidate"; then
-            prebuilt="$candidate"
-            break
-        fi
-    done
-    if [ -n "$prebuilt" ]; then
-        info "copying the prebuilt $prebuilt (same crate, saves a 13-minute build)"
-        install -m 755 "$prebuilt" "$TANSU_BIN"
+# True when $1 is an executable reporting exactly "$2" (e.g. "nisshi 0.6.0").
+reports() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "$2" ]; }
+
+# install_broker NAME VERSION MINUTES REQUIRED CARGO_ARGS...
+# Puts NAME VERSION at .tools/bin/NAME: already there, else the machine cache (shared by every
+# checkout), else a prebuilt copy, else (when REQUIRED is 1) cargo install from crates.io.
+# Whatever was installed is cached for other checkouts. Returns 1 when skipped.
+install_broker() {
+    local name="$1" version="$2" minutes="$3" required="$4"
+    shift 4
+    local bin="$TOOLS/bin/$name" cache="$CACHE_DIR/$name-$version/$name" line="$name $version"
+    local prebuilt_var
+    prebuilt_var="$(printf '%s_PREBUILT' "$name" | tr '[:lower:]' '[:upper:]')"
+    if reports "$bin" "$line"; then
+        info "$line already installed at $bin"
+    elif reports "$cache" "$line"; then
+        info "$line: copying from the machine cache $cache"
+        install -m 755 "$cache" "$bin"
     else
-        info "building from crates.io: cargo install --locked tansu --version $TANSU_VERSION --features libsql (about 13 minutes)"
-        cargo install --locked tansu --version "$TANSU_VERSION" --features libsql --root "$TOOLS"
+        local prebuilt="" candidate
+        for candidate in "${!prebuilt_var:-}" "$ROOT/../shared/bin/$name" "/work/shared/bin/$name"; do
+            if [ -n "$candidate" ] && reports "$candidate" "$line"; then
+                prebuilt="$candidate"
+                break
+            fi
+        done
+        if [ -n "$prebuilt" ]; then
+            info "$line: copying the prebuilt $prebuilt (same crate, saves a $minutes-minute build)"
+            install -m 755 "$prebuilt" "$bin"
+        elif [ "$required" -eq 1 ]; then
+            info "$line: building from crates.io: cargo install --locked $name --version $version $* (about $minutes minutes)"
+            cargo install --locked "$name" --version "$version" "$@" --root "$TOOLS"
+        else
+            info "$line: no cached or prebuilt copy; skipped (only the broker benchmark uses it; --with-tansu builds it)"
+            return 1
+        fi
     fi
-fi
-tansu_ok "$TANSU_BIN" || die "$TANSU_BIN does not run or does not report tansu $TANSU_VERSION"
-if ! cmp -s "$TANSU_BIN" "$TANSU_CACHE" 2>/dev/null; then
-    mkdir -p "$(dirname "$TANSU_CACHE")"
-    install -m 755 "$TANSU_BIN" "$TANSU_CACHE.tmp.$$"
-    mv -f "$TANSU_CACHE.tmp.$$" "$TANSU_CACHE"
-    info "cached for other checkouts at $TANSU_CACHE"
-fi
-info "$("$TANSU_BIN" --version) at $TANSU_BIN"
+    reports "$bin" "$line" || die "$bin does not run or does not report $line"
+    if ! cmp -s "$bin" "$cache" 2>/dev/null; then
+        mkdir -p "$(dirname "$cache")"
+        install -m 755 "$bin" "$cache.tmp.$$"
+        mv -f "$cache.tmp.$$" "$cache"
+        info "cached for other checkouts at $cache"
+    fi
+    info "$("$bin" --version) at $bin"
+}
+install_broker nisshi "$NISSHI_VERSION" 49 1 --no-default-features --features libsql
+install_broker tansu "$TANSU_VERSION" 13 "$WITH_TANSU" --features libsql || true
 
 # ---------------------------------------------------------------------------------------------
 step "4/5 Python clients in .tools/venv"
@@ -230,4 +257,4 @@ fi
 #   "$ROOT/target/release/platform" up
 # (added by the CLI work; install.sh stops at building today).
 
-printf '\n==> done in %ss: tansu at %s, Python clients in %s\n' "$((SECONDS - START))" "$TANSU_BIN" "$VENV"
+printf '\n==> done in %ss: nisshi at %s, Python clients in %s\n' "$((SECONDS - START))" "$TOOLS/bin/nisshi" "$VENV"

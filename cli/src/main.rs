@@ -11,7 +11,7 @@ use platform::commands::Cli;
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2; `--help`/`--version` exit with 0.
     let cli = Cli::parse();
-    platform::telemetry::init(cli.global.verbose);
+    platform::telemetry::init(cli.global.verbose, cli.log_file().as_deref());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err),

@@ -57,7 +57,7 @@ impl Workspace {
         }
     }
 
-    /// Where install.sh puts tools it installs for the project (tansu).
+    /// Where install.sh puts tools it installs for the project (the broker: nisshi, tansu).
     pub fn tools_bin_dir(&self) -> PathBuf {
         self.root.join(".tools").join("bin")
     }

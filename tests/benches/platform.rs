@@ -34,7 +34,6 @@ use anyhow::{Context as _, bail};
 use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use e2e::docker::{self, INSTANCE_LABEL, Memory, SERVICE_LABEL, STACK_LABEL};
-use e2e::shop::{Shop, instance_urls};
 use e2e::{Platform, Run, TestStack};
 
 /// A cold `up` builds every image; MariaDB's base alone is minutes.
@@ -401,28 +400,8 @@ async fn load(
     let s = stack.arg();
     let orders = env_u64("BENCH_LOAD_ORDERS", 5000);
     let limit = Duration::from_secs(env_u64("BENCH_LOAD_SECS", 30));
-    let token = platform
-        .run(&["token", "--stack", s], COMMAND_LIMIT)
-        .await?
-        .success()?
-        .stdout;
-    let shop = Shop::new(&stack.gateway_url(), &token)?;
-    let status = platform
-        .run(&["status", "--json", "--stack", s], COMMAND_LIMIT)
-        .await?
-        .success()?
-        .json()?;
-    let inventory = instance_urls(
-        &status,
-        "inventory-service",
-        stack.port_of("inventory-service")?,
-    );
-    let base = inventory
-        .values()
-        .next()
-        .context("the host cannot reach inventory-service's address to set stock")?;
     let sku = format!("{}-load", stack.name);
-    shop.set_stock(base, &sku, orders + 10).await?;
+    let shop = e2e::shop::stocked(platform, stack, &sku, orders + 10, COMMAND_LIMIT).await?;
 
     let next = AtomicU64::new(0);
     let (ok, failed) = (AtomicU64::new(0), AtomicU64::new(0));

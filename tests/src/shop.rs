@@ -10,8 +10,45 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use crate::{Platform, TestStack};
+
 /// Unit price of the test's orders.
 const PRICE: &str = "4.50";
+
+/// A shop of `stack` that can sell `quantity` of `sku`: a token from `platform token`, and the
+/// stock set on an inventory-service instance that `platform status` says the host reaches.
+/// `limit` bounds each `platform` command.
+pub async fn stocked(
+    platform: &Platform,
+    stack: &TestStack,
+    sku: &str,
+    quantity: u64,
+    limit: Duration,
+) -> anyhow::Result<Shop> {
+    let s = stack.arg();
+    let token = platform
+        .run(&["token", "--stack", s], limit)
+        .await?
+        .success()?
+        .stdout;
+    let shop = Shop::new(&stack.gateway_url(), &token)?;
+    let status = platform
+        .run(&["status", "--json", "--stack", s], limit)
+        .await?
+        .success()?
+        .json()?;
+    let inventory = instance_urls(
+        &status,
+        "inventory-service",
+        stack.port_of("inventory-service")?,
+    );
+    let base = inventory
+        .values()
+        .next()
+        .context("the host cannot reach inventory-service's address to set stock")?;
+    shop.set_stock(base, sku, quantity).await?;
+    Ok(shop)
+}
 /// The order-service counter of placed orders (`orders_requests{outcome}` in the service).
 const PLACED_METRIC: &str = "orders_requests_total{outcome=\"placed\"}";
 
@@ -43,6 +80,11 @@ impl Shop {
     /// The pooled client, for reads that need no token.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The access token in use.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Sets the stock of `sku` on an inventory-service instance (`base` = `http://addr:port`).

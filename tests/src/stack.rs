@@ -75,6 +75,7 @@ impl TestStack {
             .with_context(|| format!("read {}", source.display()))?;
         let name = unique_name(tag);
         let gateway_port = free_port()?;
+        let broker_port = free_port()?;
         let realm = root.join("keycloak/realm.json");
         let text = rewrite(
             &text,
@@ -83,6 +84,10 @@ impl TestStack {
                 (
                     "\"8080:8080\"",
                     format!("\"127.0.0.1:{gateway_port}:8080\""),
+                ),
+                (
+                    "\"127.0.0.1:19092:9092\"",
+                    format!("\"127.0.0.1:{broker_port}:9092\""),
                 ),
                 (
                     "\"../keycloak/realm.json:",
@@ -297,7 +302,7 @@ mod tests {
         assert_eq!(ports["order-service"], 8082);
         assert_eq!(
             named_volumes(&out).unwrap(),
-            ["mariadb-data", "product-data", "tansu-data"]
+            ["kafka-data", "mariadb-data", "product-data"]
         );
         assert!(rewrite("x", &[("y", "z".to_string())]).is_err());
     }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 
 use super::Global;
-use crate::observe::logs::{self, LiveMerger, Tagged, Tagger};
+use crate::observe::logs::{self, Tagged, Tagger};
 use crate::observe::{ObserveError, instance_label};
 use crate::runtime::{ContainerInfo, LogOptions, Runtime};
 use crate::stack::StackFile;
@@ -107,7 +106,7 @@ async fn read(
     Ok(())
 }
 
-/// Follows every container's stream, merging lines as they arrive.
+/// Follows every container's stream, printing lines in time order until Ctrl-C.
 async fn follow(
     rt: &Runtime,
     containers: &[ContainerInfo],
@@ -119,43 +118,15 @@ async fn follow(
         since: args.since,
         tail: args.tail,
     };
-    let (tx, mut rx) = mpsc::channel::<Result<Tagged, crate::runtime::RuntimeError>>(1024);
-    for c in containers {
-        let tx = tx.clone();
-        let mut stream = Box::pin(rt.logs(&c.name, &options));
-        let mut tagger = Tagger::new(&instance_label(c), &c.name);
-        tokio::spawn(async move {
-            while let Some(line) = stream.next().await {
-                let failed = line.is_err();
-                if tx.send(line.map(|l| tagger.tag(l))).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-    }
-    drop(tx);
-    let mut merger = LiveMerger::new(LIVE_DELAY);
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    let emit = |lines: Vec<Tagged>| {
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    logs::follow(rt, containers, &options, LIVE_DELAY, stop, |lines| {
         for line in logs::filter(lines, args.grep.as_ref()) {
             printer.print(&line);
         }
-    };
-    loop {
-        tokio::select! {
-            received = rx.recv() => match received {
-                Some(Ok(line)) => merger.push(line, tokio::time::Instant::now()),
-                Some(Err(e)) => {
-                    emit(merger.flush());
-                    return Err(e.into());
-                }
-                None => break,
-            },
-            _ = tick.tick() => emit(merger.ready(tokio::time::Instant::now())),
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
-    emit(merger.flush());
+    })
+    .await?;
     Ok(())
 }
 

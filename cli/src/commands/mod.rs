@@ -3,6 +3,7 @@
 
 pub mod build;
 mod completions;
+pub mod dashboard;
 pub mod down;
 pub mod faults;
 pub mod health;
@@ -15,6 +16,7 @@ pub mod smoke;
 pub mod stack;
 pub mod status;
 pub mod token;
+pub mod trace;
 pub mod up;
 mod version;
 
@@ -58,7 +60,7 @@ pub enum Command {
     Up(up::UpArgs),
     /// Stop and remove the stack's containers and network (volumes with --volumes).
     Down(down::DownArgs),
-    /// Build the stack's images locally (never pulls): our binaries, tansu, MariaDB.
+    /// Build the stack's images locally (never pulls): our binaries, the broker (nisshi), MariaDB.
     Build(build::BuildArgs),
     /// List the stack's images: current, stale (inputs changed) or missing.
     Images,
@@ -84,6 +86,11 @@ pub enum Command {
     /// Break the running stack on purpose: a fault on a service's containers, network or code,
     /// reverted automatically after --duration.
     Inject(Box<faults::InjectArgs>),
+    /// Watch and steer the running stack live: services and registry, breakers, Kafka lag,
+    /// traces, faults, events and logs; scale, inject and heal at a keystroke (? for help).
+    Dashboard(dashboard::DashboardArgs),
+    /// Show one trace from the stack's collector as a waterfall, with its Zipkin link.
+    Trace(trace::TraceArgs),
     /// Revert faults now and check that everything is healthy again.
     Heal(faults::HealArgs),
     /// List the active faults with the time they have left.
@@ -96,6 +103,21 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+impl Cli {
+    /// Where the CLI's own log goes: a file while the dashboard owns the screen, else stderr.
+    pub fn log_file(&self) -> Option<std::path::PathBuf> {
+        match &self.command {
+            Command::Dashboard(args) => {
+                let stack = std::path::Path::new(&self.global.stack)
+                    .file_stem()
+                    .map_or_else(|| self.global.stack.clone(), |s| s.to_string_lossy().into());
+                dashboard::log_file(args, &stack)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Runs a parsed command line.
@@ -118,6 +140,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Registry(cmd) => registry::run(g, cmd).await,
         Command::Inject(args) => faults::inject(g, *args).await,
         Command::Heal(args) => faults::heal(g, args).await,
+        Command::Dashboard(args) => dashboard::run(g, args).await,
+        Command::Trace(args) => trace::run(g, args).await,
         Command::Faults => faults::list(g).await,
         Command::FaultSupervisor(args) => faults::supervise(args).await,
         Command::Completions { shell } => completions::run(shell),

@@ -50,8 +50,13 @@ pub struct ConsumerReport {
     pub dead_letter_topic: String,
     /// Whether the consumer joined its group.
     pub joined: bool,
+    /// Partitions of the topic this instance holds.
+    #[serde(default)]
+    pub assigned_partitions: Vec<i32>,
+    /// Every partition of the topic, measured from the broker.
     #[serde(default)]
     pub partitions: Vec<PartitionLag>,
+    /// The group's lag over the whole topic (true when this instance holds nothing).
     pub total_lag: i64,
     #[serde(default)]
     pub lag_measured_at: Option<DateTime<Utc>>,
@@ -72,19 +77,13 @@ pub struct ConsumerReport {
     /// Why the consumer waits (its database is unreachable), if it does.
     #[serde(default)]
     pub waiting_for_database: Option<String>,
+    /// Times the consumer's watchdog rebuilt a stuck Kafka consumer.
+    #[serde(default)]
+    pub rebuilds: u64,
 }
 
-/// Lag of one partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    /// The group's committed offset; `None` before the first commit.
-    pub committed: Option<i64>,
-    pub high_watermark: i64,
-    pub lag: i64,
-}
+/// Lag of one partition, as notification-service reports it (the shared kafka-lag type).
+pub use kafka_lag::PartitionLag;
 
 /// One upstream service of a balancer (`GET /admin/upstreams`, keyed by service).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,8 +188,8 @@ mod tests {
     #[test]
     fn reads_consumer_report() {
         let json = r#"{"group":"notification-service","topic":"order-placed","deadLetterTopic":"order-placed.DLT",
-            "joined":true,"partitions":[{"topic":"order-placed","partition":0,"committed":null,"highWatermark":3,"lag":3},
-            {"topic":"order-placed","partition":1,"committed":5,"highWatermark":5,"lag":0}],
+            "joined":true,"assignedPartitions":[0,1],"partitions":[{"topic":"order-placed","partition":0,"committed":null,"lowWatermark":0,"highWatermark":3,"lag":3,"owner":"c1"},
+            {"topic":"order-placed","partition":1,"committed":5,"lowWatermark":0,"highWatermark":5,"lag":0,"owner":null}],"rebuilds":1,
             "totalLag":3,"lagMeasuredAt":"2025-01-01T00:00:00Z","lagError":null,"messagesHandled":5,
             "notificationsSent":5,"duplicatesSkipped":0,"deadLettered":0,"deadLetteredUndecodable":0,
             "deadLetteredFailed":0,"retries":0,"commitFailures":0,"waitingForDatabase":null}"#;
@@ -199,6 +198,8 @@ mod tests {
         assert_eq!(r.partitions[0].committed, None);
         assert_eq!(r.partitions[1].committed, Some(5));
         assert!(r.joined);
+        assert_eq!(r.assigned_partitions, [0, 1]);
+        assert_eq!(r.rebuilds, 1);
     }
 
     /// The gateway's `/admin/upstreams` JSON reads with the kit's balancer types.

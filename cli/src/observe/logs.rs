@@ -8,13 +8,17 @@
 //! held line up to the newest released stamp, in stamp order: a line that arrives up to
 //! `delay` late still comes out in order, and no line waits longer than `delay`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::runtime::{LogLine, LogStream};
+use super::instance_label;
+use crate::runtime::{ContainerInfo, LogLine, LogOptions, LogStream, Runtime, RuntimeError};
 
 /// One line of one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -142,6 +146,72 @@ impl LiveMerger {
     /// How many lines are held.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+}
+
+/// Follows the output of `containers`, handing `emit` the lines in time order (a
+/// [`LiveMerger`] holding each line `delay`, checked every 50 ms) until every stream ended,
+/// one failed (its error is returned after the lines held are emitted), or `stop` completed.
+pub async fn follow(
+    rt: &Runtime,
+    containers: &[ContainerInfo],
+    options: &LogOptions,
+    delay: Duration,
+    stop: impl Future<Output = ()>,
+    mut emit: impl FnMut(Vec<Tagged>),
+) -> Result<(), RuntimeError> {
+    let (tx, mut rx) = mpsc::channel::<Result<Tagged, RuntimeError>>(1024);
+    let mut readers = Vec::with_capacity(containers.len());
+    for c in containers {
+        let tx = tx.clone();
+        let mut stream = Box::pin(rt.logs(&c.name, options));
+        let mut tagger = Tagger::new(&instance_label(c), &c.name);
+        readers.push(tokio::spawn(async move {
+            while let Some(line) = stream.next().await {
+                let failed = line.is_err();
+                if tx.send(line.map(|l| tagger.tag(l))).await.is_err() || failed {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    // The readers stop with this function (the dashboard follows another service).
+    let _abort = AbortOnDrop(readers);
+    let mut merger = LiveMerger::new(delay);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut stop = std::pin::pin!(stop);
+    let result = loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(Ok(line)) => merger.push(line, Instant::now()),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            },
+            _ = tick.tick() => {
+                let ready = merger.ready(Instant::now());
+                if !ready.is_empty() {
+                    emit(ready);
+                }
+            }
+            () = &mut stop => break Ok(()),
+        }
+    };
+    let rest = merger.flush();
+    if !rest.is_empty() {
+        emit(rest);
+    }
+    result
+}
+
+/// Aborts the reader tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
     }
 }
 

@@ -13,12 +13,14 @@
 //! - [`status`]: containers joined to the registry's view, with drift.
 //! - [`logs`]: container output of all instances merged in time order.
 //! - [`auth`]: access tokens from the stack's identity provider.
-//! - [`admin`]: the services' admin endpoints (breakers, consumer lag, upstreams).
+//! - [`admin`]: the services' admin endpoints (breakers, consumer reports, upstreams).
+//! - [`kafka`]: the broker's topics, groups and lag per partition (kafka-lag).
 //! - [`traces`]: the trace collector's Zipkin API.
 
 pub mod admin;
 pub mod auth;
 mod error;
+pub mod kafka;
 pub mod logs;
 pub mod reach;
 pub mod registry;

@@ -119,6 +119,13 @@ impl RegistryWatch {
         self.discovery.snapshot()
     }
 
+    /// Waits for the next change of the view (forever once the watch task stopped).
+    pub async fn changed(&mut self) {
+        if self.changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Waits until `check` returns `Some` for the current view, or `timeout` passes; on
     /// timeout returns the last view so the caller can say what was missing.
     pub async fn wait_until<T>(

@@ -11,6 +11,7 @@ use registry_client::model::{Applications, InstanceInfo};
 use serde::Serialize;
 
 use super::REGISTRY_URL_ENV;
+use super::kafka::KafkaSummary;
 use super::registry::container_of;
 use crate::output;
 use crate::runtime::{ContainerInfo, Health, PortSpec};
@@ -36,6 +37,9 @@ pub struct StatusView {
     pub registered_without_container: Vec<RegisteredInstance>,
     /// Disagreements between Docker and the registry.
     pub drift: Vec<Drift>,
+    /// Consumer groups and their lag, read from the broker (when the stack has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSummary>,
 }
 
 /// How reading the registry went.
@@ -264,7 +268,14 @@ impl StatusView {
             not_created,
             registered_without_container: orphans,
             drift,
+            kafka: None,
         }
+    }
+
+    /// Adds what the broker said about consumer groups.
+    pub fn with_kafka(mut self, kafka: KafkaSummary) -> Self {
+        self.kafka = Some(kafka);
+        self
     }
 
     /// The human rendering: a summary line, a table of containers, then drift.
@@ -337,6 +348,24 @@ impl StatusView {
             for d in &self.drift {
                 text.push_str(&format!("  ! {}\n", d.message));
             }
+        }
+        match &self.kafka {
+            Some(k) if k.reachable => {
+                text.push_str(&format!(
+                    "\nconsumer lag (broker {}):\n",
+                    k.broker.as_deref().unwrap_or("?")
+                ));
+                if k.groups.is_empty() {
+                    text.push_str("  no consumer groups\n");
+                } else {
+                    text.push_str(&output::table(&k.rows()));
+                }
+            }
+            Some(k) => text.push_str(&format!(
+                "\nconsumer lag not read: {}\n",
+                k.error.as_deref().unwrap_or("unknown")
+            )),
+            None => {}
         }
         text
     }

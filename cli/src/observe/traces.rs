@@ -133,6 +133,28 @@ impl Collector {
             .map_err(|e| ObserveError::Setting(format!("bad collector path {path}: {e}")))
     }
 
+    /// The collector's UI as the host's browser opens it: the collector's port published on
+    /// the host (`http://127.0.0.1:9411`; the dev stack publishes it on loopback), else the
+    /// address the CLI reaches it at.
+    pub fn ui_base(&self, obs: &Observer) -> Option<Url> {
+        let endpoint = obs.zipkin_endpoint_in_network().ok()?;
+        let service = endpoint.host_str()?;
+        let port = endpoint.port_or_known_default()?;
+        let published = obs.running(service).into_iter().find_map(|c| {
+            c.ports.iter().find(|p| p.container_port == port).map(|p| {
+                let host = match p.host_ip.as_deref() {
+                    None | Some("" | "0.0.0.0" | "::") => "127.0.0.1",
+                    Some(ip) => ip,
+                };
+                format!("http://{host}:{}/", p.host_port)
+            })
+        });
+        match published {
+            Some(u) => Url::parse(&u).ok(),
+            None => Some(self.base.clone()),
+        }
+    }
+
     /// The UI page of a trace.
     pub fn link(&self, trace_id: &str) -> String {
         format!(

@@ -37,7 +37,7 @@ pub enum RuntimeError {
     /// Any other refusal or failure from the engine.
     #[error("Docker failed to {action}: {source}")]
     Docker {
-        /// What we asked for, e.g. "create container platform-dev-tansu-1".
+        /// What we asked for, e.g. "create container platform-dev-nisshi-1".
         action: String,
         #[source]
         source: bollard::errors::Error,

@@ -13,11 +13,11 @@ pub const INSTANCE: &str = "platform.instance";
 /// On containers: the hash of the spec they were created from, so a re-run of `up` keeps
 /// containers whose spec is unchanged and replaces the others.
 pub const SPEC_HASH: &str = "platform.spec-hash";
-/// On images built here: the recipe's image name (`order-service`, `tansu`, `mariadb`, ...).
+/// On images built here: the recipe's image name (`order-service`, `nisshi`, `mariadb`, ...).
 pub const IMAGE: &str = "platform.image";
 /// On images built here: the hash of everything that went into the image.
 pub const CONTENT_HASH: &str = "platform.content-hash";
-/// On images built here: which recipe built it (`binary`, `tansu`, `mariadb`, `mariadb-base`).
+/// On images built here: which recipe built it (`binary`, `broker`, `mariadb`, `mariadb-base`).
 pub const RECIPE: &str = "platform.recipe";
 
 /// The labels of a stack-level object (network, volume).

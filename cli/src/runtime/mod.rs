@@ -17,11 +17,11 @@ use bollard::models::{
     MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectNetworkOptions, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder, StatsOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, InspectNetworkOptions,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -205,6 +205,26 @@ pub struct Stats {
     pub memory_limit_bytes: u64,
     /// CPU use over the last sample interval, 100 = one core.
     pub cpu_percent: f64,
+}
+
+/// One event of a container of ours, from the engine's event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerEvent {
+    /// Docker's action: `create`, `start`, `die`, `kill`, `oom`, `stop`, `pause`, `unpause`,
+    /// `restart`, `destroy`, `health_status: healthy`, ...
+    pub action: String,
+    /// The container's name.
+    pub container: String,
+    pub service: String,
+    pub instance: u32,
+    /// `die`: the exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// `kill`: the signal sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// When it happened, nanoseconds since the epoch.
+    pub time_nanos: i64,
 }
 
 /// The result of a command run inside a container.
@@ -728,6 +748,20 @@ impl Runtime {
         Ok(self.inspect_container(name).await?.health)
     }
 
+    /// The container events of `stack` as they happen (from now on); the stream ends when the
+    /// engine closes it.
+    pub fn events(&self, stack: &str) -> impl Stream<Item = Result<ContainerEvent>> + use<> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("label", vec![labels::filter(labels::STACK, Some(stack))]),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .map_err(|e| RuntimeError::docker("read engine events", e))
+            .try_filter_map(|m| async move { Ok(container_event(m)) })
+    }
+
     /// The container's output as a stream of lines with timestamps.
     pub fn logs(
         &self,
@@ -928,6 +962,27 @@ impl Runtime {
                 .map_err(|e| RuntimeError::docker(format!("remove image {tag}"), e)),
         }
     }
+}
+
+/// A container event of the engine, when it is one of ours with a name.
+fn container_event(m: bollard::models::EventMessage) -> Option<ContainerEvent> {
+    let attributes = m.actor?.attributes.unwrap_or_default();
+    let container = attributes.get("name")?.clone();
+    Some(ContainerEvent {
+        action: m.action.unwrap_or_default(),
+        service: attributes.get(labels::SERVICE).cloned().unwrap_or_default(),
+        instance: attributes
+            .get(labels::INSTANCE)
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0),
+        exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
+        signal: attributes.get("signal").cloned(),
+        time_nanos: m
+            .time_nano
+            .or(m.time.map(|s| s.saturating_mul(1_000_000_000)))
+            .unwrap_or(0),
+        container,
+    })
 }
 
 fn has_stack_label(labels: Option<&HashMap<String, String>>) -> bool {

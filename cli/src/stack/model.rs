@@ -78,8 +78,12 @@ pub enum Recipe {
         /// Binary (and package) name, e.g. `order-service`.
         name: String,
     },
-    /// The tansu broker binary installed by install.sh, in a FROM-scratch image.
-    Tansu,
+    /// A Kafka-API broker binary that install.sh puts in `.tools/bin` (`nisshi`, or `tansu`
+    /// for comparisons), in a FROM-scratch image.
+    Broker {
+        /// `nisshi` or `tansu` (see [`BROKERS`]).
+        name: String,
+    },
     /// MariaDB on a Debian root made with debootstrap.
     Mariadb,
 }
@@ -89,11 +93,14 @@ impl Recipe {
     pub fn image_name(&self) -> &str {
         match self {
             Recipe::Binary { name } => name,
-            Recipe::Tansu => "tansu",
+            Recipe::Broker { name } => name,
             Recipe::Mariadb => "mariadb",
         }
     }
 }
+
+/// The brokers a `recipe` can name: install.sh installs them into `.tools/bin`.
+pub const BROKERS: [&str; 2] = ["nisshi", "tansu"];
 
 /// A host port mapped to a container port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -360,14 +360,18 @@ impl Validator<'_> {
                         })
                     }
                     (None, Some(recipe)) => match recipe.get_ref().as_str() {
-                        "tansu" => ImageSource::Build(Recipe::Tansu),
+                        name if crate::stack::model::BROKERS.contains(&name) => {
+                            ImageSource::Build(Recipe::Broker {
+                                name: name.to_string(),
+                            })
+                        }
                         "mariadb" => ImageSource::Build(Recipe::Mariadb),
                         other => {
                             self.error(
                                 recipe.span(),
                                 format!("{key}.recipe"),
                                 format!(
-                                    "unknown recipe `{other}`: recipes are `tansu` and `mariadb`; \
+                                    "unknown recipe `{other}`: recipes are `nisshi`, `tansu` and `mariadb`; \
                                      this workspace's binaries use `binary = \"NAME\"`"
                                 ),
                             );

@@ -78,28 +78,35 @@ async fn collect_logs(rt: &Runtime, name: &str) -> String {
         .join("\n")
 }
 
-/// The tansu recipe builds a current image; a second build of unchanged inputs builds nothing
+/// The nisshi recipe builds a current image; a second build of unchanged inputs builds nothing
 /// and `status` calls it current.
 #[tokio::test]
-async fn tansu_image_is_cached_by_content() {
+async fn nisshi_image_is_cached_by_content() {
     let rt = runtime().await;
     let builder = Builder::new(&rt, workspace());
-    assert_tansu_binary(&builder);
-    let first = builder.build(&Recipe::Tansu, false, &Silent).await.unwrap();
-    let second = builder.build(&Recipe::Tansu, false, &Silent).await.unwrap();
+    assert_nisshi_binary(&builder);
+    let first = builder.build(&nisshi(), false, &Silent).await.unwrap();
+    let second = builder.build(&nisshi(), false, &Silent).await.unwrap();
     assert_eq!(first.tag, second.tag);
     assert!(!second.built, "unchanged inputs must not rebuild");
-    let status = builder.status(&Recipe::Tansu).await.unwrap();
+    let status = builder.status(&nisshi()).await.unwrap();
     assert_eq!(status.state, ImageState::Current);
     assert_eq!(status.wanted.as_deref(), Some(first.tag.as_str()));
 }
 
-/// Fails with the way to get tansu when the binary is not installed.
-pub fn assert_tansu_binary(builder: &Builder<'_>) {
-    let path = builder.binary_path(&Recipe::Tansu).unwrap();
+/// The dev stack's broker recipe.
+pub fn nisshi() -> Recipe {
+    Recipe::Broker {
+        name: "nisshi".into(),
+    }
+}
+
+/// Fails with the way to get nisshi when the binary is not installed.
+pub fn assert_nisshi_binary(builder: &Builder<'_>) {
+    let path = builder.binary_path(&nisshi()).unwrap();
     assert!(
         path.is_file(),
-        "tansu is not at {}: run ./install.sh or set PLATFORM_TANSU_BIN",
+        "nisshi is not at {}: run ./install.sh or set PLATFORM_NISSHI_BIN",
         path.display()
     );
 }

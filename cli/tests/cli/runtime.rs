@@ -1,4 +1,4 @@
-//! The Docker facade against the real engine: networks, volumes and a tansu container on a
+//! The Docker facade against the real engine: networks, volumes and a nisshi container on a
 //! project-made network, probed over the Kafka protocol from outside; exec, logs, stats; and
 //! the rule that nothing without our labels is touched.
 
@@ -14,7 +14,7 @@ use platform::runtime::{ContainerSpec, LogOptions, MountSpec, RuntimeError};
 use platform::stack::Recipe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::images::assert_tansu_binary;
+use crate::images::{assert_nisshi_binary, nisshi};
 use crate::support::{eventually, runtime, unique_stack, with_stack, workspace};
 
 /// Sends a Kafka ApiVersions (v0) request and returns the error code of the answer, which
@@ -47,24 +47,20 @@ async fn kafka_api_versions(addr: SocketAddr) -> Option<i16> {
     Some(i16::from_be_bytes(answer[4..6].try_into().ok()?))
 }
 
-/// tansu in a FROM-scratch image runs on a project-made network with its data on a named
+/// nisshi in a FROM-scratch image runs on a project-made network with its data on a named
 /// volume, answers Kafka ApiVersions on its container address, and the facade reads its
 /// state, logs, stats and runs a command in it; `up`-style calls are idempotent and
 /// everything is removed afterwards.
 #[tokio::test]
-async fn tansu_container_lifecycle() {
+async fn nisshi_container_lifecycle() {
     let rt = runtime().await;
     let builder = Builder::new(&rt, workspace());
-    assert_tansu_binary(&builder);
-    let image = builder
-        .build(&Recipe::Tansu, false, &Silent)
-        .await
-        .unwrap()
-        .tag;
+    assert_nisshi_binary(&builder);
+    let image = builder.build(&nisshi(), false, &Silent).await.unwrap().tag;
     let stack = unique_stack("rt");
     with_stack(&rt, &stack, || async {
         let network = format!("platform-{stack}");
-        let volume = format!("platform-{stack}-tansu-data");
+        let volume = format!("platform-{stack}-nisshi-data");
         rt.ensure_network(&network, &stack).await.unwrap();
         rt.ensure_network(&network, &stack).await.unwrap(); // idempotent
         rt.ensure_volume(&volume, &stack).await.unwrap();
@@ -78,12 +74,12 @@ async fn tansu_container_lifecycle() {
             vec![volume.clone()]
         );
 
-        let name = format!("platform-{stack}-tansu-1");
+        let name = format!("platform-{stack}-nisshi-1");
         rt.create_container(&ContainerSpec {
             name: name.clone(),
             image: image.clone(),
             stack: stack.clone(),
-            service: "tansu".into(),
+            service: "nisshi".into(),
             instance: 1,
             cmd: vec!["broker".into()],
             env: vec![
@@ -92,10 +88,10 @@ async fn tansu_container_lifecycle() {
                     "ADVERTISED_LISTENER_URL".into(),
                     format!("tcp://{name}:9092"),
                 ),
-                ("STORAGE_ENGINE".into(), "sqlite://tansu.db".into()),
+                ("STORAGE_ENGINE".into(), "sqlite://nisshi.db".into()),
             ],
             network: network.clone(),
-            aliases: vec!["tansu".into()],
+            aliases: vec!["nisshi".into()],
             mounts: vec![MountSpec::Volume {
                 name: volume.clone(),
                 target: "/data".into(),
@@ -111,7 +107,7 @@ async fn tansu_container_lifecycle() {
         let info = rt.inspect_container(&name).await.unwrap();
         assert_eq!(
             (info.stack.as_str(), info.service.as_str(), info.instance),
-            (stack.as_str(), "tansu", 1)
+            (stack.as_str(), "nisshi", 1)
         );
         let ip = info
             .addresses
@@ -120,34 +116,34 @@ async fn tansu_container_lifecycle() {
             .expect("an address on the stack network");
         let addr: SocketAddr = format!("{ip}:9092").parse().unwrap();
         let code = eventually(
-            "tansu to answer ApiVersions",
+            "nisshi to answer ApiVersions",
             Duration::from_secs(30),
             || async move { kafka_api_versions(addr).await },
         )
         .await;
         assert_eq!(code, 0);
 
-        // The data went to the named volume (tansu's SQLite file), owned by the image's user.
+        // The data went to the named volume (nisshi's SQLite file), owned by the image's user.
         let docker = bollard::Docker::connect_with_defaults()
             .unwrap()
             .negotiate_version()
             .await
             .unwrap();
         let mountpoint = docker.inspect_volume(&volume).await.unwrap().mountpoint;
-        let db = std::path::Path::new(&mountpoint).join("tansu.db");
-        let meta = eventually("tansu.db on the volume", Duration::from_secs(10), || {
+        let db = std::path::Path::new(&mountpoint).join("nisshi.db");
+        let meta = eventually("nisshi.db on the volume", Duration::from_secs(10), || {
             let db = db.clone();
             async move { std::fs::metadata(&db).ok() }
         })
         .await;
         use std::os::unix::fs::MetadataExt as _;
         assert_eq!(meta.uid(), platform::runtime::build::scratch::RUN_AS);
-        let out = rt.exec(&name, &["/app/tansu", "--version"]).await.unwrap();
+        let out = rt.exec(&name, &["/app/nisshi", "--version"]).await.unwrap();
         assert_eq!(out.exit_code, 0);
         assert!(out.stdout.contains("0.6.0"), "{out:?}");
 
         let listed = rt
-            .list_containers(Some(&stack), Some("tansu"))
+            .list_containers(Some(&stack), Some("nisshi"))
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
@@ -166,7 +162,7 @@ async fn tansu_container_lifecycle() {
         let info = rt.inspect_container(&name).await.unwrap();
         assert_eq!(info.state, "exited");
         let logs: Vec<_> = rt.logs(&name, &LogOptions::default()).collect().await;
-        assert!(!logs.is_empty(), "tansu writes at least one line");
+        assert!(!logs.is_empty(), "nisshi writes at least one line");
         assert!(
             logs.iter()
                 .all(|l| l.as_ref().is_ok_and(|l| l.timestamp.starts_with("20")))
@@ -189,12 +185,8 @@ async fn tansu_container_lifecycle() {
 async fn refuses_what_is_not_ours() {
     let rt = runtime().await;
     let builder = Builder::new(&rt, workspace());
-    assert_tansu_binary(&builder);
-    let image = builder
-        .build(&Recipe::Tansu, false, &Silent)
-        .await
-        .unwrap()
-        .tag;
+    assert_nisshi_binary(&builder);
+    let image = builder.build(&nisshi(), false, &Silent).await.unwrap().tag;
     let docker = bollard::Docker::connect_with_defaults()
         .unwrap()
         .negotiate_version()

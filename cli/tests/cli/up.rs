@@ -1,5 +1,5 @@
 //! `platform up` / `platform down` against the real engine with a small stack of the images
-//! that exist today (tansu and MariaDB): dependency order and health waits, idempotent
+//! that exist today (nisshi and MariaDB): dependency order and health waits, idempotent
 //! re-runs, replacing only what changed, cleanup after a failed start, and `down --volumes`
 //! leaving nothing with the stack's label.
 
@@ -20,7 +20,7 @@ fn stack_text(name: &str, broker_extra_env: &str, broker_command: &str) -> Strin
 name = "{name}"
 
 [services.broker]
-build = {{ recipe = "tansu" }}
+build = {{ recipe = "nisshi" }}
 command = [{broker_command}]
 port = 9092
 volumes = ["broker-data:/data"]
@@ -30,7 +30,7 @@ depends_on = {{ db = "healthy" }}
 [services.broker.env]
 LISTENER_URL = "tcp://0.0.0.0:${{self.port}}"
 ADVERTISED_LISTENER_URL = "tcp://${{self.host}}:${{self.port}}"
-STORAGE_ENGINE = "sqlite://tansu.db"
+STORAGE_ENGINE = "sqlite://nisshi.db"
 {broker_extra_env}
 
 [services.db]
@@ -70,7 +70,7 @@ async fn started_at(name: &str) -> String {
     c.state.unwrap().started_at.unwrap()
 }
 
-/// Starts db then broker (waiting for MariaDB's health before tansu), converges on a re-run
+/// Starts db then broker (waiting for MariaDB's health before nisshi), converges on a re-run
 /// without restarting anything, replaces only the changed service, and `down --volumes`
 /// removes every container, the network and the volumes.
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn failed_up_removes_what_it_created() {
     let name = unique_stack("upfail");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("stack.toml");
-    // tansu rejects an unknown subcommand and exits.
+    // nisshi rejects an unknown subcommand and exits.
     std::fs::write(&file, stack_text(&name, "", "\"no-such-subcommand\"")).unwrap();
     let g = global(&file);
     let err = up::run(&g, up_args()).await.unwrap_err();
@@ -179,7 +179,7 @@ async fn taken_host_port_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("stack.toml");
     let text = format!(
-        "[stack]\nname = \"{name}\"\n[services.broker]\nbuild = {{ recipe = \"tansu\" }}\n\
+        "[stack]\nname = \"{name}\"\n[services.broker]\nbuild = {{ recipe = \"nisshi\" }}\n\
          command = [\"broker\"]\nports = [\"127.0.0.1:{port}:9092\"]\n"
     );
     std::fs::write(&file, text).unwrap();
@@ -211,10 +211,10 @@ async fn instance_count_converges() {
     let file = dir.path().join("stack.toml");
     let text = |n: u32| {
         format!(
-            "[stack]\nname = \"{name}\"\n[services.broker]\nbuild = {{ recipe = \"tansu\" }}\n\
+            "[stack]\nname = \"{name}\"\n[services.broker]\nbuild = {{ recipe = \"nisshi\" }}\n\
              command = [\"broker\"]\nport = 9092\ninstances = {n}\n\
              health = {{ tcp = 9092, interval = \"200ms\" }}\n\
-             env = {{ ADVERTISED_LISTENER_URL = \"tcp://${{self.host}}:${{self.port}}\", CLUSTER_ID = \"${{self.id}}\", STORAGE_ENGINE = \"sqlite://tansu.db\" }}\n"
+             env = {{ ADVERTISED_LISTENER_URL = \"tcp://${{self.host}}:${{self.port}}\", CLUSTER_ID = \"${{self.id}}\", STORAGE_ENGINE = \"sqlite://nisshi.db\" }}\n"
         )
     };
     std::fs::write(&file, text(3)).unwrap();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use backoff::Backoff;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -282,7 +283,7 @@ impl Discovery {
         let stop = self.inner.stop.clone();
         let mut since = 0u64;
         let mut last_full = Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut polling = false;
         let mut warned = false;
         loop {
@@ -321,7 +322,7 @@ impl Discovery {
             };
             match result {
                 Ok(()) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     if warned {
                         tracing::info!("registry watch recovered");
                         warned = false;
@@ -335,9 +336,8 @@ impl Discovery {
                     since = 0;
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_wait()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

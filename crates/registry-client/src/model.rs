@@ -84,9 +84,11 @@ impl Serialize for InstanceStatus {
 }
 
 impl<'de> Deserialize<'de> for InstanceStatus {
+    /// Leniently, as Eureka reads it: any string (empty, unknown, any case)
+    /// and `null` are accepted, the ones Eureka does not know as `UNKNOWN`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(InstanceStatus::parse_lenient(&s))
+        let s = Option::<String>::deserialize(d)?;
+        Ok(InstanceStatus::parse_lenient(s.as_deref().unwrap_or("")))
     }
 }
 
@@ -231,12 +233,15 @@ impl Default for LeaseInfo {
 #[serde(rename_all = "camelCase")]
 pub struct InstanceInfo {
     /// Unique id; old clients omit it, then the host name is the id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub instance_id: String,
+    #[serde(default, deserialize_with = "nullable")]
     pub host_name: String,
-    /// Application name, upper-case by Eureka convention.
+    /// Application name, upper-case by Eureka convention (taken from the
+    /// path when a registration leaves it out).
+    #[serde(default, deserialize_with = "nullable")]
     pub app: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub ip_addr: String,
     /// Eureka's `InstanceInfo` starts as UP, so a body without `status` registers UP.
     #[serde(default = "default_status")]
@@ -249,23 +254,47 @@ pub struct InstanceInfo {
     pub secure_port: Port,
     #[serde(default = "default_country", deserialize_with = "flex")]
     pub country_id: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub data_center_info: DataCenterInfo,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub lease_info: LeaseInfo,
     #[serde(default, deserialize_with = "metadata")]
     pub metadata: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub home_page_url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub status_page_url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub health_check_url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub secure_health_check_url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub vip_address: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub secure_vip_address: String,
     #[serde(default, serialize_with = "as_string", deserialize_with = "flex_bool")]
     pub is_coordinating_discovery_server: bool,
@@ -531,6 +560,8 @@ where
             Raw::N(n) => T::try_from(n).ok(),
             Raw::F(f) if f >= 0.0 && f.fract() == 0.0 => T::try_from(f as u64).ok(),
             Raw::F(_) => None,
+            // py-eureka-client and hand-written clients send "" for "not set".
+            Raw::S(s) if s.trim().is_empty() => T::try_from(0).ok(),
             Raw::S(s) => s.trim().parse::<T>().ok(),
         };
         parsed
@@ -573,6 +604,16 @@ impl<'de> Deserialize<'de> for FlexBool {
 
 fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     FlexBool::deserialize(d).map(|b| b.0)
+}
+
+/// `null` read as the type's default: Spring Cloud's Jackson mapper writes
+/// unset members (`secureHealthCheckUrl`, `appGroupName`, ...) as `null`.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 fn as_string<T: ToString, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use kit::backoff::Backoff;
 use kit::lb::Strategy;
 use regex::Regex;
 use serde::Serialize;
@@ -40,7 +41,8 @@ pub struct RetryPolicy {
     /// Methods that may be retried; only idempotent ones are accepted.
     #[serde(serialize_with = "methods_as_strings")]
     pub methods: Vec<Method>,
-    /// Wait before the first retry; doubles (by `factor`) up to `max_backoff`.
+    /// Ceiling of the wait before the first retry; grows by `factor` up to
+    /// `max_backoff`, each wait drawn below it (full jitter, `kit::backoff`).
     #[serde(rename = "first_backoff_ms", serialize_with = "millis")]
     pub first_backoff: Duration,
     #[serde(rename = "max_backoff_ms", serialize_with = "millis")]
@@ -49,12 +51,14 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `n` (1-based).
+    /// The back-off schedule of these retries.
+    pub fn schedule(&self) -> Backoff {
+        Backoff::new(self.first_backoff, self.max_backoff).with_factor(self.factor)
+    }
+
+    /// The wait before retry number `n` (1-based), drawn below its ceiling.
     pub fn backoff(&self, n: u32) -> Duration {
-        let factor = self.factor.max(1).saturating_pow(n.saturating_sub(1));
-        self.first_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+        self.schedule().wait(n.saturating_sub(1))
     }
 
     pub fn allows(&self, method: &Method) -> bool {
@@ -505,7 +509,7 @@ mod tests {
         assert!(Template::parse("{a-b}").is_err());
     }
 
-    /// Retry back-off grows by the factor and stops at the maximum.
+    /// Retry back-off ceilings grow by the factor and stop at the maximum; each wait stays below its ceiling.
     #[test]
     fn backoff_grows_and_caps() {
         let p = RetryPolicy {
@@ -516,8 +520,13 @@ mod tests {
             max_backoff: Duration::from_millis(50),
             factor: 2,
         };
-        let waits: Vec<u128> = (1..=4).map(|n| p.backoff(n).as_millis()).collect();
-        assert_eq!(waits, [10, 20, 40, 50]);
+        let ceilings: Vec<u128> = (0..4)
+            .map(|n| p.schedule().ceiling(n).as_millis())
+            .collect();
+        assert_eq!(ceilings, [10, 20, 40, 50]);
+        for n in 1..=4 {
+            assert!(p.backoff(n) <= p.schedule().ceiling(n - 1));
+        }
         assert!(p.allows(&Method::GET));
         assert!(!p.allows(&Method::POST));
     }

@@ -9,10 +9,12 @@
 //! clients such as py-eureka-client send no JSON `Accept` and parse XML.
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use kit::Problem;
 use kit::http::{Json, Path, Query};
 use kit::registry::model::{
     Application, ApplicationEnvelope, Applications, ApplicationsEnvelope, InstanceEnvelope,
@@ -189,65 +191,74 @@ async fn svip(State(s): State<AppState>, Path(vip): Path<String>, headers: Heade
 
 // ---- changes ---------------------------------------------------------------
 
-/// Rejects status strings that are not one of Eureka's five. The model
-/// reads them leniently (as Eureka does, turning them into UNKNOWN), which
-/// would leave the instance in a re-registration loop; we say so instead.
-fn check_body_statuses(body: &serde_json::Value) -> Result<(), ApiError> {
-    let Some(instance) = body.get("instance") else {
-        return Ok(());
-    };
-    for field in ["status", "overriddenStatus", "overriddenstatus"] {
-        if let Some(serde_json::Value::String(s)) = instance.get(field) {
-            parse_status(field, s)?;
-        }
-    }
-    Ok(())
+/// Whether a request body is XML (`application/xml`, `text/xml`, `...+xml`).
+fn is_xml(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/xml" || m == "text/xml" || m.ends_with("+xml"))
 }
 
-/// `POST /eureka/apps/{APP}`.
+/// `POST /eureka/apps/{APP}` with a JSON or an XML body.
+///
+/// Read as leniently as Eureka reads it: unknown fields are ignored, an
+/// empty or unknown status is `UNKNOWN` (Eureka's `InstanceStatus.toEnum`;
+/// py-eureka-client's basic `register` sends `"status": ""` and
+/// `"overriddenstatus": ""` by default), numbers and booleans may be
+/// strings, `null` stands for "not given". What remains refused is what
+/// Eureka refuses too (no host name, an impossible lease) and what would
+/// harm the registry (oversized fields, a port of 0).
 async fn register(
     State(s): State<AppState>,
     Path(app): Path<String>,
-    Json(body): Json<serde_json::Value>,
-) -> Result<StatusCode, ApiError> {
-    check_body_statuses(&body)?;
+    request: Request,
+) -> Result<StatusCode, Problem> {
+    let body: serde_json::Value = if is_xml(request.headers()) {
+        let bytes = Bytes::from_request(request, &())
+            .await
+            .map_err(|r| Problem::with_detail(r.status(), r.body_text()).kind("malformed-body"))?;
+        xml::instance_body(&bytes).map_err(|e| ApiError::BadInput(e.to_string()))?
+    } else {
+        Json::<serde_json::Value>::from_request(request, &())
+            .await?
+            .0
+    };
     let envelope: InstanceEnvelope = serde_json::from_value(body).map_err(|e| {
         ApiError::BadInput(format!(
             "the body is not an instance (`{{\"instance\": {{...}}}}`): {e}"
         ))
     })?;
     let mut info = envelope.instance;
-    info.normalize_and_validate(&app)?;
+    info.normalize_and_validate(&app).map_err(ApiError::from)?;
+    if info.status == InstanceStatus::Unknown {
+        tracing::warn!(app = %info.app, instance_id = %info.instance_id, "registered with status UNKNOWN (none, an empty or an unknown status was sent): clients will not call it until it registers UP");
+    }
     tracing::info!(app = %info.app, instance_id = %info.instance_id, status = %info.status, "register");
-    s.registry.register(info)?;
+    s.registry.register(info).map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The renewal's query. `status` and `overriddenstatus`, which Eureka
+/// clients also send, are ignored as Eureka ignores them.
 #[derive(Debug, Deserialize)]
 struct RenewParams {
-    status: Option<String>,
     #[serde(rename = "lastDirtyTimestamp")]
     last_dirty_timestamp: Option<String>,
-    overriddenstatus: Option<String>,
 }
 
 /// `PUT /eureka/apps/{APP}/{ID}?status=..&lastDirtyTimestamp=..`.
 ///
 /// As in Eureka, `status` and `overriddenstatus` do not change anything
-/// (status changes arrive as registrations); they are checked so garbage
-/// is refused. A newer `lastDirtyTimestamp` answers 404 after renewing, so
-/// the client registers its changed data.
+/// (status changes arrive as registrations), so any value is accepted, as
+/// Eureka accepts it. A newer `lastDirtyTimestamp` answers 404 after
+/// renewing, so the client registers its changed data.
 async fn renew(
     State(s): State<AppState>,
     Path((app, id)): Path<(String, String)>,
     Query(p): Query<RenewParams>,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(v) = &p.status {
-        parse_status("status", v)?;
-    }
-    if let Some(v) = p.overriddenstatus.as_deref().filter(|v| !v.is_empty()) {
-        parse_status("overriddenstatus", v)?;
-    }
     let last_dirty = p
         .last_dirty_timestamp
         .as_deref()
@@ -366,15 +377,19 @@ mod tests {
         assert!(wants_json(&h));
     }
 
-    /// Unknown status strings in a registration body are refused; known ones in any case pass.
+    /// XML bodies are recognised by their media type (with parameters, in any case); JSON and none are not XML.
     #[test]
-    fn body_statuses() {
-        let ok = serde_json::json!({"instance": {"status": "up", "overriddenstatus": "UNKNOWN"}});
-        assert!(check_body_statuses(&ok).is_ok());
-        let bad = serde_json::json!({"instance": {"status": "SLEEPING"}});
-        assert!(matches!(
-            check_body_statuses(&bad),
-            Err(ApiError::BadInput(_))
-        ));
+    fn xml_media_types() {
+        let mut h = HeaderMap::new();
+        assert!(!is_xml(&h));
+        for (ct, xml) in [
+            ("application/xml", true),
+            ("Text/XML; charset=UTF-8", true),
+            ("application/atom+xml", true),
+            ("application/json", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert_eq!(is_xml(&h), xml, "{ct}");
+        }
     }
 }

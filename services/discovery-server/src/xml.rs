@@ -7,12 +7,17 @@
 //! port flags and the data-center class, one element per metadata key, and
 //! an `EmptyMap` class marker on empty metadata.
 //!
-//! Only output is XML; registrations are JSON, which every client we know
-//! of sends (Spring Cloud, py-eureka-client, our kit).
+//! Registrations arrive as JSON from most clients (Spring Cloud's
+//! RestTemplate transport, py-eureka-client, our kit) and as XML from
+//! Eureka's Jersey clients and hand-written ones: [`instance_body`] reads
+//! an XML `<instance>` into the JSON shape Eureka's Jackson codec uses, so
+//! both go through the one lenient reader of the registry model.
 
 use std::fmt::Write as _;
 
 use kit::registry::model::{Application, Applications, InstanceInfo, Port};
+use quick_xml::events::{BytesStart, Event};
+use serde_json::{Map, Value};
 
 /// Media type of XML answers.
 pub const APPLICATION_XML: &str = "application/xml";
@@ -162,18 +167,18 @@ fn element(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
-/// Escapes markup characters and drops characters XML 1.0 cannot carry.
+/// Escapes markup characters (quick-xml's escaper: `&`, `<`, `>`, and
+/// quotes in attributes) after dropping characters XML 1.0 cannot carry.
 fn escape_into(out: &mut String, s: &str, attribute: bool) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attribute => out.push_str("&quot;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
+    let carried: String = s
+        .chars()
+        .filter(|&c| (c as u32) >= 0x20 || matches!(c, '\t' | '\n' | '\r'))
+        .filter(|&c| c != '\u{FFFE}' && c != '\u{FFFF}')
+        .collect();
+    if attribute {
+        out.push_str(&quick_xml::escape::escape(carried.as_str()));
+    } else {
+        out.push_str(&quick_xml::escape::partial_escape(carried.as_str()));
     }
 }
 
@@ -188,6 +193,178 @@ fn is_xml_name(s: &str) -> bool {
     start_ok
         && !s.to_ascii_lowercase().starts_with("xml")
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+// ---- reading registrations ------------------------------------------------
+
+/// Deepest element nesting a registration may have (an instance is 3 deep).
+const MAX_DEPTH: usize = 16;
+
+/// An XML registration body that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the XML body is not an `<instance>` document: {0}")]
+pub struct XmlError(String);
+
+/// Reads an XML registration (`<instance>...</instance>`, Eureka's XStream
+/// shape) into the JSON shape of Eureka's Jackson codec, `{"instance":
+/// {...}}`, for the registry model's lenient reader:
+///
+/// - an element holding only text becomes a string (`<app>SHOP</app>`);
+/// - an element with children becomes an object, repeated children a list;
+/// - attributes become `@name` members and the text of an element with
+///   attributes becomes `$` (`<port enabled="true">8080</port>` is
+///   `{"$": "8080", "@enabled": "true"}`, as in Eureka's JSON);
+/// - an empty element is `""`, or its attributes when it has some
+///   (`<metadata class="java.util.Collections$EmptyMap"/>`).
+///
+/// The XML declaration, comments and processing instructions are skipped;
+/// a DOCTYPE (entity definitions) and undefined entities are refused.
+pub fn instance_body(body: &[u8]) -> Result<Value, XmlError> {
+    let text = std::str::from_utf8(body).map_err(|e| XmlError(format!("not UTF-8: {e}")))?;
+    let mut reader = quick_xml::Reader::from_str(text);
+    // Open elements: name, attributes and children so far, text so far.
+    let mut stack: Vec<(String, Map<String, Value>, String)> = Vec::new();
+    let mut root: Option<(String, Value)> = None;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| XmlError(format!("at byte {}: {e}", reader.buffer_position())))?;
+        match event {
+            Event::Start(e) => {
+                if root.is_some() {
+                    return Err(XmlError("content after the root element".into()));
+                }
+                if stack.len() == MAX_DEPTH {
+                    return Err(XmlError(format!("nested deeper than {MAX_DEPTH} elements")));
+                }
+                stack.push((name_of(&e)?, attributes_of(&e)?, String::new()));
+            }
+            Event::Empty(e) => {
+                let value = finish(attributes_of(&e)?, String::new());
+                attach(&mut stack, &mut root, name_of(&e)?, value)?;
+            }
+            Event::End(_) => {
+                let (name, attrs, text) = stack
+                    .pop()
+                    .ok_or_else(|| XmlError("an end tag without a start".into()))?;
+                attach(&mut stack, &mut root, name, finish(attrs, text))?;
+            }
+            Event::Text(t) => {
+                let t = t
+                    .xml_content()
+                    .map_err(|e| XmlError(format!("bad text: {e}")))?;
+                push_text(&mut stack, &t)?;
+            }
+            Event::CData(t) => {
+                let t = t
+                    .decode()
+                    .map_err(|e| XmlError(format!("bad CDATA: {e}")))?;
+                push_text(&mut stack, &t)?;
+            }
+            Event::GeneralRef(r) => {
+                let name = r
+                    .decode()
+                    .map_err(|e| XmlError(format!("bad reference: {e}")))?;
+                let resolved = quick_xml::escape::unescape(&format!("&{name};"))
+                    .map_err(|e| XmlError(format!("unknown reference &{name};: {e}")))?
+                    .into_owned();
+                push_text(&mut stack, &resolved)?;
+            }
+            Event::DocType(_) => return Err(XmlError("a DOCTYPE is not accepted".into())),
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError("the document ends inside an element".into()));
+    }
+    match root {
+        Some((name, value)) if name == "instance" => {
+            let mut envelope = Map::new();
+            envelope.insert(name, value);
+            Ok(Value::Object(envelope))
+        }
+        Some((name, _)) => Err(XmlError(format!("the root element is <{name}>"))),
+        None => Err(XmlError("the body is empty".into())),
+    }
+}
+
+fn name_of(e: &BytesStart<'_>) -> Result<String, XmlError> {
+    std::str::from_utf8(e.name().as_ref())
+        .map(str::to_string)
+        .map_err(|_| XmlError("an element name is not UTF-8".into()))
+}
+
+fn attributes_of(e: &BytesStart<'_>) -> Result<Map<String, Value>, XmlError> {
+    let mut attrs = Map::new();
+    for a in e.attributes() {
+        let a = a.map_err(|err| XmlError(format!("bad attribute: {err}")))?;
+        let key = std::str::from_utf8(a.key.as_ref())
+            .map_err(|_| XmlError("an attribute name is not UTF-8".into()))?;
+        let value = a
+            .unescape_value()
+            .map_err(|err| XmlError(format!("bad value of attribute {key}: {err}")))?;
+        attrs.insert(format!("@{key}"), Value::String(value.into_owned()));
+    }
+    Ok(attrs)
+}
+
+fn push_text(
+    stack: &mut [(String, Map<String, Value>, String)],
+    text: &str,
+) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some((_, _, buf)) => {
+            buf.push_str(text);
+            Ok(())
+        }
+        None if text.trim().is_empty() => Ok(()),
+        None => Err(XmlError("text outside the root element".into())),
+    }
+}
+
+/// The JSON value of a closed element from its attributes and children
+/// (`members`) and its text.
+/// Surrounding whitespace (indentation) is not part of a value.
+fn finish(mut members: Map<String, Value>, text: String) -> Value {
+    let text = text.trim().to_string();
+    let has_children = members.keys().any(|k| !k.starts_with('@'));
+    if members.is_empty() {
+        Value::String(text)
+    } else {
+        if !has_children && !text.is_empty() {
+            members.insert("$".into(), Value::String(text));
+        }
+        Value::Object(members)
+    }
+}
+
+/// Adds a closed element to its parent (a repeated name turns into a list),
+/// or makes it the root.
+fn attach(
+    stack: &mut [(String, Map<String, Value>, String)],
+    root: &mut Option<(String, Value)>,
+    name: String,
+    value: Value,
+) -> Result<(), XmlError> {
+    let Some((_, parent, _)) = stack.last_mut() else {
+        if root.is_some() {
+            return Err(XmlError("more than one root element".into()));
+        }
+        *root = Some((name, value));
+        return Ok(());
+    };
+    match parent.get_mut(&name) {
+        Some(Value::Array(list)) => list.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+        None => {
+            parent.insert(name, value);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -256,6 +433,57 @@ mod tests {
         }
         for bad in ["", "1a", "a b", "a<b", "xmlns", "-a", "a/b"] {
             assert!(!is_xml_name(bad), "{bad}");
+        }
+    }
+
+    /// XML registrations read into Eureka's JSON shape: text, attributes as `@` members, `$` for text beside attributes, repeated elements as lists, references and CDATA resolved.
+    #[test]
+    fn reads_xml_into_the_json_shape() {
+        let body = br#"<?xml version="1.0"?><!-- a client --><instance>
+            <app>SHOP</app><port enabled="true"> 8080 </port>
+            <metadata class="java.util.Collections$EmptyMap"/><empty/>
+            <note>a &amp; b &#x3C; c<![CDATA[ <raw> ]]></note>
+            <tag>1</tag><tag>2</tag><tag>3</tag></instance>"#;
+        let v = instance_body(body).unwrap();
+        let i = &v["instance"];
+        assert_eq!(i["app"], "SHOP");
+        assert_eq!(
+            i["port"],
+            serde_json::json!({"$": "8080", "@enabled": "true"})
+        );
+        assert_eq!(
+            i["metadata"],
+            serde_json::json!({"@class": "java.util.Collections$EmptyMap"})
+        );
+        assert_eq!(i["empty"], "");
+        assert_eq!(i["note"], "a & b < c <raw>");
+        assert_eq!(i["tag"], serde_json::json!(["1", "2", "3"]));
+    }
+
+    /// Bodies that are not one `<instance>` document are errors, never panics: bad UTF-8, deep nesting, DOCTYPEs, unknown entities, two roots, text outside the root, unclosed elements.
+    #[test]
+    fn refuses_what_is_not_an_instance() {
+        let deep = format!(
+            "<instance>{}{}</instance>",
+            "<a>".repeat(40),
+            "</a>".repeat(40)
+        );
+        let cases: [(&str, &[u8]); 9] = [
+            ("bad UTF-8", b"<instance><app>\xff</app></instance>"),
+            ("deep", deep.as_bytes()),
+            (
+                "doctype",
+                b"<!DOCTYPE instance [<!ENTITY e \"x\">]><instance/>",
+            ),
+            ("entity", b"<instance><app>&e;</app></instance>"),
+            ("two roots", b"<instance/><instance/>"),
+            ("text outside", b"hello<instance/>"),
+            ("unclosed", b"<instance><app>x</app>"),
+            ("other root", b"<applications/>"),
+            ("empty", b""),
+        ];
+        for (what, body) in cases {
+            assert!(instance_body(body).is_err(), "{what}");
         }
     }
 }

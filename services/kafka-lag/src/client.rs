@@ -391,45 +391,39 @@ impl BrokerClient {
         version: i16,
         answer: kafka_protocol::messages::OffsetFetchResponse,
     ) -> Result<BTreeMap<(String, i32), i64>, LagError> {
-        let mut out = BTreeMap::new();
-        let mut add = |topic: &str, partition: i32, offset: i64, code: i16| {
-            if code != 0 {
-                return Err(self.broker_error(&format!("{what} {topic}/{partition}"), code));
+        // (topic, partition, committed offset, error code) from either shape of the answer
+        // (the two shapes are distinct types with the same fields).
+        macro_rules! rows {
+            ($topics:expr) => {
+                $topics
+                    .flat_map(|t| {
+                        let name: &str = &t.name.0;
+                        t.partitions.iter().map(move |p| {
+                            (name, p.partition_index, p.committed_offset, p.error_code)
+                        })
+                    })
+                    .collect()
+            };
+        }
+        let rows: Vec<(&str, i32, i64, i16)> = if version >= 8 {
+            if let Some(g) = answer.groups.iter().find(|g| g.error_code != 0) {
+                return Err(self.broker_error(what, g.error_code));
             }
-            if offset >= 0 {
-                out.insert((topic.to_string(), partition), offset);
-            }
-            Ok(())
-        };
-        if version >= 8 {
-            for g in &answer.groups {
-                if g.error_code != 0 {
-                    return Err(self.broker_error(what, g.error_code));
-                }
-                for t in &g.topics {
-                    for p in &t.partitions {
-                        add(
-                            &t.name.0,
-                            p.partition_index,
-                            p.committed_offset,
-                            p.error_code,
-                        )?;
-                    }
-                }
-            }
+            rows!(answer.groups.iter().flat_map(|g| &g.topics))
         } else {
             if answer.error_code != 0 {
                 return Err(self.broker_error(what, answer.error_code));
             }
-            for t in &answer.topics {
-                for p in &t.partitions {
-                    add(
-                        &t.name.0,
-                        p.partition_index,
-                        p.committed_offset,
-                        p.error_code,
-                    )?;
-                }
+            rows!(answer.topics.iter())
+        };
+        let mut out = BTreeMap::new();
+        for (topic, partition, offset, code) in rows {
+            if code != 0 {
+                return Err(self.broker_error(&format!("{what} {topic}/{partition}"), code));
+            }
+            // -1: no commit for this partition.
+            if offset >= 0 {
+                out.insert((topic.to_string(), partition), offset);
             }
         }
         Ok(out)
@@ -489,14 +483,23 @@ fn offset_fetch_request(
     topics: Option<&[Topic]>,
     grouped: bool,
 ) -> OffsetFetchRequest {
+    // (name, partitions) of each topic; `None` asks for every partition the group committed.
+    let wanted: Option<Vec<(TopicName, Vec<i32>)>> = topics.map(|topics| {
+        topics
+            .iter()
+            .map(|t| {
+                let partitions = t.partitions.iter().map(|p| p.partition).collect();
+                (topic_name(&t.name), partitions)
+            })
+            .collect()
+    });
     if grouped {
-        let topics = topics.map(|topics| {
-            topics
-                .iter()
-                .map(|t| {
+        let topics = wanted.map(|w| {
+            w.into_iter()
+                .map(|(name, ps)| {
                     OffsetFetchRequestTopics::default()
-                        .with_name(topic_name(&t.name))
-                        .with_partition_indexes(t.partitions.iter().map(|p| p.partition).collect())
+                        .with_name(name)
+                        .with_partition_indexes(ps)
                 })
                 .collect()
         });
@@ -506,13 +509,12 @@ fn offset_fetch_request(
                 .with_topics(topics),
         ])
     } else {
-        let topics = topics.map(|topics| {
-            topics
-                .iter()
-                .map(|t| {
+        let topics = wanted.map(|w| {
+            w.into_iter()
+                .map(|(name, ps)| {
                     OffsetFetchRequestTopic::default()
-                        .with_name(topic_name(&t.name))
-                        .with_partition_indexes(t.partitions.iter().map(|p| p.partition).collect())
+                        .with_name(name)
+                        .with_partition_indexes(ps)
                 })
                 .collect()
         });

@@ -62,7 +62,7 @@ else:
     high = c.end_offsets([tp])[tp]
     c.close()
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    offsets = admin.list_consumer_group_offsets(group)
+    offsets = admin.list_group_offsets({group: None})[group]
     admin.close()
     committed = offsets[tp].offset
     out.update(committed=committed, high=high, lag=high - committed)

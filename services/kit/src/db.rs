@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use backoff::Backoff;
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
@@ -26,8 +27,8 @@ use crate::health::Health;
 /// How long a statement waits for a pooled connection in a pool made by
 /// [`connect`] before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// First wait between connection attempts in [`connect`]; it doubles up to
-/// [`MAX_RETRY_WAIT`].
+/// Ceiling of the first wait between connection attempts in [`connect`]; it
+/// doubles up to [`MAX_RETRY_WAIT`], each wait drawn below it ([`Backoff`]).
 const FIRST_RETRY_WAIT: Duration = Duration::from_millis(100);
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 
@@ -63,8 +64,9 @@ pub async fn connect(
     migrator: &Migrator,
 ) -> Result<MySqlPool, DbError> {
     let deadline = tokio::time::Instant::now() + connect_timeout;
-    let mut wait = FIRST_RETRY_WAIT;
+    let mut backoff = Backoff::new(FIRST_RETRY_WAIT, MAX_RETRY_WAIT);
     let pool = loop {
+        let wait = backoff.next_wait();
         match pool_options(max_connections, ACQUIRE_TIMEOUT)
             .connect(url)
             .await
@@ -73,7 +75,6 @@ pub async fn connect(
             Err(e) if tokio::time::Instant::now() + wait < deadline => {
                 tracing::warn!(error = %e, database, "database not reachable yet; retrying");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_RETRY_WAIT);
             }
             Err(source) => {
                 return Err(DbError::Connect {

@@ -32,6 +32,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 // The small client crates, at the paths services have always used.
+pub use ::backoff;
 pub use ::clock;
 pub use problem as error;
 pub use registry_client::lb;

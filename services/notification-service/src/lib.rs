@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::consumer::kafka::{self, DeadLetters};
 use crate::consumer::state::{ConsumerState, StateCollector};
-use crate::consumer::{ConsumerOptions, LagProbe, Worker};
+use crate::consumer::{ConsumerOptions, Monitor, Worker};
 use crate::store::{NotificationStore, StoreError};
 
 /// What notification-service is to the platform.
@@ -89,7 +89,7 @@ pub struct Config {
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub session_timeout: Duration,
 
-    /// Longest time the broker may hold one fetch (librdkafka fetch.wait.max.ms). tansu 0.6 holds every fetch about this long, so a new message is seen one to two waits after it was written: shorter means lower latency and more broker CPU while idle. Below the default, tansu 0.6 was seen to leave an instance restarted after kill -9 with no partitions (see the README)
+    /// Longest time the broker may hold one fetch (librdkafka fetch.wait.max.ms). nisshi 0.6 looks for new data at half the remaining wait each time, so a message arriving mid-wait waits up to half of it: shorter means lower latency and more broker CPU while the topic is idle (see the README)
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX", default_value = "500ms", value_parser = kafka::parse_fetch_wait)]
     pub fetch_wait_max: Duration,
 
@@ -97,9 +97,13 @@ pub struct Config {
     #[arg(long, env = "DLT_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub dlt_write_timeout: Duration,
 
-    /// How often consumer lag is measured for /metrics (/admin/consumer measures on request)
+    /// How often consumer lag is measured from the broker for /metrics and readiness, and the watchdog looks at the consumer (/admin/consumer measures on request)
     #[arg(long, env = "LAG_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub lag_interval: Duration,
+
+    /// How long the consumer may stay stuck (not in its group, holding no partition while partitions have no consumer, or receiving nothing while its partitions have lag) before it is closed and built again
+    #[arg(long, env = "KAFKA_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
 
     /// Most messages handled at once; their notifications are stored in one transaction (1 handles messages one by one)
     #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -149,6 +153,7 @@ impl HasCommon for Config {
             ("--session-timeout", self.session_timeout),
             ("--dlt-write-timeout", self.dlt_write_timeout),
             ("--lag-interval", self.lag_interval),
+            ("--stall-timeout", self.stall_timeout),
             ("--db-acquire-timeout", self.db_acquire_timeout),
         ] {
             if d.is_zero() {
@@ -199,6 +204,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("Kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Kafka broker address: {0}")]
+    Broker(#[from] kafka_lag::LagError),
     #[error(transparent)]
     Service(#[from] kit::service::ServiceError),
 }
@@ -230,27 +237,45 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
         &config.dlt_topic,
     ));
     let client_id = client_id(service.instance_id());
-    let consumer = Arc::new(kafka::consumer(
-        &config.kafka_bootstrap_servers,
-        &client_id,
-        &config.group_id,
-        config.session_timeout,
-        config.fetch_wait_max,
-        state.clone(),
-    )?);
+    let factory: consumer::ConsumerFactory = {
+        let (bootstrap, client_id, group) = (
+            config.kafka_bootstrap_servers.clone(),
+            client_id.clone(),
+            config.group_id.clone(),
+        );
+        let (session_timeout, fetch_wait_max, state) =
+            (config.session_timeout, config.fetch_wait_max, state.clone());
+        Box::new(move || {
+            kafka::consumer(
+                &bootstrap,
+                &client_id,
+                &group,
+                session_timeout,
+                fetch_wait_max,
+                state.clone(),
+            )
+        })
+    };
     let dead_letters = DeadLetters::new(
         &config.kafka_bootstrap_servers,
         &client_id,
         &config.dlt_topic,
         config.dlt_write_timeout,
     )?;
-    let lag = LagProbe::new(&consumer, state.clone());
+    let broker = Arc::new(kafka_lag::BrokerClient::new(
+        &config.kafka_bootstrap_servers,
+        kafka_lag::Options {
+            client_id: format!("{client_id}-lag"),
+            ..kafka_lag::Options::default()
+        },
+    )?);
+    let monitor = Monitor::new(broker.clone(), state.clone());
 
     kit::db::add_health_check(service.health(), store.pool());
-    let kafka_check = lag.clone();
+    let kafka_check = monitor.clone();
     service.health().add_check("kafka", move || {
-        let probe = kafka_check.clone();
-        async move { probe.check().await }
+        let monitor = kafka_check.clone();
+        async move { monitor.check().await }
     });
     service
         .metrics()
@@ -262,21 +287,29 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
         retry_backoff: config.retry_backoff,
         retry_backoff_max: config.retry_backoff_max,
         lag_interval: config.lag_interval,
+        stall_timeout: config.stall_timeout,
         batch_size: usize::from(config.batch_size),
     };
+    let (rebuild_tx, rebuild_rx) = tokio::sync::mpsc::channel(1);
     let worker = Worker::new(
-        consumer,
+        factory,
+        broker,
+        rebuild_rx,
         dead_letters,
         store.clone(),
         state.clone(),
         options,
         service.shutdown_token(),
-    );
+    )?;
     service.spawn("order-placed consumer", worker.run());
     service.spawn(
-        "consumer lag refresher",
-        lag.clone()
-            .run(config.lag_interval, service.shutdown_token()),
+        "consumer lag monitor and watchdog",
+        monitor.clone().run(
+            config.lag_interval,
+            config.stall_timeout,
+            rebuild_tx,
+            service.shutdown_token(),
+        ),
     );
     tracing::info!(
         bootstrap = %config.kafka_bootstrap_servers,
@@ -290,7 +323,7 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
     let app = api::AppState {
         store,
         consumer: state,
-        lag,
+        monitor,
     };
     service
         .serve(api::router(app.clone()), api::admin_router(app))

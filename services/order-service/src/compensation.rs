@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use kit::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,7 +58,7 @@ pub async fn run(
 }
 
 async fn release(order_number: String, store: Store, inventory: InventoryClient) {
-    let mut wait = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(8));
     for attempt in 1..=ATTEMPTS {
         let exists =
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM orders WHERE order_number = ?")
@@ -82,8 +83,7 @@ async fn release(order_number: String, store: Store, inventory: InventoryClient)
                 tracing::warn!(%order_number, attempt, error = %e, "cannot check the order before releasing; retrying")
             }
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(8));
+        tokio::time::sleep(backoff.next_wait()).await;
     }
     tracing::error!(%order_number, "gave up releasing the reservation; release it by hand (DELETE /api/inventory/reservations/{order_number})");
 }

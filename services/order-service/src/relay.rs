@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use futures::future::join_all;
+use kit::backoff::Backoff;
 use kit::metrics::Metrics;
 use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
@@ -245,7 +246,7 @@ impl Relay {
 
 /// One relay worker.
 async fn publish_loop(s: Arc<Shared>, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         if !s.topic_ready.load(Ordering::Relaxed) {
             s.ensure_topic().await;
@@ -257,21 +258,20 @@ async fn publish_loop(s: Arc<Shared>, stop: CancellationToken) {
         };
         let wait = match pass {
             Ok(n) if n >= s.options.batch_size as usize => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 continue;
             }
             Ok(_) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 s.options.poll_interval
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay pass failed");
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in = ?wait, "outbox relay pass failed");
                 if matches!(e, RelayError::Publish { .. }) {
                     s.renew_producer(generation).await;
                 }
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                w
+                wait
             }
         };
         tokio::select! {

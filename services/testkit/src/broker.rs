@@ -242,9 +242,32 @@ impl Broker {
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open and nothing is answered, like a broker
-    /// stalled by its host. [`resume`](Self::resume) thaws it.
+    /// stalled by its host. Returns once the kernel reports the process stopped.
+    /// [`resume`](Self::resume) thaws it.
     pub async fn pause(&mut self) -> Result<()> {
-        self.instance.signal("STOP").await
+        self.instance.signal("STOP").await?;
+        let pid = self.pid().ok_or(Error::NotRunning("broker"))?;
+        let stopped = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let state = s.get(s.rfind(')')? + 2..)?.chars().next()?;
+                    Some(matches!(state, 'T' | 't'))
+                })
+                .unwrap_or(false)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !stopped() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("the broker (pid {pid}) to stop after SIGSTOP"),
+                    after: Duration::from_secs(5),
+                    last: "not in state T".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// Thaws a [`pause`](Self::pause)d broker (SIGCONT).

@@ -665,7 +665,7 @@ mod tests {
             resolve_target(&s, "order-service").unwrap(),
             "order-service"
         );
-        assert_eq!(resolve_target(&s, "broker").unwrap(), "tansu");
+        assert_eq!(resolve_target(&s, "broker").unwrap(), "kafka");
         assert_eq!(resolve_target(&s, "database").unwrap(), "mariadb");
         assert_eq!(resolve_target(&s, "identity").unwrap(), "identity-provider");
         let e = resolve_target(&s, "ordr-service").unwrap_err();

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kafka_lag::BrokerClient;
 use url::Url;
 
 use super::fault_steps::Injected;
@@ -53,8 +52,6 @@ pub struct Probes {
     admin: Option<(String, Instant)>,
     /// Orders already seen with exactly one notification.
     notified: BTreeSet<String>,
-    /// The broker's address and a client of it, for lag.
-    broker: Option<(String, std::sync::Arc<BrokerClient>)>,
 }
 
 impl Probes {
@@ -64,7 +61,6 @@ impl Probes {
             gateway,
             admin: None,
             notified: BTreeSet::new(),
-            broker: None,
         }
     }
 
@@ -232,17 +228,13 @@ impl Probes {
     }
 
     /// Total lag of the notification consumer group, read from the broker itself (committed
-    /// offset against high watermark per partition, [`kafka_lag`]), so it is true while the
+    /// offset against high watermark per partition, [`crate::observe::kafka`]), so it is true while the
     /// consumer is down or cut off. Group and topic are notification-service's
     /// `KAFKA_GROUP_ID` and `ORDER_PLACED_TOPIC` in the stack, else their defaults.
     pub async fn lag(&mut self, bound: Bound) -> Reading {
         if let Err(e) = self.refresh().await {
             return Reading::failed(e);
         }
-        let broker = match self.broker() {
-            Ok(b) => b,
-            Err(e) => return Reading::failed(e),
-        };
         let env = |key: &str, default: &str| {
             self.obs
                 .stack()
@@ -254,7 +246,7 @@ impl Probes {
         };
         let group = env("KAFKA_GROUP_ID", CONSUMER_SERVICE);
         let topic = env("ORDER_PLACED_TOPIC", ORDER_PLACED_TOPIC);
-        match broker.group_lag(&group, &[&topic]).await {
+        match self.obs.group_lag(&group, &[&topic]).await {
             Ok(lag) => {
                 let per: Vec<String> = lag
                     .partitions
@@ -273,37 +265,6 @@ impl Probes {
             }
             Err(e) => Reading::failed(format!("cannot read lag from the broker: {e}")),
         }
-    }
-
-    /// A client of the stack's broker (the service `KAFKA_BOOTSTRAP_SERVERS` names), at the
-    /// address the host reaches it by; kept while that address stays the same.
-    fn broker(&mut self) -> Result<std::sync::Arc<BrokerClient>, String> {
-        let service = crate::chaos::faults::resolve_target(self.obs.stack(), "broker")
-            .map_err(|e| e.to_string())?;
-        let container = *self
-            .obs
-            .running(&service)
-            .first()
-            .ok_or_else(|| format!("the broker ({service}) is not running"))?;
-        let url = self
-            .obs
-            .container_url(container)
-            .map_err(|e| e.to_string())?;
-        let addr = format!(
-            "{}:{}",
-            url.host_str().unwrap_or("127.0.0.1"),
-            url.port_or_known_default().unwrap_or(9092)
-        );
-        if let Some((a, c)) = &self.broker
-            && *a == addr
-        {
-            return Ok(c.clone());
-        }
-        let client = std::sync::Arc::new(
-            BrokerClient::new(&addr, kafka_lag::Options::default()).map_err(|e| e.to_string())?,
-        );
-        self.broker = Some((addr, client.clone()));
-        Ok(client)
     }
 
     /// Whether every accepted order of the load has exactly one notification (read through

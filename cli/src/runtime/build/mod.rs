@@ -1,4 +1,4 @@
-//! Local image builds: nothing is ever pulled. Our services and tansu become FROM-scratch images
+//! Local image builds: nothing is ever pulled. Our services and the broker become FROM-scratch images
 //! of one binary plus its shared libraries ([`scratch`]); MariaDB is a debootstrapped Debian root
 //! with an entrypoint on top ([`mariadb`]). Every image is tagged by the hash of its inputs and
 //! labelled, so `platform images` can tell current from stale and unchanged inputs are never
@@ -69,16 +69,23 @@ impl BuildError {
     /// A next step for the user.
     pub fn hint(&self) -> Option<String> {
         match self {
-            BuildError::MissingBinary { name, .. } if name == "tansu" => Some(
-                "run ./install.sh (it installs tansu into .tools/bin), or set PLATFORM_TANSU_BIN to a tansu 0.6.0 binary".into(),
-            ),
+            BuildError::MissingBinary { name, .. }
+                if crate::stack::model::BROKERS.contains(&name.as_str()) =>
+            {
+                Some(format!(
+                    "run ./install.sh (it installs {name} into .tools/bin), or set PLATFORM_{}_BIN to a {name} 0.6.0 binary",
+                    name.to_uppercase()
+                ))
+            }
             BuildError::MissingBinary { name, .. } => Some(format!(
                 "`platform build {name}` runs `cargo build --release -p {name}` first (unless --no-cargo)"
             )),
-            BuildError::ToolMissing { package, .. } => {
-                Some(format!("install it: `apt-get install {package}` (install.sh does)"))
+            BuildError::ToolMissing { package, .. } => Some(format!(
+                "install it: `apt-get install {package}` (install.sh does)"
+            )),
+            BuildError::NeedsRoot { .. } => {
+                Some("run it with sudo once; the image is cached afterwards".into())
             }
-            BuildError::NeedsRoot { .. } => Some("run it with sudo once; the image is cached afterwards".into()),
             BuildError::Runtime(e) => e.hint(),
             _ => None,
         }
@@ -184,10 +191,10 @@ impl<'a> Builder<'a> {
     pub fn binary_path(&self, recipe: &Recipe) -> Option<PathBuf> {
         match recipe {
             Recipe::Binary { name } => Some(self.ws.target_dir().join("release").join(name)),
-            Recipe::Tansu => Some(
-                std::env::var_os("PLATFORM_TANSU_BIN")
+            Recipe::Broker { name } => Some(
+                std::env::var_os(format!("PLATFORM_{}_BIN", name.to_uppercase()))
                     .map(PathBuf::from)
-                    .unwrap_or_else(|| self.ws.tools_bin_dir().join("tansu")),
+                    .unwrap_or_else(|| self.ws.tools_bin_dir().join(name)),
             ),
             Recipe::Mariadb => None,
         }
@@ -195,7 +202,7 @@ impl<'a> Builder<'a> {
 
     fn prepare(&self, recipe: &Recipe) -> Result<Prepared, BuildError> {
         match recipe {
-            Recipe::Binary { .. } | Recipe::Tansu => {
+            Recipe::Binary { .. } | Recipe::Broker { .. } => {
                 let name = recipe.image_name();
                 let path = self.binary_path(recipe).unwrap_or_default();
                 if !path.is_file() {
@@ -366,7 +373,7 @@ impl<'a> Builder<'a> {
 pub fn recipe_kind(recipe: &Recipe) -> &'static str {
     match recipe {
         Recipe::Binary { .. } => "binary",
-        Recipe::Tansu => "tansu",
+        Recipe::Broker { .. } => "broker",
         Recipe::Mariadb => "mariadb",
     }
 }

@@ -80,14 +80,14 @@ pub fn dockerfile(name: &str, probe: bool) -> String {
 mod tests {
     use super::*;
 
-    /// Our services get an exec-form probe health check; tansu's image has none.
+    /// Our services get an exec-form probe health check; the broker's image has none.
     #[test]
     fn dockerfile_probe_only_when_asked() {
         let with = dockerfile("order-service", true);
         assert!(with.contains("FROM scratch"));
         assert!(with.contains("ENTRYPOINT [\"/app/order-service\"]"));
         assert!(with.contains("CMD [\"/app/order-service\", \"--probe\"]"));
-        assert!(!dockerfile("tansu", false).contains("HEALTHCHECK"));
+        assert!(!dockerfile("nisshi", false).contains("HEALTHCHECK"));
     }
 
     /// The context holds the Dockerfile and a root file system tar with the binary, its

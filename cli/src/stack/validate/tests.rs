@@ -109,7 +109,7 @@ fn no_services() {
 fn image_sources() {
     let d = one_error("[services.a]\nport = 1\n");
     assert_diag(&d, 3, "services.a", "needs an `image` or a `build`");
-    let d = one_error("[services.a]\nimage = \"x\"\nbuild = { recipe = \"tansu\" }\n");
+    let d = one_error("[services.a]\nimage = \"x\"\nbuild = { recipe = \"nisshi\" }\n");
     assert_diag(&d, 4, "services.a.image", "not both");
     let d = one_error("[services.a]\nbuild = { }\n");
     assert_diag(
@@ -340,7 +340,7 @@ fn dev_stack_is_valid() {
     assert_eq!(stack.services.len(), 10);
     assert_eq!(
         stack.waves()[0],
-        vec!["discovery-server", "mariadb", "tansu"]
+        vec!["discovery-server", "kafka", "mariadb"]
     );
 }
 

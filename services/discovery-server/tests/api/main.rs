@@ -6,6 +6,7 @@
 mod helpers;
 
 mod bad_input;
+mod clients;
 mod eureka;
 mod kit_clients;
 mod leases;

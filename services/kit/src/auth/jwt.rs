@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
+use backoff::Backoff;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
@@ -387,18 +388,14 @@ impl JwtValidator {
     /// back-off while the issuer is unreachable, e.g. still starting), then
     /// refreshes every `refresh_interval`.
     pub async fn keep_fresh(self, stop: CancellationToken) {
-        let mut retry = Duration::from_secs(1);
+        let mut retry = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
             let wait = match self.inner.keys.refresh().await {
                 Ok(()) => {
-                    retry = Duration::from_secs(1);
+                    retry.reset();
                     self.inner.config.refresh_interval
                 }
-                Err(_) => {
-                    let w = retry;
-                    retry = (retry * 2).min(Duration::from_secs(30));
-                    w
-                }
+                Err(_) => retry.next_wait(),
             };
             tokio::select! {
                 _ = stop.cancelled() => return,

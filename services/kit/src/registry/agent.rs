@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{RegistryError, RegistryHttp, Renewal};
@@ -72,7 +73,7 @@ impl Registration {
         let id = self.instance.instance_id.clone();
         let mut ever_up = false;
         let mut registered = false;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         let mut last_error: Option<String> = None;
         loop {
             let status = self.desired_status(&health, ever_up).await;
@@ -99,7 +100,7 @@ impl Registration {
                     }
                     registered = true;
                     health.set_registered(true);
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     self.renewal_interval()
                 }
                 Err(e) => {
@@ -112,8 +113,7 @@ impl Registration {
                         // Keep serving: a registry outage must not take instances out of service.
                         self.renewal_interval()
                     } else {
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        backoff
+                        backoff.next_wait()
                     }
                 }
             };

@@ -15,7 +15,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::state::{ConsumerState, PartitionLag};
+use super::state::ConsumerState;
 use crate::email::Origin;
 
 /// The consumer type of this service.
@@ -61,6 +61,11 @@ pub struct ConsumerCtx {
 
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // "Consumer group session timed out (in join-state steady) after 10495 ms without a
+        // successful response from the group coordinator ...": the failure issue 10 is about.
+        if fac == "SESSTMOUT" || log_message.contains("session timed out") {
+            ConsumerState::count(&self.state.session_timeouts);
+        }
         forward_log(level, fac, log_message);
     }
 
@@ -123,19 +128,13 @@ pub fn parse_fetch_wait(s: &str) -> Result<Duration, String> {
 
 /// The consumer: group member, manual commits only, from the earliest offset for a new group.
 ///
-/// `fetch_wait_max` (librdkafka's `fetch.wait.max.ms`) is what bounds delivery latency here.
-/// tansu 0.6 does not answer a waiting fetch when data arrives (its `FetchService`): it reads
-/// the partitions once, sleeps for the rest of the wait (half of it when that is 250 ms or
-/// more) and then answers what that read found, data or not. So every fetch lasts about the
-/// wait, and a new message waits for the next fetch to start and to end: one to two waits.
-/// librdkafka's default of 500 ms made order → notification take about 0.4 s (p50). A short
-/// wait makes the consumer fetch that often while idle, which costs broker CPU: measured on the
-/// 2-core machine with one consumer of 3 partitions, tansu spends about 1% of a core at 500 ms,
-/// 3% at 100 ms, 13% at 20 ms and 23% at 10 ms, for produce → consume latencies of about 0.5 s,
-/// 0.1 s, 16-20 ms and 6-8 ms. The default stays at 500 ms all the same: at 100 ms and less,
-/// tansu 0.6 left an instance restarted after `kill -9` with no partitions and no later
-/// rebalance (the README's `--fetch-wait-max` section). `fetch.min.bytes` stays at 1: when a read returns less, tansu
-/// sleeps and reads again until the wait is over, so a larger value can only add waiting.
+/// `fetch_wait_max` (librdkafka's `fetch.wait.max.ms`) bounds delivery latency on the platform's
+/// broker: nisshi 0.6.0 answers a fetch at once when data is there, but when it finds nothing it
+/// sleeps half of the remaining wait before it looks again (`FetchService::fetch` in
+/// `nisshi-storage/src/service/fetch.rs`), so a message arriving mid-wait waits up to half the
+/// wait; each look costs the broker reads on its storage, which is its CPU while the topic is
+/// idle. The figures of that trade-off are in BENCHMARKS.md (`brokers`) and the README.
+/// `fetch.min.bytes` stays at 1: a larger value only makes the broker look again and wait longer.
 pub fn consumer(
     bootstrap_servers: &str,
     client_id: &str,
@@ -282,48 +281,6 @@ impl DeadLetters {
             .map_err(|(e, _)| e)?;
         Ok((delivery.partition, delivery.offset))
     }
-}
-
-/// Partition count of `topic` as the broker reports it (`None` when unknown).
-pub fn partition_count(
-    consumer: &OrderConsumer,
-    topic: &str,
-    timeout: Duration,
-) -> KafkaResult<Option<i32>> {
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len() as i32)
-        .filter(|n| *n > 0))
-}
-
-/// Committed offset, high watermark and lag of every partition assigned to `consumer`
-/// (blocking: run it on the blocking pool).
-pub fn measure_lag(consumer: &OrderConsumer, timeout: Duration) -> KafkaResult<Vec<PartitionLag>> {
-    let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(Vec::new());
-    }
-    let committed = consumer.committed_offsets(assignment, timeout)?;
-    let mut out = Vec::with_capacity(committed.count());
-    for e in committed.elements() {
-        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
-        let committed = match e.offset() {
-            Offset::Offset(o) if o >= 0 => Some(o),
-            _ => None,
-        };
-        out.push(PartitionLag {
-            topic: e.topic().to_string(),
-            partition: e.partition(),
-            committed,
-            high_watermark: high,
-            lag: (high - committed.unwrap_or(low)).max(0),
-        });
-    }
-    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    Ok(out)
 }
 
 /// The message's headers with UTF-8 values, for reading the trace context.

@@ -33,11 +33,13 @@
 
 pub mod kafka;
 pub mod state;
+pub mod watchdog;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use kit::backoff::Backoff;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
@@ -49,9 +51,15 @@ use crate::email::{self, Email, Origin};
 use crate::store::{NotificationStore, Stored};
 use kafka::{DeadLetters, OrderConsumer};
 use state::{ConsumerState, DeadLetterReason};
+use watchdog::{BrokerView, Observation, Verdict, Watchdog};
 
-/// How long one broker request of the lag measurement or health check may take.
-const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Makes a new Kafka consumer (the first one, and each rebuild).
+pub type ConsumerFactory =
+    Box<dyn Fn() -> rdkafka::error::KafkaResult<OrderConsumer> + Send + Sync + 'static>;
+
+/// How long closing a consumer (leaving the group, final commit) may block a rebuild before
+/// it is left to finish on its own: a broker that does not answer would hold it for minutes.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// The consumer's settings (from the service's [`crate::Config`]).
 #[derive(Debug, Clone)]
@@ -59,36 +67,16 @@ pub struct ConsumerOptions {
     pub topic: String,
     /// Handling attempts of one message before it is dead-lettered (at least 1).
     pub max_attempts: u32,
-    /// First wait between attempts; doubles each time up to `retry_backoff_max`.
+    /// Ceiling of the first wait between attempts; doubles each time up to
+    /// `retry_backoff_max` (each wait is drawn below it: `kit::backoff`).
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
-    /// How often the lag is measured for `/metrics`.
+    /// How often the lag is measured for `/metrics` and the watchdog looks at the consumer.
     pub lag_interval: Duration,
+    /// How long the consumer may stay stuck before it is rebuilt (see [`watchdog`]).
+    pub stall_timeout: Duration,
     /// Most messages handled (and stored in one transaction) at once.
     pub batch_size: usize,
-}
-
-/// Exponential back-off: `initial`, doubling, capped at `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            next: initial.min(max),
-            max,
-        }
-    }
-
-    /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(self.max);
-        wait
-    }
 }
 
 /// A received message with its origin and its processing span (a child of the
@@ -134,9 +122,14 @@ struct Stopped;
 
 /// The consumer loop and what it needs.
 pub struct Worker {
-    /// Shared with the lag refresher; the health check and admin API hold weak references
-    /// only, so the consumer is closed (leaving the group) when this worker finishes.
+    /// The current consumer; only this worker holds it, so dropping it closes it (leaving
+    /// the group). Replaced by a new one when the watchdog asks for a rebuild.
     consumer: Arc<OrderConsumer>,
+    factory: ConsumerFactory,
+    /// Reads topic metadata from the broker (shared with the [`Monitor`]).
+    broker: Arc<kafka_lag::BrokerClient>,
+    /// Rebuild requests from the [`Monitor`], with their reason.
+    rebuilds: tokio::sync::mpsc::Receiver<String>,
     dead_letters: DeadLetters,
     store: NotificationStore,
     state: Arc<ConsumerState>,
@@ -147,23 +140,30 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Builds the first consumer with `factory` (a configuration error fails here, at start).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        consumer: Arc<OrderConsumer>,
+        factory: ConsumerFactory,
+        broker: Arc<kafka_lag::BrokerClient>,
+        rebuilds: tokio::sync::mpsc::Receiver<String>,
         dead_letters: DeadLetters,
         store: NotificationStore,
         state: Arc<ConsumerState>,
         options: ConsumerOptions,
         shutdown: CancellationToken,
-    ) -> Worker {
-        Worker {
-            consumer,
+    ) -> rdkafka::error::KafkaResult<Worker> {
+        Ok(Worker {
+            consumer: Arc::new(factory()?),
+            factory,
+            broker,
+            rebuilds,
             dead_letters,
             store,
             state,
             options,
             shutdown,
             handled: HashMap::new(),
-        }
+        })
     }
 
     /// Migrates the schema (waiting for the database), subscribes, then handles messages
@@ -176,6 +176,10 @@ impl Worker {
         loop {
             let first = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
+                Some(reason) = self.rebuilds.recv() => {
+                    self.rebuild(&reason).await;
+                    continue;
+                }
                 m = self.consumer.recv() => m.map(|m| m.detach()),
             };
             let mut batch = Vec::new();
@@ -194,12 +198,58 @@ impl Worker {
                     None => break,
                 }
             }
-            match self.handle_batch(&batch).await {
+            self.state
+                .received
+                .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.state.set_busy(true);
+            let handled = self.handle_batch(&batch).await;
+            self.state.set_busy(false);
+            match handled {
                 Ok(()) => self.commit(&batch),
                 Err(Stopped) => break,
             }
         }
         self.close().await;
+    }
+
+    /// Replaces the consumer with a new one: what was handled is committed and the old one
+    /// closed (it leaves the group, so the new member's join starts a new generation), then
+    /// the new one subscribes. Messages handled but not committed are redelivered and
+    /// deduplicated, as after any restart.
+    async fn rebuild(&mut self, reason: &str) {
+        tracing::warn!(reason, group = %self.state.group, "rebuilding the Kafka consumer");
+        let fresh = match (self.factory)() {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                // Only a configuration error fails here, and the first consumer was built with
+                // the same settings: keep the old one and let the watchdog ask again.
+                tracing::error!(error = %e, "cannot create a new Kafka consumer; keeping the old one");
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        let last = self.last_commits();
+        self.handled.clear();
+        self.state.clear_assignment();
+        let closing = tokio::task::spawn_blocking(move || close_consumer(old, last));
+        if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+            tracing::warn!("the old consumer is still closing; going on without it");
+        }
+        if let Err(e) = self.consumer.subscribe(&[self.options.topic.as_str()]) {
+            tracing::error!(error = %e, topic = %self.options.topic, "cannot subscribe the new consumer");
+        }
+        self.state.rebuilt(reason);
+        tracing::info!(group = %self.state.group, "Kafka consumer rebuilt; joining the group");
+    }
+
+    /// Offsets handled on the partitions still assigned, for a final commit.
+    fn last_commits(&self) -> Vec<(String, i32, i64)> {
+        let assigned = self.state.assignment().unwrap_or_default();
+        self.handled
+            .iter()
+            .filter(|(tp, _)| assigned.contains(tp))
+            .map(|((t, p), next)| (t.clone(), *p, *next))
+            .collect()
     }
 
     /// Runs the migrations (retrying while the database is unreachable), makes sure the
@@ -219,16 +269,10 @@ impl Worker {
         self.state.set_waiting_for_db(None);
         // The DLT gets as many partitions as the source, so dead letters keep their key's
         // partition order. Failure is not fatal: the first dead letter tries again.
-        let consumer = self.consumer.clone();
-        let topic = self.options.topic.clone();
-        let partitions = tokio::task::spawn_blocking(move || {
-            kafka::partition_count(&consumer, &topic, BROKER_TIMEOUT)
-        })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten()
-        .unwrap_or(1);
+        let partitions = match self.broker.topic(&self.options.topic).await {
+            Ok(t) if !t.partitions.is_empty() => t.partitions.len() as i32,
+            _ => 1,
+        };
         if let Err(e) = self.dead_letters.ensure_topic(partitions).await {
             tracing::warn!(error = %e, topic = self.dead_letters.topic(), "cannot create the dead-letter topic yet");
         }
@@ -447,27 +491,9 @@ impl Worker {
     /// Commits what was handled on the partitions still assigned, synchronously, then
     /// closes the consumer (leaving the group) on the blocking pool.
     async fn close(self) {
-        let assigned = self.state.assignment().unwrap_or_default();
-        let last: Vec<(String, i32, i64)> = self
-            .handled
-            .into_iter()
-            .filter(|(tp, _)| assigned.contains(tp))
-            .map(|((t, p), next)| (t, p, next))
-            .collect();
+        let last = self.last_commits();
         let consumer = self.consumer;
-        let closed = tokio::task::spawn_blocking(move || {
-            if !last.is_empty() {
-                let refs: Vec<(&str, i32, i64)> =
-                    last.iter().map(|(t, p, o)| (t.as_str(), *p, *o)).collect();
-                if let Err(e) = kafka::commit(&consumer, &refs, true) {
-                    tracing::warn!(error = %e, "final offset commit failed; the last messages will be redelivered and deduplicated");
-                }
-            }
-            // Dropping the last reference closes the consumer: it leaves the group, so the
-            // partitions move to another instance at once.
-            drop(consumer);
-        })
-        .await;
+        let closed = tokio::task::spawn_blocking(move || close_consumer(consumer, last)).await;
         if let Err(e) = closed {
             tracing::warn!(error = %e, "closing the consumer failed");
         }
@@ -475,60 +501,133 @@ impl Worker {
     }
 }
 
-/// Measures lag for `/metrics` and `/admin/consumer`.
-#[derive(Clone)]
-pub struct LagProbe {
-    /// Weak, so the probe (held by the health check and the API for the service's whole
-    /// life) never keeps the consumer open after the worker has closed it.
-    consumer: Weak<OrderConsumer>,
-    /// Where measurements are stored for `/metrics` and `/admin/consumer`.
+/// Commits `last` synchronously (best effort), then drops the consumer, which closes it: it
+/// leaves the group, so its partitions move to another member at once. Blocking.
+fn close_consumer(consumer: Arc<OrderConsumer>, last: Vec<(String, i32, i64)>) {
+    if !last.is_empty() {
+        let refs: Vec<(&str, i32, i64)> =
+            last.iter().map(|(t, p, o)| (t.as_str(), *p, *o)).collect();
+        if let Err(e) = kafka::commit(&consumer, &refs, true) {
+            tracing::warn!(error = %e, "final offset commit failed; the last messages will be redelivered and deduplicated");
+        }
+    }
+    drop(consumer);
+}
+
+/// Measures the group's lag from the broker (for `/metrics`, `/admin/consumer` and readiness)
+/// and runs the [`watchdog`], asking the worker for a rebuild when the consumer is stuck.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    /// Reads from the broker itself (kafka-lag), independent of the consumer it judges.
+    broker: Arc<kafka_lag::BrokerClient>,
+    /// Where measurements and verdicts are stored for `/metrics` and `/admin/consumer`.
     state: Arc<ConsumerState>,
 }
 
-impl std::fmt::Debug for LagProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LagProbe").finish_non_exhaustive()
+impl Monitor {
+    pub fn new(broker: Arc<kafka_lag::BrokerClient>, state: Arc<ConsumerState>) -> Monitor {
+        Monitor { broker, state }
     }
-}
 
-impl LagProbe {
-    pub fn new(consumer: &Arc<OrderConsumer>, state: Arc<ConsumerState>) -> LagProbe {
-        LagProbe {
-            consumer: Arc::downgrade(consumer),
-            state,
+    /// The broker client (shared with the worker's topic look-ups).
+    pub fn broker(&self) -> &Arc<kafka_lag::BrokerClient> {
+        &self.broker
+    }
+
+    /// Measures now and stores the result in the state; returns the broker's view for the
+    /// watchdog, or why it could not be read.
+    pub async fn refresh(&self) -> Result<BrokerView, String> {
+        let topic = self.state.topic.as_str();
+        match self.broker.group_lag(&self.state.group, &[topic]).await {
+            Ok(lag) => {
+                self.state.set_lag(&lag);
+                let own: Vec<i32> = self
+                    .state
+                    .assignment()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(_, p)| p)
+                    .collect();
+                let on_topic = lag.partitions.iter().filter(|p| p.topic == topic);
+                Ok(BrokerView {
+                    partitions: on_topic.clone().count(),
+                    topic_lag: on_topic.clone().map(|p| p.lag).sum(),
+                    committed: on_topic.clone().filter_map(|p| p.committed).sum(),
+                    own_lag: on_topic
+                        .filter(|p| own.contains(&p.partition))
+                        .map(|p| p.lag)
+                        .sum(),
+                })
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.state.set_lag_error(why.clone());
+                Err(why)
+            }
         }
     }
 
-    /// Measures now and stores the result in the state.
-    pub async fn refresh(&self) {
-        let Some(consumer) = self.consumer.upgrade() else {
-            self.state
-                .set_lag_error("the consumer has stopped".to_string());
-            return;
-        };
-        let measured =
-            tokio::task::spawn_blocking(move || kafka::measure_lag(&consumer, BROKER_TIMEOUT))
-                .await;
-        match measured {
-            Ok(Ok(partitions)) => self.state.set_lag(partitions),
-            Ok(Err(e)) => self.state.set_lag_error(e.to_string()),
-            Err(e) => self.state.set_lag_error(e.to_string()),
-        }
-    }
-
-    /// Refreshes every `interval` until shutdown.
-    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+    /// Measures and judges every `interval` until shutdown; a verdict of rebuild is sent to
+    /// the worker over `rebuilds`.
+    pub async fn run(
+        self,
+        interval: Duration,
+        stall: Duration,
+        rebuilds: tokio::sync::mpsc::Sender<String>,
+        shutdown: CancellationToken,
+    ) {
+        let mut watchdog = Watchdog::new(stall, Instant::now());
+        let mut last_status = "ok";
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tick.tick() => self.refresh().await,
+                _ = tick.tick() => {}
+            }
+            let broker = self.refresh().await;
+            let assignment = self.state.assignment();
+            let observation = Observation {
+                now: Instant::now(),
+                joined: assignment.is_some(),
+                assigned: assignment
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(t, _)| *t == self.state.topic)
+                    .count(),
+                broker,
+                received: self
+                    .state
+                    .received
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                busy: self.state.is_busy(),
+            };
+            let verdict = watchdog.observe(&observation);
+            if verdict.status() != last_status {
+                match &verdict {
+                    Verdict::Suspect(reason) => {
+                        tracing::warn!(reason, "the Kafka consumer looks stuck")
+                    }
+                    Verdict::Unreachable(reason) => {
+                        tracing::warn!(reason, "the broker does not answer")
+                    }
+                    Verdict::Ok => tracing::info!("the Kafka consumer works again"),
+                    Verdict::Rebuild(_) => {}
+                }
+                last_status = verdict.status();
+            }
+            self.state.set_health(verdict.status(), verdict.reason());
+            if let Verdict::Rebuild(reason) = verdict
+                && rebuilds.try_send(reason).is_ok()
+            {
+                watchdog.rebuilt(Instant::now());
             }
         }
     }
 
-    /// Readiness of the Kafka side: the group was joined and the broker answers.
+    /// Readiness of the Kafka side: the group was joined, the broker answers, and the
+    /// watchdog finds nothing wrong.
     pub async fn check(&self) -> Result<(), String> {
         if self.state.assignment().is_none() {
             return Err(format!(
@@ -536,32 +635,17 @@ impl LagProbe {
                 self.state.group
             ));
         }
-        let Some(consumer) = self.consumer.upgrade() else {
-            return Err("the consumer has stopped".into());
-        };
-        let topic = self.state.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            consumer
-                .fetch_metadata(Some(&topic), Duration::from_millis(1500))
-                .map(|_| ())
-                .map_err(|e| format!("broker unreachable: {e}"))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Back-off doubles from the initial wait and stays at the cap.
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let waits: Vec<u64> = (0..5).map(|_| b.next_wait().as_millis() as u64).collect();
-        assert_eq!(waits, [100, 200, 400, 500, 500]);
-        let mut b = Backoff::new(Duration::from_secs(9), Duration::from_secs(1));
-        assert_eq!(b.next_wait(), Duration::from_secs(1));
+        if let Some(error) = self.state.lag().error {
+            return Err(format!("broker unreachable: {error}"));
+        }
+        let health = self.state.health();
+        match health.status.as_str() {
+            "ok" => Ok(()),
+            status => Err(format!(
+                "consumer {status} since {}: {}",
+                health.since.to_rfc3339(),
+                health.reason.unwrap_or_default()
+            )),
+        }
     }
 }

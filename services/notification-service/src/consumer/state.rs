@@ -33,30 +33,58 @@ impl DeadLetterReason {
     }
 }
 
-/// Lag of one assigned partition, as the broker sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    /// The group's committed offset (the next message to handle); `None` before the first
-    /// commit.
-    pub committed: Option<i64>,
-    /// Offset of the next message the broker will write.
-    pub high_watermark: i64,
-    /// `high_watermark - committed`; without a commit, everything retained counts
-    /// (`high_watermark - low_watermark`, since consumption starts at the earliest offset).
-    pub lag: i64,
-}
+/// Lag of one partition of the consumed topic, measured from the broker (kafka-lag): the
+/// group's committed offset against the high watermark, with the member that holds it.
+pub use kafka_lag::PartitionLag;
 
 /// The last lag measurement.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LagSnapshot {
+    /// Every partition of the consumed topic, whoever holds it.
     pub partitions: Vec<PartitionLag>,
+    /// The group's state as the broker describes it (`Stable`, `PreparingRebalance`, ...).
+    pub group_state: Option<String>,
+    /// Members of the group as the broker sees them (all instances).
+    pub group_members: usize,
+    /// Whether the broker reports members' assignments (nisshi 0.6.0 does not).
+    pub assignments_known: bool,
+    /// Partitions of the topic that no member of the group holds (0 when unknown).
+    pub unassigned_partitions: usize,
     pub measured_at: Option<DateTime<Utc>>,
     /// Why the last measurement failed, if it did (the previous figures are kept).
     pub error: Option<String>,
+}
+
+/// Where the consumer stands, as the watchdog judges it (see `consumer::watchdog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok`, `suspect` (a stuck state seen, not yet for the whole stall timeout),
+    /// `unreachable` (the broker does not answer) or `rebuilding`.
+    pub status: String,
+    /// What is wrong, when something is.
+    pub reason: Option<String>,
+    /// Since when the current status holds.
+    pub since: DateTime<Utc>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            status: "ok".into(),
+            reason: None,
+            since: Utc::now(),
+        }
+    }
+}
+
+/// The last time the consumer was rebuilt, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebuild {
+    pub at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// Shared consumer state; one per service instance.
@@ -77,11 +105,24 @@ pub struct ConsumerState {
     pub retries: AtomicU64,
     /// Offset commits the broker refused (the messages are redelivered and deduplicated).
     pub commit_failures: AtomicU64,
+    /// Times the watchdog replaced the Kafka consumer with a new one.
+    pub rebuilds: AtomicU64,
+    /// Group sessions librdkafka reported timed out (heartbeats unanswered for the session
+    /// timeout: the consumer lost its partitions and rejoined).
+    pub session_timeouts: AtomicU64,
+    /// Messages received from the broker (the watchdog's measure of progress).
+    pub received: AtomicU64,
     /// Partitions assigned by the last rebalance; `None` until the group was first joined.
     assignment: RwLock<Option<Vec<(String, i32)>>>,
     lag: RwLock<LagSnapshot>,
     /// Set while the database is unreachable and the consumer waits for it.
     waiting_for_db: RwLock<Option<String>>,
+    /// The watchdog's verdict, for readiness and `/admin/consumer`.
+    health: RwLock<Health>,
+    last_rebuild: RwLock<Option<Rebuild>>,
+    /// Set while a message is being handled (stored, retried, dead-lettered): no progress
+    /// then is the database's or the handler's doing, not the broker's.
+    busy: std::sync::atomic::AtomicBool,
 }
 
 impl ConsumerState {
@@ -97,9 +138,15 @@ impl ConsumerState {
             dead_lettered_failed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
+            rebuilds: AtomicU64::new(0),
+            session_timeouts: AtomicU64::new(0),
+            received: AtomicU64::new(0),
             assignment: RwLock::new(None),
             lag: RwLock::new(LagSnapshot::default()),
             waiting_for_db: RwLock::new(None),
+            health: RwLock::new(Health::default()),
+            last_rebuild: RwLock::new(None),
+            busy: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -123,11 +170,58 @@ impl ConsumerState {
         self.assignment.read().clone()
     }
 
-    pub fn set_lag(&self, partitions: Vec<PartitionLag>) {
+    /// Forgets the assignment (a new consumer has not joined yet).
+    pub fn clear_assignment(&self) {
+        *self.assignment.write() = None;
+    }
+
+    /// Stores a measurement of the group's lag on the consumed topic.
+    pub fn set_lag(&self, measured: &kafka_lag::GroupLag) {
         let mut lag = self.lag.write();
-        lag.partitions = partitions;
-        lag.measured_at = Some(Utc::now());
+        lag.partitions = measured
+            .partitions
+            .iter()
+            .filter(|p| p.topic == self.topic)
+            .cloned()
+            .collect();
+        lag.group_state = Some(measured.state.clone());
+        lag.group_members = measured.members.len();
+        lag.assignments_known = measured.assignments_known;
+        lag.unassigned_partitions = measured.unassigned;
+        lag.measured_at = Some(measured.measured_at);
         lag.error = None;
+    }
+
+    pub fn set_health(&self, status: &str, reason: Option<String>) {
+        let mut health = self.health.write();
+        if health.status != status || health.reason != reason {
+            *health = Health {
+                status: status.to_string(),
+                reason,
+                since: Utc::now(),
+            };
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.read().clone()
+    }
+
+    /// Records a rebuild of the consumer.
+    pub fn rebuilt(&self, reason: &str) {
+        Self::count(&self.rebuilds);
+        *self.last_rebuild.write() = Some(Rebuild {
+            at: Utc::now(),
+            reason: reason.to_string(),
+        });
+    }
+
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) || self.waiting_for_db.read().is_some()
     }
 
     pub fn set_lag_error(&self, error: String) {
@@ -146,13 +240,28 @@ impl ConsumerState {
     pub fn report(&self) -> ConsumerReport {
         let lag = self.lag();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let assignment = self.assignment.read().clone();
         ConsumerReport {
             group: self.group.clone(),
             topic: self.topic.clone(),
             dead_letter_topic: self.dlt_topic.clone(),
-            joined: self.assignment.read().is_some(),
+            joined: assignment.is_some(),
+            assigned_partitions: assignment
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(t, _)| *t == self.topic)
+                .map(|(_, p)| p)
+                .collect(),
             total_lag: lag.partitions.iter().map(|p| p.lag).sum(),
             partitions: lag.partitions,
+            group_state: lag.group_state,
+            group_members: lag.group_members,
+            assignments_known: lag.assignments_known,
+            unassigned_partitions: lag.unassigned_partitions,
+            consumer_health: self.health(),
+            rebuilds: load(&self.rebuilds),
+            session_timeouts: load(&self.session_timeouts),
+            last_rebuild: self.last_rebuild.read().clone(),
             lag_measured_at: lag.measured_at,
             lag_error: lag.error,
             messages_handled: load(&self.handled),
@@ -177,9 +286,30 @@ pub struct ConsumerReport {
     pub dead_letter_topic: String,
     /// Whether the group was joined (an assignment, possibly empty, was received).
     pub joined: bool,
-    /// Assigned partitions with committed offset, high watermark and lag.
+    /// Partitions of the topic this instance holds.
+    pub assigned_partitions: Vec<i32>,
+    /// Every partition of the topic, with the group's committed offset, the high watermark,
+    /// the lag and the member holding it (measured from the broker: true when this instance
+    /// holds nothing, is behind, or its group has no member at all).
     pub partitions: Vec<PartitionLag>,
+    /// The group's lag over the whole topic.
     pub total_lag: i64,
+    /// The group's state as the broker describes it.
+    pub group_state: Option<String>,
+    /// Members of the group (all instances).
+    pub group_members: usize,
+    /// Whether the broker reports members' assignments (nisshi 0.6.0 does not: `partitions`
+    /// then have no `owner`).
+    pub assignments_known: bool,
+    /// Partitions of the topic no member holds (0 when assignments are unknown).
+    pub unassigned_partitions: usize,
+    /// The watchdog's verdict on this instance's consumer.
+    pub consumer_health: Health,
+    /// Times the consumer was rebuilt since start.
+    pub rebuilds: u64,
+    /// Group session timeouts librdkafka reported since start.
+    pub session_timeouts: u64,
+    pub last_rebuild: Option<Rebuild>,
     pub lag_measured_at: Option<DateTime<Utc>>,
     pub lag_error: Option<String>,
     pub messages_handled: u64,
@@ -231,6 +361,16 @@ impl Collector for StateCollector {
                 "Offset commits the broker refused",
                 load(&s.commit_failures),
             ),
+            (
+                "notification_consumer_rebuilds",
+                "Times the watchdog replaced a stuck Kafka consumer",
+                load(&s.rebuilds),
+            ),
+            (
+                "notification_consumer_session_timeouts",
+                "Consumer group sessions that timed out (partitions lost, group rejoined)",
+                load(&s.session_timeouts),
+            ),
         ] {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
@@ -265,17 +405,17 @@ impl Collector for StateCollector {
         let gauges: [(&str, &str, PartitionFigure); 3] = [
             (
                 "notification_consumer_lag",
-                "Messages not yet handled: high watermark minus committed offset, per assigned partition",
+                "Messages not yet handled: high watermark minus the group's committed offset, per partition of the topic",
                 |p| p.lag,
             ),
             (
                 "notification_consumer_committed_offset",
-                "The group's committed offset, per assigned partition (-1 before the first commit)",
+                "The group's committed offset, per partition of the topic (-1 before the first commit)",
                 |p| p.committed.unwrap_or(-1),
             ),
             (
                 "notification_consumer_high_watermark",
-                "The partition's high watermark, per assigned partition",
+                "The partition's high watermark, per partition of the topic",
                 |p| p.high_watermark,
             ),
         ];

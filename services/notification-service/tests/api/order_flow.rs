@@ -19,26 +19,31 @@ use tokio::task::JoinHandle;
 use crate::helpers::{ADMIN_TOKEN, TestApp, WAIT, eventually};
 
 /// Databases, broker, registry, inventory (with stock), order-service (binary) and
-/// notification-service (in-process).
-struct OrderFlow {
+/// notification-service (in-process). Shared with the reliability tests.
+pub struct OrderFlow {
     _db: testkit::MariaDb,
-    _kafka: testkit::Tansu,
+    pub kafka: testkit::Broker,
     registry: InProcess<anyhow::Error>,
     inventory: InProcess<anyhow::Error>,
-    order_service: testkit::ChildGuard,
-    order_base: String,
-    notifications: TestApp,
-    orders_db: sqlx::MySqlPool,
-    notifications_db: sqlx::MySqlPool,
+    pub order_service: testkit::ChildGuard,
+    pub order_base: String,
+    pub notifications: TestApp,
+    pub orders_db: sqlx::MySqlPool,
+    pub notifications_db: sqlx::MySqlPool,
 }
 
 impl OrderFlow {
     async fn start() -> OrderFlow {
+        OrderFlow::start_with(&[]).await
+    }
+
+    /// Starts everything; `notification_args` are extra notification-service flags.
+    pub async fn start_with(notification_args: &[&str]) -> OrderFlow {
         kit::telemetry::init_for_tests();
         let order_bin = testkit::bin_path("order-service").unwrap_or_else(|e| {
             panic!("this test runs the order-service binary: {e} (cargo build -p order-service)")
         });
-        let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Tansu::start());
+        let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
         let (db, kafka) = (db.unwrap(), kafka.unwrap());
         kafka
             .create_topic(events::ORDER_PLACED_TOPIC, 3)
@@ -85,7 +90,7 @@ impl OrderFlow {
 
         let config = {
             let bootstrap = kafka.bootstrap_servers();
-            let args = [
+            let mut args = vec![
                 "notification-service",
                 "--kafka-bootstrap-servers",
                 bootstrap.as_str(),
@@ -96,6 +101,7 @@ impl OrderFlow {
                 "--session-timeout",
                 "6s",
             ];
+            args.extend_from_slice(notification_args);
             let mut c: notification_service::Config =
                 kit::config::try_parse_from(&notification_service::SPEC, args).unwrap();
             c.common = kit::CommonArgs::for_tests(Some(registry.base()));
@@ -112,7 +118,7 @@ impl OrderFlow {
             orders_db: pool(&orders.url),
             notifications_db: pool(&notifications.url),
             _db: db,
-            _kafka: kafka,
+            kafka,
             registry,
             inventory: inventory_service,
             order_service,
@@ -148,7 +154,101 @@ impl OrderFlow {
         assert!(found.is_some(), "order-service never saw inventory-service");
     }
 
-    async fn stop(self) {
+    /// Every accepted order is stored and has exactly one notification, and no notification
+    /// is for an unknown order: waits up to `notify_wait` for the notifications, then up to
+    /// `lag_wait` for the group's lag on the broker to reach 0 (every event handled and
+    /// committed, so no redelivery can still come), then counts.
+    pub async fn assert_each_order_notified_once(
+        &self,
+        accepted: &[String],
+        notify_wait: Duration,
+        lag_wait: Duration,
+    ) -> Outcome {
+        let stored: HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT order_number FROM orders")
+                .fetch_all(&self.orders_db)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        let missing: Vec<_> = accepted.iter().filter(|n| !stored.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "accepted orders not stored: {missing:?}"
+        );
+        let db = &self.notifications_db;
+        let notified = eventually(
+            notify_wait,
+            || async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(DISTINCT order_number) FROM notifications",
+                )
+                .fetch_one(db)
+                .await
+                .unwrap_or(0)
+            },
+            |n| *n >= stored.len() as i64,
+        )
+        .await;
+        assert_eq!(
+            notified,
+            Some(stored.len() as i64),
+            "every stored order notified; consumer: {}",
+            self.notifications.consumer().await
+        );
+        if let Err(e) = self.wait_broker_lag_zero(lag_wait).await {
+            panic!("{e}; consumer: {:#}", self.notifications.consumer().await);
+        }
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT order_number, COUNT(*) FROM notifications GROUP BY order_number",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        let twice: Vec<_> = rows.iter().filter(|(_, c)| *c != 1).collect();
+        assert!(
+            twice.is_empty(),
+            "orders notified more than once: {twice:?}"
+        );
+        let unknown: Vec<_> = rows.iter().filter(|(n, _)| !stored.contains(n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "notifications for unknown orders: {unknown:?}"
+        );
+        Outcome {
+            stored: stored.len(),
+            notified: rows.len(),
+        }
+    }
+
+    /// Waits up to `within` until the group's lag on `order-placed`, read from the broker, is
+    /// 0; returns how long that took, or the last lag seen.
+    pub async fn wait_broker_lag_zero(&self, within: Duration) -> Result<Duration, String> {
+        let broker =
+            kafka_lag::BrokerClient::new(&self.kafka.bootstrap_servers(), Default::default())
+                .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut last = None;
+        let zero = eventually(
+            within,
+            || broker.group_lag("notification-service", &[events::ORDER_PLACED_TOPIC]),
+            |lag| {
+                let done = matches!(lag, Ok(l) if l.total_lag == 0);
+                last = Some(format!("{lag:?}"));
+                done
+            },
+        )
+        .await;
+        match zero {
+            Some(_) => Ok(started.elapsed()),
+            None => Err(format!(
+                "the group's lag did not reach 0 within {within:?}; last {}",
+                last.unwrap_or_default()
+            )),
+        }
+    }
+
+    pub async fn stop(self) {
         let OrderFlow {
             mut order_service,
             notifications,
@@ -164,6 +264,15 @@ impl OrderFlow {
     }
 }
 
+/// What [`OrderFlow::assert_each_order_notified_once`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Orders stored (accepted ones and any whose answer was lost).
+    pub stored: usize,
+    /// Orders with a notification (one each).
+    pub notified: usize,
+}
+
 async fn start_inventory(database_url: &str, registry: &str) -> InProcess<anyhow::Error> {
     let config = inventory_service::Config::for_tests(database_url, Some(registry));
     let service = InProcess::start(&inventory_service::SPEC, config.common.clone(), |service| {
@@ -175,8 +284,27 @@ async fn start_inventory(database_url: &str, registry: &str) -> InProcess<anyhow
     service
 }
 
+/// Posts one order of one phone to order-service at `base`; its number when it was accepted.
+pub async fn post_order(http: &reqwest::Client, base: &str) -> Option<String> {
+    let r = http
+        .post(format!("{base}/api/order"))
+        .json(&json!({"lines": [{"skuCode": "phone", "price": "1.50", "quantity": 1}]}))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 201 {
+        return None;
+    }
+    let v: Value = r.json().await.ok()?;
+    v["orderNumber"].as_str().map(str::to_string)
+}
+
 /// Orders posted by `workers` loops until `stop`; returns the accepted order numbers.
-fn order_stream(base: String, workers: usize, stop: Arc<AtomicBool>) -> JoinHandle<Vec<String>> {
+pub fn order_stream(
+    base: String,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Vec<String>> {
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -188,20 +316,10 @@ fn order_stream(base: String, workers: usize, stop: Arc<AtomicBool>) -> JoinHand
                 (http.clone(), base.clone(), stop.clone(), accepted.clone());
             async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let res = http
-                        .post(format!("{base}/api/order"))
-                        .json(&json!({"lines": [{"skuCode": "phone", "price": "1.50", "quantity": 1}]}))
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status() == 201 => {
-                            let v: Value = r.json().await.unwrap_or_default();
-                            if let Some(n) = v["orderNumber"].as_str() {
-                                accepted.lock().push(n.to_string());
-                            }
-                        }
+                    match post_order(&http, &base).await {
+                        Some(n) => accepted.lock().push(n),
                         // Refused connections once the process is dead: slow down.
-                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
                     }
                 }
             }
@@ -268,58 +386,16 @@ async fn kill_9_of_order_service_gives_exactly_one_notification_per_order() {
         .await
         .unwrap();
 
-    let stored: HashSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT order_number FROM orders")
-            .fetch_all(&flow.orders_db)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-    for n in &accepted {
-        assert!(stored.contains(n), "accepted order {n} is stored");
-    }
-    let db = &flow.notifications_db;
-    let notified = eventually(
-        Duration::from_secs(90),
-        || async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(DISTINCT order_number) FROM notifications")
-                .fetch_one(db)
-                .await
-                .unwrap_or(0)
-        },
-        |n| *n >= stored.len() as i64,
-    )
-    .await;
-    assert_eq!(
-        notified,
-        Some(stored.len() as i64),
-        "every stored order notified"
-    );
-    // Late redeliveries would show up now.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT order_number, COUNT(*) FROM notifications GROUP BY order_number")
-            .fetch_all(db)
-            .await
-            .unwrap();
-    let twice: Vec<_> = rows.iter().filter(|(_, c)| *c != 1).collect();
-    assert!(
-        twice.is_empty(),
-        "orders notified more than once: {twice:?}"
-    );
-    let notified: HashSet<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
-    let unknown: Vec<_> = notified.iter().filter(|n| !stored.contains(**n)).collect();
-    assert!(
-        unknown.is_empty(),
-        "notifications for unknown orders: {unknown:?}"
-    );
+    let outcome = flow
+        .assert_each_order_notified_once(&accepted, Duration::from_secs(90), WAIT)
+        .await;
     let report = flow.notifications.consumer().await;
     println!(
         "kill -9 after {} accepted orders ({} stored): {} notifications, one per order; \
          consumer handled {} messages, skipped {} duplicates",
         accepted.len(),
-        stored.len(),
-        rows.len(),
+        outcome.stored,
+        outcome.notified,
         report["messagesHandled"],
         report["duplicatesSkipped"]
     );

@@ -158,14 +158,22 @@ async fn a_failed_dead_letter_write_is_retried_and_nothing_is_committed_before()
     assert_eq!(report["notificationsSent"], 1);
 
     infra.kafka.start_again().await.unwrap();
+    // Committed past the poison message only after it was dead-lettered. The restarted broker
+    // may make the consumer rejoin its group and start again from what was committed before
+    // the outage (nisshi does): then both messages come again, the notification is a skipped
+    // duplicate and the poison message may be dead-lettered a second time (at-least-once; the
+    // copies carry the same `dlt-original-*` headers, see the README).
     let report = app
         .wait_consumer("dead-lettered and committed", |r| {
-            r["deadLettered"] == 1 && r["partitions"][0]["committed"] == 2
+            r["deadLettered"].as_u64().unwrap_or(0) >= 1 && r["partitions"][0]["committed"] == 2
         })
         .await;
-    assert_eq!(report["messagesHandled"], 2);
-    let letters = read_dead_letters(&infra, 1).await;
-    assert_eq!(letters[0].payload, garbage);
-    assert_eq!(letters[0].headers["dlt-original-offset"], "1");
+    assert_eq!(report["notificationsSent"], 1, "{report:#}");
+    let copies = report["deadLettered"].as_u64().unwrap() as usize;
+    let letters = read_dead_letters(&infra, copies).await;
+    for letter in &letters {
+        assert_eq!(letter.payload, garbage);
+        assert_eq!(letter.headers["dlt-original-offset"], "1");
+    }
     app.stop().await;
 }

@@ -90,9 +90,20 @@ async fn restart_before_commit_does_not_notify_twice() {
 }
 
 /// `kill -9` of the notification-service binary during a stream of 300 events, then a
-/// restart: every event has exactly one notification.
+/// restart: every event has exactly one notification (default fetch wait).
 #[tokio::test]
 async fn kill_9_mid_stream_leaves_exactly_one_notification_per_event() {
+    kill_9_mid_stream("500ms").await;
+}
+
+/// The same with the fetch wait at 10 ms, the case where tansu 0.6 left the restarted
+/// instance without partitions: it gets them and resumes; exactly one notification per event.
+#[tokio::test]
+async fn kill_9_mid_stream_with_fetch_wait_10ms() {
+    kill_9_mid_stream("10ms").await;
+}
+
+async fn kill_9_mid_stream(fetch_wait: &str) {
     const EVENTS: usize = 300;
     let infra = Infra::start(3).await;
     let port = testkit::free_port().unwrap().to_string();
@@ -106,6 +117,8 @@ async fn kill_9_mid_stream_leaves_exactly_one_notification_per_event() {
             ("REGISTRY_DISABLED", "true"),
             ("ADMIN_TOKEN", "test-admin-token"),
             ("KAFKA_SESSION_TIMEOUT", "6s"),
+            ("KAFKA_FETCH_WAIT_MAX", fetch_wait),
+            ("LAG_INTERVAL", "500ms"),
             ("RUST_LOG", "info"),
         ],
     )
@@ -144,6 +157,35 @@ async fn kill_9_mid_stream_leaves_exactly_one_notification_per_event() {
     );
 
     service.restart().await.unwrap();
+    let restarted = tokio::time::Instant::now();
+    let admin = format!("http://127.0.0.1:{port}/admin/consumer");
+    let http = reqwest::Client::new();
+    let assigned = eventually(
+        Duration::from_secs(90),
+        || async {
+            match http
+                .get(&admin)
+                .bearer_auth("test-admin-token")
+                .send()
+                .await
+            {
+                Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            }
+        },
+        |r| {
+            r["assignedPartitions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 3)
+        },
+    )
+    .await;
+    assert!(
+        assigned.is_some(),
+        "the restarted instance never got the partitions: {}",
+        service.log_tail(40)
+    );
+    let assigned_after = restarted.elapsed();
     let stored = eventually(Duration::from_secs(90), count, |n| *n >= EVENTS as i64).await;
     assert_eq!(stored, Some(EVENTS as i64), "{}", service.log_tail(40));
     // Let any redelivered duplicate arrive, then check the exact figures.
@@ -172,8 +214,12 @@ async fn kill_9_mid_stream_leaves_exactly_one_notification_per_event() {
         .await
         .unwrap();
     println!(
-        "killed with {at_kill} of {EVENTS} stored; after restart {rows} rows, {distinct} distinct; \
-         the restarted instance handled {} messages, skipped {} duplicates",
-        report["messagesHandled"], report["duplicatesSkipped"]
+        "fetch wait {fetch_wait}: killed with {at_kill} of {EVENTS} stored; the restarted instance \
+         had the 3 partitions after {:.1} s; after restart {rows} rows, {distinct} distinct; \
+         it handled {} messages, skipped {} duplicates, rebuilds {}",
+        assigned_after.as_secs_f64(),
+        report["messagesHandled"],
+        report["duplicatesSkipped"],
+        report["rebuilds"]
     );
 }
