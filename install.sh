@@ -26,7 +26,9 @@ APT_PACKAGES=(
     libssl-dev                      # TLS for rdkafka and the HTTP clients
     debootstrap                     # builds the MariaDB Docker image without a registry
     nginx-light wrk hyperfine       # benchmarks: baseline proxy, load generator, command timing
-    iproute2                        # tc netem for network fault injection
+    iproute2                        # tc (netem, tbf) and ip for network faults, run in a container's namespace
+    util-linux                      # nsenter: enters a container's network namespace from the host
+    iptables                        # packet loss where the kernel has no netem (statistic match)
     python3 python3-venv            # third-party protocol clients in .tools/venv
 )
 

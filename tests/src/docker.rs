@@ -312,3 +312,115 @@ pub async fn remove_platform_images(docker: &Docker) -> anyhow::Result<Vec<Image
         }
     }
 }
+
+/// What the engine says about one container: state, health and its main process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// `running`, `paused`, `exited`, ...
+    pub status: String,
+    /// `healthy`, `starting`, `unhealthy`, or empty without a health check.
+    pub health: String,
+    /// The main process's pid on the host (0 when not running).
+    pub pid: i64,
+    pub started_at: String,
+    /// DNS aliases by network the container is attached to.
+    pub networks: BTreeMap<String, Vec<String>>,
+}
+
+impl State {
+    /// Running, and healthy when it has a health check.
+    pub fn is_ready(&self) -> bool {
+        self.status == "running" && (self.health.is_empty() || self.health == "healthy")
+    }
+}
+
+/// The engine's view of container `name`.
+pub async fn state(docker: &Docker, name: &str) -> anyhow::Result<State> {
+    let c = docker
+        .inspect_container(name, None)
+        .await
+        .with_context(|| format!("inspect {name}"))?;
+    let s = c.state.unwrap_or_default();
+    let networks = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.aliases.unwrap_or_default()))
+        .collect();
+    Ok(State {
+        status: s.status.map(|x| x.to_string()).unwrap_or_default(),
+        health: s
+            .health
+            .and_then(|h| h.status)
+            .map(|h| h.to_string())
+            .filter(|h| h != "none")
+            .unwrap_or_default(),
+        pid: s.pid.unwrap_or(0),
+        started_at: s.started_at.unwrap_or_default(),
+        networks,
+    })
+}
+
+/// Runs `program args` inside the network namespace of host pid `pid` (root only), returning
+/// its stdout.
+pub fn in_netns(pid: i64, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("nsenter")
+        .args(["--target", &pid.to_string(), "--net", "--", program])
+        .args(args)
+        .output()
+        .with_context(|| format!("run nsenter {program}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "nsenter -t {pid} -n {program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Traces of network faults left in a running container's namespace: root qdiscs other than
+/// the default (`noqueue`) and iptables rules marked `platform-fault:`.
+pub fn network_leftovers(pid: i64) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    let qdiscs: serde_json::Value =
+        serde_json::from_str(in_netns(pid, "tc", &["-j", "qdisc", "show"])?.trim())
+            .context("read tc's JSON")?;
+    for q in qdiscs.as_array().into_iter().flatten() {
+        let root = q.get("root").and_then(|r| r.as_bool()) == Some(true);
+        let kind = q.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        let dev = q.get("dev").and_then(|k| k.as_str()).unwrap_or_default();
+        if root && kind != "noqueue" && dev != "lo" {
+            found.push(format!("{kind} qdisc on {dev}"));
+        }
+    }
+    if let Ok(rules) = in_netns(pid, "iptables", &["-w", "5", "-S", "OUTPUT"]) {
+        found.extend(
+            rules
+                .lines()
+                .filter(|l| l.contains("platform-fault:"))
+                .map(|l| format!("iptables rule `{l}`")),
+        );
+    }
+    Ok(found)
+}
+
+/// Everything a stack's faults could have left behind: containers not running and ready, and
+/// network faults in the running ones' namespaces. Empty when the stack is whole.
+pub async fn fault_leftovers(docker: &Docker, stack: &str) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    for c in owned(docker, stack).await?.containers {
+        let s = state(docker, &c.name).await?;
+        if !s.is_ready() {
+            found.push(format!("{} is {} {}", c.name, s.status, s.health));
+        }
+        if s.status == "running" {
+            found.extend(
+                network_leftovers(s.pid)?
+                    .into_iter()
+                    .map(|l| format!("{}: {l}", c.name)),
+            );
+        }
+    }
+    Ok(found)
+}

@@ -82,6 +82,26 @@ pub async fn run(g: &Global, args: DownArgs) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     let rt = Runtime::connect().await?;
+    // Faults first: a paused container would not stop, and their records go with the stack.
+    let reverted = crate::chaos::faults::heal_for_teardown(&rt, &stack)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("warning: cannot revert the stack's faults before taking it down: {e}");
+            Vec::new()
+        });
+    for r in reverted {
+        if r.healed {
+            eprintln!(
+                "fault {} ({} on {}): {}",
+                r.id, r.kind, r.container, r.detail
+            );
+        } else {
+            eprintln!(
+                "warning: fault {} ({} on {}) could not be reverted: {}",
+                r.id, r.kind, r.container, r.detail
+            );
+        }
+    }
     let view = down(&rt, &stack, &args).await?;
     if g.json {
         output::json(&view)

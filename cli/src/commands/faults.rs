@@ -136,7 +136,9 @@ async fn context(g: &Global) -> Result<Ctx> {
 pub async fn inject(g: &Global, args: InjectArgs) -> Result<()> {
     // Bad input exits 2 before Docker is even asked.
     let spec = args.spec()?;
-    let ctx = context(g).await?;
+    let stack = StackFile::resolve(&g.stack)?.load()?;
+    faults::resolve_target(&stack, &spec.target)?;
+    let ctx = Ctx::new(Runtime::connect().await?, stack)?;
     let records = faults::inject(&ctx, &spec).await?;
     if g.json {
         return output::json(&records);

@@ -239,6 +239,7 @@ pub async fn run(g: &Global, args: UpArgs) -> Result<()> {
             what: "a bind mount source of the stack".to_string(),
         });
     }
+    crate::chaos::faults::refuse_if_stopped_on_purpose(&stack)?;
     let rt = Runtime::connect().await?;
     let bars = MultiProgress::new();
     let started = tokio::time::Instant::now();

@@ -200,3 +200,60 @@ fn scenario_ls() {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
 }
+
+/// Bad fault input exits 2 with a message naming the problem and a hint, before Docker is
+/// asked anything (so also where there is no engine): unknown kind, target, option, bad
+/// duration, percentage, instance or selection.
+#[test]
+fn bad_fault_input_exits_2() {
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["inject", "explode", "inventory-service"],
+            "unknown fault kind `explode`",
+        ),
+        (
+            &["inject", "pause", "no-such-service"],
+            "unknown target `no-such-service`",
+        ),
+        (
+            &["inject", "pause", "inventory-service", "--duration", "soon"],
+            "--duration",
+        ),
+        (
+            &["inject", "pause", "inventory-service", "--duration", "25h"],
+            "--duration",
+        ),
+        (
+            &["inject", "pause", "inventory-service", "--delay", "1s"],
+            "takes no option --delay",
+        ),
+        (
+            &["inject", "loss", "inventory-service", "--percent", "150"],
+            "--percent",
+        ),
+        (
+            &["inject", "pause", "inventory-service", "--instance", "0"],
+            "numbered from 1",
+        ),
+        (
+            &["inject", "bandwidth", "inventory-service"],
+            "needs --rate",
+        ),
+    ];
+    let no_docker = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    for (args, message) in cases {
+        let o = platform(args, &no_docker);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("hint:"), "{args:?}: {}", stderr(&o));
+    }
+    let o = platform(&["inject", "pause", "x", "--all", "--random"], &no_docker);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = platform(&["heal"], &no_docker);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "heal without ID or --all: {}",
+        stderr(&o)
+    );
+}

@@ -3,7 +3,7 @@
 //! A service is a thin `main.rs` plus its domain code; configuration
 //! ([`config`]), logging ([`telemetry`]), the HTTP scaffold with health,
 //! metrics, info and admin endpoints ([`http`], [`health`], [`metrics`],
-//! [`auth`]), errors as problem+json ([`error`]), graceful shutdown
+//! [`auth`], application faults in [`faults`]), errors as problem+json ([`error`]), graceful shutdown
 //! ([`shutdown`], [`service`]), the registry client ([`registry`]) and, with
 //! the `mysql` feature, the MySQL plumbing of database-backed services
 //! (`db`) live here. See [`service`] for how a `main.rs` puts them together.
@@ -21,6 +21,7 @@ pub mod breaker;
 pub mod config;
 #[cfg(feature = "mysql")]
 pub mod db;
+pub mod faults;
 pub mod health;
 pub mod http;
 pub mod metrics;

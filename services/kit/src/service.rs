@@ -153,6 +153,8 @@ pub struct Service {
     /// Background tasks awaited at shutdown so none is cut mid-write.
     tasks: TaskTracker,
     admin: AdminAuth,
+    /// Application faults injected through `/admin/faults`.
+    faults: crate::faults::Faults,
     http: reqwest::Client,
     registry: RegistryHttp,
     discovery: Discovery,
@@ -215,6 +217,7 @@ impl Service {
             shutdown,
             tasks: TaskTracker::new(),
             admin,
+            faults: crate::faults::Faults::default(),
             http,
             registry,
             discovery,
@@ -257,6 +260,16 @@ impl Service {
     /// validates them with its own keys).
     pub fn set_admin_auth(&mut self, admin: AdminAuth) {
         self.admin = admin;
+    }
+
+    /// The service's application faults (`/admin/faults`).
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
+    }
+
+    /// Replaces the fault set (tests give one whose kill assault does not exit the process).
+    pub fn set_faults(&mut self, faults: crate::faults::Faults) {
+        self.faults = faults;
     }
 
     /// The validator for `--issuer-url`, when configured: share it (one JWKS
@@ -337,6 +350,7 @@ impl Service {
                 admin: self.admin.clone(),
                 max_body_bytes: self.common.max_body_bytes,
                 hard_stop: hard_stop.clone(),
+                faults: self.faults.clone(),
             },
         );
 

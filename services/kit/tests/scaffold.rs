@@ -1,5 +1,8 @@
 //! The HTTP scaffold of a kit-based service, started for real on port 0.
 
+#[path = "scaffold/faults.rs"]
+mod faults;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -18,10 +21,10 @@ const SPEC: ServiceSpec = ServiceSpec {
     registers: false,
 };
 
-struct Running {
-    base: String,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), kit::service::ServiceError>>,
+pub(crate) struct Running {
+    pub(crate) base: String,
+    pub(crate) stop: CancellationToken,
+    pub(crate) task: JoinHandle<Result<(), kit::service::ServiceError>>,
 }
 
 #[derive(serde::Deserialize, serde::Serialize)]
@@ -30,9 +33,23 @@ struct Order {
     quantity: u32,
 }
 
+impl Running {
+    /// Stops the service and checks that it stopped cleanly.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 async fn start(common: CommonArgs) -> Running {
+    start_with(common, |_| {}).await
+}
+
+/// [`start`] with a chance to adjust the service before it serves.
+pub(crate) async fn start_with(common: CommonArgs, adjust: impl FnOnce(&mut Service)) -> Running {
     kit::telemetry::init_for_tests();
-    let service = Service::bind(&SPEC, common).await.unwrap();
+    let mut service = Service::bind(&SPEC, common).await.unwrap();
+    adjust(&mut service);
     let base = format!("http://127.0.0.1:{}", service.port());
     let stop = service.shutdown_token();
     let api = Router::new()
@@ -57,13 +74,14 @@ async fn start(common: CommonArgs) -> Running {
             "/orders",
             post(|Json(o): Json<Order>| async move { Json(o) }),
         )
-        .route("/fail", get(|| async { Problem::internal() }));
+        .route("/fail", get(|| async { Problem::internal() }))
+        .route("/hello", get(|| async { "hi" }));
     let admin = Router::new().route("/secret", get(|| async { "admin ok" }));
     let task = tokio::spawn(service.serve(api, admin));
     Running { base, stop, task }
 }
 
-async fn problem(res: reqwest::Response, status: u16) -> Value {
+pub(crate) async fn problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     res.json().await.unwrap()
@@ -221,8 +239,7 @@ async fn standard_endpoints_and_problems() {
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(text.contains("process_resident_memory_bytes"));
 
-    r.stop.cancel();
-    r.task.await.unwrap().unwrap();
+    r.stop().await;
 }
 
 /// At shutdown readiness turns DOWN, an in-flight request still completes, and new connections are refused.

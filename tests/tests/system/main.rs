@@ -8,11 +8,15 @@
 //!   naming its assertion and figure, Ctrl-C heals, `platform load` reports every request.
 //! - [`bad_input`]: unknown services, unscalable services, a bad stack file and a stack that is
 //!   not running exit with the documented codes (0 ok, 1 failure, 2 usage) and create nothing.
+//! - [`faults`]: `inject` of every container kind, a tc kind and the application kinds takes
+//!   effect and is reverted at its end by the supervisor (also when the injecting CLI was
+//!   `kill -9`ed); `heal` reverts at once; bad fault input exits 2 and injects nothing.
 //!
 //! Each `platform` command has a hard time limit; progress and timings go to stderr
 //! (`cargo nextest run -p e2e --no-capture` shows them live).
 
 mod bad_input;
+mod faults;
 mod lifecycle;
 mod scenarios;
 

@@ -110,6 +110,9 @@ pub enum FaultError {
     /// The kind cannot work on this machine; nothing was injected.
     #[error("cannot inject `{kind}` here: {why}")]
     Unsupported { kind: Kind, why: String },
+    /// `platform up` would undo faults that stop containers on purpose.
+    #[error("stack `{stack}` has faults that stop containers on purpose ({}); `up` would undo them", faults.join(", "))]
+    StoppedOnPurpose { stack: String, faults: Vec<String> },
     /// A host command (nsenter, tc, iptables) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     Command {
@@ -169,6 +172,9 @@ impl FaultError {
             FaultError::UnknownTarget { .. } => Some("`platform status` shows the running services".into()),
             FaultError::NotRunning { service, .. } => Some(format!("start it with `platform up {service}`")),
             FaultError::UnknownFault { .. } => Some("`platform faults` lists the active faults".into()),
+            FaultError::StoppedOnPurpose { .. } => Some(
+                "`platform heal --all` reverts them now; or wait until they end (`platform faults` shows when)".into(),
+            ),
             FaultError::Unsupported { .. } => Some(
                 "network faults need root on the Docker host, nsenter and iproute2's tc (install.sh installs them), \
                  and an engine whose containers run on this machine's kernel (not Docker Desktop or rootless Docker); \
@@ -199,8 +205,11 @@ pub enum Heal {
 pub enum Verify {
     /// Reverted and the container running and healthy again (heal, the supervisor).
     Healthy,
-    /// Reverted only (`platform down`, which removes the containers next).
+    /// Reverted only (an inject that failed half-way undoes what it did).
     Reverted,
+    /// Only what would stop the stack from being taken down (a paused container is thawed);
+    /// `platform down` removes the containers, and the faults with them, next.
+    Teardown,
 }
 
 /// The outcome of reverting one fault.
@@ -569,6 +578,13 @@ pub async fn revert_one(ctx: &Ctx, r: &FaultRecord, verify: Verify) -> Result<St
         }
         Err(e) => return Err(e.into()),
     };
+    if verify == Verify::Teardown {
+        if info.state == "paused" {
+            ctx.rt.unpause_container(&r.container).await?;
+            return Ok("unpaused for teardown".into());
+        }
+        return Ok("removed with the container".into());
+    }
     let mut checked = match r.kind.layer() {
         Layer::Container => container::revert(&ctx.rt, r, &info).await?,
         Layer::Network => network::revert(&ctx.rt, r, &info).await?,
@@ -579,6 +595,37 @@ pub async fn revert_one(ctx: &Ctx, r: &FaultRecord, verify: Verify) -> Result<St
         checked.push_str(", running and healthy");
     }
     Ok(checked)
+}
+
+/// Before `platform down`: reverts what would hinder the teardown and forgets every fault of
+/// the stack (their containers are removed next). Failures are reported, not fatal.
+pub async fn heal_for_teardown(rt: &Runtime, stack: &Stack) -> Result<Vec<HealReport>> {
+    let ctx = Ctx::new(rt.clone(), stack.clone())?;
+    if ctx.store.load_all()?.is_empty() {
+        return Ok(Vec::new());
+    }
+    heal_with(&ctx, Heal::All, Verify::Teardown).await
+}
+
+/// Fails when faults stop containers of the stack on purpose: `platform up` would start them
+/// again and undo the fault behind its record's back.
+pub fn refuse_if_stopped_on_purpose(stack: &Stack) -> Result<()> {
+    let store = Store::for_stack(&stack.name);
+    let stopped: Vec<FaultRecord> = store
+        .load_all()?
+        .into_iter()
+        .filter(|r| r.intended_stop)
+        .collect();
+    if stopped.is_empty() {
+        return Ok(());
+    }
+    Err(FaultError::StoppedOnPurpose {
+        stack: stack.name.clone(),
+        faults: stopped
+            .iter()
+            .map(|r| format!("{} {} on {}", r.id, r.kind, r.container))
+            .collect(),
+    })
 }
 
 /// Waits until the container runs and its health check (if any) says healthy.

@@ -68,10 +68,14 @@ pub struct Scaffold {
     /// Cancelled when the drain timeout at shutdown has passed: requests
     /// still running are then answered 503 instead of being left hanging.
     pub hard_stop: tokio_util::sync::CancellationToken,
+    /// The service's application faults (`/admin/faults` and the assault middleware).
+    pub faults: crate::faults::Faults,
 }
 
 /// Builds the complete application around a service's routers.
 pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
+    // Every service serves its application faults under /admin, behind the same guard.
+    let admin = admin.merge(crate::faults::admin_router(scaffold.faults.clone()));
     // route_layer on a router without routes panics in axum 0.8: guard it.
     let admin = if admin.has_routes() {
         admin.route_layer(middleware::from_fn_with_state(
@@ -95,6 +99,12 @@ pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(scaffold.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Inside `observe`, so injected latency and errors show in metrics, logs and traces
+        // like real ones.
+        .layer(middleware::from_fn_with_state(
+            scaffold.faults.clone(),
+            crate::faults::assault,
+        ))
         .layer(middleware::from_fn_with_state(
             Observe {
                 metrics: scaffold.metrics,
