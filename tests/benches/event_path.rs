@@ -126,7 +126,7 @@ async fn run() -> anyhow::Result<()> {
                 .await?;
             if let Some(sent_at) = page["items"][0]["sentAt"].as_str() {
                 let sent_at = chrono::DateTime::parse_from_rfc3339(sent_at)?.timestamp_millis();
-                latencies.push((sent_at as i64 - *at as i64).max(0) as u64);
+                latencies.push((sent_at - *at as i64).max(0) as u64);
                 break;
             }
             if Instant::now() > deadline {

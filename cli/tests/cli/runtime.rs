@@ -11,7 +11,6 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOp
 use futures::StreamExt;
 use platform::runtime::build::{Builder, Silent};
 use platform::runtime::{ContainerSpec, LogOptions, MountSpec, RuntimeError};
-use platform::stack::Recipe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::images::{assert_nisshi_binary, nisshi};
