@@ -63,6 +63,10 @@ impl LoadArgs {
 pub async fn run(g: &Global, args: LoadArgs) -> Result<()> {
     let config = args.config();
     config.validate()?;
+    let users = match &args.users {
+        Some(list) => User::parse_list(list).map_err(load::LoadError::Config)?,
+        None => User::dev_realm(),
+    };
     let stack = StackFile::resolve(&g.stack)?.load()?;
     let rt = Runtime::connect().await?;
     let obs = Observer::new(rt, stack).await?;
@@ -70,10 +74,7 @@ pub async fn run(g: &Global, args: LoadArgs) -> Result<()> {
     let opts = FixtureOptions {
         products: args.products as usize,
         stock: None,
-        users: match &args.users {
-            Some(list) => User::parse_list(list).map_err(load::LoadError::Config)?,
-            None => User::dev_realm(),
-        },
+        users,
         gateway: args.gateway.clone(),
     };
     let planned_orders =
