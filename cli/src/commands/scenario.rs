@@ -201,8 +201,11 @@ async fn run_files(g: &Global, args: RunArgs) -> Result<()> {
     }
     watcher.abort();
     let interrupted = interrupt.is_cancelled();
-    let passed =
-        !interrupted && reports.len() == scenarios.len() && reports.iter().all(|r| r.passed);
+    // A scenario this machine cannot run (a fault kind it lacks) is reported as skipped, with
+    // why, and does not fail the run.
+    let passed = !interrupted
+        && reports.len() == scenarios.len()
+        && reports.iter().all(|r| r.passed || r.skipped.is_some());
     if let Some(path) = &args.junit {
         let xml = report::junit(&reports).map_err(|message| ScenarioError::Write {
             what: "the JUnit report",
@@ -223,12 +226,29 @@ async fn run_files(g: &Global, args: RunArgs) -> Result<()> {
             scenarios: reports,
         })?;
     } else {
-        let failed: Vec<&ScenarioReport> = reports.iter().filter(|r| !r.passed).collect();
+        let skipped: Vec<&ScenarioReport> =
+            reports.iter().filter(|r| r.skipped.is_some()).collect();
+        let failed: Vec<&ScenarioReport> = reports
+            .iter()
+            .filter(|r| !r.passed && r.skipped.is_none())
+            .collect();
         crate::outln!(
-            "{} of {} scenarios passed",
-            reports.len() - failed.len(),
-            scenarios.len()
+            "{} of {} scenarios passed{}",
+            reports.iter().filter(|r| r.passed).count(),
+            scenarios.len(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} skipped", skipped.len())
+            }
         );
+        for r in skipped {
+            crate::outln!(
+                "  {}: SKIPPED, {}",
+                r.name,
+                r.skipped.as_deref().unwrap_or_default()
+            );
+        }
         for r in failed {
             for f in r.failures() {
                 crate::outln!("  {}: {f}", r.name);

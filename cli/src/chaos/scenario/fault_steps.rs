@@ -60,9 +60,10 @@ pub async fn inject(
     let spec = FaultSpec::from_words(&with_duration(words, left)).map_err(|e| e.to_string())?;
     let ctx = Ctx::from_observer(obs);
     let network = obs.stack().network_name();
-    let records = faults::inject(&ctx, &spec)
-        .await
-        .map_err(|e| with_hint(&e))?;
+    let records = faults::inject(&ctx, &spec).await.map_err(|e| match e {
+        faults::FaultError::Unsupported { .. } => format!("{UNSUPPORTED}{e}"),
+        e => with_hint(&e),
+    })?;
     Ok(records
         .into_iter()
         .map(|r| Injected {
@@ -80,6 +81,10 @@ pub async fn inject(
         })
         .collect())
 }
+
+/// Starts the error of a fault this machine cannot inject (no netem in the kernel, no root):
+/// the scenario is then skipped with that reason, not failed.
+pub const UNSUPPORTED: &str = "cannot run here: ";
 
 fn with_hint(e: &faults::FaultError) -> String {
     match e.hint() {

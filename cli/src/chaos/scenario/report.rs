@@ -85,6 +85,9 @@ pub struct ScenarioReport {
     pub interrupted: bool,
     /// Its timeout stopped it.
     pub timed_out: bool,
+    /// Why it could not run on this machine (neither passed nor failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub seconds: f64,
     pub checks: Vec<CheckResult>,
     pub steps: Vec<StepResult>,
@@ -115,7 +118,7 @@ impl ScenarioReport {
         out.extend(
             self.steps
                 .iter()
-                .filter(|s| s.outcome == StepOutcome::Failed)
+                .filter(|s| s.outcome == StepOutcome::Failed && self.skipped.is_none())
                 .map(|s| format!("step {} `{}` failed: {}", s.index + 1, s.step, s.detail)),
         );
         if self.interrupted {
@@ -132,7 +135,11 @@ impl ScenarioReport {
         let mut t = format!(
             "scenario {} {} in {:.1}s ({})\n",
             self.name,
-            if self.passed { "PASSED" } else { "FAILED" },
+            match (&self.skipped, self.passed) {
+                (Some(_), _) => "SKIPPED",
+                (None, true) => "PASSED",
+                (None, false) => "FAILED",
+            },
             self.seconds,
             self.file
         );
@@ -217,6 +224,13 @@ pub fn junit(reports: &[ScenarioReport]) -> Result<String, String> {
             case.set_classname(format!("platform.scenario.{}", r.name));
             suite.add_test_case(case);
         }
+        if let Some(why) = &r.skipped {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(why.clone());
+            let mut case = TestCase::new("run", status);
+            case.set_classname(format!("platform.scenario.{}", r.name));
+            suite.add_test_case(case);
+        }
         if r.interrupted || r.timed_out {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
             status.set_message(if r.interrupted {
@@ -245,6 +259,7 @@ mod tests {
             passed,
             interrupted: false,
             timed_out: false,
+            skipped: None,
             seconds: 12.5,
             checks: vec![CheckResult {
                 phase: Phase::Step,

@@ -47,6 +47,8 @@ struct Runner<'a> {
     checks: Vec<CheckResult>,
     steps: Vec<StepResult>,
     timeline: Vec<Event>,
+    /// Why the scenario cannot run on this machine (a fault kind it does not support).
+    skipped: Option<String>,
     on_event: &'a (dyn Fn(&Event) + Sync),
 }
 
@@ -86,6 +88,7 @@ pub async fn run(
         checks: Vec::new(),
         steps: Vec::new(),
         timeline: Vec::new(),
+        skipped: None,
         on_event,
     };
     r.event(format!(
@@ -139,7 +142,8 @@ pub async fn run(
         r.cancel = interrupt.child_token();
         r.steady(Phase::After).await;
     }
-    let passed = !interrupted
+    let passed = r.skipped.is_none()
+        && !interrupted
         && !timed_out
         && r.checks.iter().all(|c| c.passed)
         && r.steps.iter().all(|s| s.outcome == StepOutcome::Done);
@@ -150,6 +154,7 @@ pub async fn run(
         passed,
         interrupted,
         timed_out,
+        skipped: r.skipped,
         seconds: started.elapsed().as_secs_f64(),
         checks: r.checks,
         steps: r.steps,
@@ -240,6 +245,18 @@ impl Runner<'_> {
                     seconds,
                 });
                 true
+            }
+            Err(detail) if detail.starts_with(fault_steps::UNSUPPORTED) => {
+                self.event(format!("  step {} SKIPPED: {detail}", index + 1));
+                self.skipped = Some(detail.clone());
+                self.steps.push(StepResult {
+                    index,
+                    step: describe,
+                    outcome: StepOutcome::Skipped,
+                    detail,
+                    seconds,
+                });
+                false
             }
             Err(detail) if self.cancel.is_cancelled() => {
                 self.event(format!("  step {} stopped: {detail}", index + 1));
