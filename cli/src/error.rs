@@ -58,12 +58,21 @@ pub enum Error {
     /// `platform scale` refused or did not finish.
     #[error(transparent)]
     Scale(#[from] crate::commands::scale::ScaleError),
+    /// `platform load` could not prepare or run.
+    #[error(transparent)]
+    Load(#[from] crate::chaos::load::LoadError),
+    /// A scenario file is invalid or a scenario could not run.
+    #[error(transparent)]
+    Scenario(#[from] crate::chaos::scenario::ScenarioError),
     /// A fault could not be injected, healed or listed.
     #[error(transparent)]
     Fault(#[from] crate::chaos::faults::FaultError),
     /// Writing to stdout failed (e.g. a closed pipe) or JSON could not be produced.
     #[error("cannot write output: {0}")]
     Output(String),
+    /// Ctrl-C stopped the command after it cleaned up (exit 130, as shells expect).
+    #[error("interrupted")]
+    Interrupted,
     /// The failure was already printed in the requested format (e.g. `--json` diagnostics);
     /// `main` only sets the exit code.
     #[error("failed (details above)")]
@@ -77,6 +86,9 @@ impl Error {
             Error::UnknownService { .. } => 2,
             Error::Stack(StackError::NotFound { .. }) => 2,
             Error::Scale(e) => e.exit_code(),
+            Error::Load(e) => e.exit_code(),
+            Error::Interrupted => 130,
+            Error::Scenario(e) => e.exit_code(),
             Error::Fault(e) => e.exit_code(),
             _ => 1,
         }
@@ -108,13 +120,15 @@ impl Error {
             Error::MissingFile { .. } => None,
             Error::Observe(e) => e.hint(),
             Error::Scale(e) => e.hint(),
+            Error::Load(e) => e.hint(),
+            Error::Scenario(e) => e.hint(),
             Error::Fault(e) => e.hint(),
             Error::ImageMissing { .. } => Some(
                 "this stack uses official images from a registry; offline, use the dev stack (`--stack dev`), \
                  or load the image with `docker load` first"
                     .to_string(),
             ),
-            Error::Output(_) | Error::Reported => None,
+            Error::Output(_) | Error::Reported | Error::Interrupted => None,
         }
     }
 }

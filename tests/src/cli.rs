@@ -84,18 +84,8 @@ impl Platform {
     pub async fn run(&self, args: &[&str], limit: Duration) -> anyhow::Result<Run> {
         let command = Self::describe(args);
         let started = Instant::now();
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(args)
-            .current_dir(&self.root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for key in CLEARED_ENV {
-            cmd.env_remove(key);
-        }
-        cmd.env(TARGET_DIR_ENV, self.snapshot.target_dir());
-        let mut child = cmd
+        let mut child = self
+            .command(args, Stdio::piped())
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;
         let prefix = format!("[{}]", args.first().copied().unwrap_or("platform"));
@@ -121,6 +111,32 @@ impl Platform {
             stderr,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Starts `platform ARGS` and returns the child with stdout piped (stderr inherited), for
+    /// tests that must act while it runs (send it a signal). The caller bounds the wait; the
+    /// child is killed when dropped.
+    pub fn spawn(&self, args: &[&str]) -> anyhow::Result<tokio::process::Child> {
+        self.command(args, Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", Self::describe(args)))
+    }
+
+    /// `platform ARGS` in the repository root with the frozen binaries and the user's
+    /// overriding variables removed; stdout piped, stderr as asked, killed when dropped.
+    fn command(&self, args: &[&str], stderr: Stdio) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true);
+        for key in CLEARED_ENV {
+            cmd.env_remove(key);
+        }
+        cmd.env(TARGET_DIR_ENV, self.snapshot.target_dir());
+        cmd
     }
 
     /// [`Platform::run`] for code that cannot await (a `Drop`): plain threads, same limit.

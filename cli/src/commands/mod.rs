@@ -7,9 +7,11 @@ pub mod dashboard;
 pub mod down;
 pub mod faults;
 pub mod health;
+pub mod load;
 pub mod logs;
 pub mod registry;
 pub mod scale;
+pub mod scenario;
 pub mod smoke;
 pub mod stack;
 pub mod status;
@@ -73,6 +75,11 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Check the running stack end to end: token, product, stock, order, notification, trace.
     Smoke(smoke::SmokeArgs),
+    /// Send open-loop constant-rate load through the gateway and report latency and answers.
+    Load(load::LoadArgs),
+    /// Run resilience scenarios (stacks/scenarios/*.toml) against the running stack.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
     /// Read a running discovery-server (Eureka REST API).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -128,6 +135,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Scale(args) => scale::run(g, args).await,
         Command::Token(args) => token::run(g, args).await,
         Command::Smoke(args) => smoke::run(g, args).await,
+        Command::Load(args) => load::run(g, args).await,
+        Command::Scenario(cmd) => scenario::run(g, cmd).await,
         Command::Registry(cmd) => registry::run(g, cmd).await,
         Command::Inject(args) => faults::inject(g, *args).await,
         Command::Heal(args) => faults::heal(g, args).await,

@@ -359,7 +359,9 @@ impl Run {
             .map_err(|e| with_hint(&e))?;
         let user = match &grant {
             Grant::Password { username, .. } => username.clone(),
-            Grant::ClientCredentials { client_id, .. } => client_id.clone(),
+            Grant::ClientCredentials { client_id, .. } | Grant::Refresh { client_id, .. } => {
+                client_id.clone()
+            }
         };
         self.token = Some(set.token.access_token.clone());
         Ok(format!(
@@ -560,7 +562,7 @@ impl Run {
 
 /// The gateway as users reach it: its published port on localhost, else whatever route the
 /// observer has to it.
-fn gateway_url(obs: &Observer) -> observe::Result<Url> {
+pub fn gateway_url(obs: &Observer) -> observe::Result<Url> {
     let localhost = Route::Published {
         host: "localhost".to_string(),
     };
@@ -587,13 +589,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     url: &Url,
     req: reqwest::RequestBuilder,
 ) -> Checked<T> {
-    let res = observe::send(what, url, req)
-        .await
-        .map_err(|e| e.to_string())?;
-    let res = observe::expect_success(what, url, res)
-        .await
-        .map_err(|e| e.to_string())?;
-    observe::read_json(what, url, res)
+    observe::send_json(what, url, req)
         .await
         .map_err(|e| e.to_string())
 }

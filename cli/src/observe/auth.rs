@@ -42,6 +42,11 @@ pub enum Grant {
         client_id: String,
         client_secret: String,
     },
+    /// A new access token for a refresh token (`grant_type=refresh_token`) of a public client.
+    Refresh {
+        client_id: String,
+        refresh_token: String,
+    },
 }
 
 impl Grant {
@@ -82,6 +87,14 @@ impl Grant {
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id),
                 ("client_secret", client_secret),
+            ],
+            Grant::Refresh {
+                client_id,
+                refresh_token,
+            } => vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id),
+                ("refresh_token", refresh_token),
             ],
         }
     }

@@ -277,10 +277,19 @@ impl Observer {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let res = send(what, url, req).await?;
-        let res = expect_success(what, url, res).await?;
-        read_json(what, url, res).await
+        send_json(what, url, req).await
     }
+}
+
+/// Sends a request, expects 2xx and reads its JSON body as `T`.
+pub async fn send_json<T: DeserializeOwned>(
+    what: &str,
+    url: &Url,
+    req: reqwest::RequestBuilder,
+) -> Result<T> {
+    let res = send(what, url, req).await?;
+    let res = expect_success(what, url, res).await?;
+    read_json(what, url, res).await
 }
 
 /// Sends a request, turning transport failures into [`ObserveError::Unreachable`].

@@ -88,6 +88,25 @@ impl Source<'_> {
     }
 }
 
+/// Diagnostics as an indented block, one per line (inside error messages).
+pub fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| format!("  {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Source<'_> {
+    /// The diagnostic of a file that does not parse or does not fit its serde types: the
+    /// position toml gives, and the dotted key found there.
+    pub fn toml_error(&self, err: &toml::de::Error) -> Diagnostic {
+        let span = err.span().unwrap_or(0..0);
+        let key = super::validate::key_at(self.text, span.start);
+        self.diagnostic(Severity::Error, span, key, err.message().trim().to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

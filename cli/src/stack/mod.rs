@@ -58,21 +58,13 @@ pub enum StackError {
         source: std::io::Error,
     },
     /// The file has errors; each diagnostic names its line and key.
-    #[error("stack file {file} is invalid:\n{}", render(diagnostics))]
+    #[error("stack file {file} is invalid:\n{}", diagnostic::render(diagnostics))]
     Invalid {
         /// The file as shown to the user.
         file: String,
         /// Errors and warnings.
         diagnostics: Vec<Diagnostic>,
     },
-}
-
-fn render(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| format!("  {d}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl StackError {

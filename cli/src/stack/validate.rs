@@ -47,12 +47,9 @@ pub fn validate(text: &str, file: &Path, display: &str) -> Report {
     let raw: RawStack = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(err) => {
-            let span = err.span().unwrap_or(0..0);
-            let key = key_at(text, span.start);
-            let message = err.message().trim().to_string();
             return Report {
                 stack: None,
-                diagnostics: vec![source.diagnostic(Severity::Error, span, key, message)],
+                diagnostics: vec![source.toml_error(&err)],
             };
         }
     };
@@ -825,7 +822,7 @@ fn parse_memory(s: &str) -> Result<u64, String> {
 
 /// The dotted key at byte `offset` of `text`, found by walking the parsed document's spans;
 /// empty when the text does not parse (a syntax error has no key yet).
-fn key_at(text: &str, offset: usize) -> String {
+pub(crate) fn key_at(text: &str, offset: usize) -> String {
     let Ok(doc) = toml::de::DeTable::parse(text) else {
         return String::new();
     };
@@ -855,11 +852,27 @@ fn walk_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<Strin
             best = Some((k, v));
         }
     }
-    if let Some((k, v)) = best
-        && let toml::de::DeValue::Table(t) = v.get_ref()
-    {
-        path.push(k.get_ref().to_string());
-        walk_table(t, offset, path);
+    if let Some((k, v)) = best {
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => {
+                path.push(k.get_ref().to_string());
+                walk_table(t, offset, path);
+            }
+            // An array of tables (`[[step]]`): the last element that starts before the offset.
+            toml::de::DeValue::Array(a) => {
+                let last = a
+                    .iter()
+                    .enumerate()
+                    .rfind(|(_, e)| e.span().start <= offset);
+                if let Some((i, e)) = last
+                    && let toml::de::DeValue::Table(t) = e.get_ref()
+                {
+                    path.push(format!("{}[{i}]", k.get_ref()));
+                    walk_table(t, offset, path);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -867,8 +880,11 @@ fn walk_value(value: &toml::de::DeValue<'_>, offset: usize, path: &mut Vec<Strin
     match value {
         toml::de::DeValue::Table(t) => walk_table(t, offset, path),
         toml::de::DeValue::Array(a) => {
-            for v in a.iter() {
+            for (i, v) in a.iter().enumerate() {
                 if v.span().contains(&offset) {
+                    if let Some(last) = path.last_mut() {
+                        last.push_str(&format!("[{i}]"));
+                    }
                     walk_value(v.get_ref(), offset, path);
                     return;
                 }

@@ -146,6 +146,61 @@ fn full_stack_without_images_is_explained() {
     assert!(err.contains("--stack dev"), "{err}");
 }
 
+/// A bad scenario file exits 2 before anything is touched (no Docker needed), naming file,
+/// line and key of every error; bad `platform load` arguments exit 2 too.
+#[test]
+fn bad_scenarios_and_load_arguments_exit_2() {
+    let o = platform(
+        &["scenario", "run", "tests/cli/fixtures/bad-scenario.toml"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("nothing was run"), "{e}");
+    assert!(
+        e.contains("bad-scenario.toml:12:46: error: unknown field `colour`"),
+        "{e}"
+    );
+    let o = platform(
+        &["scenario", "validate", "tests/cli/fixtures/no-such.toml"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no scenario file"), "{}", stderr(&o));
+    for args in [
+        &["load", "--rate", "0"][..],
+        &["load", "--rate", "1e9"],
+        &["load", "--mix", "orders=80,carts=20"],
+        &["load", "--duration", "soon"],
+        &["load", "--max-in-flight", "0"],
+        &["load", "--users", " , "],
+        &["load", "--rate", "50000", "--duration", "1h"],
+    ] {
+        let o = platform(args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// `platform scenario ls` lists the shipped scenarios, each validated.
+#[test]
+fn scenario_ls() {
+    let o = platform(&["scenario", "ls"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "inventory-down",
+        "slow-inventory",
+        "order-instance-killed",
+        "broker-outage",
+        "inventory-db-down",
+        "identity-down",
+        "inventory-latency",
+        "notification-partition",
+    ] {
+        assert!(out.contains(name), "{name} missing from:\n{out}");
+    }
+}
+
 /// Bad fault input exits 2 with a message naming the problem and a hint, before Docker is
 /// asked anything (so also where there is no engine): unknown kind, target, option, bad
 /// duration, percentage, instance or selection.

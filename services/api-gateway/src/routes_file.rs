@@ -656,7 +656,8 @@ mod tests {
         }
     }
 
-    /// The built-in routes parse and reproduce the seed's routes plus notifications.
+    /// The built-in routes parse and reproduce the seed's routes plus notifications and the
+    /// identity provider's public OpenID Connect endpoints.
     #[test]
     fn builtin_routes() {
         let routes = load(None).unwrap();
@@ -667,9 +668,12 @@ mod tests {
                 "product-service",
                 "order-service",
                 "inventory-service",
-                "notification-service"
+                "notification-service",
+                "identity-provider"
             ]
         );
+        assert_eq!(routes[4].access, Access::Public);
+        assert_eq!(routes[4].predicates[0].to_string(), "Path=/realms/**");
         assert!(routes.iter().all(|r| r.upstream == r.id));
         assert_eq!(routes[0].predicates[0].to_string(), "Path=/api/product/**");
         assert_eq!(routes[0].retry.retries, 2);

@@ -4,6 +4,8 @@
 //!
 //! - [`lifecycle`]: `up` (twice: it converges) → `smoke` → `scale order-service 3` → the gateway
 //!   spreads orders over the three → `down --volumes` leaves nothing with the stack's label.
+//! - [`scenarios`]: on one stack, every shipped scenario passes, a false expectation fails
+//!   naming its assertion and figure, Ctrl-C heals, `platform load` reports every request.
 //! - [`bad_input`]: unknown services, unscalable services, a bad stack file and a stack that is
 //!   not running exit with the documented codes (0 ok, 1 failure, 2 usage) and create nothing.
 //! - [`faults`]: `inject` of every container kind, a tc kind and the application kinds takes
@@ -16,6 +18,7 @@
 mod bad_input;
 mod faults;
 mod lifecycle;
+mod scenarios;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
