@@ -201,8 +201,8 @@ async fn interrupted(
     let container = order.first().context("no order-service container")?;
     let qdisc = qdisc_of(&container.name)?;
     anyhow::ensure!(
-        !qdisc.contains("netem"),
-        "a netem qdisc is left on {}: {qdisc}",
+        !qdisc.contains("netem") && !qdisc.contains("tbf"),
+        "a fault's qdisc is left on {}: {qdisc}",
         container.name
     );
     Ok(())

@@ -266,10 +266,14 @@ pub fn log_line(t: &Tagged) -> LogLine {
     {
         let s = |k: &str| obj.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let mut message = s("message").unwrap_or_default();
-        for (k, v) in &obj {
-            if SKIPPED_FIELDS.contains(&k.as_str()) {
-                continue;
-            }
+        // Sorted by name: serde_json keeps the line's order or sorts depending on a feature
+        // another crate of the workspace may switch on; the panel must not depend on that.
+        let mut fields: Vec<_> = obj
+            .iter()
+            .filter(|(k, _)| !SKIPPED_FIELDS.contains(&k.as_str()))
+            .collect();
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in fields {
             let v = match v {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
