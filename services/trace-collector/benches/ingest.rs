@@ -509,7 +509,7 @@ async fn run(total: usize) -> String {
     let t = Instant::now();
     let mut decoded = 0usize;
     for b in json.iter() {
-        decoded += trace_collector::decode::decode_json(b)
+        decoded += trace_collector::decode::decode_json(b, Default::default())
             .expect("valid spans")
             .len();
     }
@@ -519,7 +519,7 @@ async fn run(total: usize) -> String {
     let mut decoded = 0usize;
     for b in gz.iter() {
         let raw = trace_collector::api::gunzip(b, usize::MAX).expect("gzip");
-        decoded += trace_collector::decode::decode_json(&raw)
+        decoded += trace_collector::decode::decode_json(&raw, Default::default())
             .expect("valid")
             .len();
     }

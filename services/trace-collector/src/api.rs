@@ -157,11 +157,15 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-/// Decodes an upload in the given format.
-pub fn decode(format: Format, body: &[u8]) -> Result<Vec<ValidSpan<'_>>, DecodeError> {
+/// Decodes an upload in the given format, within the limits.
+pub fn decode(
+    format: Format,
+    body: &[u8],
+    limits: decode::Limits,
+) -> Result<Vec<ValidSpan<'_>>, DecodeError> {
     match format {
-        Format::Json => decode::decode_json(body),
-        Format::Proto => decode::decode_proto(body),
+        Format::Json => decode::decode_json(body, limits),
+        Format::Proto => decode::decode_proto(body, limits),
     }
 }
 
@@ -208,13 +212,20 @@ fn store_upload(
     };
     let m = state.metrics();
     m.bytes.inc_by(bytes.len() as u64);
-    let spans = decode(format, bytes).map_err(|e| {
-        if let DecodeError::Span { .. } = e {
-            // The list parsed, so we know how many spans this message loses.
-            m.spans_dropped.inc_by(count_hint(format, bytes));
-        }
+    let limits = state.options().limits;
+    let spans = decode(format, bytes, limits).map_err(|e| {
         tracing::debug!(error = %e, "upload refused");
-        ApiError::BadRequest(e.to_string())
+        match e {
+            DecodeError::Span { .. } => {
+                // The list is well formed, so we know how many spans this
+                // message loses (counted up to the per-message limit).
+                m.spans_dropped
+                    .inc_by(count_hint(format, bytes, limits.max_spans));
+                ApiError::BadRequest(e.to_string())
+            }
+            DecodeError::TooLarge(m) => ApiError::TooLarge(m),
+            DecodeError::Format(m) => ApiError::BadRequest(m),
+        }
     })?;
     if spans.is_empty() {
         return Ok(StatusCode::ACCEPTED);
@@ -228,16 +239,16 @@ fn store_upload(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// The number of spans in a list that parsed but held an invalid span.
-fn count_hint(format: Format, bytes: &[u8]) -> u64 {
-    match format {
-        Format::Json => serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(bytes)
-            .map(|v| v.len() as u64)
+/// The number of spans (at most `cap`) in a list that held an invalid span;
+/// counted without building them.
+fn count_hint(format: Format, bytes: &[u8], cap: usize) -> u64 {
+    let n = match format {
+        Format::Json => decode::count_json(bytes, cap),
+        Format::Proto => decode::scan_proto(bytes, decode::Limits::default())
+            .map(|c| c.spans)
             .unwrap_or(0),
-        Format::Proto => <decode::ProtoListOfSpans as prost::Message>::decode(bytes)
-            .map(|l| l.spans.len() as u64)
-            .unwrap_or(0),
-    }
+    };
+    n.min(cap) as u64
 }
 
 // ---------------------------------------------------------------------------

@@ -23,18 +23,53 @@
 //! so one bad span rejects the whole message and nothing is half-stored.
 //! Strings borrow from the request body where they can ([`Cow`]); the store
 //! interns them.
+//!
+//! Memory is bounded before it is spent ([`Limits`]): the JSON list is read
+//! element by element and each span is validated as soon as it is read, so
+//! a list of millions of `{}` stops at its first element and a list of
+//! millions of valid spans stops one element past the limit; tags and
+//! annotations are counted while they are read. The protobuf form is walked
+//! field by field (no allocation) and counted before prost builds anything.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::model::{Kind, TraceId};
 
 /// 2100-01-01T00:00:00Z in epoch microseconds: later "timestamps" are unit mistakes.
 pub const MAX_TIMESTAMP_MICROS: u64 = 4_102_444_800_000_000;
+
+/// Bounds on one upload, enforced while it is decoded, before the spans
+/// are built: together with the upload's byte limit they bound the memory
+/// one upload can make the collector spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Spans in one message (exporters send batches of hundreds:
+    /// OpenTelemetry's batch processor sends at most 512).
+    pub max_spans: usize,
+    /// Tags of one span (OpenTelemetry's default attribute count limit).
+    pub max_span_tags: usize,
+    /// Annotations of one span (OpenTelemetry's default event count limit).
+    pub max_span_annotations: usize,
+    /// Tags plus annotations of all the spans of one message.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_spans: 10_000,
+            max_span_tags: 128,
+            max_span_annotations: 128,
+            max_entries: 100_000,
+        }
+    }
+}
 
 /// Why an upload was refused (always a client error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +80,102 @@ pub enum DecodeError {
     /// One span breaks a rule.
     #[error("span {index}: {message}")]
     Span { index: usize, message: String },
+    /// The message is over one of the [`Limits`] (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl DecodeError {
+    fn too_many_spans(limit: usize) -> DecodeError {
+        DecodeError::TooLarge(format!(
+            "more than {limit} spans in one message (MAX_UPLOAD_SPANS): send smaller batches"
+        ))
+    }
+}
+
+/// The limits of the JSON decode running on this thread, and what it has
+/// counted so far. Tags and annotations are read by `Deserialize` impls
+/// that serde's derive calls without context, so the counts live here for
+/// the duration of one synchronous [`decode_json`] call (set and cleared by
+/// [`BudgetScope`]); outside a decode nothing is counted.
+struct Budget {
+    limits: Limits,
+    entries: usize,
+    /// The limit that stopped the decode, reported instead of serde's error.
+    exceeded: Option<String>,
+}
+
+thread_local! {
+    static BUDGET: RefCell<Option<Budget>> = const { RefCell::new(None) };
+}
+
+/// Installs a [`Budget`] for one decode and removes it on drop.
+struct BudgetScope;
+
+impl BudgetScope {
+    fn enter(limits: Limits) -> BudgetScope {
+        BUDGET.with(|b| {
+            *b.borrow_mut() = Some(Budget {
+                limits,
+                entries: 0,
+                exceeded: None,
+            });
+        });
+        BudgetScope
+    }
+
+    /// The limit that stopped the decode, if one did.
+    fn exceeded(&self) -> Option<String> {
+        BUDGET.with(|b| b.borrow_mut().as_mut().and_then(|b| b.exceeded.take()))
+    }
+}
+
+impl Drop for BudgetScope {
+    fn drop(&mut self) {
+        BUDGET.with(|b| *b.borrow_mut() = None);
+    }
+}
+
+/// Which per-span list an entry belongs to.
+#[derive(Clone, Copy)]
+enum Entry {
+    Tag,
+    Annotation,
+}
+
+/// Counts one more tag or annotation of a span that already has `in_span`
+/// of them; `Err` (after recording why) once a limit is passed.
+fn count_entry<E: de::Error>(entry: Entry, in_span: usize) -> Result<(), E> {
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        let Some(b) = b.as_mut() else {
+            return Ok(());
+        };
+        b.entries += 1;
+        let (limit, what, var) = match entry {
+            Entry::Tag => (b.limits.max_span_tags, "tags", "MAX_SPAN_TAGS"),
+            Entry::Annotation => (
+                b.limits.max_span_annotations,
+                "annotations",
+                "MAX_SPAN_ANNOTATIONS",
+            ),
+        };
+        let why = if in_span + 1 > limit {
+            format!("a span has more than {limit} {what} ({var})")
+        } else if b.entries > b.limits.max_entries {
+            entries_message(b.limits.max_entries)
+        } else {
+            return Ok(());
+        };
+        b.exceeded = Some(why.clone());
+        Err(E::custom(why))
+    })
+}
+
+fn entries_message(limit: usize) -> String {
+    format!(
+        "more than {limit} tags and annotations in one message (MAX_UPLOAD_ENTRIES): send smaller batches"
+    )
 }
 
 /// A validated, normalised span whose strings may borrow from the body.
@@ -365,8 +496,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
                 f.write_str("an object of string tags")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tags<'de>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(128));
                 while let Some(key) = map.next_key::<Str<'de>>()? {
+                    count_entry(Entry::Tag, out.len())?;
                     let value: Option<Str<'de>> = map.next_value()?;
                     match value {
                         Some(v) => out.push((key.0, v.0)),
@@ -379,6 +511,34 @@ impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// Span annotations: a JSON list, counted as it is read.
+#[derive(Debug, Default)]
+struct Annotations<'a>(Vec<WireAnnotation<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Annotations<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of annotations")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Annotations<'de>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(128));
+                while let Some(a) = seq.next_element::<WireAnnotation<'de>>()? {
+                    count_entry(Entry::Annotation, out.len())?;
+                    out.push(a);
+                }
+                Ok(Annotations(out))
+            }
+        }
+        d.deserialize_seq(V)
     }
 }
 
@@ -425,7 +585,7 @@ struct WireSpan<'a> {
     #[serde(default, borrow)]
     remote_endpoint: Option<WireEndpoint<'a>>,
     #[serde(default, borrow)]
-    annotations: Option<Vec<WireAnnotation<'a>>>,
+    annotations: Option<Annotations<'a>>,
     #[serde(default, borrow)]
     tags: Option<Tags<'a>>,
     #[serde(default)]
@@ -496,7 +656,7 @@ fn span_from_wire(w: WireSpan<'_>) -> Result<ValidSpan<'_>, String> {
         .transpose()?
         .flatten();
     let mut annotations = Vec::new();
-    for (i, a) in w.annotations.into_iter().flatten().enumerate() {
+    for (i, a) in w.annotations.into_iter().flat_map(|a| a.0).enumerate() {
         match (a.timestamp, a.value) {
             (Some(t), Some(v)) => {
                 if t.0 > 0 {
@@ -541,8 +701,9 @@ fn first_non_space(body: &[u8]) -> Option<u8> {
     body.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
-/// Decodes a JSON v2 list of spans. An empty body or `[]` is an empty list.
-pub fn decode_json(body: &[u8]) -> Result<Vec<ValidSpan<'_>>, DecodeError> {
+/// Decodes a JSON v2 list of spans within [`Limits`]. An empty body or
+/// `[]` is an empty list.
+pub fn decode_json(body: &[u8], limits: Limits) -> Result<Vec<ValidSpan<'_>>, DecodeError> {
     match first_non_space(body) {
         None => return Ok(Vec::new()),
         Some(b'[') => {}
@@ -557,12 +718,95 @@ pub fn decode_json(body: &[u8]) -> Result<Vec<ValidSpan<'_>>, DecodeError> {
             "Expected a JSON_V2 encoded list, but received: JSON_V1".into(),
         ));
     }
-    let wire: Vec<WireSpan<'_>> = serde_json::from_slice(body)
-        .map_err(|e| DecodeError::Format(format!("Malformed reading List<Span> from json: {e}")))?;
-    wire.into_iter()
-        .enumerate()
-        .map(|(index, w)| span_from_wire(w).map_err(|message| DecodeError::Span { index, message }))
-        .collect()
+    let scope = BudgetScope::enter(limits);
+    let failure = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = de
+        .deserialize_seq(SpanList {
+            max_spans: limits.max_spans,
+            failure: &failure,
+        })
+        .and_then(|spans| de.end().map(|()| spans));
+    result.map_err(|e| {
+        if let Some(why) = scope.exceeded() {
+            DecodeError::TooLarge(why)
+        } else if let Some(failure) = failure.into_inner() {
+            failure
+        } else {
+            DecodeError::Format(format!("Malformed reading List<Span> from json: {e}"))
+        }
+    })
+}
+
+/// Reads the top-level JSON list one span at a time: each is validated
+/// before the next is read, and reading stops one element past the limit.
+struct SpanList<'f> {
+    max_spans: usize,
+    /// Why a span was refused or the list stopped; serde's error only
+    /// carries text, so the typed error travels here.
+    failure: &'f RefCell<Option<DecodeError>>,
+}
+
+impl<'de> Visitor<'de> for SpanList<'_> {
+    type Value = Vec<ValidSpan<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of spans")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            if out.len() == self.max_spans {
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    let e = DecodeError::too_many_spans(self.max_spans);
+                    let msg = e.to_string();
+                    *self.failure.borrow_mut() = Some(e);
+                    return Err(de::Error::custom(msg));
+                }
+                return Ok(out);
+            }
+            let Some(wire) = seq.next_element::<WireSpan<'de>>()? else {
+                return Ok(out);
+            };
+            match span_from_wire(wire) {
+                Ok(span) => out.push(span),
+                Err(message) => {
+                    let e = DecodeError::Span {
+                        index: out.len(),
+                        message,
+                    };
+                    let msg = e.to_string();
+                    *self.failure.borrow_mut() = Some(e);
+                    return Err(de::Error::custom(msg));
+                }
+            }
+        }
+    }
+}
+
+/// How many elements a JSON list holds, counting at most `cap` of them
+/// (without building them).
+pub fn count_json(body: &[u8], cap: usize) -> usize {
+    struct Count(usize);
+    impl<'de> Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            // Past the cap the rest is skipped, not counted (serde_json wants the list read
+            // to its end).
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n = (n + 1).min(self.0);
+            }
+            Ok(n)
+        }
+    }
+    serde_json::Deserializer::from_slice(body)
+        .deserialize_seq(Count(cap))
+        .unwrap_or(0)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -711,11 +955,91 @@ fn span_from_proto(p: ProtoSpan) -> Result<ValidSpan<'static>, String> {
     }))
 }
 
-/// Decodes a proto3 `ListOfSpans`. An empty body is an empty list.
-pub fn decode_proto(body: &[u8]) -> Result<Vec<ValidSpan<'static>>, DecodeError> {
+/// What [`scan_proto`] found: fields counted without decoding them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProtoCounts {
+    pub spans: usize,
+    pub entries: usize,
+}
+
+fn proto_malformed(e: impl fmt::Display) -> DecodeError {
+    DecodeError::Format(format!("Malformed reading List<Span> from proto3: {e}"))
+}
+
+/// Walks the fields of a message, calling `each(tag, payload)` for every
+/// length-delimited one and skipping the rest; allocates nothing.
+fn walk_proto(
+    mut buf: &[u8],
+    mut each: impl FnMut(u32, &[u8]) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).map_err(proto_malformed)?;
+        if wire_type == WireType::LengthDelimited {
+            let len = decode_varint(&mut buf).map_err(proto_malformed)?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|l| *l <= buf.len())
+                .ok_or_else(|| proto_malformed("buffer underflow"))?;
+            let (payload, rest) = buf.split_at(len);
+            each(tag, payload)?;
+            buf = rest;
+        } else {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default())
+                .map_err(proto_malformed)?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts the spans of a proto3 `ListOfSpans` and the tags and annotations
+/// of each, refusing the message as soon as one of the [`Limits`] is
+/// passed: nothing is built until the message is known to fit.
+pub fn scan_proto(body: &[u8], limits: Limits) -> Result<ProtoCounts, DecodeError> {
+    let mut counts = ProtoCounts::default();
+    walk_proto(body, |tag, span| {
+        if tag != 1 {
+            return Ok(());
+        }
+        counts.spans += 1;
+        if counts.spans > limits.max_spans {
+            return Err(DecodeError::too_many_spans(limits.max_spans));
+        }
+        let (mut tags, mut annotations) = (0usize, 0usize);
+        walk_proto(span, |tag, _| {
+            let (n, limit, what, var) = match tag {
+                10 => (
+                    &mut annotations,
+                    limits.max_span_annotations,
+                    "annotations",
+                    "MAX_SPAN_ANNOTATIONS",
+                ),
+                11 => (&mut tags, limits.max_span_tags, "tags", "MAX_SPAN_TAGS"),
+                _ => return Ok(()),
+            };
+            *n += 1;
+            counts.entries += 1;
+            if *n > limit {
+                Err(DecodeError::TooLarge(format!(
+                    "a span has more than {limit} {what} ({var})"
+                )))
+            } else if counts.entries > limits.max_entries {
+                Err(DecodeError::TooLarge(entries_message(limits.max_entries)))
+            } else {
+                Ok(())
+            }
+        })
+    })?;
+    Ok(counts)
+}
+
+/// Decodes a proto3 `ListOfSpans` within [`Limits`]. An empty body is an
+/// empty list.
+pub fn decode_proto(body: &[u8], limits: Limits) -> Result<Vec<ValidSpan<'static>>, DecodeError> {
     if body.is_empty() {
         return Ok(Vec::new());
     }
+    scan_proto(body, limits)?;
     let list = <ProtoListOfSpans as prost::Message>::decode(body).map_err(|e| {
         DecodeError::Format(format!("Malformed reading List<Span> from proto3: {e}"))
     })?;
@@ -733,7 +1057,7 @@ mod tests {
     use super::*;
 
     fn one(json: &str) -> Result<ValidSpan<'_>, DecodeError> {
-        decode_json(json.as_bytes()).map(|mut v| v.remove(0))
+        decode_json(json.as_bytes(), Limits::default()).map(|mut v| v.remove(0))
     }
 
     /// Ids are normalised like Zipkin: padding, 128-bit ids with a zero upper half shortened, zero parent dropped.
@@ -791,18 +1115,23 @@ mod tests {
             ),
         ];
         for (json, msg) in cases {
-            let err = decode_json(json.as_bytes()).unwrap_err().to_string();
+            let err = decode_json(json.as_bytes(), Limits::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(msg), "{json}: {err}");
         }
         assert!(matches!(
-            decode_json(b"{}").unwrap_err(),
+            decode_json(b"{}", Limits::default()).unwrap_err(),
             DecodeError::Format(_)
         ));
         assert!(
-            decode_json(b"[{\"traceId\":\"1\",\"id\":\"1\",\"binaryAnnotations\":[]}]")
-                .unwrap_err()
-                .to_string()
-                .contains("JSON_V1")
+            decode_json(
+                b"[{\"traceId\":\"1\",\"id\":\"1\",\"binaryAnnotations\":[]}]",
+                Limits::default()
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("JSON_V1")
         );
     }
 
@@ -830,8 +1159,8 @@ mod tests {
         assert_eq!(s.tags[0].1, "200");
         assert!(!s.debug);
         assert!(s.shared);
-        assert!(decode_json(b"  ").unwrap().is_empty());
-        assert!(decode_json(b"[]").unwrap().is_empty());
+        assert!(decode_json(b"  ", Limits::default()).unwrap().is_empty());
+        assert!(decode_json(b"[]", Limits::default()).unwrap().is_empty());
         let s = one(r#"[{"traceId":"1","id":"2","localEndpoint":{}}]"#).unwrap();
         assert!(s.local_endpoint.is_none(), "an empty endpoint is absent");
     }
@@ -868,10 +1197,181 @@ mod tests {
             }],
         };
         let bytes = prost::Message::encode_to_vec(&proto);
-        let from_proto = decode_proto(&bytes).unwrap().remove(0);
+        let from_proto = decode_proto(&bytes, Limits::default()).unwrap().remove(0);
         let json = r#"[{"traceId":"48485a3953bb6124463ac35c9f6413ad","parentId":"0000000000000000","id":"0000000000000002","kind":"SERVER","name":"GET","timestamp":1556604172355737,"duration":10,"localEndpoint":{"serviceName":"Backend","ipv4":"10.0.0.1","port":8080},"annotations":[{"timestamp":1556604172355738,"value":"ws"}],"tags":{"k":"v"},"shared":true}]"#;
         let from_json = one(json).unwrap();
         assert_eq!(from_proto, from_json);
-        assert!(decode_proto(b"hello").is_err());
+        assert!(decode_proto(b"hello", Limits::default()).is_err());
+    }
+
+    fn small() -> Limits {
+        Limits {
+            max_spans: 3,
+            max_span_tags: 2,
+            max_span_annotations: 2,
+            max_entries: 5,
+        }
+    }
+
+    fn span_json(i: usize, tags: usize, annotations: usize) -> String {
+        let tags: Vec<String> = (0..tags).map(|t| format!(r#""k{t}":"v""#)).collect();
+        let anns: Vec<String> = (0..annotations)
+            .map(|a| format!(r#"{{"timestamp":{},"value":"a"}}"#, 1 + a))
+            .collect();
+        format!(
+            r#"{{"traceId":"1","id":"{:x}","tags":{{{}}},"annotations":[{}]}}"#,
+            i + 1,
+            tags.join(","),
+            anns.join(",")
+        )
+    }
+
+    fn list_json(spans: &[String]) -> Vec<u8> {
+        format!("[{}]", spans.join(",")).into_bytes()
+    }
+
+    /// Three million `{}` (9 MB) are refused at the first element, not built.
+    #[test]
+    fn millions_of_empty_objects_stop_at_the_first() {
+        let mut body = Vec::with_capacity(9_000_002);
+        body.push(b'[');
+        for i in 0..3_000_000 {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{}");
+        }
+        body.push(b']');
+        let err = decode_json(&body, Limits::default()).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::Span {
+                index: 0,
+                message: "Missing : traceId".into()
+            }
+        );
+    }
+
+    /// A list one span longer than the limit is TooLarge; at the limit it decodes.
+    #[test]
+    fn span_count_limit() {
+        let three: Vec<String> = (0..3).map(|i| span_json(i, 0, 0)).collect();
+        assert_eq!(decode_json(&list_json(&three), small()).unwrap().len(), 3);
+        let four: Vec<String> = (0..4).map(|i| span_json(i, 0, 0)).collect();
+        let err = decode_json(&list_json(&four), small()).unwrap_err();
+        assert!(
+            matches!(&err, DecodeError::TooLarge(m) if m.contains("more than 3 spans")),
+            "{err:?}"
+        );
+        // Also when the extra elements are not spans at all.
+        let mut junk = three.clone();
+        junk.push("{}".into());
+        assert!(matches!(
+            decode_json(&list_json(&junk), small()),
+            Err(DecodeError::TooLarge(_))
+        ));
+    }
+
+    /// Tags and annotations are bounded per span and per message while they are read.
+    #[test]
+    fn tag_and_annotation_limits() {
+        let ok = list_json(&[span_json(0, 2, 2)]);
+        assert_eq!(decode_json(&ok, small()).unwrap()[0].tags.len(), 2);
+        let cases = [
+            (vec![span_json(0, 3, 0)], "more than 2 tags (MAX_SPAN_TAGS)"),
+            (
+                vec![span_json(0, 0, 3)],
+                "more than 2 annotations (MAX_SPAN_ANNOTATIONS)",
+            ),
+            (
+                vec![span_json(0, 2, 2), span_json(1, 2, 0)],
+                "more than 5 tags and annotations",
+            ),
+        ];
+        for (spans, msg) in cases {
+            let err = decode_json(&list_json(&spans), small()).unwrap_err();
+            assert!(
+                matches!(&err, DecodeError::TooLarge(m) if m.contains(msg)),
+                "{msg}: {err:?}"
+            );
+        }
+        // The budget belongs to one decode: the next one starts afresh.
+        assert!(decode_json(&ok, small()).is_ok());
+        // Outside a decode nothing is counted (no budget is left installed).
+        BUDGET.with(|b| assert!(b.borrow().is_none()));
+    }
+
+    fn proto_span(i: u8, tags: usize, annotations: usize) -> ProtoSpan {
+        ProtoSpan {
+            trace_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+            id: vec![0, 0, 0, 0, 0, 0, 0, i + 1],
+            tags: (0..tags).map(|t| (format!("k{t}"), "v".into())).collect(),
+            annotations: (0..annotations)
+                .map(|a| ProtoAnnotation {
+                    timestamp: 1 + a as u64,
+                    value: "a".into(),
+                })
+                .collect(),
+            ..ProtoSpan::default()
+        }
+    }
+
+    fn proto_bytes(spans: Vec<ProtoSpan>) -> Vec<u8> {
+        prost::Message::encode_to_vec(&ProtoListOfSpans { spans })
+    }
+
+    /// The protobuf form is counted before it is decoded, with the same limits.
+    #[test]
+    fn proto_limits() {
+        let ok = proto_bytes((0..3).map(|i| proto_span(i, 2, 2)).take(1).collect());
+        assert_eq!(decode_proto(&ok, small()).unwrap().len(), 1);
+        assert_eq!(
+            scan_proto(&ok, small()).unwrap(),
+            ProtoCounts {
+                spans: 1,
+                entries: 4
+            }
+        );
+        let cases = [
+            (
+                proto_bytes((0..4).map(|i| proto_span(i, 0, 0)).collect()),
+                "more than 3 spans",
+            ),
+            (proto_bytes(vec![proto_span(0, 3, 0)]), "more than 2 tags"),
+            (
+                proto_bytes(vec![proto_span(0, 0, 3)]),
+                "more than 2 annotations",
+            ),
+            (
+                proto_bytes(vec![proto_span(0, 2, 2), proto_span(1, 2, 0)]),
+                "more than 5 tags and annotations",
+            ),
+        ];
+        for (body, msg) in cases {
+            let err = decode_proto(&body, small()).unwrap_err();
+            assert!(
+                matches!(&err, DecodeError::TooLarge(m) if m.contains(msg)),
+                "{msg}: {err:?}"
+            );
+        }
+        // Three million empty spans (field 1, length 0): refused, none built.
+        let hostile = [0x0a_u8, 0x00].repeat(3_000_000);
+        assert!(matches!(
+            decode_proto(&hostile, Limits::default()),
+            Err(DecodeError::TooLarge(_))
+        ));
+        // A length running past the end is malformed, not a panic.
+        assert!(matches!(
+            decode_proto(&[0x0a, 0x05, 0x01], Limits::default()),
+            Err(DecodeError::Format(_))
+        ));
+    }
+
+    /// The element count used for the dropped-spans metric stops at its cap.
+    #[test]
+    fn count_json_is_capped() {
+        assert_eq!(count_json(b"[{},{},{}]", 10), 3);
+        assert_eq!(count_json(b"[{},{},{}]", 2), 2);
+        assert_eq!(count_json(b"{}", 2), 0);
     }
 }

@@ -34,6 +34,7 @@ use kit::clock::Clock;
 use kit::{CommonArgs, HasCommon, Service, ServiceSpec};
 use parking_lot::RwLock;
 
+use crate::decode::Limits;
 use crate::metrics::CollectorMetrics;
 use crate::store::{Store, StoreConfig};
 
@@ -88,6 +89,32 @@ pub struct Config {
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 16 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_bytes: u64,
+
+    /// Most spans in one upload; a longer list is refused with 413 as soon
+    /// as the decoder reaches the next span, before building it
+    /// (exporters send batches of hundreds)
+    #[arg(long, env = "MAX_UPLOAD_SPANS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_spans: u64,
+
+    /// Most tags of one span (OpenTelemetry's default attribute limit);
+    /// more is refused with 413
+    #[arg(long, env = "MAX_SPAN_TAGS", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_span_tags: u64,
+
+    /// Most annotations of one span (OpenTelemetry's default event limit);
+    /// more is refused with 413
+    #[arg(long, env = "MAX_SPAN_ANNOTATIONS", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_span_annotations: u64,
+
+    /// Most tags plus annotations of all spans in one upload; more is
+    /// refused with 413. With MAX_UPLOAD_SPANS it bounds the memory one
+    /// upload costs while it is decoded
+    #[arg(long, env = "MAX_UPLOAD_ENTRIES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_entries: u64,
 }
 
 impl HasCommon for Config {
@@ -112,6 +139,8 @@ pub struct Options {
     pub autocomplete_keys: Vec<String>,
     pub names_max_age_secs: u32,
     pub max_upload_bytes: usize,
+    /// Per-upload bounds checked while decoding.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -123,6 +152,7 @@ impl Default for Options {
             autocomplete_keys: Vec::new(),
             names_max_age_secs: 300,
             max_upload_bytes: 16 * 1024 * 1024,
+            limits: Limits::default(),
         }
     }
 }
@@ -141,8 +171,18 @@ impl From<&Config> for Options {
                 .collect(),
             names_max_age_secs: c.names_max_age,
             max_upload_bytes: usize::try_from(c.max_upload_bytes).unwrap_or(usize::MAX),
+            limits: Limits {
+                max_spans: to_usize(c.max_upload_spans),
+                max_span_tags: to_usize(c.max_span_tags),
+                max_span_annotations: to_usize(c.max_span_annotations),
+                max_entries: to_usize(c.max_upload_entries),
+            },
         }
     }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Shared state of the handlers; cheap to clone.

@@ -554,7 +554,7 @@ mod tests {
     }
 
     fn put(s: &mut Store, json: &str) -> InsertOutcome {
-        s.insert(decode_json(json.as_bytes()).unwrap())
+        s.insert(decode_json(json.as_bytes(), crate::decode::Limits::default()).unwrap())
     }
 
     fn span_json(trace: &str, id: u64, service: &str, name: &str, ts_ms: u64) -> String {

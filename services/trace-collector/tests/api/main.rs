@@ -6,5 +6,6 @@ mod contract;
 mod eviction;
 mod exporters;
 mod helpers;
+mod hostile;
 mod ingest;
 mod ui;
