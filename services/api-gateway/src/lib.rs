@@ -22,6 +22,7 @@ pub mod pattern;
 pub mod proxy;
 pub mod route;
 pub mod routes_file;
+pub mod upstream_io;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -208,7 +209,7 @@ pub fn build(
     let client = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.idle_timeout)
-        .build(connector);
+        .build(upstream_io::Connector::new(connector));
     tracing::info!(
         routes = table.routes().len(),
         upstreams = ?upstreams.keys().collect::<Vec<_>>(),

@@ -8,6 +8,13 @@ use api_gateway::{Config, SPEC};
 /// hundred small blocks, often freed on another worker thread than the one
 /// that allocated them, and glibc's arenas spent a fifth of the gateway's
 /// instructions per request on that (BENCHMARKS.md, gateway).
+///
+/// Memory: with mimalloc's default of committing its arenas eagerly, 8
+/// concurrent 10 MB uploads (refused and drained) took the heap to about
+/// 55 MiB, close to the container's 64 MiB; with
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0`, which the stacks set for the gateway,
+/// about 20 MiB (glibc's malloc: 14 MiB). Measured by
+/// `tests/api/limits.rs`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -7,7 +7,18 @@
 //! the size. The only exception is deliberate and bounded: a request that
 //! may be retried (idempotent method, retries configured) and carries a
 //! small body (`--retry-body-limit`, Content-Length known) is buffered so it
-//! can be sent again; larger ones stream and are not retried.
+//! can be sent again; larger ones stream and are not retried. A POST is
+//! never retried (routes refuse non-idempotent retry methods), so its body
+//! is never buffered.
+//!
+//! Each route bounds the request body (`max_body`): a Content-Length above
+//! it is answered 413 before the body is read or an instance is picked, and
+//! a streamed body is counted by [`LimitedBody`] and cut off as soon as it
+//! passes the limit. That wrapper also tells the forwarding loop when an
+//! upstream call failed because of the client's side (too large, broken
+//! off, still arriving when the answer was due): such a call is not the
+//! instance's fault and is never reported to the balancer as a failure, so
+//! an ordinary client cannot get healthy instances ejected.
 //!
 //! Upstream connections come from hyper-util's pooled client (HTTP/1.1,
 //! keep-alive). Instances come from the kit's [`Balancer`] (one per
@@ -27,6 +38,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -40,7 +52,6 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use kit::Problem;
 use kit::lb::{Balancer, Failure, Pick};
 use kit::registry::ServiceInstance;
@@ -59,7 +70,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The pooled upstream client.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+pub type UpstreamClient = Client<crate::upstream_io::Connector, Body>;
 
 /// One upstream service: its balancer and metric handles.
 #[derive(Debug, Clone)]
@@ -97,6 +108,8 @@ pub enum ProxyError {
     Timeout { service: String, after: Duration },
     #[error("the request body could not be read: {0}")]
     Body(String),
+    #[error("the request body is larger than this route's limit of {limit} bytes")]
+    TooLarge { limit: u64 },
 }
 
 impl IntoResponse for ProxyError {
@@ -118,6 +131,11 @@ impl IntoResponse for ProxyError {
                     .with("service", service)
             }
             ProxyError::Body(_) => Problem::bad_request(detail),
+            ProxyError::TooLarge { limit } => {
+                Problem::with_detail(StatusCode::PAYLOAD_TOO_LARGE, detail)
+                    .kind("body-too-large")
+                    .with("limit", limit)
+            }
         }
         .into_response()
     }
@@ -203,6 +221,25 @@ impl Proxy {
                 .ok_or_else(|| ProxyError::NoInstance {
                     service: route.upstream.clone(),
                 })?;
+        // The declared length decides before anything is read or picked.
+        if let Some(len) = content_length(&parts.headers)
+            && len > route.max_body
+        {
+            discard(body);
+            return Err(ProxyError::TooLarge {
+                limit: route.max_body,
+            });
+        }
+        let watch = Arc::new(BodyWatch::default());
+        if body.is_end_stream() {
+            watch.set(BodyState::Done);
+        }
+        let body = Body::new(LimitedBody {
+            inner: body,
+            limit: route.max_body,
+            seen: 0,
+            watch: watch.clone(),
+        });
         let method = parts.method;
         let mut headers = parts.headers;
         let original_host = headers.get(header::HOST).cloned().or_else(|| {
@@ -231,7 +268,15 @@ impl Proxy {
 
         let retryable = route.retry.allows(&method);
         let mut replay = if retryable {
-            self.replayable_body(body).await?
+            self.replayable_body(body).await.map_err(|e| {
+                if watch.get() == BodyState::TooLarge {
+                    ProxyError::TooLarge {
+                        limit: route.max_body,
+                    }
+                } else {
+                    e
+                }
+            })?
         } else {
             Replay::Stream(Some(body))
         };
@@ -316,6 +361,19 @@ impl Proxy {
                 }
                 Ok(Err(e)) => {
                     kit::telemetry::mark_error(&span);
+                    // The client's side broke the call: no verdict on the instance.
+                    match watch.get() {
+                        BodyState::TooLarge => {
+                            return Err(ProxyError::TooLarge {
+                                limit: route.max_body,
+                            });
+                        }
+                        BodyState::ClientError => {
+                            tracing::info!(route = %route.id, error = %e, "the client's request body broke off");
+                            return Err(ProxyError::Body("the client stopped sending it".into()));
+                        }
+                        BodyState::Sending | BodyState::Done => {}
+                    }
                     pick.record_failure(Failure::Connect);
                     let instance_id = pick.instance().instance_id.clone();
                     drop(pick);
@@ -337,7 +395,11 @@ impl Proxy {
                 }
                 Err(_) => {
                     kit::telemetry::mark_error(&span);
-                    pick.record_failure(Failure::Timeout);
+                    // An answer cannot be due before the request has arrived:
+                    // a client still sending its body is not the instance's fault.
+                    if watch.get() == BodyState::Done {
+                        pick.record_failure(Failure::Timeout);
+                    }
                     tracing::warn!(route = %route.id, instance = %pick.instance().instance_id, timeout = ?route.timeout, "upstream timed out");
                     return Err(ProxyError::Timeout {
                         service: route.upstream.clone(),
@@ -564,6 +626,162 @@ fn ip_text(ip: IpAddr) -> String {
             out
         }
         IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
+/// The `Content-Length` of a request, when it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Most of a refused request body read and thrown away after the answer.
+const DISCARD_BYTES: u64 = 64 * 1024 * 1024;
+/// Longest time spent throwing a refused request body away.
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// Reads what is left of a refused request body and throws it away, in the
+/// background and bounded in bytes and time (nginx's lingering close).
+/// Without it the connection would be closed with the client's data still
+/// unread, the kernel would answer with a reset, and a client still sending
+/// would often see "connection reset" instead of our 413. Memory stays
+/// flat: each chunk is dropped as it arrives.
+fn discard(body: Body) {
+    if body.is_end_stream() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut body = body;
+        let mut seen = 0u64;
+        let drained = tokio::time::timeout(DISCARD_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > DISCARD_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+        tracing::debug!(
+            bytes = seen,
+            finished = drained.is_ok(),
+            "refused request body discarded"
+        );
+    });
+}
+
+/// Where a request body stands, as [`LimitedBody`] last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum BodyState {
+    /// Not finished yet (or not started).
+    Sending = 0,
+    /// Read to its end.
+    Done = 1,
+    /// Passed the route's `max_body`; cut off.
+    TooLarge = 2,
+    /// The client's side failed (disconnect, malformed chunking).
+    ClientError = 3,
+}
+
+/// A request body's state, shared between [`LimitedBody`] (polled by
+/// hyper's client, on the connection's task) and the forwarding loop that
+/// judges a failed call. Atomic: the two run on different tasks.
+#[derive(Debug, Default)]
+struct BodyWatch(AtomicU8);
+
+impl BodyWatch {
+    fn get(&self) -> BodyState {
+        match self.0.load(Ordering::Acquire) {
+            1 => BodyState::Done,
+            2 => BodyState::TooLarge,
+            3 => BodyState::ClientError,
+            _ => BodyState::Sending,
+        }
+    }
+
+    fn set(&self, state: BodyState) {
+        self.0.store(state as u8, Ordering::Release);
+    }
+}
+
+/// Why [`LimitedBody`] stopped a body.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body passed the route's limit of {limit} bytes")]
+struct BodyTooLarge {
+    limit: u64,
+}
+
+/// The client's request body on its way upstream: counted as it streams,
+/// stopped once it passes the route's limit, its end or failure recorded in
+/// the shared [`BodyWatch`].
+struct LimitedBody {
+    inner: Body,
+    limit: u64,
+    seen: u64,
+    watch: Arc<BodyWatch>,
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen = this.seen.saturating_add(data.len() as u64);
+                    if this.seen > this.limit {
+                        this.watch.set(BodyState::TooLarge);
+                        discard(std::mem::replace(&mut this.inner, Body::empty()));
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.watch.set(BodyState::ClientError),
+            Poll::Ready(None) => this.watch.set(BodyState::Done),
+            Poll::Pending => {}
+        }
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            // hyper may not poll a body that says it is over.
+            self.watch.set(BodyState::Done);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body dropped before its end (the upstream answered without reading it
+/// all, or the call failed) is drained in the background, so the client
+/// still sending it reads the answer rather than a connection reset.
+impl Drop for LimitedBody {
+    fn drop(&mut self) {
+        if self.watch.get() == BodyState::Sending {
+            discard(std::mem::replace(&mut self.inner, Body::empty()));
+        }
     }
 }
 

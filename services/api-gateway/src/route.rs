@@ -340,6 +340,10 @@ pub struct Route {
     pub retry: RetryPolicy,
     pub access: Access,
     pub strategy: Strategy,
+    /// Largest request body forwarded, in bytes: a larger Content-Length
+    /// is answered 413 before anything is read, and a body that grows past
+    /// it while streaming is cut off and answered 413.
+    pub max_body: u64,
     /// Handles to this route's metrics, created once so that the request
     /// path does not look labels up.
     pub metrics: RouteMetrics,
@@ -426,6 +430,7 @@ impl Route {
             timeout_ms: self.timeout.as_millis() as u64,
             retry: self.retry.clone(),
             strategy: self.strategy,
+            max_body: self.max_body,
         }
     }
 }
@@ -443,6 +448,8 @@ pub struct RouteView {
     pub timeout_ms: u64,
     pub retry: RetryPolicy,
     pub strategy: Strategy,
+    /// Largest request body forwarded, in bytes.
+    pub max_body: u64,
 }
 
 /// Every route, in matching order.

@@ -73,6 +73,7 @@ struct DefaultsDoc {
     retry: Option<RetryDoc>,
     strategy: Option<Spanned<String>>,
     roles: Option<Vec<Spanned<String>>>,
+    max_body: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +91,7 @@ struct RouteDoc {
     public: Option<Spanned<bool>>,
     roles: Option<Vec<Spanned<String>>>,
     strategy: Option<Spanned<String>>,
+    max_body: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -175,7 +177,16 @@ struct Defaults {
     retry: RetryPolicy,
     strategy: Strategy,
     roles: Vec<String>,
+    max_body: u64,
 }
+
+/// The request body limit when neither the route nor `[defaults]` sets one:
+/// the services' own `MAX_BODY_BYTES` default, so an oversized body is
+/// refused at the edge rather than half-sent to an instance.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+/// The largest `max_body` a routes file may set.
+pub const MAX_MAX_BODY: u64 = 1 << 40;
 
 fn builtin_retry() -> RetryPolicy {
     RetryPolicy {
@@ -205,11 +216,16 @@ fn compile_defaults(src: &Source<'_>, d: &DefaultsDoc) -> Result<Defaults, Route
         Some(r) => roles(src, r, "defaults.roles")?,
         None => Vec::new(),
     };
+    let max_body = match &d.max_body {
+        Some(b) => body_size(src, b, "defaults.max_body")?,
+        None => DEFAULT_MAX_BODY,
+    };
     Ok(Defaults {
         timeout,
         retry,
         strategy,
         roles,
+        max_body,
     })
 }
 
@@ -269,6 +285,10 @@ fn compile_route(
         Some(s) => strategy(src, s, &key("strategy"))?,
         None => defaults.strategy,
     };
+    let max_body = match &r.max_body {
+        Some(b) => body_size(src, b, &key("max_body"))?,
+        None => defaults.max_body,
+    };
     let public = r.public.as_ref().is_some_and(|p| *p.get_ref());
     let access = match (public, &r.roles) {
         (true, Some(list)) if !list.is_empty() => {
@@ -296,6 +316,7 @@ fn compile_route(
         retry,
         access,
         strategy,
+        max_body,
         metrics: Default::default(),
     })
 }
@@ -468,6 +489,40 @@ fn duration(src: &Source<'_>, v: &Spanned<String>, key: &str) -> Result<Duration
         return Err(src.at(v, key, "must be between 1ms and 1h"));
     }
     Ok(d)
+}
+
+/// A size such as `"1MiB"`, `"512KiB"`, `"10MB"` or `"4096"` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a size: write e.g. \"1MiB\", \"512KiB\" or \"4096\"")
+    })?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1000 * 1000,
+        "MiB" => 1 << 20,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (known: B, KB, KiB, MB, MiB, GB, GiB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn body_size(src: &Source<'_>, v: &Spanned<String>, key: &str) -> Result<u64, RoutesError> {
+    let n = parse_size(v.get_ref()).map_err(|m| src.at(v, key, m))?;
+    if n == 0 || n > MAX_MAX_BODY {
+        return Err(src.at(v, key, "must be between 1 byte and 1TiB"));
+    }
+    Ok(n)
 }
 
 fn strategy(src: &Source<'_>, v: &Spanned<String>, key: &str) -> Result<Strategy, RoutesError> {
@@ -778,6 +833,13 @@ retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { f
                 "routes[0].predicates[0]",
                 "regular expression",
             ),
+            (
+                "max_body = \"10 parsecs\"",
+                "routes[0].max_body",
+                "unknown size unit",
+            ),
+            ("max_body = \"0\"", "routes[0].max_body", "between 1 byte"),
+            ("max_body = \"MiB\"", "routes[0].max_body", "not a size"),
         ];
         for (line, key, needle) in cases {
             let base = "[[routes]]\nid = \"a\"\nuri = \"lb://a\"\npredicates = [\"Path=/a/**\"]\n";
@@ -835,5 +897,33 @@ retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { f
         assert!(message.contains("used twice"));
         let (_, _, key, _) = err("[defaults]\ntimeout = \"1s\"\n");
         assert_eq!(key, "routes");
+    }
+
+    /// `max_body`: a route's own value, else `[defaults]`, else 1 MiB; sizes take units.
+    #[test]
+    fn max_body() {
+        let routes = load(None).unwrap();
+        assert!(routes.iter().all(|r| r.max_body == DEFAULT_MAX_BODY));
+        let text = "[defaults]\nmax_body = \"64KiB\"\n[[routes]]\nid = \"a\"\nuri = \"lb://a\"\npredicates = [\"Path=/a\"]\n[[routes]]\nid = \"b\"\nuri = \"lb://b\"\npredicates = [\"Path=/b\"]\nmax_body = \"256MiB\"\n";
+        let r = parse(text, "x").unwrap();
+        assert_eq!((r[0].max_body, r[1].max_body), (64 * 1024, 256 << 20));
+        let r = parse(
+            "[[routes]]\nid = \"a\"\nuri = \"lb://a\"\npredicates = [\"Path=/a\"]\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(r[0].max_body, DEFAULT_MAX_BODY);
+        for (text, n) in [
+            ("4096", 4096),
+            ("10MB", 10_000_000),
+            ("1 GiB", 1 << 30),
+            ("2kB", 2000),
+            ("7B", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(n), "{text}");
+        }
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("18446744073709551615GiB").is_err());
+        assert!(parse_size("-1").is_err());
     }
 }

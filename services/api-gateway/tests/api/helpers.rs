@@ -266,6 +266,65 @@ impl Drop for Gateway {
     }
 }
 
+/// The gateway binary as its own process (routes from a file, upstreams
+/// through the registry, the allocator settings of the stacks), so that its
+/// memory can be read from `/proc/<pid>/status` alone. Admin token `x`.
+pub struct GatewayProcess {
+    pub base: String,
+    pub process: testkit::ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Starts it with `routes` (TOML) and waits until `ready_path` answers.
+    pub async fn start(routes: &str, registry: &Registry, ready_path: &str) -> GatewayProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.toml");
+        std::fs::write(&file, routes).unwrap();
+        let port = testkit::free_port().unwrap().to_string();
+        let process = testkit::spawn_process(
+            env!("CARGO_BIN_EXE_api-gateway"),
+            [
+                "--routes",
+                file.to_str().unwrap(),
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--advertise-host",
+                "127.0.0.1",
+                "--registry-url",
+                &registry.url,
+                "--admin-token",
+                "x",
+            ],
+            // The allocator setting the stacks give the gateway (see stacks/dev.toml).
+            [("RUST_LOG", "warn"), ("MIMALLOC_ARENA_EAGER_COMMIT", "0")],
+        )
+        .await
+        .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        testkit::wait_for_http(&format!("{base}{ready_path}"), Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
+        GatewayProcess {
+            base,
+            process,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A `kB` field of the process's `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+    pub fn status_bytes(&self, field: &str) -> u64 {
+        testkit::benchmarks::status_bytes(self.process.pid(), field)
+            .unwrap_or_else(|| panic!("{field} of the gateway process"))
+    }
+}
+
 // ---- the real identity provider -----------------------------------------------
 
 /// The identity-provider binary serving `keycloak/realm.json`, started for one test.

@@ -12,6 +12,7 @@ mod failover;
 mod filters;
 mod helpers;
 mod identity;
+mod limits;
 mod order;
 mod routing;
 mod streaming;

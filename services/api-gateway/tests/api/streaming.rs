@@ -8,7 +8,7 @@
 //! figure is the peak during the 200 MB transfers minus the resident size
 //! before them.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use api_gateway::echo::{Uploaded, pattern_byte};
 use bytes::Bytes;
@@ -21,21 +21,6 @@ const BIG: u64 = 200 * MIB;
 /// The growth allowed for 200 MB each way: buffers of a few connections,
 /// allocator slack; a gateway that buffered a body would exceed it 10 times.
 const BOUND: u64 = 20 * MIB;
-
-/// Reads a `kB` field of `/proc/<pid>/status`, in bytes.
-fn proc_status_kb(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
-}
 
 /// A period-aligned block of the pattern, long enough for any chunk offset.
 fn pattern_block() -> Bytes {
@@ -105,41 +90,16 @@ async fn large_bodies_stream_without_memory_growth() {
     let registry = Registry::start().await;
     let up = Upstream::echo("bulk").await;
     registry.register("bulk-service", "bulk", up.port).await;
-    let dir = tempfile::tempdir().unwrap();
-    let routes = dir.path().join("routes.toml");
-    std::fs::write(
-        &routes,
-        "[[routes]]\nid = \"bulk\"\nuri = \"lb://bulk-service\"\npredicates = [\"Path=/bulk/**\"]\nfilters = [\"StripPrefix=1\"]\ntimeout = \"120s\"\npublic = true\n",
+    let gateway = GatewayProcess::start(
+        "[[routes]]\nid = \"bulk\"\nuri = \"lb://bulk-service\"\npredicates = [\"Path=/bulk/**\"]\nfilters = [\"StripPrefix=1\"]\ntimeout = \"120s\"\npublic = true\nmax_body = \"1GiB\"\n",
+        &registry,
+        "/bulk/hello",
     )
-    .unwrap();
-    let port = testkit::free_port().unwrap().to_string();
-    let gateway = testkit::spawn_process(
-        env!("CARGO_BIN_EXE_api-gateway"),
-        [
-            "--routes",
-            routes.to_str().unwrap(),
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--advertise-host",
-            "127.0.0.1",
-            "--registry-url",
-            &registry.url,
-            "--admin-token",
-            "x",
-        ],
-        [("RUST_LOG", "warn")],
-    )
-    .await
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_for_http(&format!("{base}/bulk/hello"), Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", gateway.log_tail(30)));
+    .await;
+    let base = gateway.base.clone();
     let c = client();
     let block = pattern_block();
-    let pid = gateway.pid();
+    let pid = gateway.process.pid();
 
     // Warm up: connections, pools, allocator arenas.
     download(
@@ -153,7 +113,7 @@ async fn large_bodies_stream_without_memory_growth() {
     assert!(u.pattern_ok && u.bytes == 16 * MIB);
 
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-    let before = proc_status_kb(pid, "VmRSS:");
+    let before = gateway.status_bytes("VmRSS");
     let t = Instant::now();
     download(&c, &format!("{base}/bulk/bytes/{BIG}"), BIG, &block).await;
     let down = t.elapsed();
@@ -162,7 +122,7 @@ async fn large_bodies_stream_without_memory_growth() {
     let up_time = t.elapsed();
     assert_eq!(u.bytes, BIG);
     assert!(u.pattern_ok, "the upload arrived intact");
-    let peak = proc_status_kb(pid, "VmHWM:");
+    let peak = gateway.status_bytes("VmHWM");
     let growth = peak.saturating_sub(before);
     println!(
         "gateway RSS before {} KiB, peak during 2 x 200 MB {} KiB, growth {} KiB; down {down:?}, up {up_time:?}",

@@ -1,0 +1,214 @@
+//! Request body limits: oversized bodies get 413 problem+json from the
+//! gateway without being read or buffered, an upstream's own early 413 is
+//! relayed, and none of it (nor a client breaking off its upload) counts
+//! against an instance.
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use bytes::Bytes;
+use futures::StreamExt;
+use kit::lb::EndpointStatus;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// A route to `bulk-service` under `/bulk`, public, with the default body limit unless `extra` sets one.
+fn bulk_routes(extra: &str) -> String {
+    format!(
+        "[[routes]]\nid = \"bulk\"\nuri = \"lb://bulk-service\"\npredicates = [\"Path=/bulk/**\"]\nfilters = [\"StripPrefix=1\"]\npublic = true\n{extra}\n"
+    )
+}
+
+/// Asserts a 413 problem+json naming the limit; returns the problem.
+async fn assert_413(res: reqwest::Response) -> Value {
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/problem+json",
+        "413 is problem+json"
+    );
+    res.json().await.expect("a problem document")
+}
+
+/// A body of `len` bytes without a Content-Length (chunked), generated as it is sent.
+fn chunked(len: usize) -> reqwest::Body {
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let chunks = futures::stream::iter(
+        (0..len / chunk.len()).map(move |_| Ok::<Bytes, std::io::Error>(chunk.clone())),
+    );
+    reqwest::Body::wrap_stream(chunks)
+}
+
+fn assert_no_failures(instances: &[EndpointStatus]) {
+    for i in instances {
+        assert_eq!(i.failures, 0, "{i:?}");
+        assert!(!i.ejected, "{i:?}");
+        assert_eq!(i.ejections, 0, "{i:?}");
+    }
+}
+
+/// 50 bodies of 10 MB at concurrency 8 (Content-Length known), then bodies
+/// of 10 MB without a length: every one is a 413 problem+json, no instance
+/// is charged or ejected, small requests still pass, and the gateway's
+/// memory stays flat: its heap (resident memory not backed by its binary)
+/// peaks below 48 MiB (the container has 64) and does not grow from one
+/// round of 50 bodies to the next.
+#[tokio::test]
+async fn fifty_ten_megabyte_bodies_get_413_and_eject_nothing() {
+    let registry = Registry::start().await;
+    let a = Upstream::echo("a").await;
+    let b = Upstream::echo("b").await;
+    registry.register("bulk-service", "a", a.port).await;
+    registry.register("bulk-service", "b", b.port).await;
+    let gw = GatewayProcess::start(&bulk_routes(""), &registry, "/bulk/hello").await;
+    let c = client();
+    let kib = |field: &str| gw.status_bytes(field) / 1024;
+    let ready = (kib("VmRSS"), kib("RssAnon"));
+
+    let body = Bytes::from(vec![b'x'; 10 * MIB]);
+    let url = gw.url("/bulk/upload");
+    let send = |n: usize| {
+        futures::stream::iter(0..n)
+            .map(|_| {
+                let (c, url, body) = (c.clone(), url.clone(), body.clone());
+                async move { assert_413(c.post(&url).body(body).send().await.unwrap()).await }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<Value>>()
+    };
+    let problems = send(50).await;
+    assert_eq!(problems.len(), 50);
+    for p in &problems {
+        assert_eq!(p["status"], 413, "{p}");
+        assert_eq!(p["limit"], 1024 * 1024, "{p}");
+    }
+    let first = kib("RssAnon");
+    send(50).await;
+    let second = kib("RssAnon");
+    // Without a Content-Length the body is counted as it streams and cut off.
+    for _ in 0..4 {
+        let res = c.post(&url).body(chunked(10 * MIB)).send().await.unwrap();
+        let p = assert_413(res).await;
+        assert_eq!(p["limit"], 1024 * 1024, "{p}");
+    }
+    // A body within the limit still goes through, whole.
+    let res = c
+        .post(&url)
+        .body(Bytes::from(vec![0u8; 512 * 1024]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["bytes"], 512 * 1024);
+
+    let upstreams: Value = c
+        .get(gw.url("/admin/upstreams"))
+        .bearer_auth("x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let instances: Vec<EndpointStatus> =
+        serde_json::from_value(upstreams["bulk-service"]["instances"].clone()).unwrap();
+    assert_eq!(instances.len(), 2, "{upstreams}");
+    assert_no_failures(&instances);
+    for _ in 0..4 {
+        assert_eq!(
+            c.get(gw.url("/bulk/hello")).send().await.unwrap().status(),
+            200
+        );
+    }
+
+    // The binary's own pages (RssFile) do not change during the test, so the
+    // peak less them is the peak of everything else.
+    let (peak, file) = (kib("VmHWM"), kib("RssFile"));
+    let heap_peak = peak.saturating_sub(file);
+    println!(
+        "api-gateway RSS when ready {} KiB (heap {} KiB); heap after 50 bodies of 10 MB {first} KiB, after 100 {second} KiB; \
+         peak RSS (VmHWM) {peak} KiB, of it the binary's pages {file} KiB, the rest {heap_peak} KiB",
+        ready.0, ready.1
+    );
+    assert!(heap_peak < 48 * 1024, "heap peak {heap_peak} KiB");
+    assert!(peak < 48 * 1024, "peak RSS {peak} KiB");
+    assert!(
+        second < first + 8 * 1024,
+        "the heap grew from {first} KiB to {second} KiB over the second 50 bodies"
+    );
+}
+
+/// A route that allows large bodies in front of an upstream with a small
+/// limit: the upstream's early 413 (answered before it reads the body) is
+/// relayed, never turned into a 502, and the instance is not charged.
+#[tokio::test]
+async fn an_upstreams_early_413_is_relayed() {
+    let registry = Registry::start().await;
+    let small = Upstream::serve(
+        axum::Router::new()
+            .route(
+                "/upload",
+                post(|body: Bytes| async move { body.len().to_string() }),
+            )
+            .layer(DefaultBodyLimit::max(1024)),
+    )
+    .await;
+    registry.register("bulk-service", "small", small.port).await;
+    let gw = Gateway::start(&bulk_routes("max_body = \"64MiB\""), &registry).await;
+    gw.wait_for_instances("bulk-service", 1).await;
+    let c = client();
+    let body = Bytes::from(vec![b'x'; 10 * MIB]);
+    for _ in 0..20 {
+        let res = c
+            .post(gw.url("/bulk/upload"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 413, "{:?}", res.text().await);
+    }
+    let status = gw.gateway.balancer("bulk-service").unwrap().status();
+    assert_no_failures(&status);
+}
+
+/// A client that breaks off its upload mid-body gets nothing charged to
+/// the instance that was receiving it.
+#[tokio::test]
+async fn a_client_breaking_off_its_upload_charges_no_instance() {
+    let registry = Registry::start().await;
+    let a = Upstream::echo("a").await;
+    registry.register("bulk-service", "a", a.port).await;
+    let gw = Gateway::start(&bulk_routes("max_body = \"64MiB\""), &registry).await;
+    gw.wait_for_instances("bulk-service", 1).await;
+    for _ in 0..5 {
+        let chunk = Bytes::from(vec![1u8; 64 * 1024]);
+        let broken = futures::stream::iter((0..20).map(move |i| {
+            if i < 19 {
+                Ok(chunk.clone())
+            } else {
+                Err(std::io::Error::other("the client gives up"))
+            }
+        }));
+        let res = client()
+            .post(gw.url("/bulk/upload"))
+            .body(reqwest::Body::wrap_stream(broken))
+            .send()
+            .await;
+        assert!(res.is_err(), "the upload was broken off: {res:?}");
+    }
+    // The gateway sees the broken body on its own time: wait for the calls to finish.
+    let balancer = gw.gateway.balancer("bulk-service").unwrap().clone();
+    eventually(
+        "the broken uploads to finish",
+        Duration::from_secs(10),
+        || balancer.status().iter().all(|i| i.in_flight == 0),
+    )
+    .await;
+    assert_no_failures(&balancer.status());
+    let res = client().get(gw.url("/bulk/hello")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
