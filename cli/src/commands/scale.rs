@@ -480,6 +480,8 @@ mod tests {
             labels: HashMap::new(),
             ports: vec![],
             exit_code: None,
+            restart_count: 0,
+            oom_killed: false,
         }
     }
 

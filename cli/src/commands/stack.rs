@@ -160,6 +160,7 @@ impl StackView {
             "PORT".to_string(),
             "PUBLISHED".to_string(),
             "HEALTH".to_string(),
+            "RESTART".to_string(),
             "DEPENDS ON".to_string(),
         ]];
         for (name, v) in &self.services {
@@ -177,7 +178,10 @@ impl StackView {
                 } else {
                     s.ports
                         .iter()
-                        .map(|p| format!("{}->{}", p.host_port, p.container_port))
+                        .map(|p| match &p.host_ip {
+                            Some(ip) => format!("{ip}:{}->{}", p.host_port, p.container_port),
+                            None => format!("{}->{}", p.host_port, p.container_port),
+                        })
                         .collect::<Vec<_>>()
                         .join(",")
                 },
@@ -190,6 +194,7 @@ impl StackView {
                         format!("exec {}", command.first().cloned().unwrap_or_default())
                     }
                 },
+                s.restart.to_string(),
                 if s.depends_on.is_empty() {
                     "-".into()
                 } else {

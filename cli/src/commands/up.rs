@@ -38,6 +38,20 @@ pub struct UpArgs {
     /// On failure, leave what this run created in place for inspection.
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// Publish every published port on this host address instead of the one the stack file
+    /// gives (the dev stack publishes the gateway on 127.0.0.1 only; `0.0.0.0` makes it
+    /// reachable from other machines).
+    #[arg(long, env = "PLATFORM_PUBLISH_ADDRESS", value_name = "IP")]
+    pub publish_address: Option<std::net::IpAddr>,
+}
+
+/// Applies `--publish-address`: every published port of the stack binds `ip`.
+pub fn publish_on(stack: &mut Stack, ip: std::net::IpAddr) {
+    for service in stack.services.values_mut() {
+        for p in &mut service.ports {
+            p.host_ip = Some(ip.to_string());
+        }
+    }
 }
 
 /// The containers of one service as `up` wants them.
@@ -102,6 +116,7 @@ pub fn plan_service(stack: &Stack, service: &Service, image: &str) -> Planned {
                 healthcheck: docker_healthcheck(service),
                 memory_bytes: service.resources.memory_bytes,
                 cpus: service.resources.cpus,
+                restart: service.restart,
                 labels: BTreeMap::new(),
             };
             let hash = spec_hash(&spec);
@@ -223,7 +238,10 @@ struct Created {
 
 pub async fn run(g: &Global, args: UpArgs) -> Result<()> {
     let file = StackFile::resolve(&g.stack)?;
-    let stack = file.load()?;
+    let mut stack = file.load()?;
+    if let Some(ip) = args.publish_address {
+        publish_on(&mut stack, ip);
+    }
     for name in &args.services {
         stack.service(name)?;
     }
@@ -489,4 +507,35 @@ pub fn missing_bind_sources(stack: &Stack, selected: &BTreeSet<String>) -> Vec<P
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dev stack publishes the gateway on the loopback only; `--publish-address` moves every
+    /// published port to the address given, and the containers' specs follow.
+    #[test]
+    fn publish_address_overrides_the_stack() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/dev.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let report = crate::stack::validate::validate(&text, &path, "dev.toml");
+        let mut stack = report.stack.expect("dev stack is valid");
+        let gateway = &stack.services["api-gateway"];
+        assert_eq!(gateway.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(gateway.restart, crate::stack::Restart::DEFAULT);
+        publish_on(&mut stack, "0.0.0.0".parse().unwrap());
+        let gateway = &stack.services["api-gateway"];
+        assert_eq!(gateway.ports[0].host_ip.as_deref(), Some("0.0.0.0"));
+        let plan = plan_service(&stack, gateway, "platform/api-gateway:x");
+        assert_eq!(plan.specs[0].ports[0].host_ip.as_deref(), Some("0.0.0.0"));
+        assert_eq!(plan.specs[0].restart, crate::stack::Restart::DEFAULT);
+        assert!(
+            stack
+                .services
+                .values()
+                .flat_map(|s| &s.ports)
+                .all(|p| p.host_ip.as_deref() == Some("0.0.0.0"))
+        );
+    }
 }

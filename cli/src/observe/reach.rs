@@ -170,6 +170,8 @@ mod tests {
                 container_port: 8080,
             }],
             exit_code: None,
+            restart_count: 0,
+            oom_killed: false,
         }
     }
 

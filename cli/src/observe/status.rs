@@ -67,6 +67,10 @@ pub struct ContainerStatus {
     pub health: Option<Health>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
+    /// Restarts by Docker's restart policy since the container was created.
+    pub restarts: u64,
+    /// Whether the kernel's OOM killer ended the container's last run.
+    pub oom_killed: bool,
     /// The address on the stack network.
     pub address: Option<String>,
     /// Published host ports.
@@ -198,6 +202,8 @@ impl StatusView {
                 state: c.state.clone(),
                 health: c.health,
                 exit_code: (c.state != "running").then_some(c.exit_code).flatten(),
+                restarts: c.restart_count,
+                oom_killed: c.oom_killed,
                 address: c.addresses.get(&network).cloned(),
                 ports: c.ports.clone(),
                 registers: should,
@@ -305,16 +311,19 @@ impl StatusView {
         }
         let mut rows = vec![
             [
-                "SERVICE", "#", "STATE", "HEALTH", "ADDRESS", "PORTS", "REGISTRY",
+                "SERVICE", "#", "STATE", "HEALTH", "RESTARTS", "ADDRESS", "PORTS", "REGISTRY",
             ]
             .map(String::from)
             .to_vec(),
         ];
         for c in &self.containers {
-            let state = match c.exit_code {
+            let mut state = match c.exit_code {
                 Some(code) => format!("{} ({code})", c.state),
                 None => c.state.clone(),
             };
+            if c.oom_killed {
+                state.push_str(" OOM-killed");
+            }
             let health = match c.health {
                 Some(Health::Healthy) => "healthy",
                 Some(Health::Starting) => "starting",
@@ -333,6 +342,7 @@ impl StatusView {
                 c.instance.to_string(),
                 state,
                 health.to_string(),
+                c.restarts.to_string(),
                 c.address.clone().unwrap_or_else(|| "-".into()),
                 ports,
                 registry,
@@ -443,6 +453,8 @@ image = "m"
             labels: HashMap::new(),
             ports: vec![],
             exit_code: (state != "running").then_some(137),
+            restart_count: 0,
+            oom_killed: false,
         }
     }
 
@@ -543,6 +555,46 @@ image = "m"
             "{text}"
         );
         assert!(text.contains("exited (137)"), "{text}");
+    }
+
+    /// Restarts and OOM kills are shown per container, in the text table and the JSON.
+    #[test]
+    fn shows_restarts_and_oom_kills() {
+        let s = stack();
+        let mut gateway = container("order-service", 1, "running", None);
+        gateway.restart_count = 3;
+        let mut killed = container("order-service", 2, "exited", None);
+        killed.oom_killed = true;
+        let v = StatusView::join(
+            &s,
+            "host",
+            &[gateway, killed],
+            Err((None, "the stack is not running".to_string())),
+        );
+        assert_eq!(
+            (v.containers[0].restarts, v.containers[0].oom_killed),
+            (3, false)
+        );
+        assert_eq!(
+            (v.containers[1].restarts, v.containers[1].oom_killed),
+            (0, true)
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["containers"][0]["restarts"], 3);
+        assert_eq!(json["containers"][1]["oom_killed"], true);
+        let text = v.to_text();
+        let header = text.lines().find(|l| l.starts_with("SERVICE")).unwrap();
+        assert!(header.contains("RESTARTS"), "{text}");
+        let row = |n: &str| {
+            text.lines()
+                .find(|l| l.starts_with("order-service") && l.split_whitespace().nth(1) == Some(n))
+                .unwrap_or_else(|| panic!("row {n} in {text}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(row("1")[2..4], ["running", "-"], "{text}");
+        assert_eq!(row("1")[4], "3", "{text}");
+        assert_eq!(row("2")[2..5], ["exited", "(137)", "OOM-killed"], "{text}");
     }
 
     /// A port published on all IPv4 and IPv6 addresses shows once; a bound one names its address.

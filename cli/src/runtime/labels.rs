@@ -13,6 +13,9 @@ pub const INSTANCE: &str = "platform.instance";
 /// On containers: the hash of the spec they were created from, so a re-run of `up` keeps
 /// containers whose spec is unchanged and replaces the others.
 pub const SPEC_HASH: &str = "platform.spec-hash";
+/// On containers: the restart policy the stack gave them (`on-failure`, `no`, ...), so that a
+/// fault that suspends the policy can put it back without the stack file.
+pub const RESTART: &str = "platform.restart";
 /// On images built here: the recipe's image name (`order-service`, `nisshi`, `mariadb`, ...).
 pub const IMAGE: &str = "platform.image";
 /// On images built here: the hash of everything that went into the image.

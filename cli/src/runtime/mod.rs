@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, Mount,
-    MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, InspectNetworkOptions,
@@ -25,6 +26,8 @@ use bollard::query_parameters::{
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
+
+pub use crate::stack::Restart;
 
 pub use error::{RuntimeError, is_not_found};
 
@@ -77,6 +80,8 @@ pub struct ContainerSpec {
     pub healthcheck: Option<HealthcheckSpec>,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
+    /// What Docker does when the process exits (also kept in the [`labels::RESTART`] label).
+    pub restart: Restart,
     /// Labels besides the ownership ones (e.g. the spec hash `up` compares on re-runs).
     pub labels: std::collections::BTreeMap<String, String>,
 }
@@ -137,6 +142,10 @@ pub struct ContainerInfo {
     pub ports: Vec<PortSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
+    /// How often Docker's restart policy has restarted it since it was created.
+    pub restart_count: u64,
+    /// Whether the kernel's OOM killer ended its last run (Docker's `State.OOMKilled`).
+    pub oom_killed: bool,
 }
 
 /// Docker's view of a container's health check.
@@ -512,6 +521,33 @@ impl Runtime {
             .map_err(|e| RuntimeError::docker(format!("unpause container {name}"), e))
     }
 
+    /// Changes the restart policy of a container of ours in place (`docker update --restart`).
+    pub async fn set_restart_policy(&self, name: &str, restart: Restart) -> Result<()> {
+        self.ensure_ours(name).await?;
+        let body = ContainerUpdateBody {
+            restart_policy: Some(restart_policy(restart)),
+            ..Default::default()
+        };
+        self.docker
+            .update_container(name, body)
+            .await
+            .map_err(|e| RuntimeError::docker(format!("update restart policy of {name}"), e))
+    }
+
+    /// Puts back the restart policy the stack gave a container of ours (its
+    /// [`labels::RESTART`] label; the default policy for containers made before the label).
+    /// Returns the policy set.
+    pub async fn restore_restart_policy(&self, name: &str) -> Result<Restart> {
+        let info = self.inspect_container(name).await?;
+        let restart = info
+            .labels
+            .get(labels::RESTART)
+            .and_then(|r| Restart::parse(r).ok())
+            .unwrap_or_default();
+        self.set_restart_policy(name, restart).await?;
+        Ok(restart)
+    }
+
     /// Docker's restart of a container of ours (stop with the default grace, then start).
     pub async fn restart_container(&self, name: &str) -> Result<()> {
         self.ensure_ours(name).await?;
@@ -695,6 +731,11 @@ impl Runtime {
             addresses,
             ports,
             exit_code: state.and_then(|s| s.exit_code),
+            restart_count: c
+                .restart_count
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
             labels,
         })
     }
@@ -1018,6 +1059,23 @@ fn ports_of(map: &bollard::models::PortMap) -> Vec<PortSpec> {
     out
 }
 
+/// Docker's form of a restart policy (`MaximumRetryCount` 0 is "no limit").
+fn restart_policy(restart: Restart) -> RestartPolicy {
+    let (name, max) = match restart {
+        Restart::No => (RestartPolicyNameEnum::NO, None),
+        Restart::OnFailure { max_retries } => (
+            RestartPolicyNameEnum::ON_FAILURE,
+            Some(i64::from(max_retries.unwrap_or(0))),
+        ),
+        Restart::Always => (RestartPolicyNameEnum::ALWAYS, None),
+        Restart::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+    };
+    RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: max,
+    }
+}
+
 /// Docker counts health check durations in nanoseconds.
 fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
@@ -1090,6 +1148,7 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some({
             let mut l = labels::for_container(&spec.stack, &spec.service, spec.instance);
+            l.insert(labels::RESTART.to_string(), spec.restart.to_string());
             l.extend(spec.labels.clone());
             l
         }),
@@ -1103,6 +1162,7 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 .memory_bytes
                 .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            restart_policy: Some(restart_policy(spec.restart)),
             init: Some(false),
             ..Default::default()
         }),

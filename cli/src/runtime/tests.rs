@@ -32,6 +32,9 @@ fn spec() -> ContainerSpec {
         }),
         memory_bytes: Some(64 << 20),
         cpus: Some(0.5),
+        restart: Restart::OnFailure {
+            max_retries: Some(5),
+        },
         labels: std::collections::BTreeMap::from([(
             labels::SPEC_HASH.to_string(),
             "abc".to_string(),
@@ -58,6 +61,19 @@ fn create_body_carries_everything() {
     assert_eq!(body.exposed_ports.clone().unwrap(), vec!["8080/tcp"]);
     let host = body.host_config.clone().unwrap();
     assert_eq!(host.network_mode.as_deref(), Some("platform-dev"));
+    assert_eq!(
+        host.restart_policy,
+        Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: Some(5),
+        }),
+        "the stack's restart policy"
+    );
+    assert_eq!(
+        labels[labels::RESTART],
+        "on-failure:5",
+        "kept in a label for faults to restore"
+    );
     let binding = &host.port_bindings.unwrap()["8080/tcp"].clone().unwrap()[0];
     assert_eq!(binding.host_port.as_deref(), Some("18080"));
     assert_eq!(host.memory, Some(64 << 20));
@@ -96,4 +112,38 @@ fn ports_from_inspect() {
             container_port: 8080
         }]
     );
+}
+
+/// Every policy maps to Docker's name; on-failure without a limit retries forever (0).
+#[test]
+fn restart_policies_in_docker_form() {
+    let cases = [
+        (Restart::No, RestartPolicyNameEnum::NO, None),
+        (
+            Restart::OnFailure { max_retries: None },
+            RestartPolicyNameEnum::ON_FAILURE,
+            Some(0),
+        ),
+        (Restart::Always, RestartPolicyNameEnum::ALWAYS, None),
+        (
+            Restart::UnlessStopped,
+            RestartPolicyNameEnum::UNLESS_STOPPED,
+            None,
+        ),
+    ];
+    for (restart, name, max) in cases {
+        let p = restart_policy(restart);
+        assert_eq!(p.name, Some(name), "{restart}");
+        assert_eq!(p.maximum_retry_count, max, "{restart}");
+    }
+    // The label written at create time reads back as the same policy.
+    for r in [
+        Restart::No,
+        Restart::Always,
+        Restart::OnFailure {
+            max_retries: Some(3),
+        },
+    ] {
+        assert_eq!(Restart::parse(&r.to_string()), Ok(r));
+    }
 }

@@ -57,6 +57,82 @@ pub struct Service {
     pub volumes: Vec<Mount>,
     /// Memory and CPU limits.
     pub resources: Resources,
+    /// What Docker does when the container's process exits.
+    pub restart: Restart,
+}
+
+/// A service's restart policy, compose's `restart` and Docker's `RestartPolicy`:
+/// `no`, `on-failure[:MAX_RETRIES]`, `always` or `unless-stopped`. Docker waits
+/// before each restart, doubling from 100 ms up to a minute, and resets the wait
+/// once a container has run for 10 s. A `docker stop` (the `stop` fault, `down`)
+/// is never undone by any policy; a kill fault suspends the policy while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Never restart.
+    No,
+    /// Restart when the process exits non-zero (crash, OOM kill, SIGKILL), at most
+    /// `max_retries` times in a row when given. The default, as in Kubernetes.
+    OnFailure { max_retries: Option<u32> },
+    /// Restart whatever the exit status (not after `docker stop`).
+    Always,
+    /// As `always`, and also not after the engine restarts if it was stopped.
+    UnlessStopped,
+}
+
+impl Default for Restart {
+    fn default() -> Restart {
+        Restart::DEFAULT
+    }
+}
+
+impl Restart {
+    /// The default policy: restart on failure, without a retry limit.
+    pub const DEFAULT: Restart = Restart::OnFailure { max_retries: None };
+
+    /// Parses compose's syntax: `no`, `on-failure`, `on-failure:5`, `always`, `unless-stopped`.
+    pub fn parse(text: &str) -> Result<Restart, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not a restart policy: use `no`, `on-failure`, `on-failure:N` (at most N restarts in a row, N 1-1000), `always` or `unless-stopped`"
+            )
+        };
+        match text.trim() {
+            "no" => Ok(Restart::No),
+            "always" => Ok(Restart::Always),
+            "unless-stopped" => Ok(Restart::UnlessStopped),
+            "on-failure" => Ok(Restart::OnFailure { max_retries: None }),
+            other => {
+                let n = other.strip_prefix("on-failure:").ok_or_else(bad)?;
+                match n.trim().parse::<u32>() {
+                    Ok(n) if (1..=1000).contains(&n) => Ok(Restart::OnFailure {
+                        max_retries: Some(n),
+                    }),
+                    _ => Err(bad()),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Restart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Restart::No => f.write_str("no"),
+            Restart::OnFailure { max_retries: None } => f.write_str("on-failure"),
+            Restart::OnFailure {
+                max_retries: Some(n),
+            } => write!(f, "on-failure:{n}"),
+            Restart::Always => f.write_str("always"),
+            Restart::UnlessStopped => f.write_str("unless-stopped"),
+        }
+    }
+}
+
+/// Written as in the stack file (`"on-failure:5"`), so `stack show --json` reads like it.
+impl Serialize for Restart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Where a service's image comes from.

@@ -56,6 +56,8 @@ pub struct RawService {
     pub volumes: Vec<Spanned<String>>,
     #[serde(default)]
     pub resources: Option<Spanned<RawResources>>,
+    #[serde(default)]
+    pub restart: Option<Spanned<String>>,
 }
 
 /// `build = { binary = "order-service" }` or `build = { recipe = "mariadb" }`.

@@ -13,7 +13,8 @@ use toml::Spanned;
 use super::diagnostic::{Diagnostic, Severity, Source};
 use super::env::{Reference, Template};
 use super::model::{
-    Check, Condition, Health, ImageSource, Mount, PublishedPort, Recipe, Resources, Service, Stack,
+    Check, Condition, Health, ImageSource, Mount, PublishedPort, Recipe, Resources, Restart,
+    Service, Stack,
 };
 use super::order;
 use super::raw::{RawBuild, RawHealth, RawResources, RawService, RawStack};
@@ -306,6 +307,13 @@ impl Validator<'_> {
             .resources
             .map(|r| self.resources(name, r.into_inner()))
             .unwrap_or_default();
+        let restart = match &raw.restart {
+            None => Restart::DEFAULT,
+            Some(r) => Restart::parse(r.get_ref()).unwrap_or_else(|message| {
+                self.error(r.span(), key("restart"), message);
+                Restart::DEFAULT
+            }),
+        };
         Service {
             name: name.to_string(),
             description: raw.description,
@@ -319,6 +327,7 @@ impl Validator<'_> {
             health,
             volumes,
             resources,
+            restart,
         }
     }
 

@@ -42,7 +42,7 @@ fn dev_stack_copy(dir: &Path, name: &str, port: u16) -> PathBuf {
     for (from, to) in [
         ("name = \"dev\"".to_string(), format!("name = \"{name}\"")),
         (
-            "\"8080:8080\"".to_string(),
+            "\"127.0.0.1:8080:8080\"".to_string(),
             format!("\"127.0.0.1:{port}:8080\""),
         ),
         (
@@ -142,6 +142,7 @@ async fn walk(rt: &Runtime, name: &str, file: &Path, stack_arg: &str) {
             build: false,
             timeout: Duration::from_secs(180),
             keep_on_failure: false,
+            publish_address: None,
         },
     )
     .await

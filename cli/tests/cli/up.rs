@@ -57,6 +57,7 @@ fn up_args() -> UpArgs {
         build: false,
         timeout: Duration::from_secs(120),
         keep_on_failure: false,
+        publish_address: None,
     }
 }
 

@@ -2,17 +2,36 @@
 //! `restart` do, plus a partition): each `apply` returns once the engine shows the fault in
 //! effect, each `revert` is idempotent (it checks the state before acting), because the
 //! supervisor and `platform heal` may both reach the same record.
+//!
+//! Restart policies: a container killed by a fatal signal exits non-zero, which Docker's
+//! `on-failure` (the stacks' default), `always` and `unless-stopped` policies all undo within a
+//! fraction of a second. A kill fault is a stop on purpose, so it suspends the container's
+//! policy (`docker update --restart no`) before the signal and its revert puts back the
+//! stack's policy (kept in the container's `platform.restart` label) before starting it again.
+//! `docker stop` needs nothing: Docker never restarts a container it was told to stop. A pause
+//! stops no process. `kill-app` is a crash, not a stop: the policy restarting it is the point.
 
 use std::time::Duration;
 
 use super::record::{FaultRecord, Revert};
 use super::spec::Kind;
 use super::{EFFECT_TIMEOUT, FaultError, Result, wait_until};
-use crate::runtime::{ContainerInfo, Runtime};
+use crate::runtime::{ContainerInfo, Restart, Runtime};
 
 /// Signals after which the container is expected to exit (others, such as HUP, only have to
 /// be delivered).
 const FATAL: [&str; 6] = ["KILL", "TERM", "INT", "QUIT", "ABRT", "USR2"];
+
+/// The signal a kill fault sends (`KILL` unless the options say otherwise).
+fn kill_signal(rec: &FaultRecord) -> String {
+    rec.options.signal.clone().unwrap_or_else(|| "KILL".into())
+}
+
+/// Whether a fault must suspend the container's restart policy while it lasts: only a kill by
+/// a signal that ends the process (see the module docs).
+pub fn suspends_restart(kind: Kind, signal: &str) -> bool {
+    kind == Kind::Kill && FATAL.contains(&signal)
+}
 
 /// Applies a container-layer fault to `rec.container`.
 pub async fn apply(rt: &Runtime, rec: &mut FaultRecord) -> Result<()> {
@@ -32,7 +51,10 @@ pub async fn apply(rt: &Runtime, rec: &mut FaultRecord) -> Result<()> {
     };
     match rec.kind {
         Kind::Kill => {
-            let signal = rec.options.signal.clone().unwrap_or_else(|| "KILL".into());
+            let signal = kill_signal(rec);
+            if suspends_restart(rec.kind, &signal) {
+                rt.set_restart_policy(&name, Restart::No).await?;
+            }
             rt.kill_container(&name, &format!("SIG{signal}")).await?;
             if FATAL.contains(&signal.as_str())
                 && !wait_until(EFFECT_TIMEOUT, || state(&["exited", "dead"])).await?
@@ -108,12 +130,19 @@ pub async fn apply(rt: &Runtime, rec: &mut FaultRecord) -> Result<()> {
 pub async fn revert(rt: &Runtime, rec: &FaultRecord, info: &ContainerInfo) -> Result<String> {
     match rec.kind {
         Kind::Kill | Kind::Stop | Kind::KillApp => {
+            // The stack's policy first, so the process started next is covered from the start.
+            let restored = if suspends_restart(rec.kind, &kill_signal(rec)) {
+                let policy = rt.restore_restart_policy(&rec.container).await?;
+                format!(", restart policy {policy} restored")
+            } else {
+                String::new()
+            };
             if info.state == "paused" {
                 rt.unpause_container(&rec.container).await?;
             } else if info.state != "running" {
                 rt.start_container(&rec.container).await?;
             }
-            Ok("started".into())
+            Ok(format!("started{restored}"))
         }
         Kind::Pause => {
             if info.state == "paused" {
@@ -144,5 +173,32 @@ pub async fn revert(rt: &Runtime, rec: &FaultRecord, info: &ContainerInfo) -> Re
         other => Err(FaultError::State {
             message: format!("{other} is not a container-layer fault"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only kills by a fatal signal suspend the restart policy; stop, pause, restart and
+    /// kill-app leave it alone.
+    #[test]
+    fn which_faults_suspend_the_restart_policy() {
+        for signal in FATAL {
+            assert!(suspends_restart(Kind::Kill, signal), "SIG{signal}");
+        }
+        assert!(
+            !suspends_restart(Kind::Kill, "HUP"),
+            "HUP does not end the process"
+        );
+        for kind in [
+            Kind::Stop,
+            Kind::Pause,
+            Kind::Restart,
+            Kind::KillApp,
+            Kind::Disconnect,
+        ] {
+            assert!(!suspends_restart(kind, "KILL"), "{kind}");
+        }
     }
 }

@@ -699,6 +699,8 @@ mod tests {
                 labels: Default::default(),
                 ports: vec![],
                 exit_code: None,
+                restart_count: 0,
+                oom_killed: false,
             })
             .collect()
     }

@@ -312,6 +312,45 @@ fn resources() {
     assert_eq!(res.cpus, Some(0.5));
 }
 
+/// Restart policies: compose's syntax, on-failure by default, bad values named.
+#[test]
+fn restart_policies() {
+    let r = check(OK_SERVICE);
+    assert_eq!(
+        r.stack.unwrap().services["a"].restart,
+        Restart::OnFailure { max_retries: None }
+    );
+    for (text, want) in [
+        ("no", Restart::No),
+        ("always", Restart::Always),
+        ("unless-stopped", Restart::UnlessStopped),
+        ("on-failure", Restart::OnFailure { max_retries: None }),
+        (
+            "on-failure:5",
+            Restart::OnFailure {
+                max_retries: Some(5),
+            },
+        ),
+    ] {
+        let r = check(&format!("{OK_SERVICE}restart = \"{text}\"\n"));
+        let restart = r.stack.unwrap().services["a"].restart;
+        assert_eq!(restart, want, "{text}");
+        assert_eq!(restart.to_string(), text, "written back as read");
+    }
+    for bad in [
+        "sometimes",
+        "on-failure:0",
+        "on-failure:x",
+        "on-failure:",
+        "No",
+    ] {
+        let d = one_error(&format!("{OK_SERVICE}restart = \"{bad}\"\n"));
+        assert_diag(&d, 5, "services.a.restart", "not a restart policy");
+    }
+    let d = one_error(&format!("{OK_SERVICE}restart = 3\n"));
+    assert_diag(&d, 5, "services.a.restart", "invalid type");
+}
+
 /// Several mistakes are all reported, in file order.
 #[test]
 fn reports_everything_at_once() {

@@ -46,6 +46,8 @@ fn container(service: &str, n: u32) -> ContainerInfo {
         labels: HashMap::new(),
         ports: vec![],
         exit_code: None,
+        restart_count: 0,
+        oom_killed: false,
     }
 }
 
