@@ -93,6 +93,11 @@ pub struct Config {
     /// Request bodies up to this many bytes (with a known length) are buffered so that retryable requests can be sent again; larger ones stream and are not retried
     #[arg(long, env = "RETRY_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub retry_body_limit: usize,
+
+    /// Serve /metrics and /info to anyone. Off by default: the gateway's port is the one
+    /// published to users, so they need the admin role (or ADMIN_TOKEN) like /admin
+    #[arg(long, env = "PUBLIC_OBSERVABILITY", default_value_t = false)]
+    pub public_observability: bool,
 }
 
 impl HasCommon for Config {
@@ -107,6 +112,14 @@ impl Config {
         let mut c = Config::parse_from(["api-gateway"]);
         c.common = common;
         c
+    }
+
+    /// The kit's options the gateway's service runs with: the common ones,
+    /// with `/metrics` and `/info` private unless `--public-observability`.
+    pub fn service_args(&self) -> CommonArgs {
+        let mut common = self.common.clone();
+        common.private_observability |= !self.public_observability;
+        common
     }
 
     fn ejection_policy(&self) -> EjectionPolicy {
@@ -234,7 +247,7 @@ pub fn build(
 /// Runs the gateway until shutdown.
 pub async fn run(config: Config, routes: Vec<Route>) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let service = Service::bind(&SPEC, config.common.clone())
+    let service = Service::bind(&SPEC, config.service_args())
         .await
         .context("starting the api-gateway")?;
     let gateway = build(&config, routes, &service)?;

@@ -103,6 +103,11 @@ pub struct CommonArgs {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Require the admin credential (as /admin does) for /metrics and /info too: for a service
+    /// whose port is published beyond the stack network (the api-gateway turns it on)
+    #[arg(long, env = "PRIVATE_OBSERVABILITY", default_value_t = false)]
+    pub private_observability: bool,
+
     /// Check the readiness of the instance on --port of this host, exit 0 when ready, 1 otherwise (container health probe)
     #[arg(long)]
     pub probe: bool,
@@ -157,6 +162,7 @@ impl CommonArgs {
             jwt_audience: Vec::new(),
             admin_token: Some(SecretString::from("test-admin-token")),
             max_body_bytes: 1024 * 1024,
+            private_observability: false,
             probe: false,
             tracing: crate::telemetry::TraceArgs::default(),
         }

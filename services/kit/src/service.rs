@@ -349,6 +349,7 @@ impl Service {
                 info: Arc::new(info),
                 admin: self.admin.clone(),
                 max_body_bytes: self.common.max_body_bytes,
+                private_observability: self.common.private_observability,
                 hard_stop: hard_stop.clone(),
                 faults: self.faults.clone(),
             },
@@ -375,9 +376,12 @@ impl Service {
         let server = {
             let stop_accepting = stop_accepting.clone();
             tokio::spawn(async move {
+                // Through ProblemListener: hyper's own 400/414/431 answers get problem+json
+                // bodies. Its connections are not TcpListener's, so the peer address is put
+                // into each request here (what into_make_service_with_connect_info does).
                 axum::serve(
-                    self.listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                    crate::http::head_errors::ProblemListener(self.listener),
+                    crate::http::head_errors::WithConnectInfo(app),
                 )
                 .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
                 .await

@@ -221,7 +221,7 @@ impl Gateway {
         }
         let routes = api_gateway::routes_file::parse(setup.routes, "test-routes.toml")
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut service = kit::Service::bind(&api_gateway::SPEC, config.common.clone())
+        let mut service = kit::Service::bind(&api_gateway::SPEC, config.service_args())
             .await
             .unwrap();
         if let Some(v) = setup.validator {

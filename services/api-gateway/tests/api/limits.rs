@@ -212,3 +212,55 @@ async fn a_client_breaking_off_its_upload_charges_no_instance() {
     let res = client().get(gw.url("/bulk/hello")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Sends `request` as raw bytes and reads the whole answer (the server closes after it).
+async fn raw(base: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before it has read everything we send.
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Over-long URLs, too many headers and malformed request lines, which hyper
+/// answers before the gateway sees them, still get problem+json bodies.
+#[tokio::test]
+async fn hypers_own_limits_answer_problem_json() {
+    let registry = Registry::start().await;
+    let gw = Gateway::start(&bulk_routes(""), &registry).await;
+    let long = format!(
+        "GET /bulk/{} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("GET /bulk/hello HTTP/1.1\r\nhost: x\r\n{many}\r\n");
+    let big = format!(
+        "GET /bulk/hello HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "b".repeat(600 * 1024)
+    );
+    for (request, status) in [
+        (long.as_bytes(), 414),
+        (many.as_bytes(), 431),
+        (big.as_bytes(), 431),
+        (&b"GET /bulk/\x01 HTTP/1.1\r\nhost: x\r\n\r\n"[..], 400),
+    ] {
+        let answer = raw(&gw.base, request).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {head}"
+        );
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{status}: {head}"
+        );
+        let p: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(p["status"], status, "{p}");
+    }
+    // Ordinary requests on the same listener are untouched.
+    let res = client().get(gw.url("/health/ready")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

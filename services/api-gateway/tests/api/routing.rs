@@ -261,7 +261,8 @@ retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { f
 
 /// `/admin/routes` and `/admin/upstreams` need the admin credential and show
 /// routes (Spring Cloud Gateway's shape) and per-instance counters; metrics
-/// are per route and per instance.
+/// are per route and per instance, and need the admin credential too, as
+/// does `/info`.
 #[tokio::test]
 async fn admin_views_and_metrics() {
     let registry = Registry::start().await;
@@ -330,8 +331,31 @@ public = true
     assert_eq!(i["inFlight"], 0);
     assert_eq!(i["ejected"], false);
 
+    // The gateway's port is the published one: /metrics and /info need the admin credential.
+    for path in ["/metrics", "/info"] {
+        let res = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let res = c
+            .get(gw.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    assert_eq!(
+        c.get(gw.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "probes stay open"
+    );
     let text = c
         .get(gw.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()

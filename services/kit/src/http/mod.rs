@@ -2,7 +2,9 @@
 //!
 //! [`finish`] turns a service's API router and admin router into the full
 //! application: the standard endpoints (`/health/live`, `/health/ready`,
-//! `/metrics`, `/info`), `/admin/*` behind [`crate::auth::require_admin`],
+//! `/metrics`, `/info`; the last two behind the admin guard too when
+//! [`Scaffold::private_observability`] is set), `/admin/*` behind
+//! [`crate::auth::require_admin`],
 //! problem+json for unknown routes, wrong methods and panics, a body size
 //! limit, and the observation middleware.
 //!
@@ -20,6 +22,7 @@
 //! 3. body limit: bounds what extractors buffer (413 problem via [`Json`]).
 
 pub mod extract;
+pub mod head_errors;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,6 +68,9 @@ pub struct Scaffold {
     pub info: Arc<Info>,
     pub admin: AdminAuth,
     pub max_body_bytes: usize,
+    /// `/metrics` and `/info` need the admin credential (a service whose
+    /// port is published: the gateway); health probes stay open.
+    pub private_observability: bool,
     /// Cancelled when the drain timeout at shutdown has passed: requests
     /// still running are then answered 503 instead of being left hanging.
     pub hard_stop: tokio_util::sync::CancellationToken,
@@ -85,11 +91,21 @@ pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
     } else {
         admin
     };
+    let observability = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/info", get(info));
+    let observability = if scaffold.private_observability {
+        observability.route_layer(middleware::from_fn_with_state(
+            scaffold.admin.clone(),
+            require_admin,
+        ))
+    } else {
+        observability
+    };
     let standard = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/info", get(info))
+        .merge(observability)
         .with_state(scaffold.clone());
     Router::new()
         .merge(standard)
