@@ -708,8 +708,15 @@ impl BodyWatch {
         }
     }
 
+    /// Records how the body ended; the first verdict stands (a body cut off
+    /// for its size is not "done" when hyper then finds it empty).
     fn set(&self, state: BodyState) {
-        self.0.store(state as u8, Ordering::Release);
+        let _ = self.0.compare_exchange(
+            BodyState::Sending as u8,
+            state as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 }
 
@@ -822,6 +829,55 @@ impl http_body::Body for PickBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body is counted as it streams: within the limit it ends Done, past it the frame that
+    /// crosses the limit is an error and the verdict stays TooLarge; a client-side error is
+    /// ClientError.
+    #[tokio::test]
+    async fn limited_body_verdicts() {
+        let chunks = |n: usize| {
+            let frames =
+                (0..n).map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(&[1; 100]))));
+            Body::new(http_body_util::StreamBody::new(futures::stream::iter(
+                frames,
+            )))
+        };
+        let limited = |inner: Body, limit: u64| {
+            let watch = Arc::new(BodyWatch::default());
+            let body = LimitedBody {
+                inner,
+                limit,
+                seen: 0,
+                watch: watch.clone(),
+            };
+            (body, watch)
+        };
+
+        let (body, watch) = limited(chunks(3), 300);
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 300);
+        assert_eq!(watch.get(), BodyState::Done);
+
+        let (body, watch) = limited(chunks(4), 300);
+        assert!(
+            body.collect().await.is_err(),
+            "the 4th 100 bytes pass the limit"
+        );
+        assert_eq!(watch.get(), BodyState::TooLarge);
+        watch.set(BodyState::Done);
+        assert_eq!(watch.get(), BodyState::TooLarge, "the first verdict stands");
+
+        let broken = futures::stream::iter([
+            Ok(Frame::data(Bytes::from_static(b"x"))),
+            Err(std::io::Error::other("client gone")),
+        ]);
+        let (body, watch) = limited(Body::new(http_body_util::StreamBody::new(broken)), 300);
+        assert!(body.collect().await.is_err());
+        assert_eq!(watch.get(), BodyState::ClientError);
+
+        let (body, watch) = limited(Body::empty(), 300);
+        assert!(http_body::Body::is_end_stream(&body));
+        assert_eq!(watch.get(), BodyState::Done);
+    }
 
     /// Connection-listed and fixed hop-by-hop headers go; end-to-end headers stay.
     #[test]
