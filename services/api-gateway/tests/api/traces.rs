@@ -545,8 +545,10 @@ async fn an_order_is_one_trace_across_http_kafka_and_databases() {
     for base in [&p.gateway, &p.orders] {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
+            // The gateway's /metrics needs the admin role (its port is the published one).
             let metrics = c
                 .get(format!("{base}/metrics"))
+                .bearer_auth(&admin)
                 .send()
                 .await
                 .unwrap()
