@@ -270,6 +270,9 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
                 "--kafka-bootstrap-servers",
                 &bootstrap,
             ]),
+            // The export counters are read from every service's /metrics, the
+            // gateway's included (private by default; this runs on loopback).
+            "api-gateway" => args.push("--public-observability"),
             _ => {}
         }
         processes.push(Process::start(s.bin, name, &args, &env).await?);
