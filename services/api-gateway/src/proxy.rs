@@ -161,6 +161,8 @@ pub async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
         headers: &parts.headers,
     };
     let Some((route, caps)) = proxy.routes.find(&view) else {
+        // Answered without reading it: drain it so the client reads the 404.
+        discard(body);
         return ProxyError::NoRoute {
             method: parts.method.clone(),
             path: parts.uri.path().to_string(),
@@ -176,7 +178,10 @@ pub async fn handle(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
                 e.into_response()
             }
         },
-        Err(rejected) => rejected,
+        Err(rejected) => {
+            discard(body);
+            rejected
+        }
     };
     route
         .metrics

@@ -264,3 +264,45 @@ async fn hypers_own_limits_answer_problem_json() {
     let res = client().get(gw.url("/health/ready")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Large uploads (8 at a time) to a path without a route, or without the
+/// token a route needs, each get their 404 or 401 problem+json answer
+/// (the refused body is drained, as for a 413).
+#[tokio::test]
+async fn refused_uploads_are_answered_not_reset() {
+    let registry = Registry::start().await;
+    let issuer = Issuer::start(&[&key_a()]).await;
+    let gw = Gateway::start_with(GatewaySetup {
+        routes: "[[routes]]\nid = \"bulk\"\nuri = \"lb://bulk-service\"\npredicates = [\"Path=/bulk/**\"]\nmax_body = \"64MiB\"\n",
+        registry: &registry,
+        validator: Some(issuer.validator(None, kit::clock::Clock::System)),
+        adjust: None,
+    })
+    .await;
+    let body = Bytes::from(vec![b'x'; 10 * MIB]);
+    let c = client();
+    for (path, status) in [("/nowhere", 404), ("/bulk/upload", 401)] {
+        let url = gw.url(path);
+        let answers: Vec<(u16, String)> = futures::stream::iter(0..16)
+            .map(|_| {
+                let (c, url, body) = (c.clone(), url.clone(), body.clone());
+                async move {
+                    let res = c
+                        .post(&url)
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("{url}: {e}"));
+                    let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+                    (res.status().as_u16(), ct)
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (got, ct) in answers {
+            assert_eq!(got, status, "{path}");
+            assert_eq!(ct, "application/problem+json", "{path}");
+        }
+    }
+}
