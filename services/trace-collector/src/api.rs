@@ -219,8 +219,7 @@ fn store_upload(
             DecodeError::Span { .. } => {
                 // The list is well formed, so we know how many spans this
                 // message loses (counted up to the per-message limit).
-                m.spans_dropped
-                    .inc_by(count_hint(format, bytes, limits.max_spans));
+                m.spans_dropped.inc_by(count_hint(format, bytes, limits));
                 ApiError::BadRequest(e.to_string())
             }
             DecodeError::TooLarge(m) => ApiError::TooLarge(m),
@@ -241,14 +240,15 @@ fn store_upload(
 
 /// The number of spans (at most `cap`) in a list that held an invalid span;
 /// counted without building them.
-fn count_hint(format: Format, bytes: &[u8], cap: usize) -> u64 {
+fn count_hint(format: Format, bytes: &[u8], limits: decode::Limits) -> u64 {
     let n = match format {
-        Format::Json => decode::count_json(bytes, cap),
-        Format::Proto => decode::scan_proto(bytes, decode::Limits::default())
+        Format::Json => decode::count_json(bytes, limits.max_spans),
+        // A span error comes after the scan passed with these limits.
+        Format::Proto => decode::scan_proto(bytes, limits)
             .map(|c| c.spans)
             .unwrap_or(0),
     };
-    n.min(cap) as u64
+    n.min(limits.max_spans) as u64
 }
 
 // ---------------------------------------------------------------------------
