@@ -10,6 +10,8 @@
 //!   storage that survives restarts, and pause/resume.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
+//! - [`skip`], [`python_venv`]: a test that cannot run here says so in a line `.ci/run` lists; the
+//!   Python compatibility suites fail instead under `CI=true`.
 //! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md.
 //! - `InProcess` (feature `kit`): a kit service run inside the test process on a free port, stopped
 //!   as SIGTERM would; `registry()` (feature `registry`): the real discovery-server that way.
@@ -44,6 +46,7 @@ mod process;
 mod server;
 #[cfg(feature = "kit")]
 mod service;
+mod skip;
 
 pub use broker::{BROKER_ENV, Broker, BrokerKind};
 pub use error::Error;
@@ -55,6 +58,7 @@ pub use process::{ChildGuard, spawn_process, spawn_process_in};
 pub use service::InProcess;
 #[cfg(feature = "registry")]
 pub use service::registry;
+pub use skip::{SKIP_MARKER, VENV_ENV, is_ci, python_venv, skip, skip_line, venv_dir};
 
 /// Result type of every fallible testkit call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
