@@ -52,7 +52,7 @@ pub use broker::{BROKER_ENV, Broker, BrokerKind};
 pub use error::Error;
 pub use mariadb::{DbAccess, MariaDb};
 pub use net::{free_port, wait_for_http};
-pub use paths::{bin_path, target_dir, workspace_root};
+pub use paths::{bin_path, newest_source, stale_source, target_dir, workspace_root};
 pub use process::{ChildGuard, spawn_process, spawn_process_in};
 #[cfg(feature = "kit")]
 pub use service::InProcess;

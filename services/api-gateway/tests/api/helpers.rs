@@ -48,8 +48,7 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut c
 
 /// A built binary of this workspace.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    testkit::bin_path(name)
-        .unwrap_or_else(|e| panic!("{e}: build it first (cargo build -p {name})"))
+    testkit::bin_path(name).unwrap_or_else(|e| panic!("this test runs the {name} binary: {e}"))
 }
 
 /// Starts a service binary with `args` plus the common loopback flags and

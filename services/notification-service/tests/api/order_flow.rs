@@ -40,9 +40,8 @@ impl OrderFlow {
     /// Starts everything; `notification_args` are extra notification-service flags.
     pub async fn start_with(notification_args: &[&str]) -> OrderFlow {
         kit::telemetry::init_for_tests();
-        let order_bin = testkit::bin_path("order-service").unwrap_or_else(|e| {
-            panic!("this test runs the order-service binary: {e} (cargo build -p order-service)")
-        });
+        let order_bin = testkit::bin_path("order-service")
+            .unwrap_or_else(|e| panic!("this test runs the order-service binary: {e}"));
         let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
         let (db, kafka) = (db.unwrap(), kafka.unwrap());
         kafka
