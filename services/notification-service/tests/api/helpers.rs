@@ -223,13 +223,36 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(infra: &Infra) -> Publisher {
+        Publisher::with_linger(infra, Duration::from_millis(5))
+    }
+
+    /// A publisher that holds messages for `linger` before sending (librdkafka's `linger.ms`):
+    /// messages sent together ([`Publisher::send_together`]) go in one record batch, which a
+    /// consumer always fetches whole.
+    pub fn with_linger(infra: &Infra, linger: Duration) -> Publisher {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", infra.kafka.bootstrap_servers())
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            .set("linger.ms", linger.as_millis().to_string())
             .create()
             .unwrap();
         Publisher { producer }
+    }
+
+    /// Publishes two raw messages (key, payload, schema version) at once: with a
+    /// [`Publisher::with_linger`] publisher they share one record batch, so a consumer that has
+    /// the first has fetched the second too.
+    pub async fn send_together(
+        &self,
+        first: (&str, &[u8], u32),
+        second: (&str, &[u8], u32),
+    ) -> [(i32, i64); 2] {
+        let (a, b) = tokio::join!(
+            self.send_raw(first.0, first.1, first.2),
+            self.send_raw(second.0, second.1, second.2)
+        );
+        [a, b]
     }
 
     /// Publishes `event`; returns (partition, offset).

@@ -133,19 +133,24 @@ async fn a_failing_message_in_a_batch_does_not_hold_back_the_others() {
 async fn a_failed_dead_letter_write_is_retried_and_nothing_is_committed_before() {
     let mut infra = Infra::start(1).await;
     let app = TestApp::spawn(infra.config(&["--dlt-write-timeout", "1s"])).await;
-    let publisher = Publisher::new(&infra);
+    let publisher = Publisher::with_linger(&infra, std::time::Duration::from_millis(200));
     // Hold the consumer on a good message while the database is away, so the poison message
-    // behind it is fetched but not yet handled when the broker goes.
+    // behind it is fetched but not yet handled when the broker goes. Both go in one record
+    // batch (one partition): a consumer holding the first has fetched the second with it.
     infra.db.stop().await.unwrap();
-    publisher.send(&event("ord-held")).await;
+    let held = event("ord-held");
+    let garbage = b"{\"schemaVersion\": \"not a number\"}".to_vec();
+    let [(_, held_offset), (_, poison_offset)] = publisher
+        .send_together(
+            (&held.order_number, &held.encode(), held.schema_version),
+            ("ord-poison", &garbage, 1),
+        )
+        .await;
+    assert_eq!((held_offset, poison_offset), (0, 1));
     app.wait_consumer("waiting for the database", |r| {
         r["waitingForDatabase"].is_string()
     })
     .await;
-    let garbage = b"{\"schemaVersion\": \"not a number\"}".to_vec();
-    publisher.send_raw("ord-poison", &garbage, 1).await;
-    // Give the consumer's background fetcher a moment to prefetch the poison message.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     infra.kafka.kill().await.unwrap();
     infra.db.start_again().await.unwrap();
 
