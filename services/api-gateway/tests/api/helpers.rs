@@ -37,15 +37,6 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Polls `check` every 20 ms until it holds or `timeout` passes.
-pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A built binary of this workspace.
 pub fn workspace_bin(name: &str) -> PathBuf {
     testkit::bin_path(name).unwrap_or_else(|e| panic!("this test runs the {name} binary: {e}"))
@@ -147,7 +138,7 @@ pub struct Upstream {
 impl Upstream {
     /// An echo upstream named `name` (see `api_gateway::echo`).
     pub async fn echo(name: &str) -> Upstream {
-        Upstream::serve(api_gateway::echo::router(name)).await
+        Upstream::serve(echo_upstream::router(name)).await
     }
 
     pub async fn serve(app: axum::Router) -> Upstream {
@@ -250,10 +241,10 @@ impl Gateway {
     pub async fn wait_for_instances(&self, service: &str, n: usize) {
         let d = self.discovery.clone();
         d.start();
-        eventually(
+        testkit::eventually(
             &format!("{n} instances of {service}"),
             Duration::from_secs(10),
-            || d.cached(service).len() == n,
+            || std::future::ready(d.cached(service).len() == n),
         )
         .await;
     }

@@ -1,7 +1,7 @@
 //! Starting the registry (and kit-based instances) in-process, and small
 //! HTTP helpers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use discovery_server::{AppState, Config, SPEC, admin_router, build, router};
@@ -212,21 +212,4 @@ pub const fn spec(name: &'static str) -> ServiceSpec {
     }
 }
 
-/// Polls `check` every 10 ms until it holds or `within` passes; returns how long it took.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use testkit::eventually;

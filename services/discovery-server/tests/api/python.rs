@@ -76,8 +76,8 @@ async fn py_eureka_client_interoperates() {
     let app = TestApp::system().await;
     let kit = KitInstance::start(&KIT_ECHO, &app.url, Duration::from_secs(1)).await;
     eventually(
-        Duration::from_secs(5),
         "the kit instance to register",
+        Duration::from_secs(5),
         || async { app.instance_count() == 1 },
     )
     .await;
@@ -114,8 +114,8 @@ async fn py_eureka_client_interoperates() {
 
     // Heartbeats arrive.
     eventually(
-        Duration::from_secs(5),
         "a heartbeat from the Python client",
+        Duration::from_secs(5),
         || async {
             let (_, v) = app.get_json(&app.eureka("apps/PY-SERVICE/py-1")).await;
             v["instance"]["leaseInfo"]["lastRenewalTimestamp"].as_u64() > Some(registered_at + 500)
@@ -127,8 +127,8 @@ async fn py_eureka_client_interoperates() {
     let found = kit.discovery.instances("py-service").await.unwrap();
     let found = if found.is_empty() {
         eventually(
-            Duration::from_secs(3),
             "kit discovery of py-service",
+            Duration::from_secs(3),
             || async { !kit.discovery.cached("py-service").is_empty() },
         )
         .await;

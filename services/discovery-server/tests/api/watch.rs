@@ -40,7 +40,7 @@ async fn wakes_on_change() {
                 res.json::<WatchResponse>().await.unwrap()
             })
         };
-        eventually(Duration::from_secs(5), "the watcher to wait", || async {
+        eventually("the watcher to wait", Duration::from_secs(5), || async {
             app.state.registry.stats().watchers == 1
         })
         .await;
@@ -112,7 +112,7 @@ async fn shutdown_releases_watchers() {
     let url = app.eureka(&format!("watch?since={since}&timeoutSecs=60"));
     let http = app.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await.unwrap().status() });
-    eventually(Duration::from_secs(5), "the watcher to wait", || async {
+    eventually("the watcher to wait", Duration::from_secs(5), || async {
         app.state.registry.stats().watchers == 1
     })
     .await;

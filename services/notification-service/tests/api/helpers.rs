@@ -147,7 +147,7 @@ impl TestApp {
     /// Waits until `/admin/consumer` satisfies `check`; returns the report.
     pub async fn wait_consumer(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
-        let found = eventually(
+        let found = poll_until(
             WAIT,
             || {
                 let this = &*self;
@@ -165,7 +165,7 @@ impl TestApp {
     /// Waits until `total` notifications are listed (optionally for one order).
     pub async fn wait_notifications(&self, query: &str, total: u64) -> Value {
         let mut last = Value::Null;
-        let found = eventually(
+        let found = poll_until(
             WAIT,
             || {
                 let this = &*self;
@@ -188,28 +188,7 @@ impl TestApp {
     }
 }
 
-/// Polls `probe` every 100 ms until `done` accepts its value or `timeout` passes.
-pub async fn eventually<T, F, Fut>(
-    timeout: Duration,
-    mut probe: F,
-    mut done: impl FnMut(&T) -> bool,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let v = probe().await;
-        if done(&v) {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use testkit::poll_until;
 
 /// An order event for `order_number` with two lines (the events crate's sample).
 pub fn event(order_number: &str) -> OrderPlacedEvent {
