@@ -251,14 +251,27 @@ async fn standard_endpoints_and_problems() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
-    let text = c
-        .get(format!("{}/metrics", r.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let res = c.get(format!("{}/metrics", r.base)).send().await.unwrap();
+    // Served as what it is: OpenMetrics text, which a strict OpenMetrics parser (what Prometheus
+    // uses for this content type) accepts whole.
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert_eq!(
+        res.headers()["content-type"],
+        kit::metrics::OPENMETRICS_TEXT
+    );
+    let text = res.text().await.unwrap();
+    let exposition = openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|e| panic!("not OpenMetrics text: {e:?}\n{text}"));
+    for family in ["http_requests", "process_resident_memory_bytes"] {
+        assert!(
+            exposition.families.contains_key(family),
+            "{family}: {:?}",
+            exposition.families.keys().collect::<Vec<_>>()
+        );
+    }
     assert!(
         text.contains(r#"http_requests_total{method="POST",route="/orders",status="422"} 1"#),
         "{text}"
