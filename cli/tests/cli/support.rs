@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use platform::paths::Workspace;
 use platform::runtime::Runtime;
+pub use testkit::eventually;
 
 /// Connects to the engine the tests run against.
 pub async fn runtime() -> Runtime {
@@ -65,6 +65,3 @@ where
         std::panic::resume_unwind(panic);
     }
 }
-
-/// Waits until `check` gives `Some` (testkit's one polling loop).
-pub use testkit::eventually;

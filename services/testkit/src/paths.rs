@@ -62,9 +62,11 @@ pub fn bin_path(name: &str) -> Result<PathBuf> {
         .collect();
     // Newest first.
     built.sort_by_key(|(modified, _, _)| std::cmp::Reverse(*modified));
+    let crate_dirs = local_crate_dirs(name);
+    let crate_dirs: Vec<&Path> = crate_dirs.iter().map(PathBuf::as_path).collect();
     let mut stale = None;
     for (_, path, profile) in &built {
-        match stale_source(path, &[]) {
+        match stale_source(path, &crate_dirs) {
             None => return Ok((*path).clone()),
             Some(source_file) => {
                 stale.get_or_insert(Error::Stale {
@@ -88,14 +90,19 @@ pub fn bin_path(name: &str) -> Result<PathBuf> {
 /// A source of `binary` that changed after it was built, or was removed since; `None` when the
 /// binary is up to date (or missing: that is the caller's error).
 ///
-/// The sources are the files cargo lists in the binary's dep-info file (`<binary>.d` beside it:
-/// every source file of the binary's crate and of each crate it depends on, exactly what cargo
-/// rebuilds it for). Without a dep-info file (a binary copied elsewhere), the newest `Cargo.toml` or
-/// file under `src/` of `crate_dirs` counts instead.
+/// The sources are the files cargo lists in the binary's dep-info file (`<binary>.d` beside it,
+/// written by `cargo build`: every source file of the binary's crate and of each crate it depends
+/// on, exactly what cargo rebuilds it for). Without one (a binary that a test build made, or one
+/// copied elsewhere), the newest `Cargo.toml` or file under `src/` of `crate_dirs` counts
+/// instead ([`bin_path`] passes the binary's crate and its workspace path dependencies).
 pub fn stale_source(binary: &Path, crate_dirs: &[&Path]) -> Option<PathBuf> {
     let built = modified_file(binary)?;
-    let sources = match std::fs::read_to_string(binary.with_extension("d")) {
-        Ok(dep_info) => dep_info_sources(&dep_info),
+    let sources: Vec<PathBuf> = match std::fs::read_to_string(binary.with_extension("d")) {
+        // Relative entries (rustc's own dep-info) are relative to the workspace root.
+        Ok(dep_info) => dep_info_sources(&dep_info)
+            .into_iter()
+            .map(|file| workspace_root().join(file))
+            .collect(),
         Err(_) => crate_dirs
             .iter()
             .filter_map(|dir| newest_source(dir))
@@ -104,7 +111,87 @@ pub fn stale_source(binary: &Path, crate_dirs: &[&Path]) -> Option<PathBuf> {
     };
     sources
         .into_iter()
-        .find(|file| modified_file(file).is_none_or(|m| m > built))
+        // A listed directory (sqlx's `migrate!` tracks its migrations directory) counts by its
+        // own modification time, as cargo counts it.
+        .find(|file| {
+            std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .map_or(true, |m| m > built)
+        })
+}
+
+/// The directories of the workspace crate that builds the binary `bin` and of every workspace
+/// crate it depends on through `path` dependencies (directly or through
+/// `[workspace.dependencies]`), transitively; dev-dependencies do not count. Empty when the
+/// manifests cannot be read or no member builds `bin`.
+fn local_crate_dirs(bin: &str) -> Vec<PathBuf> {
+    let root = workspace_root();
+    let read = |dir: &Path| -> Option<toml::Table> {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .ok()?
+            .parse()
+            .ok()
+    };
+    let Some(workspace) = read(root) else {
+        return Vec::new();
+    };
+    let ws = workspace.get("workspace").and_then(toml::Value::as_table);
+    let shared = ws
+        .and_then(|w| w.get("dependencies"))
+        .and_then(toml::Value::as_table);
+    let members = ws
+        .and_then(|w| w.get("members"))
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_str);
+    let builds_bin = |dir: &Path, manifest: &toml::Table| {
+        let package = manifest
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(toml::Value::as_str);
+        let named = manifest
+            .get("bin")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|b| b.get("name").and_then(toml::Value::as_str) == Some(bin));
+        named || (package == Some(bin) && dir.join("src/main.rs").is_file())
+    };
+    let Some(start) = members
+        .map(|m| root.join(m))
+        .find(|dir| read(dir).is_some_and(|m| builds_bin(dir, &m)))
+    else {
+        return Vec::new();
+    };
+    let mut dirs = vec![start.canonicalize().unwrap_or(start)];
+    let mut next = 0;
+    while let Some(dir) = dirs.get(next).cloned() {
+        next += 1;
+        let Some(manifest) = read(&dir) else { continue };
+        for section in ["dependencies", "build-dependencies"] {
+            let deps = manifest.get(section).and_then(toml::Value::as_table);
+            for (name, spec) in deps.into_iter().flatten() {
+                let path = match spec.get("path").and_then(toml::Value::as_str) {
+                    Some(path) => Some(dir.join(path)),
+                    None if spec.get("workspace").and_then(toml::Value::as_bool) == Some(true) => {
+                        shared
+                            .and_then(|s| s.get(name))
+                            .and_then(|s| s.get("path"))
+                            .and_then(toml::Value::as_str)
+                            .map(|path| root.join(path))
+                    }
+                    None => None,
+                };
+                if let Some(path) = path.and_then(|p| p.canonicalize().ok())
+                    && !dirs.contains(&path)
+                {
+                    dirs.push(path);
+                }
+            }
+        }
+    }
+    dirs
 }
 
 /// The files a make-style dep-info file (`target: dep dep ...`, spaces in paths escaped) lists.
@@ -348,6 +435,29 @@ mod tests {
             "target/debug/svc is older than its source services/svc/src/main.rs \
              (rebuild it: `cargo build --bin svc`)"
         );
+    }
+
+    /// A workspace binary's crate dirs are its own crate and its path dependencies, transitively,
+    /// without dev-dependencies.
+    #[test]
+    fn local_crate_dirs_follow_path_dependencies() {
+        let root = workspace_root().canonicalize().unwrap();
+        let dirs = local_crate_dirs("order-service");
+        let rel: Vec<_> = dirs
+            .iter()
+            .map(|d| d.strip_prefix(&root).unwrap())
+            .collect();
+        assert!(rel[0].ends_with("services/order-service"), "{rel:?}");
+        for dep in ["services/kit", "services/events", "crates/circuit-breaker"] {
+            assert!(rel.iter().any(|d| d.ends_with(dep)), "{dep}: {rel:?}");
+        }
+        // testkit is a dev-dependency only.
+        assert!(
+            !rel.iter().any(|d| d.ends_with("services/testkit")),
+            "{rel:?}"
+        );
+        assert_eq!(local_crate_dirs("platform")[0], root.join("cli"));
+        assert!(local_crate_dirs("no-such-binary").is_empty());
     }
 
     /// `$PATH` lookup finds a standard program and ignores unknown ones.

@@ -20,10 +20,8 @@ mod faults;
 mod lifecycle;
 mod scenarios;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
 use e2e::{Platform, docker};
+use testkit::eventually;
 
 /// The release binary and a Docker connection, after taking down stacks of killed earlier runs.
 async fn setup() -> (Platform, bollard::Docker) {
@@ -40,5 +38,3 @@ async fn setup() -> (Platform, bollard::Docker) {
     }
     (platform, docker)
 }
-
-use testkit::eventually;

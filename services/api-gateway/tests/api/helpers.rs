@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
@@ -136,7 +136,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An echo upstream named `name` (see `api_gateway::echo`).
+    /// An echo upstream named `name` (see the `echo_upstream` fixture crate).
     pub async fn echo(name: &str) -> Upstream {
         Upstream::serve(echo_upstream::router(name)).await
     }

@@ -13,6 +13,7 @@ use kit::registry::model::{ApplicationsEnvelope, InstanceEnvelope, InstanceInfo}
 use kit::service::ServiceError;
 use serde_json::Value;
 use testkit::InProcess;
+pub use testkit::eventually;
 
 /// 2023-11-14T22:13:20Z: where manual clocks start.
 pub const T0: u64 = 1_700_000_000_000;
@@ -211,5 +212,3 @@ pub const fn spec(name: &'static str) -> ServiceSpec {
         registers: true,
     }
 }
-
-pub use testkit::eventually;

@@ -2,7 +2,6 @@
 //! event producer, a dead-letter reader, and polling helpers.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use events::OrderPlacedEvent;
@@ -14,6 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::Client;
 use serde_json::Value;
 use testkit::InProcess;
+pub use testkit::poll_until;
 
 /// Admin token of services started by tests (`CommonArgs::for_tests`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -188,8 +188,6 @@ impl TestApp {
     }
 }
 
-pub use testkit::poll_until;
-
 /// An order event for `order_number` with two lines (the events crate's sample).
 pub fn event(order_number: &str) -> OrderPlacedEvent {
     events::sample(order_number)
@@ -202,36 +200,13 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(infra: &Infra) -> Publisher {
-        Publisher::with_linger(infra, Duration::from_millis(5))
-    }
-
-    /// A publisher that holds messages for `linger` before sending (librdkafka's `linger.ms`):
-    /// messages sent together ([`Publisher::send_together`]) go in one record batch, which a
-    /// consumer always fetches whole.
-    pub fn with_linger(infra: &Infra, linger: Duration) -> Publisher {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", infra.kafka.bootstrap_servers())
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", linger.as_millis().to_string())
             .create()
             .unwrap();
         Publisher { producer }
-    }
-
-    /// Publishes two raw messages (key, payload, schema version) at once: with a
-    /// [`Publisher::with_linger`] publisher they share one record batch, so a consumer that has
-    /// the first has fetched the second too.
-    pub async fn send_together(
-        &self,
-        first: (&str, &[u8], u32),
-        second: (&str, &[u8], u32),
-    ) -> [(i32, i64); 2] {
-        let (a, b) = tokio::join!(
-            self.send_raw(first.0, first.1, first.2),
-            self.send_raw(second.0, second.1, second.2)
-        );
-        [a, b]
     }
 
     /// Publishes `event`; returns (partition, offset).

@@ -133,24 +133,22 @@ async fn a_failing_message_in_a_batch_does_not_hold_back_the_others() {
 async fn a_failed_dead_letter_write_is_retried_and_nothing_is_committed_before() {
     let mut infra = Infra::start(1).await;
     let app = TestApp::spawn(infra.config(&["--dlt-write-timeout", "1s"])).await;
-    let publisher = Publisher::with_linger(&infra, std::time::Duration::from_millis(200));
+    let publisher = Publisher::new(&infra);
     // Hold the consumer on a good message while the database is away, so the poison message
-    // behind it is fetched but not yet handled when the broker goes. Both go in one record
-    // batch (one partition): a consumer holding the first has fetched the second with it.
+    // behind it is fetched but not yet handled when the broker goes.
     infra.db.stop().await.unwrap();
-    let held = event("ord-held");
-    let garbage = b"{\"schemaVersion\": \"not a number\"}".to_vec();
-    let [(_, held_offset), (_, poison_offset)] = publisher
-        .send_together(
-            (&held.order_number, &held.encode(), held.schema_version),
-            ("ord-poison", &garbage, 1),
-        )
-        .await;
-    assert_eq!((held_offset, poison_offset), (0, 1));
+    publisher.send(&event("ord-held")).await;
     app.wait_consumer("waiting for the database", |r| {
         r["waitingForDatabase"].is_string()
     })
     .await;
+    let garbage = b"{\"schemaVersion\": \"not a number\"}".to_vec();
+    publisher.send_raw("ord-poison", &garbage, 1).await;
+    // Give the consumer's background fetcher a moment to prefetch the poison message. Still a
+    // sleep: nothing outside librdkafka shows that a message was prefetched, and publishing
+    // both in one record batch does not work (the consumer dead-letters a batch's undecodable
+    // messages before it waits for the database with the others).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     infra.kafka.kill().await.unwrap();
     infra.db.start_again().await.unwrap();
 
