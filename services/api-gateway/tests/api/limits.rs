@@ -202,10 +202,13 @@ async fn a_client_breaking_off_its_upload_charges_no_instance() {
     }
     // The gateway sees the broken body on its own time: wait for the calls to finish.
     let balancer = gw.gateway.balancer("bulk-service").unwrap().clone();
-    eventually(
+    testkit::eventually(
         "the broken uploads to finish",
         Duration::from_secs(10),
-        || balancer.status().iter().all(|i| i.in_flight == 0),
+        || {
+            let idle = balancer.status().iter().all(|i| i.in_flight == 0);
+            async move { idle }
+        },
     )
     .await;
     assert_no_failures(&balancer.status());
