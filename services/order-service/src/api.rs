@@ -5,7 +5,11 @@
 //!   problem when stock is short, 422 for bad input or unknown SKUs, 503
 //!   with the seed's fallback detail when inventory cannot answer.
 //!   Optional `Idempotency-Key` header (see [`AppState::place_idempotent`]).
-//! - `GET /api/order/{orderNumber}`, `GET /api/order?page=&size=` (newest first).
+//! - `GET /api/order/{orderNumber}`, `GET /api/order?page=&size=` (newest first):
+//!   with an issuer configured, a valid token is required (401) and a user
+//!   sees only their own orders (owner: the token's `sub`, stored as
+//!   `customer.id`); the `admin` role sees all. Someone else's order is 404,
+//!   as if it did not exist ([`kit::auth::Scope`]).
 //! - Admin: `GET /admin/breakers` (and `/admin/breakers/{name}`,
 //!   `POST /admin/breakers/{name}/state`), `GET /admin/upstreams`.
 //!
@@ -24,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use events::{Customer, OrderPlacedEvent};
-use kit::auth::{AuthError, JwtValidator};
+use kit::auth::{AuthError, JwtValidator, Scope};
 use kit::breaker::BreakerRegistry;
 use kit::error::PROBLEM_JSON;
 use kit::http::{Json, Path, Query};
@@ -146,6 +150,13 @@ impl AppState {
             email: claims.email.clone(),
             name: claims.preferred_username.clone(),
         })
+    }
+
+    /// Whose orders the caller may read (see [`kit::auth::Scope`]).
+    async fn scope(&self, headers: &HeaderMap) -> Result<Scope, OrderError> {
+        Scope::of(self.inner.validator.as_ref(), headers)
+            .await
+            .map_err(OrderError::Auth)
     }
 
     /// Places an order without an Idempotency-Key.
@@ -426,8 +437,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, OrderError> {
 
 async fn get_order(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(number): Path<String>,
 ) -> Result<Json<OrderView>, OrderError> {
+    let scope = s.scope(&headers).await?;
     if number.is_empty() || number.len() > 64 {
         return Err(OrderError::NotFound(format!("no order {number}")));
     }
@@ -435,6 +448,8 @@ async fn get_order(
         .store
         .order(&number)
         .await?
+        // Someone else's order is answered like a missing one.
+        .filter(|o| scope.may_read(&o.customer.id))
         .map(Json)
         .ok_or_else(|| OrderError::NotFound(format!("no order {number}")))
 }
@@ -447,13 +462,18 @@ struct PageQuery {
 
 async fn list_orders(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<OrderView>>, Response> {
+    let scope = s
+        .scope(&headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let req =
         PageRequest::new(q.page, q.size, MAX_PAGE_SIZE).map_err(IntoResponse::into_response)?;
     s.inner
         .store
-        .orders(req)
+        .orders(req, scope.owner())
         .await
         .map(Json)
         .map_err(|e| OrderError::Db(e).into_response())

@@ -42,6 +42,9 @@ async fn orders_placed_through_the_gateway() {
             &orders_db.url,
             "--kafka-bootstrap-servers",
             &bootstrap,
+            // Its service account reserves stock at inventory.
+            "--client-secret",
+            ORDER_SERVICE_SECRET,
         ],
         &[],
     )

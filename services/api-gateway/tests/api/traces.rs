@@ -223,6 +223,9 @@ impl Platform {
             &orders_db.url,
             "--kafka-bootstrap-servers",
             &bootstrap,
+            // Its service account reserves stock at inventory.
+            "--client-secret",
+            ORDER_SERVICE_SECRET,
         ];
         let notification_args = [
             "--database-url",
