@@ -13,7 +13,9 @@
 //! - Admin: `GET /admin/breakers` (and `/admin/breakers/{name}`,
 //!   `POST /admin/breakers/{name}/state`), `GET /admin/upstreams`.
 //!
-//! The flow of an order: validate → reserve stock at inventory (breaker,
+//! The flow of an order: validate → check prices against the catalogue
+//! ([`crate::catalog`]: a price that is not the listed one is 422
+//! `price-mismatch`) → reserve stock at inventory (breaker,
 //! registry, timeout) → write order + outbox row in one transaction →
 //! wake the relay → 201. Any failure after stock may have been reserved
 //! queues a release of the reservation ([`crate::compensation`]).
@@ -40,6 +42,7 @@ use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use tokio::sync::{Notify, mpsc};
 
+use crate::catalog::CatalogClient;
 use crate::error::OrderError;
 use crate::inventory::{InventoryClient, Reservation};
 use crate::model::{OrderView, PlaceOrder, money};
@@ -79,6 +82,8 @@ pub struct AppState {
 struct Inner {
     store: Store,
     inventory: InventoryClient,
+    /// Checks line prices against the catalogue (`None`: PRICE_CHECK=off).
+    catalog: Option<CatalogClient>,
     /// Wakes the outbox relay after each commit.
     wake: Arc<Notify>,
     /// Order numbers whose reservation must be given back.
@@ -94,6 +99,7 @@ impl AppState {
     pub fn new(
         store: Store,
         inventory: InventoryClient,
+        catalog: Option<CatalogClient>,
         wake: Arc<Notify>,
         compensate: mpsc::Sender<String>,
         validator: Option<JwtValidator>,
@@ -110,6 +116,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 store,
                 inventory,
+                catalog,
                 wake,
                 compensate,
                 validator,
@@ -150,6 +157,28 @@ impl AppState {
             email: claims.email.clone(),
             name: claims.preferred_username.clone(),
         })
+    }
+
+    /// Refuses lines whose SKU the catalogue does not list or whose price
+    /// is not the catalogue's (see [`crate::catalog`]).
+    async fn check_prices(&self, req: &PlaceOrder) -> Result<(), OrderError> {
+        let Some(catalog) = &self.inner.catalog else {
+            return Ok(());
+        };
+        let skus: Vec<&str> = req.lines.iter().map(|l| l.sku_code.as_str()).collect();
+        let prices = catalog
+            .prices(&skus)
+            .await
+            .map_err(|e| OrderError::CatalogUnavailable(e.to_string()))?;
+        let (unknown, mismatches) =
+            prices.check(req.lines.iter().map(|l| (l.sku_code.as_str(), l.price)));
+        if !unknown.is_empty() {
+            return Err(OrderError::NotInCatalog(unknown));
+        }
+        if !mismatches.is_empty() {
+            return Err(OrderError::PriceMismatch(mismatches));
+        }
+        Ok(())
     }
 
     /// Whose orders the caller may read (see [`kit::auth::Scope`]).
@@ -404,6 +433,13 @@ async fn place_order(
         if let Err(msg) = req.validate() {
             s.count("invalid");
             return Err(OrderError::Invalid(msg));
+        }
+        if let Err(e) = s.check_prices(&req).await {
+            s.count(match e {
+                OrderError::CatalogUnavailable(_) => "unavailable",
+                _ => "invalid",
+            });
+            return Err(e);
         }
         match idempotency_key(&headers)? {
             Some(key) => s.place_idempotent(&key, customer, &req).await,

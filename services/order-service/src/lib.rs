@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod compensation;
 pub mod error;
 pub mod inventory;
@@ -81,6 +82,14 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_LB_STRATEGY", value_enum, default_value_t = Strategy::PowerOfTwoChoices)]
     pub inventory_lb_strategy: Strategy,
 
+    /// How each line's price is checked: `catalog` (it must equal product-service's price, else 422 price-mismatch) or `off` (taken as sent; only for tests without product-service)
+    #[arg(long, env = "PRICE_CHECK", value_enum, default_value = "catalog")]
+    pub price_check: catalog::PriceCheck,
+
+    /// Registry name of the product catalogue
+    #[arg(long, env = "PRODUCT_SERVICE", default_value = "product-service")]
+    pub product_service: String,
+
     /// Client id of this service's account at the issuer: its token (client credentials grant) carries the `service` role that inventory's reservations require
     #[arg(long, env = "CLIENT_ID", default_value = "order-service")]
     pub client_id: String,
@@ -150,6 +159,10 @@ impl Config {
             inventory_service: "inventory-service".into(),
             inventory_timeout: Duration::from_secs(3),
             inventory_lb_strategy: Strategy::PowerOfTwoChoices,
+            // Tests of other concerns run without product-service; the
+            // price tests switch the check on.
+            price_check: catalog::PriceCheck::Off,
+            product_service: "product-service".into(),
             client_id: "order-service".into(),
             client_secret: None,
             breaker: defaults.breaker,
@@ -226,6 +239,23 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
         service_token(&config, service.http_client())?,
     );
 
+    let catalog = match config.price_check {
+        catalog::PriceCheck::Catalog => Some(catalog::CatalogClient::new(
+            Balancer::new(
+                &config.product_service,
+                service.discovery().clone(),
+                Strategy::PowerOfTwoChoices,
+                EjectionPolicy::default(),
+            ),
+            service.http_client().clone(),
+            config.inventory_timeout,
+        )),
+        catalog::PriceCheck::Off => {
+            tracing::warn!("PRICE_CHECK=off: order prices are taken as the client sends them");
+            None
+        }
+    };
+
     let relay = relay::Relay::new(
         store.pool().clone(),
         relay::RelayOptions {
@@ -258,6 +288,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
     let state = api::AppState::new(
         store,
         inventory,
+        catalog,
         wake,
         compensate,
         service.jwt_validator().cloned(),

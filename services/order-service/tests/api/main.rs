@@ -12,6 +12,7 @@ mod crash;
 mod happy;
 mod idempotency;
 mod outage;
+mod prices;
 mod validation;
 
 use std::collections::{HashMap, HashSet};
