@@ -73,6 +73,14 @@ pub struct IdempotencyOptions {
     pub lease: Duration,
 }
 
+/// The services an order is checked against.
+pub struct Upstreams {
+    /// Reserves (and releases) stock.
+    pub inventory: InventoryClient,
+    /// Lists the prices (`None`: PRICE_CHECK=off).
+    pub catalog: Option<CatalogClient>,
+}
+
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -98,8 +106,7 @@ struct Inner {
 impl AppState {
     pub fn new(
         store: Store,
-        inventory: InventoryClient,
-        catalog: Option<CatalogClient>,
+        upstreams: Upstreams,
         wake: Arc<Notify>,
         compensate: mpsc::Sender<String>,
         validator: Option<JwtValidator>,
@@ -115,8 +122,8 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 store,
-                inventory,
-                catalog,
+                inventory: upstreams.inventory,
+                catalog: upstreams.catalog,
                 wake,
                 compensate,
                 validator,

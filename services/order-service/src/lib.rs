@@ -287,8 +287,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
 
     let state = api::AppState::new(
         store,
-        inventory,
-        catalog,
+        api::Upstreams { inventory, catalog },
         wake,
         compensate,
         service.jwt_validator().cloned(),
