@@ -12,7 +12,6 @@
 //! are the same: they are tagged by content, not by path.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
 
@@ -149,8 +148,9 @@ pub fn stack_binaries(stack_file: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// The release binaries (`platform` and the stack's services) that are missing or older than the
-/// newest file of their crate, the kit or the events crate, each with the reason.
+/// The release binaries (`platform` and the stack's services) that are missing or older than one
+/// of their sources ([`testkit::stale_source`]: the files cargo's dep-info lists, else the newest
+/// file of their crate, the kit or the events crate), each with the reason.
 pub fn stale(root: &Path, services: &[String]) -> Vec<String> {
     let shared = [root.join("services/kit"), root.join("services/events")];
     let mut checks: Vec<(String, PathBuf)> = vec![("platform".to_string(), root.join("cli"))];
@@ -162,18 +162,14 @@ pub fn stale(root: &Path, services: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, crate_dir) in checks {
         let binary = release_dir().join(&name);
-        let Some(built) = modified(&binary) else {
+        if !binary.is_file() {
             out.push(format!(
                 "{name}: no release binary (`platform up` will run cargo)"
             ));
             continue;
-        };
-        let newest = [crate_dir.as_path(), &shared[0], &shared[1]]
-            .iter()
-            .filter_map(|d| newest_source(d))
-            .max();
-        if let Some((when, file)) = newest
-            && when > built
+        }
+        if let Some(file) =
+            testkit::stale_source(&binary, &[crate_dir.as_path(), &shared[0], &shared[1]])
         {
             out.push(format!(
                 "{name}: {} is older than {}",
@@ -183,38 +179,6 @@ pub fn stale(root: &Path, services: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).ok()?.modified().ok()
-}
-
-/// The newest `Cargo.toml` or file under `src/` of a crate.
-fn newest_source(crate_dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    let mut newest: Option<(SystemTime, PathBuf)> = None;
-    let mut consider = |path: PathBuf| {
-        if let Some(m) = modified(&path)
-            && newest.as_ref().is_none_or(|(n, _)| m > *n)
-        {
-            newest = Some((m, path));
-        }
-    };
-    consider(crate_dir.join("Cargo.toml"));
-    let mut dirs = vec![crate_dir.join("src")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                consider(path);
-            }
-        }
-    }
-    newest
 }
 
 /// Prints [`stale`]'s findings to stderr once per process.
@@ -255,17 +219,5 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
         }
-    }
-
-    /// A binary older than a source file of its crate is reported with the file.
-    #[test]
-    fn finds_newer_sources() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("src")).unwrap();
-        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
-        let (when, file) = newest_source(dir.path()).unwrap();
-        assert_eq!(file, dir.path().join("src/lib.rs"));
-        assert!(when <= SystemTime::now());
-        assert!(newest_source(&dir.path().join("nothing")).is_none());
     }
 }

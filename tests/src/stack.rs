@@ -38,12 +38,6 @@ pub fn pid_of(stack: &str) -> Option<u32> {
     stack.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
 }
 
-/// A free TCP port on the loopback (the OS picks it; it is free again when this returns).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// A copy of the dev stack that is taken down when dropped.
 #[derive(Debug)]
 pub struct TestStack {
@@ -74,8 +68,8 @@ impl TestStack {
         let text = std::fs::read_to_string(&source)
             .with_context(|| format!("read {}", source.display()))?;
         let name = unique_name(tag);
-        let gateway_port = free_port()?;
-        let broker_port = free_port()?;
+        let gateway_port = testkit::free_port()?;
+        let broker_port = testkit::free_port()?;
         let realm = root.join("keycloak/realm.json");
         let text = rewrite(
             &text,

@@ -47,7 +47,7 @@ fn dev_stack_copy(dir: &Path, name: &str, port: u16) -> PathBuf {
         ),
         (
             "\"127.0.0.1:19092:9092\"".to_string(),
-            format!("\"127.0.0.1:{}:9092\"", free_port()),
+            format!("\"127.0.0.1:{}:9092\"", testkit::free_port().unwrap()),
         ),
         (
             "\"../keycloak/realm.json:".to_string(),
@@ -64,11 +64,6 @@ fn dev_stack_copy(dir: &Path, name: &str, port: u16) -> PathBuf {
     let file = dir.join("stack.toml");
     std::fs::write(&file, text).unwrap();
     file
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn global(file: &Path, json: bool) -> Global {
@@ -122,7 +117,7 @@ async fn dev_stack_end_to_end() {
     let rt = runtime().await;
     let name = unique_stack("dev");
     let dir = tempfile::tempdir().unwrap();
-    let file = dev_stack_copy(dir.path(), &name, free_port());
+    let file = dev_stack_copy(dir.path(), &name, testkit::free_port().unwrap());
     let stack_arg = file.display().to_string();
     with_stack(&rt, &name, || async {
         tokio::time::timeout(WALK_LIMIT, walk(&rt, &name, &file, &stack_arg))

@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use platform::paths::Workspace;
 use platform::runtime::Runtime;
+pub use testkit::eventually;
 
 /// Connects to the engine the tests run against.
 pub async fn runtime() -> Runtime {
@@ -63,24 +63,5 @@ where
     cleanup(rt, stack).await;
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, failing after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

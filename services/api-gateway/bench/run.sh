@@ -32,7 +32,7 @@ CONNS=${CONNS:-32}
 FAIL_DURATION=${FAIL_DURATION:-8}
 
 echo "building release binaries..." >&2
-cargo build --release -q -p api-gateway -p discovery-server -p identity-provider
+cargo build --release -q -p api-gateway -p echo-upstream -p discovery-server -p identity-provider
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release
 

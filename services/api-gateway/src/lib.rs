@@ -15,7 +15,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod echo;
 pub mod edge_auth;
 pub mod metrics;
 pub mod pattern;

@@ -4,7 +4,6 @@
 //! and reads its lag (committed offset against the high watermark) its own way; kafka-lag then
 //! reads the same lag from the broker.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kafka_lag::BrokerClient;
@@ -70,26 +69,9 @@ else:
 print(json.dumps(out), flush=True)
 "#;
 
-fn venv_python() -> PathBuf {
-    testkit::workspace_root().join(".tools/venv/bin/python")
-}
-
 /// Runs the script for `client` against `broker` on its own topic; returns its JSON result.
 async fn run_client(broker: &Broker, client: &str) -> Option<Value> {
-    let python = venv_python();
-    let ready = python.is_file()
-        && tokio::process::Command::new(&python)
-            .args(["-c", "import confluent_kafka, kafka"])
-            .status()
-            .await
-            .is_ok_and(|s| s.success());
-    if !ready {
-        println!(
-            "SKIPPED: {} lacks confluent-kafka or kafka-python; run ./install.sh",
-            python.display()
-        );
-        return None;
-    }
+    let python = testkit::python_venv(&["confluent_kafka", "kafka"])?;
     let topic = format!("{client}-topic");
     broker.create_topic(&topic, 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

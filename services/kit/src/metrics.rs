@@ -19,8 +19,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
-/// Media type of the Prometheus text exposition format.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Media type of what [`Metrics::render`] writes: the OpenMetrics text format 1.0.0
+/// (prometheus-client's text encoder: `_total` counters, `# EOF`). Prometheus picks its parser by
+/// this type, so it must not claim the older `text/plain; version=0.0.4` format.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Labels of the HTTP request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -166,7 +168,7 @@ impl Metrics {
         handles.duration.observe(seconds);
     }
 
-    /// The Prometheus text exposition of everything registered.
+    /// The OpenMetrics text exposition of everything registered (served as [`OPENMETRICS_TEXT`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry.lock()).is_err() {

@@ -61,6 +61,17 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A built binary is older than one of its sources: a test would run old code.
+    #[error("{} is older than its source {} (rebuild it: `{rebuild}`)", binary.display(), source_file.display())]
+    Stale {
+        /// The binary.
+        binary: PathBuf,
+        /// A source file changed after the binary was built (or removed since).
+        source_file: PathBuf,
+        /// The command that rebuilds the binary.
+        rebuild: String,
+    },
+
     /// The operation needs a running server, and it is stopped or killed.
     #[error("{0} is not running (call start_again first)")]
     NotRunning(&'static str),

@@ -10,6 +10,10 @@
 //!   storage that survives restarts, and pause/resume.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
+//! - [`skip`], [`python_venv`]: a test that cannot run here says so in a line `.ci/run` lists; the
+//!   Python compatibility suites fail instead under `CI=true`.
+//! - [`eventually`], [`poll_until`]: wait on a condition (never a sleep, never a timed assertion).
+//! - [`order_stream`]: orders posted in loops while a test breaks something.
 //! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md.
 //! - `InProcess` (feature `kit`): a kit service run inside the test process on a free port, stopped
 //!   as SIGTERM would; `registry()` (feature `registry`): the real discovery-server that way.
@@ -39,22 +43,28 @@ mod broker;
 mod error;
 mod mariadb;
 mod net;
+mod orders;
 mod paths;
 mod process;
 mod server;
 #[cfg(feature = "kit")]
 mod service;
+mod skip;
+mod wait;
 
 pub use broker::{BROKER_ENV, Broker, BrokerKind};
 pub use error::Error;
 pub use mariadb::{DbAccess, MariaDb};
 pub use net::{free_port, wait_for_http};
-pub use paths::{bin_path, target_dir, workspace_root};
+pub use orders::{Streamed, order_stream};
+pub use paths::{bin_path, newest_source, stale_source, target_dir, workspace_root};
 pub use process::{ChildGuard, spawn_process, spawn_process_in};
 #[cfg(feature = "kit")]
 pub use service::InProcess;
 #[cfg(feature = "registry")]
 pub use service::registry;
+pub use skip::{SKIP_MARKER, VENV_ENV, is_ci, python_venv, skip, skip_line, venv_dir};
+pub use wait::{MAX_POLL, Outcome, eventually, poll_until};
 
 /// Result type of every fallible testkit call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

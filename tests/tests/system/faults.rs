@@ -236,7 +236,7 @@ async fn walk(
         .spawn()
         .context("start platform inject")?;
     eventually("the killed CLI's record", LIMIT, || async {
-        Ok((!faults(platform, &s).await?.is_empty()).then_some(()))
+        anyhow::Ok((!faults(platform, &s).await?.is_empty()).then_some(()))
     })
     .await;
     child.start_kill().context("kill -9 the injecting CLI")?;
@@ -271,7 +271,7 @@ async fn walk(
         .spawn()
         .context("start platform inject")?;
     eventually("the killed CLI's record", LIMIT, || async {
-        Ok((!faults(platform, &s).await?.is_empty()).then_some(()))
+        anyhow::Ok((!faults(platform, &s).await?.is_empty()).then_some(()))
     })
     .await;
     child.start_kill().context("kill -9 the injecting CLI")?;

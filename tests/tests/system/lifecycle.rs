@@ -257,7 +257,7 @@ async fn spread(platform: &Platform, stack: &TestStack, status: &Value) -> anyho
             let shop = &shop;
             async move {
                 let n = shop.upstream_requests(ORDER_SERVICE).await?.len();
-                Ok((n == INSTANCES).then_some(()))
+                anyhow::Ok((n == INSTANCES).then_some(()))
             }
         },
     )

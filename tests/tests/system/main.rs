@@ -20,10 +20,8 @@ mod faults;
 mod lifecycle;
 mod scenarios;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
 use e2e::{Platform, docker};
+use testkit::eventually;
 
 /// The release binary and a Docker connection, after taking down stacks of killed earlier runs.
 async fn setup() -> (Platform, bollard::Docker) {
@@ -39,27 +37,4 @@ async fn setup() -> (Platform, bollard::Docker) {
         eprintln!("warning: could not look for orphaned test stacks: {e:#}");
     }
     (platform, docker)
-}
-
-/// Polls `check` every 500 ms until it gives `Ok(Some(_))`, failing after `limit` with the last
-/// reason it gave (`Ok(None)` = not yet, `Err` = not yet, with why).
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let start = Instant::now();
-    let mut last = String::from("no answer yet");
-    loop {
-        match check().await {
-            Ok(Some(v)) => return v,
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }

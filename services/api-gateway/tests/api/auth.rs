@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use api_gateway::echo::Echo;
+use echo_upstream::Echo;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use kit::clock::Clock;
 use parking_lot::RwLock;

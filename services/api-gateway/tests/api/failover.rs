@@ -18,7 +18,7 @@ use crate::helpers::*;
 async fn spawn_echo(registry: &Registry, id: &str, port: u16) -> testkit::ChildGuard {
     let port = port.to_string();
     let child = testkit::spawn_process(
-        env!("CARGO_BIN_EXE_echo-upstream"),
+        workspace_bin("echo-upstream"),
         [
             "--service-name",
             "product-service",
@@ -154,14 +154,16 @@ public = true
     )
     .await
     .unwrap();
-    eventually(
+    testkit::eventually(
         "the restarted instance to serve again",
         Duration::from_secs(10),
         || {
-            seen.lock()
-                .by_instance
-                .get("product-1")
-                .is_some_and(|v| v.iter().filter(|t| **t > restarted_at).count() >= 20)
+            std::future::ready(
+                seen.lock()
+                    .by_instance
+                    .get("product-1")
+                    .is_some_and(|v| v.iter().filter(|t| **t > restarted_at).count() >= 20),
+            )
         },
     )
     .await;

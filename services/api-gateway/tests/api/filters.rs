@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use api_gateway::echo::Echo;
+use echo_upstream::Echo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;

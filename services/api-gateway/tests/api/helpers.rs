@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
@@ -40,19 +40,9 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Polls `check` every 20 ms until it holds or `timeout` passes.
-pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut check: F) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A built binary of this workspace.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    testkit::bin_path(name)
-        .unwrap_or_else(|e| panic!("{e}: build it first (cargo build -p {name})"))
+    testkit::bin_path(name).unwrap_or_else(|e| panic!("this test runs the {name} binary: {e}"))
 }
 
 /// Starts a service binary with `args` plus the common loopback flags and
@@ -149,9 +139,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An echo upstream named `name` (see `api_gateway::echo`).
+    /// An echo upstream named `name` (see the `echo_upstream` fixture crate).
     pub async fn echo(name: &str) -> Upstream {
-        Upstream::serve(api_gateway::echo::router(name)).await
+        Upstream::serve(echo_upstream::router(name)).await
     }
 
     pub async fn serve(app: axum::Router) -> Upstream {
@@ -254,10 +244,10 @@ impl Gateway {
     pub async fn wait_for_instances(&self, service: &str, n: usize) {
         let d = self.discovery.clone();
         d.start();
-        eventually(
+        testkit::eventually(
             &format!("{n} instances of {service}"),
             Duration::from_secs(10),
-            || d.cached(service).len() == n,
+            || std::future::ready(d.cached(service).len() == n),
         )
         .await;
     }

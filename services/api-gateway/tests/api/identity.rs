@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use api_gateway::echo::Echo;
 use base64::Engine;
+use echo_upstream::Echo;
 use kit::clock::Clock;
 use parking_lot::RwLock;
 use serde_json::Value;

@@ -247,14 +247,14 @@ retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { f
             .put(gw.url("/svc/upload"))
             .body(
                 (0..1000u64)
-                    .map(api_gateway::echo::pattern_byte)
+                    .map(echo_upstream::pattern_byte)
                     .collect::<Vec<u8>>(),
             )
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        let u: api_gateway::echo::Uploaded = res.json().await.unwrap();
+        let u: echo_upstream::Uploaded = res.json().await.unwrap();
         assert_eq!((u.bytes, u.pattern_ok), (1000, true));
     }
 }

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use api_gateway::echo::{Uploaded, pattern_byte};
 use bytes::Bytes;
+use echo_upstream::{Uploaded, pattern_byte};
 use futures::StreamExt;
 
 use crate::helpers::*;

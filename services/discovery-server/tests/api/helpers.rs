@@ -1,7 +1,7 @@
 //! Starting the registry (and kit-based instances) in-process, and small
 //! HTTP helpers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use discovery_server::{AppState, Config, SPEC, admin_router, build, router};
@@ -13,6 +13,7 @@ use kit::registry::model::{ApplicationsEnvelope, InstanceEnvelope, InstanceInfo}
 use kit::service::ServiceError;
 use serde_json::Value;
 use testkit::InProcess;
+pub use testkit::eventually;
 
 /// 2023-11-14T22:13:20Z: where manual clocks start.
 pub const T0: u64 = 1_700_000_000_000;
@@ -209,24 +210,5 @@ pub const fn spec(name: &'static str) -> ServiceSpec {
         default_port: 0,
         version: "0.0.0-test",
         registers: true,
-    }
-}
-
-/// Polls `check` every 10 ms until it holds or `within` passes; returns how long it took.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -57,7 +57,7 @@ async fn background_evictor_runs() {
     .await;
     app.register(&instance("a", "1", 1)).await;
     app.advance(Duration::from_secs(16));
-    crate::helpers::eventually(Duration::from_secs(2), "eviction", || async {
+    crate::helpers::eventually("eviction", Duration::from_secs(2), || async {
         app.instance_count() == 0
     })
     .await;

@@ -8,7 +8,6 @@
 //! sends no JSON `Accept` header and parses with ElementTree), so this also
 //! proves our XML shapes.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -45,7 +44,8 @@ async def main():
         if line == "" or line == "stop":
             break
         cmd, app, count = line.split()
-        for _ in range(100):
+        # Polls its own view for up to 20 s (the test waits 30 s for the answer).
+        for _ in range(200):
             ups = client.applications.get_application(app).up_instances
             if len(ups) == int(count):
                 break
@@ -57,10 +57,6 @@ async def main():
 
 asyncio.run(main())
 "#;
-
-fn venv_python() -> PathBuf {
-    testkit::workspace_root().join(".tools/venv/bin/python")
-}
 
 async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -74,19 +70,14 @@ async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
 /// py-eureka-client registers, heartbeats, discovers and calls a kit-based instance, follows deltas, and is discovered by our kit client.
 #[tokio::test]
 async fn py_eureka_client_interoperates() {
-    let python = venv_python();
-    if !python.is_file() {
-        println!(
-            "SKIPPED: {} is missing; run ./install.sh (or `python3 -m venv .tools/venv && .tools/venv/bin/pip install py-eureka-client==0.13.3`)",
-            python.display()
-        );
+    let Some(python) = testkit::python_venv(&["py_eureka_client.eureka_client"]) else {
         return;
-    }
+    };
     let app = TestApp::system().await;
     let kit = KitInstance::start(&KIT_ECHO, &app.url, Duration::from_secs(1)).await;
     eventually(
-        Duration::from_secs(5),
         "the kit instance to register",
+        Duration::from_secs(5),
         || async { app.instance_count() == 1 },
     )
     .await;
@@ -123,8 +114,8 @@ async fn py_eureka_client_interoperates() {
 
     // Heartbeats arrive.
     eventually(
-        Duration::from_secs(5),
         "a heartbeat from the Python client",
+        Duration::from_secs(5),
         || async {
             let (_, v) = app.get_json(&app.eureka("apps/PY-SERVICE/py-1")).await;
             v["instance"]["leaseInfo"]["lastRenewalTimestamp"].as_u64() > Some(registered_at + 500)
@@ -136,8 +127,8 @@ async fn py_eureka_client_interoperates() {
     let found = kit.discovery.instances("py-service").await.unwrap();
     let found = if found.is_empty() {
         eventually(
-            Duration::from_secs(3),
             "kit discovery of py-service",
+            Duration::from_secs(3),
             || async { !kit.discovery.cached("py-service").is_empty() },
         )
         .await;
@@ -179,8 +170,11 @@ async fn py_eureka_client_interoperates() {
         "the delta merged and its apps__hashcode matched: no full fetch needed"
     );
 
-    // A status override reaches it too: the out-of-service instance is no longer offered.
-    app.http
+    // A status override reaches it too: the out-of-service instance is no longer offered. The
+    // client's own loop waits (polling its view, which its delta fetch every heartbeat updates)
+    // until it offers one instance.
+    let res = app
+        .http
         .put(app.eureka(&format!(
             "apps/KIT-ECHO/{}/status?value=OUT_OF_SERVICE",
             second.instance_id
@@ -188,7 +182,7 @@ async fn py_eureka_client_interoperates() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(res.status(), 200);
     stdin.write_all(b"wait KIT-ECHO 1\n").await.unwrap();
     let seen = next_event(&mut lines).await;
     assert_eq!(

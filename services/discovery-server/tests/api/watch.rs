@@ -1,7 +1,8 @@
-//! The long-poll watch: wakes on a change within milliseconds, times out
-//! with nothing, resets when the client's version is unusable.
+//! The long-poll watch: wakes on a change (not at its timeout), times out
+//! with nothing, resets when the client's version is unusable. How fast it
+//! wakes is a benchmark's question, not these tests'.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kit::registry::model::{ActionType, WatchResponse};
 
@@ -23,62 +24,70 @@ async fn watch(app: &TestApp, since: u64, timeout_secs: u64) -> (WatchResponse, 
     (res.json().await.unwrap(), header)
 }
 
-/// A waiting watcher is answered within milliseconds of a registration, with exactly that change.
+/// A waiting watcher is woken by a registration, long before its own timeout, with exactly that change.
 #[tokio::test]
-async fn wakes_on_change_within_milliseconds() {
+async fn wakes_on_change() {
     let app = TestApp::system().await;
-    let mut latencies = Vec::new();
     for n in 0..20u16 {
         let since = app.state.registry.version();
         let waiter = {
             let http = app.http.clone();
-            let url = app.eureka(&format!("watch?since={since}&timeoutSecs=30"));
+            // 60 s, the registry's longest watch, is twice the wait below: an answer in time can
+            // only be the wake-up.
+            let url = app.eureka(&format!("watch?since={since}&timeoutSecs=60"));
             tokio::spawn(async move {
                 let res = http.get(url).send().await.unwrap();
-                let got = Instant::now();
-                (res.json::<WatchResponse>().await.unwrap(), got)
+                res.json::<WatchResponse>().await.unwrap()
             })
         };
-        eventually(Duration::from_secs(5), "the watcher to wait", || async {
+        eventually("the watcher to wait", Duration::from_secs(5), || async {
             app.state.registry.stats().watchers == 1
         })
         .await;
-        let sent = Instant::now();
         app.register(&instance("a", &format!("i{n}"), 1000 + n))
             .await;
-        let (answer, got) = waiter.await.unwrap();
-        latencies.push(got.duration_since(sent));
+        let answer = tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("the registration wakes the watcher before its 60 s timeout")
+            .unwrap();
         assert!(!answer.reset);
         assert_eq!(answer.version, since + 1);
         assert_eq!(answer.changes.len(), 1);
         assert_eq!(answer.changes[0].action, ActionType::Added);
         assert_eq!(answer.changes[0].instance.instance_id, format!("i{n}"));
     }
-    latencies.sort();
-    let worst = *latencies.last().unwrap();
-    println!(
-        "watch latency over 20 changes: median {:?}, max {worst:?}",
-        latencies[10]
-    );
-    // Milliseconds typically; the bounds leave room for a loaded CI machine.
-    assert!(latencies[10] < Duration::from_millis(50), "{latencies:?}");
-    assert!(worst < Duration::from_secs(1), "{latencies:?}");
     assert_eq!(app.state.registry.stats().watchers, 0);
 }
 
-/// With nothing changing, the watch answers after timeoutSecs with no changes and the same version.
+/// With nothing changing, the watch waits (the registry holds it as a watcher) and then answers
+/// by itself with no changes and the same version.
 #[tokio::test]
 async fn times_out_with_no_changes() {
     let app = TestApp::system().await;
     app.register(&instance("a", "1", 1000)).await;
     let since = app.state.registry.version();
-    let start = Instant::now();
-    let (answer, header) = watch(&app, since, 1).await;
-    let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    let waiter = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.eureka(&format!("watch?since={since}&timeoutSecs=2"));
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            let header: u64 = res.headers()["x-registry-version"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (res.json::<WatchResponse>().await.unwrap(), header)
+        }
+    });
+    eventually("the watcher to wait", Duration::from_secs(5), || async {
+        app.state.registry.stats().watchers == 1
+    })
+    .await;
+    let (answer, header) = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the watch answers after its 2 s timeout")
+        .unwrap();
+    assert_eq!(app.state.registry.stats().watchers, 0);
     assert_eq!(answer.version, since);
     assert_eq!(header, since);
     assert!(!answer.reset);
@@ -119,16 +128,15 @@ async fn shutdown_releases_watchers() {
     let url = app.eureka(&format!("watch?since={since}&timeoutSecs=60"));
     let http = app.http.clone();
     let waiter = tokio::spawn(async move { http.get(url).send().await.unwrap().status() });
-    eventually(Duration::from_secs(5), "the watcher to wait", || async {
+    eventually("the watcher to wait", Duration::from_secs(5), || async {
         app.state.registry.stats().watchers == 1
     })
     .await;
-    let start = Instant::now();
     app.stop().await;
-    assert_eq!(waiter.await.unwrap(), 200);
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
+    // The watch would hold for 60 s: an answer well before that is the release.
+    let status = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("shutdown answers the watcher before its 60 s timeout")
+        .unwrap();
+    assert_eq!(status, 200);
 }

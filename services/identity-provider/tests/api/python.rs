@@ -7,21 +7,12 @@ use std::time::Duration;
 
 use crate::helpers::Idp;
 
-fn venv_python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/python")
-}
-
 /// python-keycloak (discovery, password/client-credentials/refresh grants, certs, decode_token, userinfo) and PyJWT's PyJWKClient accept the provider as Keycloak.
 #[tokio::test]
 async fn python_keycloak_and_pyjwt() {
-    let python = venv_python();
-    if !python.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent; run install.sh to create .tools/venv with python-keycloak and PyJWT",
-            python.display()
-        );
+    let Some(python) = testkit::python_venv(&["keycloak", "jwt", "jwt.algorithms"]) else {
         return;
-    }
+    };
     let idp = Idp::start().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/keycloak_clients.py");
     let child = tokio::process::Command::new(&python)

@@ -494,7 +494,13 @@ async fn rejection_matrix() {
     let source = MemorySource::with_keys(&[&key_a(), &key_ec()]);
     let app = app(validator(source, &clock));
     let cases = matrix();
-    assert!(cases.iter().filter(|c| c.status != 200).count() >= 15);
+    // Pinned at its real size: a row that goes missing fails here, not silently.
+    assert_eq!(cases.len(), 35, "rows of the matrix");
+    assert_eq!(
+        cases.iter().filter(|c| c.status != 200).count(),
+        31,
+        "rejections (the other 4 rows are controls that must pass)"
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let (status, challenge, body) = call(&app, case.authorization.as_deref()).await;

@@ -39,7 +39,7 @@ pub use extract::{Json, Path, Query};
 use crate::auth::{AdminAuth, require_admin};
 use crate::error::Problem;
 use crate::health::Health;
-use crate::metrics::{Metrics, PROMETHEUS_TEXT};
+use crate::metrics::{Metrics, OPENMETRICS_TEXT};
 
 /// Header carrying the request id, set or propagated on every request.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -137,7 +137,7 @@ async fn ready(State(s): State<Scaffold>) -> Response {
 
 async fn metrics(State(s): State<Scaffold>) -> Response {
     (
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        [(header::CONTENT_TYPE, OPENMETRICS_TEXT)],
         s.metrics.render(),
     )
         .into_response()

@@ -2,7 +2,6 @@
 //! event producer, a dead-letter reader, and polling helpers.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use events::OrderPlacedEvent;
@@ -14,6 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::Client;
 use serde_json::Value;
 use testkit::InProcess;
+pub use testkit::poll_until;
 
 /// Admin token of services started by tests (`CommonArgs::for_tests`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -147,7 +147,7 @@ impl TestApp {
     /// Waits until `/admin/consumer` satisfies `check`; returns the report.
     pub async fn wait_consumer(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
-        let found = eventually(
+        let found = poll_until(
             WAIT,
             || {
                 let this = &*self;
@@ -165,7 +165,7 @@ impl TestApp {
     /// Waits until `total` notifications are listed (optionally for one order).
     pub async fn wait_notifications(&self, query: &str, total: u64) -> Value {
         let mut last = Value::Null;
-        let found = eventually(
+        let found = poll_until(
             WAIT,
             || {
                 let this = &*self;
@@ -185,29 +185,6 @@ impl TestApp {
     /// Stops the service and waits until it has shut down cleanly.
     pub async fn stop(self) {
         self.service.stop().await.unwrap();
-    }
-}
-
-/// Polls `probe` every 100 ms until `done` accepts its value or `timeout` passes.
-pub async fn eventually<T, F, Fut>(
-    timeout: Duration,
-    mut probe: F,
-    mut done: impl FnMut(&T) -> bool,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let v = probe().await;
-        if done(&v) {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use serde_json::{Value, json};
 use testkit::InProcess;
-use tokio::task::JoinHandle;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, WAIT, eventually};
+use crate::helpers::{ADMIN_TOKEN, TestApp, WAIT, poll_until};
 
 /// Databases, broker, registry, inventory (with stock), order-service (binary) and
 /// notification-service (in-process). Shared with the reliability tests.
@@ -40,9 +38,8 @@ impl OrderFlow {
     /// Starts everything; `notification_args` are extra notification-service flags.
     pub async fn start_with(notification_args: &[&str]) -> OrderFlow {
         kit::telemetry::init_for_tests();
-        let order_bin = testkit::bin_path("order-service").unwrap_or_else(|e| {
-            panic!("this test runs the order-service binary: {e} (cargo build -p order-service)")
-        });
+        let order_bin = testkit::bin_path("order-service")
+            .unwrap_or_else(|e| panic!("this test runs the order-service binary: {e}"));
         let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
         let (db, kafka) = (db.unwrap(), kafka.unwrap());
         kafka
@@ -135,7 +132,7 @@ impl OrderFlow {
     async fn wait_order_service_sees_inventory(&self) {
         let http = reqwest::Client::new();
         let url = format!("{}/admin/upstreams", self.order_base);
-        let found = eventually(
+        let found = poll_until(
             WAIT,
             || {
                 let (http, url) = (&http, &url);
@@ -179,7 +176,7 @@ impl OrderFlow {
             "accepted orders not stored: {missing:?}"
         );
         let db = &self.notifications_db;
-        let notified = eventually(
+        let notified = poll_until(
             notify_wait,
             || async move {
                 sqlx::query_scalar::<_, i64>(
@@ -231,7 +228,7 @@ impl OrderFlow {
                 .unwrap();
         let started = tokio::time::Instant::now();
         let mut last = None;
-        let zero = eventually(
+        let zero = poll_until(
             within,
             || broker.group_lag("notification-service", &[events::ORDER_PLACED_TOPIC]),
             |lag| {
@@ -301,36 +298,6 @@ pub async fn post_order(http: &reqwest::Client, base: &str) -> Option<String> {
     v["orderNumber"].as_str().map(str::to_string)
 }
 
-/// Orders posted by `workers` loops until `stop`; returns the accepted order numbers.
-pub fn order_stream(
-    base: String,
-    workers: usize,
-    stop: Arc<AtomicBool>,
-) -> JoinHandle<Vec<String>> {
-    tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let loops = (0..workers).map(|_| {
-            let (http, base, stop, accepted) =
-                (http.clone(), base.clone(), stop.clone(), accepted.clone());
-            async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match post_order(&http, &base).await {
-                        Some(n) => accepted.lock().push(n),
-                        // Refused connections once the process is dead: slow down.
-                        None => tokio::time::sleep(Duration::from_millis(20)).await,
-                    }
-                }
-            }
-        });
-        futures::future::join_all(loops).await;
-        accepted.lock().clone()
-    })
-}
-
 /// An order placed over HTTP is reserved through the registry, published, and notified
 /// once, with its lines and total, listed by order number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -371,12 +338,12 @@ async fn an_order_is_notified_once() {
 async fn kill_9_of_order_service_gives_exactly_one_notification_per_order() {
     let mut flow = OrderFlow::start().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let stream = order_stream(flow.order_base.clone(), 8, stop.clone());
+    let stream = testkit::order_stream(flow.order_base.clone(), 8, Duration::ZERO, stop.clone());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     flow.order_service.kill().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    let accepted = stream.await.unwrap();
+    let accepted = stream.await.unwrap().accepted;
     assert!(
         accepted.len() >= 20,
         "only {} orders accepted before the kill",

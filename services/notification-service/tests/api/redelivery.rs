@@ -6,7 +6,7 @@ use std::time::Duration;
 use notification_service::email::{self, Origin};
 use notification_service::store::{NotificationStore, Stored};
 
-use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, eventually};
+use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, poll_until};
 
 /// The same event (same id) delivered twice gives one notification and one skipped
 /// duplicate, both inside one batch (a backlog) and across batches (one at a time).
@@ -144,7 +144,7 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
     };
     let killing = async {
         // Kill once a third of the stream is stored, while events keep arriving.
-        eventually(WAIT, count, |n| *n >= (EVENTS / 3) as i64)
+        poll_until(WAIT, count, |n| *n >= (EVENTS / 3) as i64)
             .await
             .expect("the service handled events before the kill");
         service.kill().await.unwrap();
@@ -160,7 +160,7 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
     let restarted = tokio::time::Instant::now();
     let admin = format!("http://127.0.0.1:{port}/admin/consumer");
     let http = reqwest::Client::new();
-    let assigned = eventually(
+    let assigned = poll_until(
         Duration::from_secs(90),
         || async {
             match http
@@ -186,7 +186,7 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
         service.log_tail(40)
     );
     let assigned_after = restarted.elapsed();
-    let stored = eventually(Duration::from_secs(90), count, |n| *n >= EVENTS as i64).await;
+    let stored = poll_until(Duration::from_secs(90), count, |n| *n >= EVENTS as i64).await;
     assert_eq!(stored, Some(EVENTS as i64), "{}", service.log_tail(40));
     // Let any redelivered duplicate arrive, then check the exact figures.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, eventually};
+use crate::helpers::{Infra, Publisher, TestApp, WAIT, event, poll_until};
 use crate::order_flow::{OrderFlow, post_order};
 
 /// What a paced order stream did.
@@ -235,7 +235,7 @@ async fn notified(flow: &OrderFlow) -> i64 {
 
 /// Waits (up to two minutes) until `n` notifications are stored.
 async fn wait_notified(flow: &OrderFlow, n: i64) {
-    let reached = eventually(
+    let reached = poll_until(
         Duration::from_secs(120),
         || notified(flow),
         |count| *count >= n,
@@ -446,7 +446,7 @@ async fn a_consumer_without_assignment_is_rebuilt_without_a_restart() {
     assert!(body.to_string().contains("partition"), "{body}");
 
     let mut last = Value::Null;
-    let report = eventually(
+    let report = poll_until(
         Duration::from_secs(150),
         || app.consumer(),
         |r| {
@@ -501,7 +501,7 @@ async fn leader_leaving_mid_rebalance_wedges_the_group() {
         (follower, answer)
     });
     // The leader learns of the rebalance from its heartbeat, and leaves instead of rejoining.
-    let seen = eventually(
+    let seen = poll_until(
         Duration::from_secs(30),
         || leader.heartbeat(),
         |code| *code == 27,

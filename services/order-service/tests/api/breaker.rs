@@ -1,6 +1,6 @@
 //! The circuit breaker around inventory, observed through the API, `/admin/breakers` and `/metrics`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -48,15 +48,15 @@ async fn slow_inventory(registry: &str, delay: Duration) -> Running {
 }
 
 async fn wait_for_state(stack: &Stack, state: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
+    testkit::eventually(&format!("breaker {state}"), within, || async {
         let b = stack.breaker().await;
         if b["state"] == state {
-            return b;
+            Ok(Some(b))
+        } else {
+            Err(format!("state {}", b["state"]))
         }
-        assert!(Instant::now() < deadline, "breaker not {state}: {b}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 async fn fallback(stack: &Stack) {
@@ -99,16 +99,17 @@ async fn open_half_open_closed() {
     assert_eq!(b["metrics"]["failureRate"], 75.0, "{b}");
     assert_eq!(b["totals"]["notPermitted"], 1, "{b}");
 
-    // Open: refused without calling anything, fast.
-    let t = Instant::now();
+    // Open: refused without calling anything: one more refusal, no further call recorded.
     fallback(&stack).await;
-    assert!(
-        t.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
-    let b = stack.breaker().await;
-    assert!(b["totals"]["notPermitted"].as_u64().unwrap() >= 1, "{b}");
+    let after = stack.breaker().await;
+    assert_eq!(after["state"], "OPEN", "{after}");
+    assert_eq!(after["totals"]["notPermitted"], 2, "{after}");
+    for outcome in ["successful", "failed", "slowSuccessful", "slowFailed"] {
+        assert_eq!(
+            after["totals"][outcome], b["totals"][outcome],
+            "{outcome}: {b}\n{after}"
+        );
+    }
 
     stack.start_inventory().await;
     stack.wait_for_inventory_instances(1).await;
@@ -194,22 +195,18 @@ async fn slow_calls_open_the_breaker() {
     fake.stop().await.unwrap();
 }
 
-/// An inventory slower than the timeout: 503 fallback within the timeout, recorded as a failure.
+/// An inventory that does not answer: the timeout ends the call with the 503 fallback (the
+/// inventory never answers, so the fallback arriving at all is the timeout's doing), recorded as
+/// a failure.
 #[tokio::test]
 async fn timeout_is_a_failure_and_a_fallback() {
     let mut stack = Stack::dependencies().await;
-    let fake = slow_inventory(&stack.registry_url(), Duration::from_secs(5)).await;
+    let fake = slow_inventory(&stack.registry_url(), Duration::from_secs(3600)).await;
     let mut config = stack.order_config();
     config.inventory_timeout = Duration::from_millis(300);
     stack.start_order(config).await;
     stack.wait_for_inventory_instances(1).await;
-    let t = Instant::now();
     fallback(&stack).await;
-    let took = t.elapsed();
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
     let b = stack.breaker().await;
     assert_eq!(b["metrics"]["numberOfFailedCalls"], 1, "{b}");
     assert_eq!(stack.count("orders").await, 0);

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::outage::order_stream;
 use crate::{Stack, events_for};
 
 /// After a SIGKILL mid-stream and a restart, every order the database holds (so every accepted one) has its event on Kafka.
@@ -42,12 +41,15 @@ async fn kill_9_loses_no_event() {
         .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let stream = order_stream(base.clone(), 8, Duration::from_millis(1), stop.clone());
+    let stream = testkit::order_stream(base.clone(), 8, Duration::from_millis(1), stop.clone());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     child.kill().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    let (accepted, failed) = stream.await.unwrap();
+    let testkit::Streamed {
+        accepted,
+        other: failed,
+    } = stream.await.unwrap();
     assert!(
         accepted.len() >= 20,
         "{} accepted before the kill",

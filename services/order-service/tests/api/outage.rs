@@ -5,55 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use serde_json::json;
-
-use crate::{Stack, events_for, line};
-
-/// Places orders from `workers` loops, one every `pace` each, until `stop`; returns (accepted numbers, other statuses).
-pub fn order_stream(
-    base: String,
-    workers: usize,
-    pace: Duration,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(Vec<String>, Vec<String>)> {
-    tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let other = Arc::new(Mutex::new(Vec::new()));
-        let loops = (0..workers).map(|_| {
-            let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
-            let (accepted, other) = (accepted.clone(), other.clone());
-            async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let res = http
-                        .post(format!("{base}/api/order"))
-                        .json(&json!({"lines": [line("phone", "1.50", 1)]}))
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status() == 201 => {
-                            let v: serde_json::Value = r.json().await.unwrap_or_default();
-                            if let Some(n) = v["orderNumber"].as_str() {
-                                accepted.lock().push(n.to_string());
-                            }
-                        }
-                        Ok(r) => other.lock().push(r.status().to_string()),
-                        Err(e) => other.lock().push(e.to_string()),
-                    }
-                    tokio::time::sleep(pace).await;
-                }
-            }
-        });
-        futures::future::join_all(loops).await;
-        let a = accepted.lock().clone();
-        let o = other.lock().clone();
-        (a, o)
-    })
-}
+use crate::{Stack, events_for};
 
 /// tansu stopped for 30 s during a stream of orders: every order is accepted, every event is delivered after it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -61,7 +13,7 @@ async fn broker_down_for_30_seconds() {
     let mut stack = Stack::start().await;
     stack.set_stock("phone", 1_000_000).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let stream = order_stream(
+    let stream = testkit::order_stream(
         stack.order_url(""),
         2,
         Duration::from_millis(100),
@@ -95,7 +47,7 @@ async fn broker_down_for_30_seconds() {
     let up_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
-    let (accepted, other) = stream.await.unwrap();
+    let testkit::Streamed { accepted, other } = stream.await.unwrap();
     assert!(other.is_empty(), "every order accepted: {other:?}");
     assert!(accepted.len() > 300, "{} orders", accepted.len());
 

@@ -47,9 +47,9 @@ pub async fn embedded() -> Option<Subject> {
 
 pub async fn mongodb() -> Option<Subject> {
     let Ok(url) = std::env::var("MONGODB_URL") else {
-        println!(
-            "SKIPPED MongoDB contract test: MONGODB_URL is not set (no MongoDB server can be \
-             installed on these machines; set MONGODB_URL=mongodb://host:27017 to run it)"
+        testkit::skip(
+            "MongoDB contract test: MONGODB_URL is not set (no MongoDB server can be installed \
+             on these machines; set MONGODB_URL=mongodb://host:27017 to run it)",
         );
         return None;
     };

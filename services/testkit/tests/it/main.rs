@@ -9,3 +9,4 @@ mod orphans;
 mod process;
 #[cfg(feature = "registry")]
 mod service;
+mod skip;

@@ -11,13 +11,6 @@ use trace_collector::Options;
 
 use crate::helpers::*;
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
 fn find<'a>(spans: &'a [Value], name: &str) -> &'a Value {
     spans
         .iter()
@@ -28,14 +21,11 @@ fn find<'a>(spans: &'a [Value], name: &str) -> &'a Value {
 /// A trace exported by OpenTelemetry's Python Zipkin exporter reads back through the API, parents and tags intact.
 #[tokio::test]
 async fn python_opentelemetry_zipkin_json_exporter() {
-    let python = workspace_root().join(".tools/venv/bin/python");
-    if !python.exists() {
-        println!(
-            "SKIPPED: {} is absent; ./install.sh creates it (opentelemetry-sdk, opentelemetry-exporter-zipkin-json)",
-            python.display()
-        );
+    let Some(python) =
+        testkit::python_venv(&["opentelemetry.sdk", "opentelemetry.exporter.zipkin.json"])
+    else {
         return;
-    }
+    };
     let app = spawn_with_clock(Options::default(), Clock::System).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zipkin_export.py");
     let endpoint = app.url("/api/v2/spans");

@@ -1,5 +1,5 @@
 //! `echo-upstream`: the gateway's test and benchmark upstream as a real
-//! process (see `api_gateway::echo`), registered under `--service-name` so
+//! process (see the library, `echo_upstream`), registered under `--service-name` so
 //! the gateway finds it through the registry like any service.
 #![forbid(unsafe_code)]
 
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         let service = kit::Service::bind(&spec, args.common.clone()).await?;
         let label = service.instance_id().to_string();
         service
-            .serve(api_gateway::echo::router(&label), Router::new())
+            .serve(echo_upstream::router(&label), Router::new())
             .await?;
         Ok(())
     })
