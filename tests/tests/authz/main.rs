@@ -13,7 +13,7 @@
 //! -p notification-service` (the test says which one is missing).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api_gateway::route::{RequestView, RouteTable};
 use reqwest::{Method, StatusCode};
@@ -416,22 +416,6 @@ async fn start(
     (child, base)
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn token(c: &reqwest::Client, issuer: &str, form: &[(&str, &str)]) -> String {
     let res = c
         .post(format!("{issuer}/protocol/openid-connect/token"))
@@ -617,7 +601,7 @@ async fn authorization_matrix() {
         "/api/inventory/none",
         "/api/notifications",
     ] {
-        eventually(
+        testkit::eventually(
             &format!("the gateway routing {probe}"),
             Duration::from_secs(30),
             || {
@@ -669,24 +653,25 @@ async fn authorization_matrix() {
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let placed: Value = res.json().await.unwrap();
     let alice_order = placed["orderNumber"].as_str().unwrap().to_string();
-    let alice_notification = eventually("alice's notification", Duration::from_secs(60), || {
-        let c = c.clone();
-        let url = format!("{gw}/api/notifications?orderNumber={alice_order}");
-        let alice = alice.clone();
-        async move {
-            let page: Value = c
-                .get(&url)
-                .bearer_auth(&alice)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            page["items"][0]["id"].as_u64()
-        }
-    })
-    .await;
+    let alice_notification =
+        testkit::eventually("alice's notification", Duration::from_secs(60), || {
+            let c = c.clone();
+            let url = format!("{gw}/api/notifications?orderNumber={alice_order}");
+            let alice = alice.clone();
+            async move {
+                let page: Value = c
+                    .get(&url)
+                    .bearer_auth(&alice)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                page["items"][0]["id"].as_u64()
+            }
+        })
+        .await;
     let fixture = Fixture {
         product_id: ids[0].clone(),
         doomed_product_id: ids[1].clone(),

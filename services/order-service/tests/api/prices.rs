@@ -2,7 +2,7 @@
 //! (422 `price-mismatch`), nothing is reserved or stored; the listed price is accepted.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use order_service::catalog::PriceCheck;
 use product_service::store::embedded::EmbeddedStore;
@@ -53,19 +53,16 @@ async fn prices_come_from_the_catalogue() {
 
     // order-service finds the catalogue through the registry: the first orders may meet an
     // empty cache (503); an order at the listed price is placed once it is found.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let placed = loop {
-        let (s, _, body) = stack.order(json!([line("phone", "19.99", 1)]), None).await;
-        if s == 201 {
-            break body;
-        }
-        assert_eq!(s, 503, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "order-service never found product-service"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let placed = testkit::eventually(
+        "order-service finding product-service",
+        Duration::from_secs(20),
+        || async {
+            let (s, _, body) = stack.order(json!([line("phone", "19.99", 1)]), None).await;
+            assert!(s == 201 || s == 503, "{s} {body}");
+            (s == 201).then_some(body)
+        },
+    )
+    .await;
     assert_eq!(placed["total"], "19.99");
     assert_eq!(stack.stock("phone").await, 9);
 
@@ -96,17 +93,14 @@ async fn prices_come_from_the_catalogue() {
     assert_eq!(s, 201);
 
     products.stop().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, _, body) = stack.order(json!([line("phone", "19.99", 1)]), None).await;
-        if s == 503 {
-            assert_eq!(body["detail"], order_service::error::FALLBACK_DETAIL);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still placed without a catalogue: {s} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let fallback = testkit::eventually(
+        "the fallback without a catalogue",
+        Duration::from_secs(20),
+        || async {
+            let (s, _, body) = stack.order(json!([line("phone", "19.99", 1)]), None).await;
+            (s == 503).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(fallback["detail"], order_service::error::FALLBACK_DETAIL);
 }
