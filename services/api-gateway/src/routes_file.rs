@@ -720,6 +720,7 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "product-service-write",
                 "product-service",
                 "order-service",
                 "inventory-service",
@@ -727,12 +728,28 @@ mod tests {
                 "identity-provider"
             ]
         );
-        assert_eq!(routes[4].access, Access::Public);
-        assert_eq!(routes[4].predicates[0].to_string(), "Path=/realms/**");
-        assert!(routes.iter().all(|r| r.upstream == r.id));
-        assert_eq!(routes[0].predicates[0].to_string(), "Path=/api/product/**");
-        assert_eq!(routes[0].retry.retries, 2);
-        assert_eq!(routes[0].access, Access::Authenticated { roles: vec![] });
+        assert_eq!(routes[5].access, Access::Public);
+        assert_eq!(routes[5].predicates[0].to_string(), "Path=/realms/**");
+        assert!(routes.iter().all(|r| r.id.starts_with(&r.upstream)));
+        // Catalogue writes need the admin role; everything else any valid token.
+        assert_eq!(
+            routes[0].access,
+            Access::Authenticated {
+                roles: vec!["admin".into()]
+            }
+        );
+        assert_eq!(
+            routes[0].predicates[1].to_string(),
+            "Method=POST,PUT,PATCH,DELETE"
+        );
+        assert_eq!(routes[1].predicates[0].to_string(), "Path=/api/product/**");
+        assert_eq!(routes[1].retry.retries, 2);
+        assert_eq!(routes[1].access, Access::Authenticated { roles: vec![] });
+        // Stock reservations are not routed: only the stock checks are.
+        assert_eq!(
+            routes[3].predicates[0].to_string(),
+            "Path=/api/inventory,/api/inventory/{skuCode}"
+        );
     }
 
     /// Every kind of predicate and filter parses and prints back in shortcut form.

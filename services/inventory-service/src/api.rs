@@ -1,11 +1,17 @@
 //! The HTTP API.
 //!
-//! Public (`/api/inventory`, reached through the gateway or directly by
-//! order-service):
+//! Stock checks (any caller the gateway let in: reading stock levels is
+//! what a shop front does before it offers an item, and tells nothing
+//! about anyone's orders):
 //! - `GET /api/inventory?skuCode=..&quantity=..` → `true`/`false`: the
 //!   seed's stock check, a bare JSON boolean as the seed answers (an
 //!   unknown SKU is not in stock).
 //! - `GET /api/inventory/{skuCode}` → `{"skuCode","quantity"}` or 404.
+//!
+//! Reservations (service-to-service: a token with the `service` realm role,
+//! which only service accounts such as order-service's carry; without an
+//! issuer, the shared admin token; 401/403 otherwise; the gateway does not
+//! route them at all):
 //! - `POST /api/inventory/reservations` `{"orderNumber","lines":[{"skuCode","quantity"}]}`
 //!   → 201 with the reservation when stock was taken, 200 with the same
 //!   body for a repeat, 409 problem (`insufficient`: the short SKUs) when
@@ -24,6 +30,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use kit::auth::{RoleGuard, require_role};
 use kit::http::{Json, Path, Query};
 use kit::metrics::Metrics;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -79,16 +86,23 @@ impl AppState {
     }
 }
 
-/// The public API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/inventory", get(in_stock))
-        .route("/api/inventory/{sku_code}", get(stock))
+/// The public API: stock checks open, reservations behind `reservations`
+/// (the `service` role).
+pub fn router(state: AppState, reservations: RoleGuard) -> Router {
+    let services_only = Router::new()
         .route("/api/inventory/reservations", post(reserve))
         .route(
             "/api/inventory/reservations/{order_number}",
             get(reservation).delete(release),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            reservations,
+            require_role,
+        ));
+    Router::new()
+        .route("/api/inventory", get(in_stock))
+        .route("/api/inventory/{sku_code}", get(stock))
+        .merge(services_only)
         .with_state(state)
 }
 

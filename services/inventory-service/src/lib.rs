@@ -77,8 +77,13 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
     .await?;
     kit::db::add_health_check(service.health(), store.pool());
     let state = api::AppState::new(store, service.metrics());
+    let reservations =
+        kit::auth::RoleGuard::new(service.admin_auth().clone(), [kit::auth::SERVICE_ROLE]);
     service
-        .serve(api::router(state.clone()), api::admin_router(state))
+        .serve(
+            api::router(state.clone(), reservations),
+            api::admin_router(state),
+        )
         .await
         .context("serving HTTP")
 }

@@ -2,6 +2,11 @@
 //!
 //! - `GET /api/notifications?page=0&size=20&orderNumber=...`: a [`kit::page::Page`] of
 //!   [`Notification`]s, newest first.
+//! - `GET /api/notifications/{id}`: one [`Notification`], or 404.
+//!
+//! With an issuer configured both need a valid token (401), and a user sees only their own
+//! notifications (owner: the order's customer, the token's `sub`); the `admin` role sees all.
+//! Someone else's notification is 404, as if it did not exist ([`kit::auth::Scope`]).
 //! - `GET /admin/consumer` (admin token): a [`ConsumerReport`], with the lag measured from
 //!   the broker on the spot (every partition of the topic, whoever holds it) and the
 //!   watchdog's verdict.
@@ -12,10 +17,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kit::Problem;
-use kit::http::{Json, Query};
+use kit::auth::{JwtValidator, Rejected, Scope};
+use kit::http::{Json, Path, Query};
 use kit::page::{Page, PageRequest};
 use serde::Deserialize;
 
@@ -37,12 +44,15 @@ pub struct AppState {
     pub consumer: Arc<ConsumerState>,
     /// Measures lag from the broker on request for `/admin/consumer`.
     pub monitor: Monitor,
+    /// Checks callers' tokens when an issuer is configured (whose notifications they see).
+    pub validator: Option<JwtValidator>,
 }
 
 /// The public API.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/notifications", get(list))
+        .route("/api/notifications/{id}", get(one))
         .with_state(state)
 }
 
@@ -60,6 +70,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Problem(#[from] Problem),
+    #[error(transparent)]
+    Auth(#[from] Rejected),
 }
 
 impl IntoResponse for ApiError {
@@ -69,6 +81,7 @@ impl IntoResponse for ApiError {
                 Problem::store_failure("notifications database", e.is_outage(), &e).into_response()
             }
             ApiError::Problem(p) => p.into_response(),
+            ApiError::Auth(r) => r.into_response(),
         }
     }
 }
@@ -85,8 +98,10 @@ pub struct ListQuery {
 #[tracing::instrument(skip_all)]
 async fn list(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page<Notification>>, ApiError> {
+    let scope = Scope::of(s.validator.as_ref(), &headers).await?;
     let page = PageRequest::new(q.page, q.size, MAX_PAGE_SIZE)?;
     let order_number = q.order_number.filter(|n| !n.is_empty());
     if let Some(n) = &order_number
@@ -98,7 +113,32 @@ async fn list(
         .kind("bad-query")
         .into());
     }
-    Ok(Json(s.store.list(order_number.as_deref(), page).await?))
+    Ok(Json(
+        s.store
+            .list(order_number.as_deref(), scope.owner(), page)
+            .await?,
+    ))
+}
+
+#[tracing::instrument(skip_all)]
+async fn one(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Notification>, ApiError> {
+    let scope = Scope::of(s.validator.as_ref(), &headers).await?;
+    let not_found = || Problem::not_found(format!("no notification {id}"));
+    // Ids are positive integers; anything else names no notification.
+    let Ok(n) = id.parse::<u64>() else {
+        return Err(not_found().into());
+    };
+    s.store
+        .get(n)
+        .await?
+        // Someone else's notification is answered like a missing one.
+        .filter(|x| scope.may_read(&x.customer_id))
+        .map(Json)
+        .ok_or_else(|| not_found().into())
 }
 
 #[tracing::instrument(skip_all)]

@@ -324,6 +324,7 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
         store,
         consumer: state,
         monitor,
+        validator: service.jwt_validator().cloned(),
     };
     service
         .serve(api::router(app.clone()), api::admin_router(app))

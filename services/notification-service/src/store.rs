@@ -144,11 +144,15 @@ const INSERT_MANY_SHOWN: &str = concat!(
     insert_into!(),
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ..."
 );
-const COUNT: &str = "SELECT COUNT(*) FROM notifications WHERE (? IS NULL OR order_number = ?)";
+const COUNT: &str = "SELECT COUNT(*) FROM notifications \
+     WHERE (? IS NULL OR order_number = ?) AND (? IS NULL OR customer_id = ?)";
 const SELECT_PAGE: &str = "SELECT id, event_id, order_number, customer_id, recipient, subject, body, total, \
      source_topic, source_partition, source_offset, occurred_at, sent_at \
-     FROM notifications WHERE (? IS NULL OR order_number = ?) \
+     FROM notifications WHERE (? IS NULL OR order_number = ?) AND (? IS NULL OR customer_id = ?) \
      ORDER BY id DESC LIMIT ? OFFSET ?";
+const SELECT_ONE: &str = "SELECT id, event_id, order_number, customer_id, recipient, subject, body, total, \
+     source_topic, source_partition, source_offset, occurred_at, sent_at \
+     FROM notifications WHERE id = ?";
 const COUNT_EVENT: &str = "SELECT COUNT(*) FROM notifications WHERE event_id = ?";
 
 /// The single-row `INSERT` with its binds.
@@ -287,20 +291,26 @@ impl NotificationStore {
         Ok(out)
     }
 
-    /// One page of notifications, newest first, optionally for one order.
+    /// One page of notifications, newest first, optionally for one order
+    /// and only `customer`'s when given.
     pub async fn list(
         &self,
         order_number: Option<&str>,
+        customer: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
         let count = sqlx::query_scalar(COUNT)
             .bind(order_number)
             .bind(order_number)
+            .bind(customer)
+            .bind(customer)
             .fetch_one(&self.pool);
         let total: i64 = traced(db_span(DB, "SELECT notifications", COUNT), count).await?;
         let query = sqlx::query_as(SELECT_PAGE)
             .bind(order_number)
             .bind(order_number)
+            .bind(customer)
+            .bind(customer)
             .bind(page.size)
             .bind(page.offset())
             .fetch_all(&self.pool);
@@ -308,6 +318,16 @@ impl NotificationStore {
             traced(db_span(DB, "SELECT notifications", SELECT_PAGE), query).await?;
         let items = rows.into_iter().map(Notification::from).collect();
         Ok(Page::new(items, page, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// One notification by id.
+    pub async fn get(&self, id: u64) -> Result<Option<Notification>, StoreError> {
+        let query = sqlx::query_as(SELECT_ONE)
+            .bind(id)
+            .fetch_optional(&self.pool);
+        let row: Option<Row> =
+            traced(db_span(DB, "SELECT notifications", SELECT_ONE), query).await?;
+        Ok(row.map(Notification::from))
     }
 
     /// How many notifications exist for `event_id` (0 or 1; tests use it).

@@ -247,6 +247,8 @@ async fn run() -> anyhow::Result<()> {
             ("DATABASE_URL", orders_db.url.as_str()),
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
             ("ADMIN_TOKEN", "bench-admin-token"),
+            // The benchmark measures the order path without a catalogue (no product-service).
+            ("PRICE_CHECK", "off"),
             ("RUST_LOG", child_log.as_str()),
             ("LOG_FORMAT", "json"),
         ],

@@ -5,11 +5,17 @@
 //!   problem when stock is short, 422 for bad input or unknown SKUs, 503
 //!   with the seed's fallback detail when inventory cannot answer.
 //!   Optional `Idempotency-Key` header (see [`AppState::place_idempotent`]).
-//! - `GET /api/order/{orderNumber}`, `GET /api/order?page=&size=` (newest first).
+//! - `GET /api/order/{orderNumber}`, `GET /api/order?page=&size=` (newest first):
+//!   with an issuer configured, a valid token is required (401) and a user
+//!   sees only their own orders (owner: the token's `sub`, stored as
+//!   `customer.id`); the `admin` role sees all. Someone else's order is 404,
+//!   as if it did not exist ([`kit::auth::Scope`]).
 //! - Admin: `GET /admin/breakers` (and `/admin/breakers/{name}`,
 //!   `POST /admin/breakers/{name}/state`), `GET /admin/upstreams`.
 //!
-//! The flow of an order: validate → reserve stock at inventory (breaker,
+//! The flow of an order: validate → check prices against the catalogue
+//! ([`crate::catalog`]: a price that is not the listed one is 422
+//! `price-mismatch`) → reserve stock at inventory (breaker,
 //! registry, timeout) → write order + outbox row in one transaction →
 //! wake the relay → 201. Any failure after stock may have been reserved
 //! queues a release of the reservation ([`crate::compensation`]).
@@ -24,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use events::{Customer, OrderPlacedEvent};
-use kit::auth::{AuthError, JwtValidator};
+use kit::auth::{AuthError, JwtValidator, Scope};
 use kit::breaker::BreakerRegistry;
 use kit::error::PROBLEM_JSON;
 use kit::http::{Json, Path, Query};
@@ -36,6 +42,7 @@ use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use tokio::sync::{Notify, mpsc};
 
+use crate::catalog::CatalogClient;
 use crate::error::OrderError;
 use crate::inventory::{InventoryClient, Reservation};
 use crate::model::{OrderView, PlaceOrder, money};
@@ -66,6 +73,14 @@ pub struct IdempotencyOptions {
     pub lease: Duration,
 }
 
+/// The services an order is checked against.
+pub struct Upstreams {
+    /// Reserves (and releases) stock.
+    pub inventory: InventoryClient,
+    /// Lists the prices (`None`: PRICE_CHECK=off).
+    pub catalog: Option<CatalogClient>,
+}
+
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -75,6 +90,8 @@ pub struct AppState {
 struct Inner {
     store: Store,
     inventory: InventoryClient,
+    /// Checks line prices against the catalogue (`None`: PRICE_CHECK=off).
+    catalog: Option<CatalogClient>,
     /// Wakes the outbox relay after each commit.
     wake: Arc<Notify>,
     /// Order numbers whose reservation must be given back.
@@ -89,7 +106,7 @@ struct Inner {
 impl AppState {
     pub fn new(
         store: Store,
-        inventory: InventoryClient,
+        upstreams: Upstreams,
         wake: Arc<Notify>,
         compensate: mpsc::Sender<String>,
         validator: Option<JwtValidator>,
@@ -105,7 +122,8 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 store,
-                inventory,
+                inventory: upstreams.inventory,
+                catalog: upstreams.catalog,
                 wake,
                 compensate,
                 validator,
@@ -146,6 +164,35 @@ impl AppState {
             email: claims.email.clone(),
             name: claims.preferred_username.clone(),
         })
+    }
+
+    /// Refuses lines whose SKU the catalogue does not list or whose price
+    /// is not the catalogue's (see [`crate::catalog`]).
+    async fn check_prices(&self, req: &PlaceOrder) -> Result<(), OrderError> {
+        let Some(catalog) = &self.inner.catalog else {
+            return Ok(());
+        };
+        let skus: Vec<&str> = req.lines.iter().map(|l| l.sku_code.as_str()).collect();
+        let prices = catalog
+            .prices(&skus)
+            .await
+            .map_err(|e| OrderError::CatalogUnavailable(e.to_string()))?;
+        let (unknown, mismatches) =
+            prices.check(req.lines.iter().map(|l| (l.sku_code.as_str(), l.price)));
+        if !unknown.is_empty() {
+            return Err(OrderError::NotInCatalog(unknown));
+        }
+        if !mismatches.is_empty() {
+            return Err(OrderError::PriceMismatch(mismatches));
+        }
+        Ok(())
+    }
+
+    /// Whose orders the caller may read (see [`kit::auth::Scope`]).
+    async fn scope(&self, headers: &HeaderMap) -> Result<Scope, OrderError> {
+        Scope::of(self.inner.validator.as_ref(), headers)
+            .await
+            .map_err(OrderError::Auth)
     }
 
     /// Places an order without an Idempotency-Key.
@@ -394,6 +441,13 @@ async fn place_order(
             s.count("invalid");
             return Err(OrderError::Invalid(msg));
         }
+        if let Err(e) = s.check_prices(&req).await {
+            s.count(match e {
+                OrderError::CatalogUnavailable(_) => "unavailable",
+                _ => "invalid",
+            });
+            return Err(e);
+        }
         match idempotency_key(&headers)? {
             Some(key) => s.place_idempotent(&key, customer, &req).await,
             None => {
@@ -426,8 +480,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, OrderError> {
 
 async fn get_order(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(number): Path<String>,
 ) -> Result<Json<OrderView>, OrderError> {
+    let scope = s.scope(&headers).await?;
     if number.is_empty() || number.len() > 64 {
         return Err(OrderError::NotFound(format!("no order {number}")));
     }
@@ -435,6 +491,8 @@ async fn get_order(
         .store
         .order(&number)
         .await?
+        // Someone else's order is answered like a missing one.
+        .filter(|o| scope.may_read(&o.customer.id))
         .map(Json)
         .ok_or_else(|| OrderError::NotFound(format!("no order {number}")))
 }
@@ -447,13 +505,18 @@ struct PageQuery {
 
 async fn list_orders(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Page<OrderView>>, Response> {
+    let scope = s
+        .scope(&headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let req =
         PageRequest::new(q.page, q.size, MAX_PAGE_SIZE).map_err(IntoResponse::into_response)?;
     s.inner
         .store
-        .orders(req)
+        .orders(req, scope.owner())
         .await
         .map(Json)
         .map_err(|e| OrderError::Db(e).into_response())

@@ -29,6 +29,15 @@ pub enum OrderError {
     /// Inventory does not know some SKUs (its problem, passed on).
     #[error("unknown sku")]
     UnknownSku(Problem),
+    /// Lines whose price is not the catalogue's.
+    #[error("prices differ from the catalogue")]
+    PriceMismatch(Vec<crate::catalog::Mismatch>),
+    /// SKUs the catalogue does not list.
+    #[error("not in the catalogue: {0:?}")]
+    NotInCatalog(Vec<String>),
+    /// The catalogue could not answer; `reason` is logged, never sent.
+    #[error("catalogue unavailable: {0}")]
+    CatalogUnavailable(String),
     /// Inventory could not answer; `reason` is logged, never sent.
     #[error("inventory unavailable: {0}")]
     InventoryUnavailable(String),
@@ -56,6 +65,26 @@ impl OrderError {
             OrderError::OutOfStock(p) => passed_on(p, StatusCode::CONFLICT, "insufficient-stock"),
             OrderError::UnknownSku(p) => {
                 passed_on(p, StatusCode::UNPROCESSABLE_ENTITY, "unknown-sku")
+            }
+            OrderError::PriceMismatch(lines) => Problem::unprocessable(format!(
+                "the price of {} is not the catalogue's; order at the listed price",
+                lines
+                    .iter()
+                    .map(|m| format!("{} ({}, listed {})", m.sku_code, m.price, m.catalog_price))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .kind("price-mismatch")
+            .with("mismatches", lines),
+            OrderError::NotInCatalog(skus) => Problem::unprocessable(format!(
+                "not in the catalogue: {}",
+                skus.join(", ")
+            ))
+            .kind("unknown-sku")
+            .with("unknownSkus", skus),
+            OrderError::CatalogUnavailable(reason) => {
+                tracing::warn!(%reason, "catalogue unavailable; answering the fallback");
+                fallback()
             }
             OrderError::InventoryUnavailable(reason) => {
                 tracing::warn!(%reason, "inventory unavailable; answering the fallback");

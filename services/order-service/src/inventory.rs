@@ -13,6 +13,13 @@
 //! - slow: whatever took longer than `slowCallDurationThreshold`, measured
 //!   by the breaker's clock.
 //!
+//! Every call carries the service account's token (client credentials
+//! grant, [`kit::auth::ServiceToken`]): reservations are service-to-service
+//! and inventory requires the `service` realm role. A token that cannot be
+//! had fails the call before anything is sent, without touching the
+//! breaker (inventory is not at fault); a 401 drops the cached token so the
+//! next call fetches a fresh one.
+//!
 //! A connection refused by one instance is retried once on another
 //! instance within the same timeout (reservations are idempotent by order
 //! number, so a retry cannot reserve twice). Releases (compensation) do not
@@ -23,8 +30,10 @@ use tracing::Instrument;
 
 use events::OrderLine;
 use kit::Problem;
+use kit::auth::ServiceToken;
 use kit::breaker::{CircuitBreaker, NotPermitted, Permit};
 use kit::lb::{Balancer, Failure};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 /// What inventory answered to a reservation.
@@ -66,6 +75,8 @@ pub struct InventoryClient {
     breaker: CircuitBreaker,
     http: reqwest::Client,
     timeout: Duration,
+    /// The service account's credentials presented to inventory.
+    token: ServiceToken,
 }
 
 /// How one attempt on one instance ended.
@@ -84,12 +95,45 @@ impl InventoryClient {
         breaker: CircuitBreaker,
         http: reqwest::Client,
         timeout: Duration,
+        token: ServiceToken,
     ) -> InventoryClient {
         InventoryClient {
             balancer,
             breaker,
             http,
             timeout,
+            token,
+        }
+    }
+
+    /// The bearer token for the next call; failing to get one means
+    /// nothing is sent.
+    async fn bearer(&self) -> Result<Option<SecretString>, InventoryError> {
+        self.token.bearer().await.map_err(|e| {
+            tracing::error!(error = %e, "no service token for inventory-service");
+            InventoryError::NotSent(format!("no service token: {e}"))
+        })
+    }
+
+    /// `req` with the bearer token, if any.
+    fn authorized(
+        req: reqwest::RequestBuilder,
+        bearer: &Option<SecretString>,
+    ) -> reqwest::RequestBuilder {
+        match bearer {
+            Some(t) => req.bearer_auth(t.expose_secret()),
+            None => req,
+        }
+    }
+
+    /// After a 401 the cached token is dropped (revoked, or signed by a
+    /// retired key): the next call fetches a fresh one.
+    async fn refused_token(&self, status: reqwest::StatusCode) {
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            tracing::warn!(
+                "inventory-service refused the service token; fetching a new one next time"
+            );
+            self.token.invalidate().await;
         }
     }
 
@@ -107,6 +151,7 @@ impl InventoryClient {
         order_number: &str,
         lines: &[OrderLine],
     ) -> Result<Reservation, InventoryError> {
+        let bearer = self.bearer().await?;
         let permit = self.breaker.try_acquire()?;
         let body = json!({
             "orderNumber": order_number,
@@ -133,10 +178,16 @@ impl InventoryClient {
             let url = format!("{}/api/inventory/reservations", pick.base_url());
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self
-                .send("POST", &url, self.http.post(&url).json(&body), remaining)
+                .send(
+                    "POST",
+                    &url,
+                    Self::authorized(self.http.post(&url).json(&body), &bearer),
+                    remaining,
+                )
                 .await
             {
                 Attempt::Answer(status, bytes) => {
+                    self.refused_token(status).await;
                     if status.is_server_error() {
                         pick.failure(Failure::ServerError);
                         permit.failure();
@@ -167,6 +218,7 @@ impl InventoryClient {
 
     /// Gives an order's reservation back. Not guarded by the breaker.
     pub async fn release(&self, order_number: &str) -> Result<(), InventoryError> {
+        let bearer = self.bearer().await?;
         let Some(pick) = self.balancer.pick_ready(&[]).await else {
             return Err(InventoryError::NotSent(
                 "no inventory-service instance is registered".into(),
@@ -177,7 +229,12 @@ impl InventoryClient {
             pick.base_url()
         );
         match self
-            .send("DELETE", &url, self.http.delete(&url), self.timeout)
+            .send(
+                "DELETE",
+                &url,
+                Self::authorized(self.http.delete(&url), &bearer),
+                self.timeout,
+            )
             .await
         {
             Attempt::Answer(status, _) if status.is_success() => {
@@ -185,6 +242,7 @@ impl InventoryClient {
                 Ok(())
             }
             Attempt::Answer(status, body) => {
+                self.refused_token(status).await;
                 if status.is_server_error() {
                     pick.failure(Failure::ServerError);
                 } else {

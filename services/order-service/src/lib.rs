@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod compensation;
 pub mod error;
 pub mod inventory;
@@ -81,6 +82,22 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_LB_STRATEGY", value_enum, default_value_t = Strategy::PowerOfTwoChoices)]
     pub inventory_lb_strategy: Strategy,
 
+    /// How each line's price is checked: `catalog` (it must equal product-service's price, else 422 price-mismatch) or `off` (taken as sent; only for tests without product-service)
+    #[arg(long, env = "PRICE_CHECK", value_enum, default_value = "catalog")]
+    pub price_check: catalog::PriceCheck,
+
+    /// Registry name of the product catalogue
+    #[arg(long, env = "PRODUCT_SERVICE", default_value = "product-service")]
+    pub product_service: String,
+
+    /// Client id of this service's account at the issuer: its token (client credentials grant) carries the `service` role that inventory's reservations require
+    #[arg(long, env = "CLIENT_ID", default_value = "order-service")]
+    pub client_id: String,
+
+    /// Secret of --client-id; required with --issuer-url (without an issuer, the shared admin token is sent instead)
+    #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<SecretString>,
+
     #[command(flatten)]
     pub breaker: BreakerArgs,
 
@@ -142,6 +159,12 @@ impl Config {
             inventory_service: "inventory-service".into(),
             inventory_timeout: Duration::from_secs(3),
             inventory_lb_strategy: Strategy::PowerOfTwoChoices,
+            // Tests of other concerns run without product-service; the
+            // price tests switch the check on.
+            price_check: catalog::PriceCheck::Off,
+            product_service: "product-service".into(),
+            client_id: "order-service".into(),
+            client_secret: None,
             breaker: defaults.breaker,
             outbox_poll_interval: Duration::from_millis(200),
             outbox_batch_size: 500,
@@ -151,6 +174,33 @@ impl Config {
             idempotency_wait: Duration::from_secs(5),
             idempotency_lease: Duration::from_secs(30),
         }
+    }
+}
+
+/// The credentials order-service presents to inventory: its service
+/// account's token with an issuer, else the shared admin token (which is
+/// what inventory then accepts in place of the `service` role).
+fn service_token(
+    config: &Config,
+    http: &reqwest::Client,
+) -> anyhow::Result<kit::auth::ServiceToken> {
+    use kit::auth::ServiceToken;
+    match (&config.common.issuer_url, &config.client_secret) {
+        (Some(issuer), Some(secret)) => Ok(ServiceToken::client_credentials(
+            issuer,
+            config.client_id.clone(),
+            secret.clone(),
+            http.clone(),
+        )),
+        (Some(_), None) => anyhow::bail!(
+            "ISSUER_URL is set but CLIENT_SECRET is not: order-service needs its service account's secret (client {}) to reserve stock",
+            config.client_id
+        ),
+        (None, _) => Ok(config
+            .common
+            .admin_token
+            .clone()
+            .map_or(ServiceToken::None, ServiceToken::Static)),
     }
 }
 
@@ -186,7 +236,25 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
         breaker,
         service.http_client().clone(),
         config.inventory_timeout,
+        service_token(&config, service.http_client())?,
     );
+
+    let catalog = match config.price_check {
+        catalog::PriceCheck::Catalog => Some(catalog::CatalogClient::new(
+            Balancer::new(
+                &config.product_service,
+                service.discovery().clone(),
+                Strategy::PowerOfTwoChoices,
+                EjectionPolicy::default(),
+            ),
+            service.http_client().clone(),
+            config.inventory_timeout,
+        )),
+        catalog::PriceCheck::Off => {
+            tracing::warn!("PRICE_CHECK=off: order prices are taken as the client sends them");
+            None
+        }
+    };
 
     let relay = relay::Relay::new(
         store.pool().clone(),
@@ -219,7 +287,7 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
 
     let state = api::AppState::new(
         store,
-        inventory,
+        api::Upstreams { inventory, catalog },
         wake,
         compensate,
         service.jwt_validator().cloned(),

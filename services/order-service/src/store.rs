@@ -42,9 +42,9 @@ const INSERT_LINES_SHOWN: &str = "INSERT INTO order_lines (order_id, line_no, sk
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (event_id, topic, message_key, payload, headers, trace_context) VALUES (?, ?, ?, ?, ?, ?)";
 const SELECT_ORDER: &str = "SELECT id, order_number, status, customer_id, customer_email, customer_name, total, created_at \
      FROM orders WHERE order_number = ?";
-const COUNT_ORDERS: &str = "SELECT COUNT(*) FROM orders";
+const COUNT_ORDERS: &str = "SELECT COUNT(*) FROM orders WHERE (? IS NULL OR customer_id = ?)";
 const SELECT_ORDERS: &str = "SELECT id, order_number, status, customer_id, customer_email, customer_name, total, created_at \
-     FROM orders ORDER BY id DESC LIMIT ? OFFSET ?";
+     FROM orders WHERE (? IS NULL OR customer_id = ?) ORDER BY id DESC LIMIT ? OFFSET ?";
 /// Start of the lines' query (the ids and the order follow).
 const SELECT_LINES: &str =
     "SELECT order_id, sku_code, price, quantity FROM order_lines WHERE order_id IN (";
@@ -200,11 +200,20 @@ impl Store {
         Ok(views.pop())
     }
 
-    /// A page of orders, newest first.
-    pub async fn orders(&self, req: PageRequest) -> Result<Page<OrderView>, sqlx::Error> {
-        let count = sqlx::query_scalar(COUNT_ORDERS).fetch_one(&self.pool);
+    /// A page of orders, newest first; only `customer`'s when given.
+    pub async fn orders(
+        &self,
+        req: PageRequest,
+        customer: Option<&str>,
+    ) -> Result<Page<OrderView>, sqlx::Error> {
+        let count = sqlx::query_scalar(COUNT_ORDERS)
+            .bind(customer)
+            .bind(customer)
+            .fetch_one(&self.pool);
         let total: i64 = traced(db_span(DB, "SELECT orders", COUNT_ORDERS), count).await?;
         let query = sqlx::query(SELECT_ORDERS)
+            .bind(customer)
+            .bind(customer)
             .bind(req.size as i64)
             .bind(req.offset() as i64)
             .fetch_all(&self.pool);

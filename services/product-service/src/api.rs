@@ -8,6 +8,12 @@
 //! | `PUT` | `/api/product/{id}` | 200 with the replaced product, or 404 |
 //! | `DELETE` | `/api/product/{id}` | 204 or 404 |
 //!
+//! Reads are open to any caller the gateway let in (a valid token); writes
+//! (`POST`, `PUT`, `DELETE`) need the `admin` realm role, checked here too
+//! (defence in depth behind the gateway's own check), or, when the service
+//! runs without an issuer, the shared admin token: 401 without credentials,
+//! 403 without the role.
+//!
 //! Errors are problem+json: malformed JSON 400, missing or mistyped members 422 (from the
 //! kit's extractors), broken rules 422 with an `errors` list of `{field, message}`, a taken
 //! `skuCode` 409, the store unreachable 503, anything else 500 (logged, never detailed).
@@ -17,8 +23,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use kit::Problem;
+use kit::auth::{RoleGuard, require_role};
 use kit::http::{Json, Path, Query};
 use kit::page::{Page, PageRequest};
 use serde::Deserialize;
@@ -36,11 +43,16 @@ pub struct AppState {
     pub store: Arc<dyn ProductStore>,
 }
 
-/// The API routes.
-pub fn router(state: AppState) -> Router {
+/// The API routes: reads for anyone, writes behind `writes` (the admin role).
+pub fn router(state: AppState, writes: RoleGuard) -> Router {
+    let write = Router::new()
+        .route("/api/product", post(create))
+        .route("/api/product/{id}", put(replace).delete(remove))
+        .route_layer(axum::middleware::from_fn_with_state(writes, require_role));
     Router::new()
-        .route("/api/product", get(list).post(create))
-        .route("/api/product/{id}", get(fetch).put(replace).delete(remove))
+        .route("/api/product", get(list))
+        .route("/api/product/{id}", get(fetch))
+        .merge(write)
         .with_state(state)
 }
 

@@ -119,7 +119,8 @@ pub async fn serve(store: Arc<dyn ProductStore>, service: Service) -> Result<(),
                 .map_err(|e| format!("{} store: {e}", store.kind()))
         }
     });
-    let api = api::router(api::AppState { store });
+    let writes = kit::auth::RoleGuard::new(service.admin_auth().clone(), [kit::auth::ADMIN_ROLE]);
+    let api = api::router(api::AppState { store }, writes);
     service.serve(api, Router::new()).await?;
     Ok(())
 }

@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The admin token of in-process services (no issuer configured).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The secret of order-service's client in `keycloak/realm.json` (its service account
+/// carries the `service` role that inventory's reservations require).
+pub const ORDER_SERVICE_SECRET: &str = "order-service-secret";
 
 /// A reqwest client that neither pools across tests nor follows redirects.
 pub fn client() -> reqwest::Client {

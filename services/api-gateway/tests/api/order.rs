@@ -4,9 +4,10 @@
 //! at the real inventory-service through the registry).
 //!
 //! Everything is real and local: MariaDB and tansu from testkit, the
-//! registry, identity provider, inventory-service and order-service
+//! registry, identity provider, product-, inventory- and order-service
 //! binaries as processes (`cargo build -p order-service -p inventory-service
-//! -p identity-provider -p discovery-server` first), the gateway in-process.
+//! -p product-service -p identity-provider -p discovery-server` first), the
+//! gateway in-process.
 
 use serde_json::{Value, json};
 
@@ -32,6 +33,16 @@ async fn orders_placed_through_the_gateway() {
         &[],
     )
     .await;
+    let products = tempfile::tempdir().unwrap();
+    let products_url = format!("embedded:{}", products.path().join("products").display());
+    let (_products, _) = service(
+        "product-service",
+        &registry,
+        &idp.issuer,
+        &[],
+        &[("PRODUCT_DB_URL", products_url.as_str())],
+    )
+    .await;
     let bootstrap = kafka.bootstrap_servers();
     let (_orders, _) = service(
         "order-service",
@@ -42,6 +53,9 @@ async fn orders_placed_through_the_gateway() {
             &orders_db.url,
             "--kafka-bootstrap-servers",
             &bootstrap,
+            // Its service account reserves stock at inventory.
+            "--client-secret",
+            ORDER_SERVICE_SECRET,
         ],
         &[],
     )
@@ -70,6 +84,17 @@ async fn orders_placed_through_the_gateway() {
     .await;
     gw.wait_for_instances("order-service", 1).await;
     gw.wait_for_instances("inventory-service", 1).await;
+    gw.wait_for_instances("product-service", 1).await;
+    // The catalogue lists the phone at the price the orders carry (order-service checks it);
+    // writing the catalogue is the admin's.
+    let res = c
+        .post(gw.url("/api/product"))
+        .bearer_auth(&admin)
+        .json(&json!({"skuCode": "phone", "name": "Phone", "price": "499.00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
 
     let machine = idp.client_credentials().await;
     let person = idp.password("alice", "alice").await;

@@ -223,6 +223,13 @@ impl Platform {
             &orders_db.url,
             "--kafka-bootstrap-servers",
             &bootstrap,
+            // Its service account reserves stock at inventory.
+            "--client-secret",
+            ORDER_SERVICE_SECRET,
+            // No product-service here: this test follows the order's trace, prices are
+            // order-service's own tests' and the authorization matrix's.
+            "--price-check",
+            "off",
         ];
         let notification_args = [
             "--database-url",

@@ -14,6 +14,8 @@ pub const ADMIN: &str = "Bearer test-admin-token";
 
 /// A running inventory-service with its own database server.
 pub struct App {
+    /// Sends the shared admin token on every request: without an issuer it
+    /// stands in for the `service` role that reservations need.
     pub http: reqwest::Client,
     pub db: testkit::MariaDb,
     pub pool: sqlx::MySqlPool,
@@ -36,8 +38,13 @@ impl App {
             .await
             .expect("ready");
         let pool = sqlx::MySqlPool::connect(&access.url).await.expect("pool");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, ADMIN.parse().unwrap());
         App {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
             db,
             pool,
             service,

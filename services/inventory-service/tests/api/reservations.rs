@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::App;
+use crate::{App, problem};
 
 /// A reservation takes every line or none; short SKUs are named in a 409 problem and remembered.
 #[tokio::test]
@@ -176,5 +176,50 @@ async fn concurrent_repeats_reserve_once() {
     assert_eq!((created, repeats), (1, 19), "{answers:?}");
     assert!(answers.iter().all(|(_, b)| *b == answers[0].1));
     assert_eq!(app.stock("phone").await, 7);
+    app.stop().await;
+}
+
+/// Reservations are service-to-service: without credentials (or with a wrong token) posting,
+/// reading and releasing one is 401 problem+json and changes nothing; stock checks stay open.
+#[tokio::test]
+async fn reservations_need_service_credentials() {
+    let app = App::start().await;
+    app.set_stock("phone", 3).await;
+    let (status, _) = app
+        .reserve("o-1", json!([{"skuCode": "phone", "quantity": 2}]))
+        .await;
+    assert_eq!(status, 201);
+    let anonymous = reqwest::Client::new();
+    let reservation = app.url("/api/inventory/reservations/o-1");
+    for (what, req) in [
+        (
+            "post",
+            anonymous.post(app.url("/api/inventory/reservations")).json(
+                &json!({"orderNumber": "o-2", "lines": [{"skuCode": "phone", "quantity": 1}]}),
+            ),
+        ),
+        ("get", anonymous.get(&reservation)),
+        ("delete", anonymous.delete(&reservation)),
+        (
+            "delete with a user's token",
+            anonymous
+                .delete(&reservation)
+                .bearer_auth("some-user-token"),
+        ),
+    ] {
+        let res = req.send().await.unwrap();
+        let body = problem(res, 401).await;
+        assert!(body["detail"].is_string(), "{what}: {body}");
+    }
+    // Nothing was released or reserved: the stock stays taken by o-1 only.
+    assert_eq!(app.stock("phone").await, 1);
+    assert_eq!(app.count("reservations").await, 1);
+    let res = anonymous
+        .get(app.url("/api/inventory?skuCode=phone&quantity=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.json::<bool>().await.unwrap());
     app.stop().await;
 }

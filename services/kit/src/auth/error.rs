@@ -53,6 +53,8 @@ pub enum TokenRejection {
     WrongType(String),
     #[error("the admin token is not valid")]
     WrongAdminToken,
+    #[error("the token names no subject (sub)")]
+    MissingSubject,
 }
 
 /// Why authentication or authorization failed.

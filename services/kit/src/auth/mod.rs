@@ -9,14 +9,23 @@
 //! - [`AdminAuth`] protects `/admin`: with `--issuer-url` configured, a JWT
 //!   carrying the `admin` realm role; without, the shared `ADMIN_TOKEN`
 //!   fallback (tests, a service run by hand).
+//! - [`RoleGuard`] / [`require_role`] protect API routes that need a realm
+//!   role (catalogue writes: `admin`; stock reservations: `service`) the same
+//!   way: a JWT with the role, or without an issuer the shared admin token.
+//! - [`Scope`] ([`scope`]) says whose data a caller may read: their own, or
+//!   everything for the `admin` role.
+//! - [`ServiceToken`] ([`client`]) obtains and caches a service account's
+//!   token (client credentials grant) for calls to other services.
 //! - Failures are [`AuthError`]s, answered as [`Rejected`] (401/403 with
 //!   RFC 6750 challenges, problem+json bodies).
 
 pub mod claims;
+pub mod client;
 pub mod error;
 pub mod guard;
 pub mod jwt;
 pub mod keys;
+pub mod scope;
 
 #[cfg(test)]
 mod tests;
@@ -29,16 +38,21 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 pub use claims::{Audience, Claims, RealmAccess};
+pub use client::{ServiceToken, ServiceTokenError};
 pub use error::{AuthError, Rejected, TokenRejection};
 pub use guard::{RequireRoles, require_roles};
 pub use jwt::{Authenticated, IssuerPolicy, JwtValidator, ValidatorConfig, bearer_token};
 pub use keys::{KeySource, OidcDiscovery};
+pub use scope::Scope;
 
 use crate::clock::Clock;
 use crate::config::CommonArgs;
 
-/// The realm role `/admin` endpoints require.
+/// The realm role `/admin` endpoints (and catalogue writes) require.
 pub const ADMIN_ROLE: &str = "admin";
+/// The realm role of service accounts calling service-to-service endpoints
+/// (stock reservations).
+pub const SERVICE_ROLE: &str = "service";
 
 /// How admin requests are authenticated.
 #[derive(Clone)]
@@ -89,11 +103,20 @@ impl AdminAuth {
 
     /// Checks a request's credentials; with a JWT, returns the validated token.
     pub async fn authorize(&self, headers: &HeaderMap) -> Result<Option<Authenticated>, Rejected> {
+        self.authorize_roles(headers, &[ADMIN_ROLE.to_string()])
+            .await
+    }
+
+    /// Checks a request's credentials for `roles`: with a JWT, a valid token
+    /// carrying every one of them; with the shared token (no issuer: nothing
+    /// can say which roles a caller has), that token stands in for every role.
+    pub async fn authorize_roles(
+        &self,
+        headers: &HeaderMap,
+        roles: &[String],
+    ) -> Result<Option<Authenticated>, Rejected> {
         match self {
-            AdminAuth::Jwt(validator) => validator
-                .authorize(headers, &[ADMIN_ROLE.to_string()])
-                .await
-                .map(Some),
+            AdminAuth::Jwt(validator) => validator.authorize(headers, roles).await.map(Some),
             AdminAuth::Token(expected) => {
                 let presented = bearer_token(headers).map_err(|e| e.in_realm("admin"))?;
                 let ok: bool = presented
@@ -125,6 +148,45 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     match auth.authorize(req.headers()).await {
+        Ok(Some(authenticated)) => {
+            req.extensions_mut().insert(authenticated);
+            next.run(req).await
+        }
+        Ok(None) => next.run(req).await,
+        Err(rejected) => rejected.into_response(),
+    }
+}
+
+/// An [`AdminAuth`] plus the realm roles an API route requires, for
+/// [`require_role`].
+#[derive(Debug, Clone)]
+pub struct RoleGuard {
+    pub auth: AdminAuth,
+    pub roles: std::sync::Arc<[String]>,
+}
+
+impl RoleGuard {
+    pub fn new(auth: AdminAuth, roles: impl IntoIterator<Item = impl Into<String>>) -> RoleGuard {
+        RoleGuard {
+            auth,
+            roles: roles.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Middleware guarding API routes that need a role (see
+/// [`AdminAuth::authorize_roles`]): 401 without valid credentials, 403
+/// without the role; the validated token goes into the extensions.
+pub async fn require_role(
+    State(guard): State<RoleGuard>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match guard
+        .auth
+        .authorize_roles(req.headers(), &guard.roles)
+        .await
+    {
         Ok(Some(authenticated)) => {
             req.extensions_mut().insert(authenticated);
             next.run(req).await

@@ -74,6 +74,8 @@ impl OrderFlow {
                 ("DATABASE_URL", orders.url.as_str()),
                 ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
                 ("ADMIN_TOKEN", ADMIN_TOKEN),
+                // No product-service in this flow: prices are order-service's own tests'.
+                ("PRICE_CHECK", "off"),
                 ("OUTBOX_POLL_INTERVAL", "200ms"),
                 ("LOG_FORMAT", "json"),
             ],

@@ -25,6 +25,9 @@ async fn kill_9_loses_no_event() {
         ("DATABASE_URL", stack.orders_url.as_str()),
         ("KAFKA_BOOTSTRAP_SERVERS", kafka.as_str()),
         ("ADMIN_TOKEN", "test-admin-token"),
+        // No product-service here, as in the in-process tests' configuration: this test is
+        // about events surviving a crash; prices are tests/api/prices.rs's.
+        ("PRICE_CHECK", "off"),
         ("OUTBOX_POLL_INTERVAL", "200ms"),
         ("LOG_FORMAT", "json"),
     ];

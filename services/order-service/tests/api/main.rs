@@ -12,6 +12,7 @@ mod crash;
 mod happy;
 mod idempotency;
 mod outage;
+mod prices;
 mod validation;
 
 use std::collections::{HashMap, HashSet};
@@ -115,8 +116,17 @@ impl Stack {
 
     /// Starts inventory-service (registered with the registry) and waits until it is listed.
     pub async fn start_inventory(&mut self) {
-        let config =
+        self.start_inventory_with(|_| {}).await;
+    }
+
+    /// [`Stack::start_inventory`] with its test configuration changed by `tweak`.
+    pub async fn start_inventory_with(
+        &mut self,
+        tweak: impl FnOnce(&mut inventory_service::Config),
+    ) {
+        let mut config =
             inventory_service::Config::for_tests(&self.inventory_url, Some(&self.registry_url()));
+        tweak(&mut config);
         let running = Running::start(&inventory_service::SPEC, config.common.clone(), |s| {
             inventory_service::run(config, s)
         })
@@ -210,7 +220,7 @@ impl Stack {
         let res = self
             .http
             .put(format!("{}/admin/inventory/{sku}", self.inventory_base()))
-            .header("authorization", ADMIN)
+            .header("authorization", &self.admin_auth)
             .json(&json!({ "quantity": quantity }))
             .send()
             .await

@@ -7,8 +7,23 @@ use reqwest::Client;
 use serde_json::Value;
 use testkit::InProcess;
 
+/// The shared admin token of a service run without an issuer.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A client that sends the admin credentials on every request: catalogue
+/// writes need the admin role (without an issuer, the shared admin token).
+pub fn admin_client() -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    Client::builder().default_headers(headers).build().unwrap()
+}
+
 /// A product-service instance on a free port with its own embedded store.
 pub struct TestApp {
+    /// Sends the admin credentials (see [`admin_client`]).
     pub client: Client,
     service: InProcess<product_service::RunError>,
     _dir: tempfile::TempDir,
@@ -30,7 +45,7 @@ impl TestApp {
         .await
         .unwrap();
         TestApp {
-            client: Client::new(),
+            client: admin_client(),
             service,
             _dir: dir,
         }

@@ -220,3 +220,54 @@ async fn health_and_metrics() {
     );
     app.stop().await;
 }
+
+/// Catalogue writes need the admin credentials (here the shared admin token: no issuer is
+/// configured); without them POST, PUT and DELETE are 401 problem+json and change nothing,
+/// while reads stay open.
+#[tokio::test]
+async fn writes_need_the_admin_role() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .post(json!({"skuCode":"guarded","name":"Guarded","price":"2.00"}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let anonymous = reqwest::Client::new();
+    let body = json!({"skuCode":"guarded","name":"Changed","price":"0.01"});
+    for (what, kind, req) in [
+        (
+            "POST",
+            "unauthorized",
+            anonymous.post(app.url("/api/product")).json(&body),
+        ),
+        (
+            "PUT",
+            "unauthorized",
+            anonymous.put(app.url(&location)).json(&body),
+        ),
+        (
+            "DELETE",
+            "unauthorized",
+            anonymous.delete(app.url(&location)),
+        ),
+        (
+            "POST with a wrong token",
+            "invalid-token",
+            anonymous
+                .post(app.url("/api/product"))
+                .bearer_auth("not-the-admin-token")
+                .json(&body),
+        ),
+    ] {
+        let res = req.send().await.unwrap();
+        assert!(res.headers().contains_key("www-authenticate"), "{what}");
+        let p = assert_problem(res, 401, kind).await;
+        assert!(p["detail"].is_string(), "{what}: {p}");
+    }
+    let read = anonymous.get(app.url(&location)).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let product: Value = read.json().await.unwrap();
+    assert_eq!(product["name"], "Guarded");
+    assert_eq!(app.list("?skuCode=guarded").await["total"], 1);
+    app.stop().await;
+}

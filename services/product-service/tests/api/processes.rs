@@ -33,7 +33,7 @@ async fn two_instances_share_one_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let (_a, base_a) = start(dir.path()).await;
     let (_b, base_b) = start(dir.path()).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client();
 
     let res = client
         .post(format!("{base_a}/api/product"))
