@@ -658,48 +658,48 @@ impl SmokeReport {
     }
 
     /// The report as JUnit XML (one test suite, one test case per step); `timestamp` is the
-    /// suite's start as `YYYY-MM-DDTHH:MM:SS`.
+    /// suite's start as `YYYY-MM-DDTHH:MM:SS` (UTC). Written by quick-junit, like the scenarios'
+    /// report.
     pub fn to_junit(&self, timestamp: &str) -> String {
-        let count = |o: Outcome| self.steps.iter().filter(|s| s.outcome == o).count();
-        let (failures, skipped) = (count(Outcome::Failed), count(Outcome::Skipped));
-        let suite = format!("platform smoke (stack {})", self.stack);
-        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        xml.push_str(&format!(
-            "<testsuites name=\"platform smoke\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-            self.steps.len(),
-            self.seconds
-        ));
-        xml.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\" timestamp=\"{}\">\n",
-            xml_escape(&suite),
-            self.steps.len(),
-            self.seconds,
-            xml_escape(timestamp)
-        ));
-        for s in &self.steps {
-            let open = format!(
-                "    <testcase classname=\"platform.smoke\" name=\"{}\" time=\"{:.3}\"",
-                xml_escape(&s.name),
-                s.seconds
-            );
-            match s.outcome {
-                Outcome::Passed => xml.push_str(&format!(
-                    "{open}>\n      <system-out>{}</system-out>\n    </testcase>\n",
-                    xml_escape(&s.detail)
-                )),
-                Outcome::Failed => xml.push_str(&format!(
-                    "{open}>\n      <failure message=\"{}\" type=\"smoke\">{}</failure>\n    </testcase>\n",
-                    xml_escape(first_line(&s.detail)),
-                    xml_escape(&s.detail)
-                )),
-                Outcome::Skipped => xml.push_str(&format!(
-                    "{open}>\n      <skipped message=\"{}\"/>\n    </testcase>\n",
-                    xml_escape(&s.detail)
-                )),
-            }
+        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+        let time = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+        let mut report = Report::new("platform smoke");
+        report.set_time(time(self.seconds));
+        let mut suite = TestSuite::new(format!("platform smoke (stack {})", self.stack));
+        suite.set_time(time(self.seconds));
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S") {
+            suite.set_timestamp(t.and_utc().fixed_offset());
         }
-        xml.push_str("  </testsuite>\n</testsuites>\n");
-        xml
+        for s in &self.steps {
+            // quick-junit's XmlString escapes markup and drops what XML cannot carry.
+            let detail = s.detail.clone();
+            let status = match s.outcome {
+                Outcome::Passed => TestCaseStatus::success(),
+                Outcome::Failed => {
+                    let mut f = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    f.set_message(first_line(&detail))
+                        .set_type("smoke")
+                        .set_description(detail.clone());
+                    f
+                }
+                Outcome::Skipped => {
+                    let mut k = TestCaseStatus::skipped();
+                    k.set_message(detail.clone());
+                    k
+                }
+            };
+            let mut case = TestCase::new(s.name.clone(), status);
+            case.set_classname("platform.smoke")
+                .set_time(time(s.seconds));
+            if s.outcome == Outcome::Passed {
+                case.set_system_out(detail);
+            }
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+        report
+            .to_string()
+            .unwrap_or_else(|e| format!("<!-- the JUnit report could not be written: {e} -->\n"))
     }
 }
 
@@ -707,36 +707,9 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
 
-/// Escapes text for XML attributes and content; drops characters XML 1.0 cannot carry.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(ch),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Markup characters are escaped and control characters dropped.
-    #[test]
-    fn escapes_xml() {
-        assert_eq!(
-            xml_escape("a<b & \"c\" 'd'>\u{1}\n"),
-            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;\n"
-        );
-    }
 
     /// Steps print as aligned lines with their outcome and time.
     #[test]

@@ -57,15 +57,7 @@ pub struct Source<'a> {
 impl Source<'_> {
     /// 1-based line and column of byte `offset` (clamped to the text).
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        (line, column)
+        toml_position::line_column(self.text, offset)
     }
 
     /// A diagnostic at `span`.
@@ -102,7 +94,7 @@ impl Source<'_> {
     /// position toml gives, and the dotted key found there.
     pub fn toml_error(&self, err: &toml::de::Error) -> Diagnostic {
         let span = err.span().unwrap_or(0..0);
-        let key = super::validate::key_at(self.text, span.start);
+        let key = toml_position::key_at(self.text, span.start);
         self.diagnostic(Severity::Error, span, key, err.message().trim().to_string())
     }
 }

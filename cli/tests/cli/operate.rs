@@ -86,8 +86,11 @@ fn stack_not_running() {
     assert!(out.contains("FAIL  stack"), "{out}");
     assert!(out.contains("smoke FAILED at step `stack`"), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
+    // quick-junit counts skipped cases as `disabled` on the suite; each has its <skipped/>.
     assert!(
-        xml.contains("failures=\"1\"") && xml.contains("skipped=\"6\""),
+        xml.contains("failures=\"1\"")
+            && xml.contains("disabled=\"6\"")
+            && xml.matches("<skipped ").count() == 6,
         "{xml}"
     );
 }

@@ -119,7 +119,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn error(&self, offset: usize, key: &str, message: impl Into<String>) -> RoutesError {
-        let (line, column) = line_column(self.text, offset);
+        let (line, column) = toml_position::line_column(self.text, offset);
         RoutesError::Invalid {
             file: self.file.to_string(),
             line,
@@ -132,16 +132,6 @@ impl Source<'_> {
     fn at<T>(&self, v: &Spanned<T>, key: &str, message: impl Into<String>) -> RoutesError {
         self.error(v.span().start, key, message)
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
 }
 
 /// Parses routes from `text`; `file` names it in errors.
@@ -635,63 +625,14 @@ fn compile_retry(
     Ok(p)
 }
 
-/// The dotted key path (`routes[1].timeout`) of the value at `offset`, for
-/// errors toml reports with a span only.
+/// The dotted key at `offset`, or for a text that does not parse, the key written on its line.
 fn key_at(text: &str, offset: usize) -> String {
-    let Ok(doc) = toml::de::DeTable::parse(text) else {
-        return key_of_line(text, offset);
-    };
-    let mut path = String::new();
-    walk(doc.get_ref(), offset, &mut path);
-    if path.is_empty() {
-        key_of_line(text, offset)
+    let key = toml_position::key_at(text, offset);
+    if key.is_empty() {
+        toml_position::key_on_line(text, offset)
     } else {
-        path
+        key
     }
-}
-
-fn walk(table: &toml::de::DeTable<'_>, offset: usize, path: &mut String) {
-    let Some((k, v)) = table
-        .iter()
-        .filter(|(k, _)| k.span().start <= offset)
-        .max_by_key(|(k, _)| k.span().start)
-    else {
-        return;
-    };
-    if !path.is_empty() {
-        path.push('.');
-    }
-    path.push_str(k.get_ref());
-    descend(v, offset, path);
-}
-
-fn descend(v: &Spanned<toml::de::DeValue<'_>>, offset: usize, path: &mut String) {
-    match v.get_ref() {
-        toml::de::DeValue::Table(t) => walk(t, offset, path),
-        toml::de::DeValue::Array(items) => {
-            if let Some((i, item)) = items
-                .iter()
-                .enumerate()
-                .filter(|(_, it)| it.span().start <= offset)
-                .max_by_key(|(_, it)| it.span().start)
-            {
-                path.push_str(&format!("[{i}]"));
-                descend(item, offset, path);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Fallback for documents that do not parse at all: the key written on the line.
-fn key_of_line(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("").trim();
-    if let Some((k, _)) = line.split_once('=') {
-        return k.trim().to_string();
-    }
-    line.trim_matches(|c| c == '[' || c == ']').to_string()
 }
 
 #[cfg(test)]
