@@ -77,14 +77,20 @@ pub enum Error {
     /// `main` only sets the exit code.
     #[error("failed (details above)")]
     Reported,
+    /// Bad input (e.g. an invalid stack file) whose diagnostics were already printed: exit 2.
+    #[error("invalid input (details above)")]
+    ReportedInvalid,
 }
 
 impl Error {
-    /// The exit code: 2 for bad usage (arguments naming things that do not exist), 1 otherwise.
+    /// The exit code: 2 for bad input (arguments naming things that do not exist, invalid files),
+    /// 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::UnknownService { .. } => 2,
-            Error::Stack(StackError::NotFound { .. }) => 2,
+            // A stack file that is missing, a directory, unreadable or invalid is bad input.
+            Error::Stack(StackError::NoWorkspace { .. }) => 1,
+            Error::Stack(_) | Error::ReportedInvalid => 2,
             Error::Scale(e) => e.exit_code(),
             Error::Load(e) => e.exit_code(),
             Error::Interrupted => 130,
@@ -96,7 +102,7 @@ impl Error {
 
     /// True when the details are already on the screen and `main` should print nothing more.
     pub fn already_reported(&self) -> bool {
-        matches!(self, Error::Reported)
+        matches!(self, Error::Reported | Error::ReportedInvalid)
     }
 
     /// A next step for the user, when there is an obvious one.
@@ -128,7 +134,9 @@ impl Error {
                  or load the image with `docker load` first"
                     .to_string(),
             ),
-            Error::Output(_) | Error::Reported | Error::Interrupted => None,
+            Error::Output(_) | Error::Reported | Error::ReportedInvalid | Error::Interrupted => {
+                None
+            }
         }
     }
 }

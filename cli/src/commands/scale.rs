@@ -35,8 +35,9 @@ use crate::stack::env::Reference;
 use crate::stack::{Mount, Service, Stack, StackFile};
 use crate::{Result, output};
 
-/// The most instances `scale` starts for one service (a bound on a 2-core machine, not a law).
-pub const MAX_INSTANCES: u32 = 10;
+/// The most instances `scale` starts for one service: the stack file's own limit
+/// (`instances` in a stack file is 1 to this), so both say the same.
+pub const MAX_INSTANCES: u32 = crate::stack::validate::MAX_INSTANCES as u32;
 
 /// `platform scale` arguments.
 #[derive(Debug, Args)]

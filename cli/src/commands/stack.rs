@@ -85,7 +85,11 @@ fn validate(g: &Global, file: &StackFile) -> Result<()> {
             _ => eprintln!("{}: invalid ({} errors)", view.file, view.errors.len()),
         }
     }
-    if valid { Ok(()) } else { Err(Error::Reported) }
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::ReportedInvalid)
+    }
 }
 
 /// The JSON of `stack show`: the model plus what it implies (names, order, resolved env).

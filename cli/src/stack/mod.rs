@@ -44,6 +44,12 @@ pub enum StackError {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// `--stack` named a directory.
+    #[error("`{}` is a directory, not a stack file", path.display())]
+    IsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The project root (with `stacks/`) could not be found.
     #[error("cannot find the project's stacks/ directory (looked in {})", searched.join(", "))]
     NoWorkspace {
@@ -51,11 +57,11 @@ pub enum StackError {
         searched: Vec<String>,
     },
     /// The file exists but cannot be read.
-    #[error("cannot read stack file {}: {source}", path.display())]
+    // The cause is in the message, not a `source`: printed once, not again by the error chain.
+    #[error("cannot read stack file {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file has errors; each diagnostic names its line and key.
     #[error("stack file {file} is invalid:\n{}", diagnostic::render(diagnostics))]
@@ -80,6 +86,10 @@ impl StackError {
             ),
             StackError::Invalid { .. } => Some(
                 "`platform stack validate` checks a stack file without starting anything"
+                    .to_string(),
+            ),
+            StackError::IsDirectory { .. } => Some(
+                "`--stack` takes a name from stacks/ (dev, full) or a path to a .toml file"
                     .to_string(),
             ),
             StackError::Read { .. } => None,
@@ -108,6 +118,9 @@ impl StackFile {
             })?;
             ws.stacks_dir().join(format!("{name_or_path}.toml"))
         };
+        if path.is_dir() {
+            return Err(StackError::IsDirectory { path });
+        }
         if !path.is_file() {
             return Err(StackError::NotFound {
                 name: name_or_path.to_string(),
@@ -130,9 +143,9 @@ impl StackFile {
 
     /// Reads and validates the file, returning every diagnostic.
     pub fn check(&self) -> Result<Report, StackError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| StackError::Read {
+        let text = std::fs::read_to_string(&self.path).map_err(|cause| StackError::Read {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
         Ok(validate::validate(&text, &self.path, &self.display))
     }

@@ -41,10 +41,10 @@ fn unknown_service_exits_2() {
     assert!(stderr(&o).contains("hint:"));
 }
 
-/// An invalid stack file exits 1 with `file:line:column` diagnostics; `--json` puts them on
+/// An invalid stack file exits 2 (bad input) with `file:line:column` diagnostics; `--json` puts them on
 /// stdout instead.
 #[test]
-fn invalid_stack_exits_1() {
+fn invalid_stack_exits_2() {
     let o = platform(
         &[
             "stack",
@@ -54,7 +54,7 @@ fn invalid_stack_exits_1() {
         ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("broken.toml:9:16: error: dependency cycle"),
         "{}",
@@ -70,10 +70,42 @@ fn invalid_stack_exits_1() {
         ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(json["valid"], false);
     assert_eq!(json["errors"].as_array().unwrap().len(), 6);
+}
+
+/// A stack path that is a directory, a file that is not UTF-8 and an invalid file are bad input
+/// (exit 2), each said once and plainly; `scale` takes what a stack file may say.
+#[test]
+fn bad_stack_files_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let o = platform(&["stack", "show", "--stack", &d], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is a directory, not a stack file"),
+        "{}",
+        stderr(&o)
+    );
+    let binary = dir.path().join("binary.toml");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    let o = platform(
+        &["stack", "show", "--stack", &binary.display().to_string()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.matches("valid UTF-8").count(), 1, "{err}");
+    let o = platform(
+        &["stack", "show", "--stack", "tests/cli/fixtures/broken.toml"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = platform(&["scale", "order-service", "17"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("0..=16"), "{}", stderr(&o));
 }
 
 /// A missing stack is a usage error with a hint.

@@ -1,5 +1,5 @@
 //! Bad input and bad states through the binary: the documented exit codes (0 ok, 1 failure,
-//! 2 usage), a message that names the problem, and nothing created.
+//! 2 bad input: usage, invalid files), a message that names the problem, and nothing created.
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ async fn bad_input_exits_with_the_documented_codes() {
             "cannot be scaled",
         ),
         (
-            &["scale", "order-service", "11", "--stack", s],
+            &["scale", "order-service", "17", "--stack", s],
             2,
             "is not in",
         ),
@@ -65,7 +65,7 @@ async fn bad_input_exits_with_the_documented_codes() {
     let left = docker::owned(&docker, &stack.name).await.unwrap();
     assert!(left.is_empty(), "bad input created {left:#?}");
 
-    // An invalid stack file: the diagnostic names the file, line and key; exit 1; nothing created.
+    // An invalid stack file: the diagnostic names the file, line and key; exit 2; nothing created.
     let name = e2e::stack::unique_name("broken");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("broken.toml");
@@ -82,7 +82,7 @@ async fn bad_input_exits_with_the_documented_codes() {
         .run(&["up", "--stack", &file_arg], LIMIT)
         .await
         .unwrap()
-        .expect_code(1)
+        .expect_code(2)
         .unwrap();
     assert!(
         run.stderr.contains("is invalid")
