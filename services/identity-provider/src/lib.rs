@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod brute_force;
 pub mod credentials;
 pub mod keys;
 pub mod oauth;
@@ -140,6 +141,8 @@ struct Inner {
     /// travels into the blocking task, so an abandoned request still holds
     /// it until its hash is done.
     hashing: Arc<Semaphore>,
+    /// Failed password logins per username (the realm's brute-force detection).
+    brute_force: brute_force::Detector,
 }
 
 /// Shared state of the provider; cheap to clone.
@@ -191,8 +194,10 @@ impl AppState {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let brute_force = brute_force::Detector::new(realm.brute_force);
         AppState {
             inner: Arc::new(Inner {
+                brute_force,
                 realm,
                 keys,
                 issuer_base,
@@ -214,6 +219,14 @@ impl AppState {
     /// The validator for this provider's own tokens.
     pub fn validator(&self) -> &JwtValidator {
         &self.inner.validator
+    }
+
+    pub(crate) fn brute_force(&self) -> &brute_force::Detector {
+        &self.inner.brute_force
+    }
+
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.inner.clock.now_millis() as i64
     }
 
     pub(crate) fn hashing(&self) -> Arc<Semaphore> {

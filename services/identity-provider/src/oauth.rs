@@ -70,6 +70,16 @@ impl OAuthError {
         OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
     }
 
+    /// A username locked by brute-force detection: 429 with `invalid_grant` and the same
+    /// description as a wrong password, so nothing says which part was wrong.
+    pub fn locked_out() -> OAuthError {
+        OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_grant",
+            "Invalid user credentials",
+        )
+    }
+
     pub fn unauthorized_client(d: impl Into<String>) -> OAuthError {
         OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
     }
@@ -436,6 +446,14 @@ async fn password(
         .ok_or_else(|| OAuthError::invalid_request("Missing parameter: password"))?
         .clone();
     let scope = requested_scope(form)?;
+    // Locked names are refused before any password is checked, the right one included.
+    if state
+        .brute_force()
+        .locked(username, state.now_millis())
+        .is_some()
+    {
+        return Err(OAuthError::locked_out());
+    }
     let realm = state.realm();
     let user = realm
         .user_by_login(username)
@@ -468,8 +486,12 @@ async fn password(
     };
     let user = match (user, verified) {
         (Some(u), true) => u,
-        _ => return Err(OAuthError::invalid_grant("Invalid user credentials")),
+        _ => {
+            state.brute_force().failure(username, state.now_millis());
+            return Err(OAuthError::invalid_grant("Invalid user credentials"));
+        }
     };
+    state.brute_force().success(username);
     if !user.enabled {
         return Err(OAuthError::invalid_grant("Account disabled"));
     }

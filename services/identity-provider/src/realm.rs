@@ -60,6 +60,17 @@ pub struct RealmExport {
     pub access_token_lifespan: Option<i64>,
     pub sso_session_idle_timeout: Option<i64>,
     pub sso_session_max_lifespan: Option<i64>,
+    /// Brute-force detection (Keycloak's realm settings; see `brute_force`).
+    #[serde(default)]
+    pub brute_force_protected: bool,
+    pub failure_factor: Option<u32>,
+    pub wait_increment_seconds: Option<i64>,
+    pub max_failure_wait_seconds: Option<i64>,
+    pub max_delta_time_seconds: Option<i64>,
+    pub quick_login_check_milli_seconds: Option<i64>,
+    pub minimum_quick_login_wait_seconds: Option<i64>,
+    #[serde(default)]
+    pub permanent_lockout: bool,
     #[serde(default)]
     pub roles: RolesExport,
     #[serde(default)]
@@ -230,6 +241,8 @@ pub struct Lifespans {
 pub struct Realm {
     pub name: String,
     pub lifespans: Lifespans,
+    /// Brute-force detection of the password grant.
+    pub brute_force: crate::brute_force::Policy,
     clients: HashMap<String, Arc<Client>>,
     /// By lower-cased username (Keycloak usernames are case-insensitive).
     users: HashMap<String, Arc<User>>,
@@ -470,9 +483,31 @@ impl Realm {
             }
         }
 
+        let defaults = crate::brute_force::Policy::default();
+        let brute_force = crate::brute_force::Policy {
+            enabled: export.brute_force_protected,
+            failure_factor: export.failure_factor.unwrap_or(defaults.failure_factor),
+            wait_increment_secs: export
+                .wait_increment_seconds
+                .unwrap_or(defaults.wait_increment_secs),
+            max_failure_wait_secs: export
+                .max_failure_wait_seconds
+                .unwrap_or(defaults.max_failure_wait_secs),
+            max_delta_time_secs: export
+                .max_delta_time_seconds
+                .unwrap_or(defaults.max_delta_time_secs),
+            quick_login_check_ms: export
+                .quick_login_check_milli_seconds
+                .unwrap_or(defaults.quick_login_check_ms),
+            minimum_quick_login_wait_secs: export
+                .minimum_quick_login_wait_seconds
+                .unwrap_or(defaults.minimum_quick_login_wait_secs),
+            permanent_lockout: export.permanent_lockout,
+        };
         Ok(Realm {
             name,
             lifespans,
+            brute_force,
             clients: clients.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             users,
             users_by_id,

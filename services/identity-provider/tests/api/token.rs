@@ -408,6 +408,49 @@ async fn oauth_errors() {
     assert_eq!(wrong["error_description"], "Invalid user credentials");
 }
 
+/// Brute-force detection with the realm's settings (Keycloak's semantics, failureFactor 10 and
+/// the quick-login check in keycloak/realm.json): wrong passwords lock the name (at the second
+/// when they come fast, at the tenth at the latest), after which even the right password gets
+/// 429 `invalid_grant` with the wrong password's description; an unknown name locks the same
+/// way, so a lockout does not tell which names exist; other users are unaffected.
+#[tokio::test]
+async fn brute_force_locks_the_name_not_the_realm() {
+    let idp = Idp::start().await;
+    let login = |user: &'static str, password: &'static str| {
+        let idp = &idp;
+        async move {
+            idp.token(&[
+                ("grant_type", "password"),
+                ("client_id", "platform-cli"),
+                ("username", user),
+                ("password", password),
+            ])
+            .await
+        }
+    };
+    for user in ["alice", "ghost"] {
+        let mut locked_at = None;
+        for attempt in 1..=11 {
+            let (status, body, _) = login(user, "wrong").await;
+            assert_eq!(body["error"], "invalid_grant", "{user} #{attempt}: {body}");
+            assert_eq!(body["error_description"], "Invalid user credentials");
+            if status == 429 {
+                locked_at = Some(attempt);
+                break;
+            }
+            assert_eq!(status, 400, "{user} #{attempt}: {body}");
+        }
+        assert!(
+            matches!(locked_at, Some(3..=11)),
+            "{user}: locked at {locked_at:?}"
+        );
+    }
+    let (status, body, _) = login("alice", "alice").await;
+    assert_eq!(status, 429, "the right password while locked: {body}");
+    let (status, body, _) = login("admin", "admin").await;
+    assert_eq!(status, 200, "another user: {body}");
+}
+
 /// Bad input of every kind is answered 4xx, never a panic: content type, huge and binary bodies, repeats, both auth methods, unknown realm.
 #[tokio::test]
 async fn bad_input() {
