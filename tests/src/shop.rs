@@ -15,8 +15,9 @@ use crate::{Platform, TestStack};
 /// Unit price of the test's orders.
 const PRICE: &str = "4.50";
 
-/// A shop of `stack` that can sell `quantity` of `sku`: a token from `platform token`, and the
-/// stock set on an inventory-service instance that `platform status` says the host reaches.
+/// A shop of `stack` that can sell `quantity` of `sku`: a token from `platform token`, the
+/// product listed in the catalogue at the test's price (order-service takes prices from it), and
+/// the stock set on an inventory-service instance that `platform status` says the host reaches.
 /// `limit` bounds each `platform` command.
 pub async fn stocked(
     platform: &Platform,
@@ -46,7 +47,7 @@ pub async fn stocked(
         .values()
         .next()
         .context("the host cannot reach inventory-service's address to set stock")?;
-    shop.set_stock(base, sku, quantity).await?;
+    shop.offer(base, sku, quantity).await?;
     Ok(shop)
 }
 /// The order-service counter of placed orders (`orders_requests{outcome}` in the service).
@@ -85,6 +86,28 @@ impl Shop {
     /// The access token in use.
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// Lists `sku` in the catalogue at the test's price (through the gateway, as the admin) and
+    /// sets its stock on an inventory-service instance (`base` = `http://addr:port`): what an
+    /// order of it needs, since order-service takes each line's price from the catalogue.
+    pub async fn offer(&self, base: &str, sku: &str, quantity: u64) -> anyhow::Result<()> {
+        let url = format!("{}/api/product", self.gateway);
+        let res = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(&json!({
+                "skuCode": sku,
+                "name": format!("e2e product {sku}"),
+                "description": "created by the end-to-end tests",
+                "price": PRICE,
+            }))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        expect_success(res, &url).await?;
+        self.set_stock(base, sku, quantity).await
     }
 
     /// Sets the stock of `sku` on an inventory-service instance (`base` = `http://addr:port`).

@@ -272,7 +272,7 @@ async fn spread(platform: &Platform, stack: &TestStack, status: &Value) -> anyho
             .as_millis()
     );
     match inventory.values().next() {
-        Some(base) => shop.set_stock(base, &sku, ORDERS + 5).await?,
+        Some(base) => shop.offer(base, &sku, ORDERS + 5).await?,
         None => anyhow::bail!(
             "the host cannot reach container addresses here (route {}), so the test cannot set \
              stock through inventory-service's admin API",

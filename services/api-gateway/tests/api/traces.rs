@@ -504,13 +504,16 @@ async fn an_order_is_one_trace_across_http_kafka_and_databases() {
         assert_eq!(res.headers()["x-trace-id"], expected.as_str(), "{form}");
         let spans = p
             .collector
+            // Every span asserted below: the gateway exports its own after the answer, so
+            // order-service's may arrive first.
             .wait_for(&expected, form, |s| {
                 has(
                     s,
                     "order-service",
                     "SERVER",
                     "get /api/order/{order_number}",
-                )
+                ) && has(s, "api-gateway", "SERVER", "get /{*path}")
+                    && has(s, "api-gateway", "CLIENT", "get order-service")
             })
             .await;
         let server = find(&spans, "api-gateway", "SERVER", "get /{*path}");
@@ -658,8 +661,10 @@ retry = { retries = 1, statuses = [503], methods = ["GET"], backoff = { first = 
         let trace = res.headers()["x-trace-id"].to_str().unwrap().to_string();
         if status == 200 {
             let spans = collector
-                .wait_for(&trace, "the echo's server span", |s| {
+                // The gateway's server span ends last, after its client spans.
+                .wait_for(&trace, "the echo's and the gateway's server spans", |s| {
                     has(s, "svc", "SERVER", "get /hello")
+                        && has(s, "api-gateway", "SERVER", "get /{*path}")
                 })
                 .await;
             let attempts = spans
