@@ -80,6 +80,9 @@ pub enum FailReason {
 pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
     match o.state.as_str() {
         "exited" | "dead" => return Step::Fail(FailReason::Exited(o.exit_code.unwrap_or(-1))),
+        // Docker is restarting it under its restart policy: it already exited while starting,
+        // and waiting would only watch it crash again until the timeout.
+        "restarting" => return Step::Fail(FailReason::Exited(o.exit_code.unwrap_or(-1))),
         "running" => {}
         other => return Step::Wait(format!("container {other}")),
     }
@@ -232,6 +235,13 @@ mod tests {
         let mut o = obs("exited");
         o.exit_code = Some(3);
         assert_eq!(assess(None, &o), Step::Fail(FailReason::Exited(3)));
+        // Crashed and being restarted by its restart policy: fails at once too.
+        let mut o = obs("restarting");
+        o.exit_code = Some(2);
+        assert_eq!(
+            assess(Some(&health(Check::Probe)), &o),
+            Step::Fail(FailReason::Exited(2))
+        );
     }
 
     /// Docker-run checks follow Docker's health status; unhealthy fails at once.
