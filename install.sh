@@ -26,6 +26,7 @@ APT_PACKAGES=(
     libssl-dev                      # TLS for rdkafka and the HTTP clients
     debootstrap                     # builds the MariaDB Docker image without a registry
     nginx-light wrk hyperfine       # benchmarks: baseline proxy, load generator, command timing
+    tmux                            # the dashboard's end-to-end test drives it in a real terminal
     iproute2                        # tc (netem, tbf) and ip for network faults, run in a container's namespace
     util-linux                      # nsenter: enters a container's network namespace from the host
     iptables                        # packet loss where the kernel has no netem (statistic match)

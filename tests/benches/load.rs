@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use e2e::{Platform, TestStack};
 use testkit::benchmarks::env_u64;
 
@@ -96,36 +96,8 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `command` under bash and returns its stdout and the children's CPU seconds (`times`).
-fn timed(command: &str) -> anyhow::Result<(String, f64)> {
-    let out = std::process::Command::new("bash")
-        .args(["-c", &format!("{command}; times >&2")])
-        .output()
-        .with_context(|| format!("run {command}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{command}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    // `times` prints the shell's user/system times, then its children's: `0m1.234s 0m0.567s`.
-    let children = err.lines().last().context("no `times` output")?;
-    let cpu: f64 = children.split_whitespace().map(minutes_seconds).sum();
-    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), cpu))
-}
-
-/// `1m2.500s` → 62.5.
-fn minutes_seconds(t: &str) -> f64 {
-    let t = t.trim_end_matches('s');
-    match t.split_once('m') {
-        Some((m, s)) => m.parse::<f64>().unwrap_or(0.0) * 60.0 + s.parse::<f64>().unwrap_or(0.0),
-        None => t.parse().unwrap_or(0.0),
-    }
-}
-
 fn wrk(url: &str, secs: u64) -> anyhow::Result<Row> {
-    let (out, cpu) = timed(&format!("wrk -t2 -c32 -d{secs}s --latency {url}"))?;
+    let (out, cpu) = e2e::measure::timed(&format!("wrk -t2 -c32 -d{secs}s --latency {url}"))?;
     let field = |prefix: &str| -> Option<f64> {
         out.lines()
             .find(|l| l.trim_start().starts_with(prefix))
@@ -182,7 +154,7 @@ fn wrk_ms(v: &str) -> Option<f64> {
 fn platform_load(platform: &Platform, s: &str, rate: f64, secs: u64) -> anyhow::Result<Row> {
     let bin = platform.bin().display().to_string();
     let root = platform.root().display().to_string();
-    let (out, cpu) = timed(&format!(
+    let (out, cpu) = e2e::measure::timed(&format!(
         "cd {root} && {bin} load --stack {s} --mix health --rate {rate} --duration {secs}s --json 2>/dev/null"
     ))?;
     let r: serde_json::Value =

@@ -139,6 +139,25 @@ impl Platform {
         cmd
     }
 
+    /// `platform ARGS` as one `sh` command line with the same environment as [`Platform::run`]
+    /// (the user's overriding variables removed, the frozen binaries), run in the repository
+    /// root: for programs that take a command line, such as a tmux session.
+    pub fn shell_line(&self, args: &[&str]) -> String {
+        let mut words = vec!["cd".to_string(), quote(&self.root.to_string_lossy()), "&&".into()];
+        words.push("exec".into());
+        words.push("env".into());
+        for key in CLEARED_ENV {
+            words.extend(["-u".to_string(), key.to_string()]);
+        }
+        words.push(quote(&format!(
+            "{TARGET_DIR_ENV}={}",
+            self.snapshot.target_dir().display()
+        )));
+        words.push(quote(&self.bin.to_string_lossy()));
+        words.extend(args.iter().map(|a| quote(a)));
+        words.join(" ")
+    }
+
     /// [`Platform::run`] for code that cannot await (a `Drop`): plain threads, same limit.
     pub fn run_blocking(&self, args: &[&str], limit: Duration) -> anyhow::Result<Run> {
         let command = Self::describe(args);
@@ -203,6 +222,11 @@ async fn collect(pipe: Option<impl AsyncRead + Unpin>, echo: Option<String>) -> 
         text.push('\n');
     }
     text
+}
+
+/// `text` as one `sh` word.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// The last `n` lines of `text`.

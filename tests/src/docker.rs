@@ -325,6 +325,10 @@ pub struct State {
     pub started_at: String,
     /// DNS aliases by network the container is attached to.
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Restarts by Docker's restart policy.
+    pub restarts: i64,
+    /// Whether the kernel OOM-killed its last run.
+    pub oom_killed: bool,
 }
 
 impl State {
@@ -340,6 +344,7 @@ pub async fn state(docker: &Docker, name: &str) -> anyhow::Result<State> {
         .inspect_container(name, None)
         .await
         .with_context(|| format!("inspect {name}"))?;
+    let restarts = c.restart_count.unwrap_or(0);
     let s = c.state.unwrap_or_default();
     let networks = c
         .network_settings
@@ -359,6 +364,8 @@ pub async fn state(docker: &Docker, name: &str) -> anyhow::Result<State> {
         pid: s.pid.unwrap_or(0),
         started_at: s.started_at.unwrap_or_default(),
         networks,
+        restarts,
+        oom_killed: s.oom_killed.unwrap_or(false),
     })
 }
 

@@ -27,14 +27,18 @@
 //! - [`stack`]: the throwaway dev stack copy and its guard.
 //! - [`docker`]: Docker's own view of what carries a stack's labels, and container memory.
 //! - [`shop`]: HTTP to the running stack (stock, orders, the gateway's upstreams, metrics).
+//! - [`measure`]: CPU time of a shell command and its children, for the benchmarks.
+//! - [`tmux`]: a program in a real terminal (the dashboard), keys in, screen out.
 
 #![forbid(unsafe_code)]
 
 pub mod binaries;
 pub mod cli;
 pub mod docker;
+pub mod measure;
 pub mod shop;
 pub mod stack;
+pub mod tmux;
 
 pub use cli::{Platform, Run};
 pub use stack::TestStack;

@@ -8,6 +8,8 @@
 //!   naming its assertion and figure, Ctrl-C heals, `platform load` reports every request.
 //! - [`bad_input`]: unknown services, unscalable services, a bad stack file and a stack that is
 //!   not running exit with the documented codes (0 ok, 1 failure, 2 usage) and create nothing.
+//! - [`dashboard`]: the TUI in tmux: a key scales, the inject menu opens the breakers, heal
+//!   closes them, the command log shows the CLI equivalents, the terminal is restored.
 //! - [`faults`]: `inject` of every container kind, a tc kind and the application kinds takes
 //!   effect and is reverted at its end by the supervisor (also when the injecting CLI was
 //!   `kill -9`ed); `heal` reverts at once; bad fault input exits 2 and injects nothing.
@@ -16,6 +18,7 @@
 //! (`cargo nextest run -p e2e --no-capture` shows them live).
 
 mod bad_input;
+mod dashboard;
 mod faults;
 mod lifecycle;
 mod scenarios;
