@@ -28,6 +28,15 @@ pub(crate) fn component(service: &Service) -> &'static str {
     }
 }
 
+/// Whether a service keeps data on named volumes: it runs as a StatefulSet whose pods each get
+/// their own PersistentVolumeClaims.
+fn is_stateful(service: &Service) -> bool {
+    service
+        .volumes
+        .iter()
+        .any(|m| matches!(m, Mount::Volume { .. }))
+}
+
 /// A service's pod, and what the workload around it needs.
 pub(crate) struct Pod {
     /// It keeps data on named volumes: a StatefulSet with claim templates.
@@ -43,10 +52,7 @@ impl Pod {
     /// The pod of `ctx`'s service; what has no Kubernetes form goes to `issues`.
     pub(crate) fn build(ctx: &Context<'_>, files: &Files, issues: &mut Vec<Issue>) -> Pod {
         let service = ctx.service;
-        let stateful = service
-            .volumes
-            .iter()
-            .any(|m| matches!(m, Mount::Volume { .. }));
+        let stateful = is_stateful(service);
         let PodEnv { entries, secret } = env::pod_env(ctx, stateful, issues);
         restart_issue(service, issues);
 
@@ -330,7 +336,9 @@ fn memory(bytes: u64) -> String {
 }
 
 /// One init container per dependency, waiting until its Service accepts connections. A
-/// Service has endpoints only for ready pods, so this also waits for `healthy`.
+/// stateless dependency's Service has endpoints only for ready pods, so this waits for
+/// `healthy`; a stateful one's headless Service names its pod before it is ready (see
+/// [`service`]), so this waits until its port accepts connections.
 ///
 /// Our images are FROM scratch (no shell), so the wait runs in a small image with `sh` and `nc`
 /// (`--wait-image`, busybox by default; a cluster without access to public images needs it
@@ -365,6 +373,11 @@ fn init_containers(ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Vec<Value> {
 }
 
 /// The Service in front of the pods, one port per container port (none without ports).
+///
+/// A stateless service gets a ClusterIP Service: one stable address balancing over its ready
+/// pods. A stateful one gets a headless Service (its StatefulSet's governing Service) that
+/// resolves to the pod itself, ready or not, on every port, as the service's name does on the
+/// Docker network: the broker reaches its own controller port through its name while starting.
 pub(crate) fn service(ctx: &Context<'_>) -> Option<Value> {
     let ports = container_ports(ctx.service);
     if ports.is_empty() {
@@ -379,6 +392,10 @@ pub(crate) fn service(ctx: &Context<'_>) -> Option<Value> {
             "protocol": "TCP",
         })).collect::<Vec<_>>(),
     });
+    if is_stateful(ctx.service) && !ctx.exposed {
+        spec["clusterIP"] = json!("None");
+        spec["publishNotReadyAddresses"] = json!(true);
+    }
     spec["type"] = json!(
         if ctx.exposed && ctx.options.exposure == Exposure::LoadBalancer {
             "LoadBalancer"
