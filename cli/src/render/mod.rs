@@ -103,7 +103,11 @@ pub struct Issue {
 
 impl std::fmt::Display for Issue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "service `{}`, key `{}`: {}", self.service, self.key, self.message)
+        write!(
+            f,
+            "service `{}`, key `{}`: {}",
+            self.service, self.key, self.message
+        )
     }
 }
 
@@ -448,7 +452,9 @@ fn read_file(ctx: &Context<'_>, key: &str, path: &Path) -> Result<Vec<u8>, Rende
         path: path.to_path_buf(),
         cause,
     };
-    let size = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| err(e.to_string()))?
+        .len();
     if size > MAX_FILE_BYTES {
         return Err(err(format!(
             "it has {size} bytes; a ConfigMap or Secret holds at most {MAX_FILE_BYTES}"

@@ -70,7 +70,9 @@ impl Pod {
             container["ports"] = json!(
                 ports
                     .iter()
-                    .map(|p| json!({ "name": port_name(*p), "containerPort": p, "protocol": "TCP" }))
+                    .map(
+                        |p| json!({ "name": port_name(*p), "containerPort": p, "protocol": "TCP" })
+                    )
                     .collect::<Vec<_>>()
             );
         }

@@ -59,12 +59,8 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; UPDATE_GOLDEN=1 writes it",
-            path.display()
-        )
-    });
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; UPDATE_GOLDEN=1 writes it", path.display()));
     if expected != actual {
         let first = expected
             .lines()
@@ -87,7 +83,11 @@ fn golden(name: &str, actual: &str) {
 fn golden_dev() {
     let dev = stack("dev");
     let yaml = render(&dev, &golden_options());
-    assert_eq!(yaml, render(&dev, &golden_options()), "rendering is not deterministic");
+    assert_eq!(
+        yaml,
+        render(&dev, &golden_options()),
+        "rendering is not deterministic"
+    );
     golden("kubernetes-dev.yaml", &yaml);
 }
 
@@ -168,10 +168,19 @@ fn round_trip_properties() {
                 for r in template.references() {
                     if let Reference::ServiceHost(target) | Reference::ServicePort(target) = r {
                         let svc = kind_named(&docs, "Service", target).unwrap_or_else(|| {
-                            panic!("{name}: {}.env.{var} names `{target}`, which has no Service", service.name)
+                            panic!(
+                                "{name}: {}.env.{var} names `{target}`, which has no Service",
+                                service.name
+                            )
                         });
                         let port = stack.services[target].port.unwrap();
-                        assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == port));
+                        assert!(
+                            svc["spec"]["ports"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|p| p["port"] == port)
+                        );
                     }
                 }
             }
@@ -211,7 +220,10 @@ fn round_trip_properties() {
             }
         }
         for text in &exposed {
-            assert!(!text.contains("${"), "{name}: unresolved reference in {text:?}");
+            assert!(
+                !text.contains("${"),
+                "{name}: unresolved reference in {text:?}"
+            );
             for secret in secret_values.iter().filter(|s| s.len() >= 4) {
                 assert!(
                     !text.contains(secret.as_str()),
@@ -357,7 +369,10 @@ fn out_dir_writes_one_file_per_object() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.contains(&"40-deployment-order-service.yaml".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"40-deployment-order-service.yaml".to_string()),
+        "{names:?}"
+    );
     assert!(names.contains(&"40-statefulset-mariadb.yaml".to_string()));
     assert!(names.contains(&"20-secret-order-service-env.yaml".to_string()));
     let joined: String = names
