@@ -305,16 +305,18 @@ pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderEr
 
 /// Checks the options against the stack before anything is rendered.
 fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
-    let known = || stack.service_names().join(", ");
-    for (name, &replicas) in &options.scale {
-        let service = stack
+    let lookup = |name: &str, option: &'static str| {
+        stack
             .services
             .get(name)
             .ok_or_else(|| RenderError::UnknownService {
-                name: name.clone(),
-                option: "--scale",
-                known: known(),
-            })?;
+                name: name.to_string(),
+                option,
+                known: stack.service_names().join(", "),
+            })
+    };
+    for (name, &replicas) in &options.scale {
+        let service = lookup(name, "--scale")?;
         if replicas > 1
             && let Some(reason) = crate::commands::scale::shares_state(stack, service)
         {
@@ -326,14 +328,7 @@ fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
         }
     }
     if let Some(name) = &options.expose {
-        let service = stack
-            .services
-            .get(name)
-            .ok_or_else(|| RenderError::UnknownService {
-                name: name.clone(),
-                option: "--expose",
-                known: known(),
-            })?;
+        let service = lookup(name, "--expose")?;
         if service.port.is_none() {
             return Err(RenderError::NoPort {
                 service: name.clone(),

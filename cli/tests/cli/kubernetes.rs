@@ -122,6 +122,20 @@ fn containers(doc: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The Service `name` exists and has `port`; `why` says who needs it.
+fn assert_service_port(docs: &[Value], name: &str, port: u16, why: &str) {
+    let svc =
+        kind_named(docs, "Service", name).unwrap_or_else(|| panic!("{why}: no Service `{name}`"));
+    assert!(
+        svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == port),
+        "{why}: Service `{name}` has no port {port}"
+    );
+}
+
 /// Every string anywhere inside `v`.
 fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
@@ -154,33 +168,14 @@ fn round_trip_properties() {
                 .unwrap_or_else(|| panic!("{name}: no workload for {}", service.name));
             assert_eq!(workload["spec"]["replicas"], service.instances);
             if let Some(port) = service.port {
-                let svc = kind_named(&docs, "Service", &service.name)
-                    .unwrap_or_else(|| panic!("{name}: no Service for {}", service.name));
-                assert!(
-                    svc["spec"]["ports"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|p| p["port"] == port)
-                );
+                assert_service_port(&docs, &service.name, port, name);
             }
             for (var, template) in &service.env {
                 for r in template.references() {
                     if let Reference::ServiceHost(target) | Reference::ServicePort(target) = r {
-                        let svc = kind_named(&docs, "Service", target).unwrap_or_else(|| {
-                            panic!(
-                                "{name}: {}.env.{var} names `{target}`, which has no Service",
-                                service.name
-                            )
-                        });
                         let port = stack.services[target].port.unwrap();
-                        assert!(
-                            svc["spec"]["ports"]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .any(|p| p["port"] == port)
-                        );
+                        let why = format!("{name}: {}.env.{var}", service.name);
+                        assert_service_port(&docs, target, port, &why);
                     }
                 }
             }
