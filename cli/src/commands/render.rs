@@ -137,17 +137,48 @@ pub fn run(g: &Global, cmd: RenderCommand) -> Result<()> {
     let dir = PathBuf::from(&args.out);
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::Output(format!("cannot create {}: {e}", dir.display())))?;
+    let mut names = std::collections::BTreeSet::new();
     for object in &rendered.objects {
         let path = dir.join(object.file_name());
         std::fs::write(&path, object.to_yaml())
             .map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))?;
+        names.insert(object.file_name());
     }
+    let removed = remove_stale(&dir, &names)?;
     eprintln!(
-        "wrote {} objects to {dir} (kubectl apply -f {dir})",
+        "wrote {} objects to {dir}{} (kubectl apply -f {dir})",
         rendered.objects.len(),
+        if removed > 0 {
+            format!(", removed {removed} stale file(s) of an earlier rendering")
+        } else {
+            String::new()
+        },
         dir = dir.display()
     );
     Ok(())
+}
+
+/// Removes the files of an earlier rendering into `dir` that this one did not write (a service
+/// removed from the stack must not be applied again). Only `.yaml` files this command wrote are
+/// touched: they carry the `managed-by: platform` label; anything else in `dir` stays.
+fn remove_stale(dir: &std::path::Path, keep: &std::collections::BTreeSet<String>) -> Result<usize> {
+    let marker = format!("app.kubernetes.io/managed-by: {}", render::PART_OF);
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::Output(format!("cannot list {}: {e}", dir.display())))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !name.ends_with(".yaml") || keep.contains(&name) || !path.is_file() {
+            continue;
+        }
+        if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(&marker)) {
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::Output(format!("cannot remove {}: {e}", path.display())))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

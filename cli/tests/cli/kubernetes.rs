@@ -341,12 +341,22 @@ fn bad_options_exit_2() {
 }
 
 /// `--out DIR` writes one file per object, ordered for `kubectl apply -f DIR`, with the same
-/// documents as the stream on stdout.
+/// documents as the stream on stdout; files of an earlier rendering that this one does not
+/// write are removed, the user's own files stay.
 #[test]
 fn out_dir_writes_one_file_per_object() {
     let dir = tempfile::tempdir().unwrap();
     let dev = repo().join("stacks/dev.toml");
     let out_dir = dir.path().join("manifests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let stale = out_dir.join("40-deployment-removed-service.yaml");
+    std::fs::write(
+        &stale,
+        "metadata:\n  labels:\n    app.kubernetes.io/managed-by: platform\n",
+    )
+    .unwrap();
+    let own = out_dir.join("99-mine.yaml");
+    std::fs::write(&own, "kind: ConfigMap\n").unwrap();
     let out = platform(
         &[
             "render",
@@ -359,6 +369,8 @@ fn out_dir_writes_one_file_per_object() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stale.exists(), "the stale file was kept");
+    std::fs::remove_file(&own).expect("the user's own file was removed");
     let mut names: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
