@@ -141,6 +141,48 @@ fn probes_and_resources() {
         json!({ "limits": { "memory": "96Mi", "cpu": "250m" }, "requests": { "memory": "96Mi", "cpu": "250m" } })
     );
     assert_eq!(find(&docs, "Deployment", "web")["spec"]["replicas"], 2);
+    // An official image has no wait mode: its init container waits in the wait image.
+    let init = &find(&docs, "Deployment", "web")["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["image"], DEFAULT_WAIT_IMAGE);
+    assert_eq!(
+        init["command"][2],
+        "until nc -z -w 2 db 3306; do echo waiting for db:3306; sleep 2; done"
+    );
+}
+
+/// Our services wait for their dependencies with their own binary (`--wait-for`), in their own
+/// image: no shell image is needed.
+#[test]
+fn our_services_wait_with_their_own_binary() {
+    let s = stack(
+        r#"
+[stack]
+name = "t"
+
+[services.registry]
+build = { binary = "discovery-server" }
+port = 8761
+
+[services.orders]
+build = { binary = "order-service" }
+port = 8082
+depends_on = { registry = "started" }
+"#,
+    );
+    let docs = docs(
+        &s,
+        &Options {
+            image_prefix: "reg.example/p/".to_string(),
+            image_tag: "1.2.3".to_string(),
+            ..Options::default()
+        },
+    );
+    let init =
+        &find(&docs, "Deployment", "orders")["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "wait-for-registry");
+    assert_eq!(init["image"], "reg.example/p/order-service:1.2.3");
+    assert_eq!(init["args"], json!(["--wait-for", "registry:8761"]));
+    assert!(init.get("command").is_none());
 }
 
 /// `${self.index}` in a Deployment and a writable host file have no Kubernetes form: errors

@@ -342,10 +342,14 @@ fn memory(bytes: u64) -> String {
 /// `healthy`; a stateful one's headless Service names its pod before it is ready (see
 /// [`service`]), so this waits until its port accepts connections.
 ///
-/// Our images are FROM scratch (no shell), so the wait runs in a small image with `sh` and `nc`
-/// (`--wait-image`, busybox by default; a cluster without access to public images needs it
-/// mirrored into its registry).
+/// Our services wait with their own binary (`--wait-for HOST:PORT`, in their FROM-scratch image,
+/// which has no shell); an image without that mode waits in `--wait-image` (busybox by default,
+/// with `sh` and `nc`; a cluster without access to public images needs it mirrored).
 fn init_containers(ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Vec<Value> {
+    let own_binary = matches!(
+        ctx.service.source,
+        ImageSource::Build(Recipe::Binary { .. })
+    );
     let mut out = Vec::new();
     for dep in ctx.service.depends_on.keys() {
         let Some(port) = ctx.stack.services.get(dep).and_then(|s| s.port) else {
@@ -358,18 +362,26 @@ fn init_containers(ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Vec<Value> {
             });
             continue;
         };
-        let script = format!(
-            "until nc -z -w 2 {dep} {port}; do echo waiting for {dep}:{port}; sleep 2; done"
-        );
-        out.push(json!({
-            "name": format!("wait-for-{dep}"),
-            "image": ctx.options.wait_image,
-            "command": ["sh", "-c", script],
-            "resources": {
-                "limits": { "memory": "16Mi", "cpu": "50m" },
-                "requests": { "memory": "16Mi", "cpu": "50m" },
-            },
-        }));
+        let mut init = if own_binary {
+            json!({
+                "image": image(ctx),
+                "args": ["--wait-for", format!("{dep}:{port}")],
+            })
+        } else {
+            let script = format!(
+                "until nc -z -w 2 {dep} {port}; do echo waiting for {dep}:{port}; sleep 2; done"
+            );
+            json!({
+                "image": ctx.options.wait_image,
+                "command": ["sh", "-c", script],
+            })
+        };
+        init["name"] = json!(format!("wait-for-{dep}"));
+        init["resources"] = json!({
+            "limits": { "memory": "32Mi", "cpu": "50m" },
+            "requests": { "memory": "32Mi", "cpu": "50m" },
+        });
+        out.push(init);
     }
     out
 }
