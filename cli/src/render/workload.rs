@@ -116,9 +116,14 @@ impl Pod {
             container["volumeMounts"] = json!(mounts);
         }
 
+        // No `<SERVICE>_PORT`-style variables for every Service of the namespace (a Docker
+        // network has none, and apache/kafka reads every `KAFKA_*` variable as its
+        // configuration), and no API token: nothing here talks to the Kubernetes API.
         let mut spec = json!({
             "containers": [container],
             "restartPolicy": "Always",
+            "enableServiceLinks": false,
+            "automountServiceAccountToken": false,
         });
         let init = init_containers(ctx, issues);
         if !init.is_empty() {
