@@ -93,7 +93,9 @@ impl Pod {
             } = mount
             {
                 let volume = dns_name(name);
-                mounts.push(json!({ "name": volume, "mountPath": target, "readOnly": read_only }));
+                // A directory inside the claim, not its root: a fresh filesystem's root holds
+                // `lost+found`, which `mysqld --initialize` and Kafka's log dirs refuse.
+                mounts.push(json!({ "name": volume, "mountPath": target, "subPath": "data", "readOnly": read_only }));
                 claims.insert(volume.clone(), claim(&volume, &ctx.options.volume_size));
             }
         }
