@@ -67,9 +67,15 @@ impl SecretScan {
         Self { fragments }
     }
 
-    /// Whether `text` contains a secret of the stack.
+    /// Whether `text` contains a secret of the stack as a whole word (not inside a longer run
+    /// of letters and digits: the password `admin` is not in `mysqladmin`).
     pub fn contains_secret(&self, text: &str) -> bool {
-        self.fragments.iter().any(|f| text.contains(f.as_str()))
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        self.fragments.iter().any(|f| {
+            text.match_indices(f.as_str()).any(|(at, _)| {
+                !word(text[..at].chars().next_back()) && !word(text[at + f.len()..].chars().next())
+            })
+        })
     }
 
     /// Whether the variable `name` with `value` must come from a Secret.

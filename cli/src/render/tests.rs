@@ -230,6 +230,40 @@ env = { N = "${self.index}" }
     );
 }
 
+/// Secrets are found as whole words only.
+#[test]
+fn secrets_are_whole_words() {
+    let s = stack(
+        "[stack]\nname = \"t\"\n[services.a]\nimage = \"a:1\"\nenv = { ADMIN_PASSWORD = \"admin\" }\n",
+    );
+    let scan = SecretScan::of(&s);
+    assert!(scan.contains_secret("user admin"));
+    assert!(scan.contains_secret("\"admin\","));
+    assert!(!scan.contains_secret("mysqladmin ping"));
+    assert!(!scan.contains_secret("db.adminCommand('ping')"));
+}
+
+/// A secret in `command` has no safe form: an error naming the key.
+#[test]
+fn secret_in_command() {
+    let s = stack(
+        r#"
+[stack]
+name = "t"
+
+[services.app]
+image = "app:1"
+command = ["--password", "s3cr3t-pw"]
+env = { APP_PASSWORD = "s3cr3t-pw" }
+"#,
+    );
+    let err = kubernetes(&s, &Options::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("service `app`, key `services.app.command`: contains a secret value"),
+        "{err}"
+    );
+}
+
 /// Quantities: whole binary units where they divide, bytes otherwise.
 #[test]
 fn memory_quantities() {

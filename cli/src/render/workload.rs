@@ -55,6 +55,7 @@ impl Pod {
         let stateful = is_stateful(service);
         let PodEnv { entries, secret } = env::pod_env(ctx, stateful, issues);
         restart_issue(service, issues);
+        secret_in_command_issue(ctx, issues);
 
         let mut container = json!({
             "name": service.name,
@@ -206,6 +207,28 @@ fn restart_issue(service: &Service, issues: &mut Vec<Issue>) {
             service.restart
         ),
     });
+}
+
+/// A secret of the stack in `command` or an `exec` health check would stand in the pod spec
+/// for anyone who can read it: only a variable can come from a Secret.
+fn secret_in_command_issue(ctx: &Context<'_>, issues: &mut Vec<Issue>) {
+    let service = ctx.service;
+    let health = match service.health.as_ref().map(|h| &h.check) {
+        Some(Check::Exec { command }) => command.as_slice(),
+        _ => &[],
+    };
+    for (key, args) in [
+        ("command", service.command.as_slice()),
+        ("health.exec", health),
+    ] {
+        if args.iter().any(|a| ctx.scan.contains_secret(a)) {
+            issues.push(Issue {
+                service: service.name.clone(),
+                key: format!("services.{}.{key}", service.name),
+                message: "contains a secret value, which would stand in the pod spec as plain text; pass it in an environment variable instead".to_string(),
+            });
+        }
+    }
 }
 
 /// The image a pod runs: official images as named, ours under the user's registry prefix.
