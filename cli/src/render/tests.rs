@@ -6,10 +6,12 @@ use std::path::Path;
 use super::*;
 use crate::stack::validate::validate;
 
-fn stack_in(dir: &Path, text: &str) -> Stack {
+/// A stack called `t` with the `[services.*]` tables in `services`.
+fn stack_in(dir: &Path, services: &str) -> Stack {
+    let text = format!("[stack]\nname = \"t\"\n{services}");
     let path = dir.join("stack.toml");
-    std::fs::write(&path, text).unwrap();
-    let report = validate(text, &path, "stack.toml");
+    std::fs::write(&path, &text).unwrap();
+    let report = validate(&text, &path, "stack.toml");
     report
         .stack
         .unwrap_or_else(|| panic!("invalid test stack: {:?}", report.diagnostics))
@@ -67,8 +69,6 @@ fn secret_names() {
 }
 
 const WEB: &str = r#"
-[stack]
-name = "t"
 
 [services.db]
 image = "mysql:8.4"
@@ -156,8 +156,6 @@ fn probes_and_resources() {
 fn our_services_wait_with_their_own_binary() {
     let s = stack(
         r#"
-[stack]
-name = "t"
 
 [services.registry]
 build = { binary = "discovery-server" }
@@ -194,8 +192,6 @@ fn lossy_features() {
     let s = stack_in(
         dir.path(),
         r#"
-[stack]
-name = "t"
 
 [services.app]
 image = "app:1"
@@ -233,9 +229,7 @@ env = { N = "${self.index}" }
 /// Secrets are found as whole words only.
 #[test]
 fn secrets_are_whole_words() {
-    let s = stack(
-        "[stack]\nname = \"t\"\n[services.a]\nimage = \"a:1\"\nenv = { ADMIN_PASSWORD = \"admin\" }\n",
-    );
+    let s = stack("[services.a]\nimage = \"a:1\"\nenv = { ADMIN_PASSWORD = \"admin\" }\n");
     let scan = SecretScan::of(&s);
     assert!(scan.contains_secret("user admin"));
     assert!(scan.contains_secret("\"admin\","));
@@ -248,8 +242,6 @@ fn secrets_are_whole_words() {
 fn secret_in_command() {
     let s = stack(
         r#"
-[stack]
-name = "t"
 
 [services.app]
 image = "app:1"
@@ -269,7 +261,7 @@ env = { APP_PASSWORD = "s3cr3t-pw" }
 fn memory_quantities() {
     let mem = |text: &str| {
         let s = stack(&format!(
-            "[stack]\nname = \"t\"\n[services.a]\nimage = \"a:1\"\nresources = {{ memory = \"{text}\" }}\n"
+            "[services.a]\nimage = \"a:1\"\nresources = {{ memory = \"{text}\" }}\n"
         ));
         let docs = docs(&s, &Options::default());
         find(&docs, "Deployment", "a")["spec"]["template"]["spec"]["containers"][0]["resources"]
