@@ -338,6 +338,15 @@ fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
     if let Some(ns) = &options.namespace {
         dns_label("--namespace", ns)?;
     }
+    let quantity = regex::Regex::new(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+        .expect("static regex");
+    if !quantity.is_match(&options.volume_size) {
+        return Err(RenderError::BadOption {
+            option: "--volume-size",
+            value: options.volume_size.clone(),
+            why: "write a Kubernetes quantity such as 1Gi or 500Mi".to_string(),
+        });
+    }
     Ok(())
 }
 

@@ -330,6 +330,7 @@ fn bad_options_exit_2() {
         (vec!["--scale", "mariadb=2"], "`mariadb` cannot be scaled"),
         (vec!["--expose", "nope"], "unknown service `nope`"),
         (vec!["--namespace", "Bad_NS"], "invalid --namespace"),
+        (vec!["--volume-size", "1 GB"], "invalid --volume-size"),
         (vec!["--ingress", "--load-balancer"], "cannot be used with"),
     ] {
         let mut all = vec!["render", "kubernetes", "--stack", dev];
