@@ -52,8 +52,9 @@ pub struct KubernetesArgs {
     /// The Ingress class (default: the cluster's default class).
     #[arg(long, value_name = "CLASS", requires = "ingress")]
     pub ingress_class: Option<String>,
-    /// Image of the init containers that wait for dependencies; it needs `sh` and `nc` (our
-    /// images are FROM scratch). Mirror it into your registry if the cluster cannot pull it.
+    /// Image of the init containers that wait for dependencies of services whose image has no
+    /// wait mode (ours wait with their own binary, `--wait-for`); it needs `sh` and `nc`.
+    /// Mirror it into your registry if the cluster cannot pull it.
     #[arg(long, value_name = "IMAGE", default_value = render::DEFAULT_WAIT_IMAGE)]
     pub wait_image: String,
     /// Storage each PersistentVolumeClaim requests.

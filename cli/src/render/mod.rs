@@ -58,7 +58,8 @@ pub struct Options {
     pub expose: Option<String>,
     /// How it is reached.
     pub exposure: Exposure,
-    /// The image of the init containers that wait for dependencies (it needs `sh` and `nc`).
+    /// The image of the init containers that wait for dependencies when the service's own
+    /// image has no wait mode (it needs `sh` and `nc`; our binaries wait with `--wait-for`).
     pub wait_image: String,
     /// The requested size of each PersistentVolumeClaim.
     pub volume_size: String,
