@@ -16,7 +16,7 @@ CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/platform"
 NEXTEST_VERSION="0.9.143"
 VENV="$TOOLS/venv"
 # Imports that prove the venv is complete (module names differ from package names).
-PY_CHECK='import py_eureka_client.eureka_client, keycloak, jwt, jwt.algorithms, opentelemetry.sdk, opentelemetry.exporter.zipkin.json, confluent_kafka, kafka'
+PY_CHECK='import py_eureka_client.eureka_client, keycloak, jwt, jwt.algorithms, opentelemetry.sdk, opentelemetry.exporter.zipkin.json, confluent_kafka, kafka, kubernetes_validate'
 
 # Debian packages a new machine needs, and why.
 APT_PACKAGES=(
@@ -42,6 +42,7 @@ PY_REQUIREMENTS=(
     "opentelemetry-exporter-zipkin-json==1.45.1" # ... exported in Zipkin's JSON format
     "confluent-kafka==2.16.1"                    # librdkafka's Python client against the broker
     "kafka-python==3.0.12"                       # a pure-Python Kafka client against the broker
+    "kubernetes-validate==1.37.0"                # Kubernetes' OpenAPI schemas (offline) for render kubernetes
 )
 
 BUILD=1

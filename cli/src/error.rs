@@ -67,6 +67,9 @@ pub enum Error {
     /// A fault could not be injected, healed or listed.
     #[error(transparent)]
     Fault(#[from] crate::chaos::faults::FaultError),
+    /// The stack cannot be rendered for Kubernetes as asked.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
     /// Writing to stdout failed (e.g. a closed pipe) or JSON could not be produced.
     #[error("cannot write output: {0}")]
     Output(String),
@@ -96,6 +99,7 @@ impl Error {
             Error::Interrupted => 130,
             Error::Scenario(e) => e.exit_code(),
             Error::Fault(e) => e.exit_code(),
+            Error::Render(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -129,6 +133,7 @@ impl Error {
             Error::Load(e) => e.hint(),
             Error::Scenario(e) => e.hint(),
             Error::Fault(e) => e.hint(),
+            Error::Render(e) => e.hint(),
             Error::ImageMissing { .. } => Some(
                 "this stack uses official images from a registry; offline, use the dev stack (`--stack dev`), \
                  or load the image with `docker load` first"

@@ -6,6 +6,7 @@
 //! - [`runtime`]: the only module that talks to Docker (bollard), including local image builds.
 //! - [`observe`]: the only reader of the running services (registry, status and drift, logs,
 //!   tokens, admin endpoints, traces); commands and the dashboard show what it reads.
+//! - [`render`]: the stack as manifests for another engine (Kubernetes), from the same model.
 //! - [`chaos`]: the only module that changes the running services on purpose (faults, load,
 //!   scenarios).
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod observe;
 pub mod output;
 pub mod paths;
+pub mod render;
 pub mod runtime;
 pub mod stack;
 pub mod telemetry;

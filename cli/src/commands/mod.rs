@@ -10,6 +10,7 @@ pub mod health;
 pub mod load;
 pub mod logs;
 pub mod registry;
+pub mod render;
 pub mod scale;
 pub mod scenario;
 pub mod smoke;
@@ -98,6 +99,10 @@ pub enum Command {
     /// Reverts a stack's faults at their end (started by the fault commands).
     #[command(name = "fault-supervisor", hide = true)]
     FaultSupervisor(faults::SupervisorArgs),
+    /// Render the stack for another engine: `render kubernetes` writes manifests a cluster
+    /// accepts as they are.
+    #[command(subcommand)]
+    Render(render::RenderCommand),
     /// Print a shell completion script, e.g. `platform completions bash > /etc/bash_completion.d/platform`.
     Completions {
         /// The shell to complete for.
@@ -144,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Trace(args) => trace::run(g, args).await,
         Command::Faults => faults::list(g).await,
         Command::FaultSupervisor(args) => faults::supervise(args).await,
+        Command::Render(cmd) => render::run(g, cmd),
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -116,6 +116,27 @@ pub struct ScaleView {
 
 /// Why `service` must not run more than one instance, if it must not.
 pub fn not_scalable(stack: &Stack, service: &Service) -> Option<String> {
+    if let Some(reason) = shares_state(stack, service) {
+        return Some(reason);
+    }
+    if let Some(p) = service.ports.first() {
+        return Some(format!(
+            "it publishes host port {}, which a second instance cannot bind",
+            p.host_port
+        ));
+    }
+    if !registers(stack, &service.name) {
+        return Some(
+            "it does not register with the registry, so no balancer would send work to more instances"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// Why more instances of `service` would split its state, wherever they run (Docker or
+/// Kubernetes): it keeps data on a volume, or others reach it by its fixed name.
+pub fn shares_state(stack: &Stack, service: &Service) -> Option<String> {
     if let Some(volume) = service.volumes.iter().find_map(|m| match m {
         Mount::Volume { name, .. } => Some(name),
         Mount::Bind { .. } => None,
@@ -145,18 +166,6 @@ pub fn not_scalable(stack: &Stack, service: &Service) -> Option<String> {
             referrers.join(", "),
             service.name
         ));
-    }
-    if let Some(p) = service.ports.first() {
-        return Some(format!(
-            "it publishes host port {}, which a second instance cannot bind",
-            p.host_port
-        ));
-    }
-    if !registers(stack, &service.name) {
-        return Some(
-            "it does not register with the registry, so no balancer would send work to more instances"
-                .to_string(),
-        );
     }
     None
 }

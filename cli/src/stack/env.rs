@@ -114,32 +114,44 @@ impl Template {
     /// The value for instance `index` (1-based) of `service`. The stack must be validated:
     /// references to services or ports that do not exist render as empty text.
     pub fn render(&self, stack: &Stack, service: &str, index: u32) -> String {
-        let port_of = |name: &str| {
-            stack
-                .services
-                .get(name)
-                .and_then(|s| s.port)
-                .map(|p| p.to_string())
-                .unwrap_or_default()
-        };
+        self.render_with(str::to_string, |r| match r {
+            Reference::ServiceHost(name) => name.clone(),
+            Reference::ServicePort(name) => port_of(stack, name),
+            Reference::SelfHost => stack.container_name(service, index),
+            Reference::SelfId => format!("{service}-{index}"),
+            Reference::SelfIndex => index.to_string(),
+            Reference::SelfPort => port_of(stack, service),
+            Reference::SelfService => service.to_string(),
+            Reference::StackName => stack.name.clone(),
+        })
+    }
+
+    /// The value with its literal text passed through `text` and each reference replaced by
+    /// `reference`: how another target (e.g. Kubernetes manifests) fills in the references.
+    pub fn render_with(
+        &self,
+        mut text: impl FnMut(&str) -> String,
+        mut reference: impl FnMut(&Reference) -> String,
+    ) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
-                Part::Text(t) => out.push_str(t),
-                Part::Ref(r) => out.push_str(&match r {
-                    Reference::ServiceHost(name) => name.clone(),
-                    Reference::ServicePort(name) => port_of(name),
-                    Reference::SelfHost => stack.container_name(service, index),
-                    Reference::SelfId => format!("{service}-{index}"),
-                    Reference::SelfIndex => index.to_string(),
-                    Reference::SelfPort => port_of(service),
-                    Reference::SelfService => service.to_string(),
-                    Reference::StackName => stack.name.clone(),
-                }),
+                Part::Text(t) => out.push_str(&text(t)),
+                Part::Ref(r) => out.push_str(&reference(r)),
             }
         }
         out
     }
+}
+
+/// The `port` of service `name` as text, empty when it has none (a validated stack has it).
+pub fn port_of(stack: &Stack, name: &str) -> String {
+    stack
+        .services
+        .get(name)
+        .and_then(|s| s.port)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
 }
 
 fn parse_reference(inner: &str) -> Result<Reference, String> {

@@ -7,6 +7,7 @@ mod binary;
 mod devstack;
 mod golden;
 mod images;
+mod kubernetes;
 mod mariadb;
 mod operate;
 mod registry;

@@ -112,6 +112,11 @@ pub struct CommonArgs {
     #[arg(long)]
     pub probe: bool,
 
+    /// Wait until HOST:PORT accepts TCP connections (repeatable), then exit 0 without starting
+    /// the service (a Kubernetes init container; needs none of the other options)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub wait_for: Vec<String>,
+
     /// Distributed tracing: Zipkin export and sampling.
     #[command(flatten)]
     pub tracing: crate::telemetry::TraceArgs,
@@ -164,6 +169,7 @@ impl CommonArgs {
             max_body_bytes: 1024 * 1024,
             private_observability: false,
             probe: false,
+            wait_for: Vec::new(),
             tracing: crate::telemetry::TraceArgs::default(),
         }
     }

@@ -31,6 +31,7 @@ pub mod registry;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod wait;
 
 // The small client crates, at the paths services have always used.
 pub use ::backoff;

@@ -5,7 +5,8 @@
 //! 1. parse the configuration ([`crate::config::parse`]: exits 2 on bad
 //!    input, the service's own checks included);
 //! 2. `--probe`: answer the container health check and exit
-//!    ([`crate::probe::exit_if_probe`]);
+//!    ([`crate::probe::exit_if_probe`]); `--wait-for HOST:PORT` (checked before parsing, as
+//!    it needs none of the configuration): wait for dependencies and exit ([`crate::wait`]);
 //! 3. set up telemetry ([`crate::telemetry::init`] with
 //!    [`HasCommon::telemetry`]), before the runtime: the Zipkin exporter's
 //!    blocking client cannot be built inside it (NOTES.md);
@@ -121,6 +122,8 @@ where
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = Result<(), MainError>>,
 {
+    // Before the configuration: an init container that only waits has none of it.
+    crate::wait::exit_if_wait(spec);
     let config: C = crate::config::parse(spec);
     crate::probe::exit_if_probe(spec, config.common());
     // Held until `main` returns: dropping it flushes the queued spans.
