@@ -111,7 +111,7 @@ pub struct CommonArgs {
     pub jwt_audience: Vec<String>,
 
     /// Fallback only when --issuer-url is not set (tests, one service run by hand): the bearer token /admin
-    /// endpoints accept [default: a random token, logged at start]
+    /// endpoints accept [default: none; without an issuer /admin is then closed]
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
 
