@@ -4,15 +4,24 @@
 //!
 //! Which registry: `--url` (or `PLATFORM_REGISTRY_URL`), else the stack's running
 //! discovery-server container (its address on the stack network), else `http://localhost:8761`.
+//! Reads are open; credentials in the URL's userinfo are never shown.
+//!
+//! `platform registry info`: the registry's own figures (`GET /admin/registry`: configuration,
+//! counts, renewals measured against expected, self-preservation, totals) from each running
+//! discovery-server of the stack, with an admin JWT from the stack's identity provider, as
+//! every service's `/admin` wants.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
+use registry_client::credentials::redact;
 use registry_client::http::RegistryHttp;
 use registry_client::model::Applications;
 use serde::Serialize;
 
 use super::Global;
+use crate::observe::Observer;
+use crate::observe::admin::{Admin, InstanceRead};
 use crate::runtime::Runtime;
 use crate::stack::StackFile;
 use crate::{Error, Result, output};
@@ -31,6 +40,9 @@ pub enum RegistryCommand {
         #[arg(long, env = "PLATFORM_REGISTRY_URL")]
         url: Option<String>,
     },
+    /// The registry's own figures (`/admin/registry`, with an admin token): configuration,
+    /// counts, renewals measured and expected, self-preservation, totals.
+    Info,
 }
 
 pub async fn run(g: &Global, cmd: RegistryCommand) -> Result<()> {
@@ -43,7 +55,7 @@ pub async fn run(g: &Global, cmd: RegistryCommand) -> Result<()> {
                     .unwrap_or_else(|| DEFAULT_URL.to_string()),
             };
             let apps = fetch(&url).await?;
-            let view = RegistryView::new(&url, &apps, now_ms());
+            let view = RegistryView::new(&shown(&url), &apps, now_ms());
             if g.json {
                 output::json(&view)
             } else {
@@ -51,7 +63,101 @@ pub async fn run(g: &Global, cmd: RegistryCommand) -> Result<()> {
                 Ok(())
             }
         }
+        RegistryCommand::Info => info(g).await,
     }
+}
+
+/// `url` as it may be shown: without the password of its userinfo.
+fn shown(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_string(), |u| redact(&u))
+}
+
+/// `platform registry info`.
+async fn info(g: &Global) -> Result<()> {
+    let stack = StackFile::resolve(&g.stack)?.load()?;
+    let rt = Runtime::connect().await?;
+    let obs = Observer::new(rt, stack).await?;
+    obs.require_running()?;
+    let admin = Admin::connect(&obs).await?;
+    let reads: Vec<InstanceRead<serde_json::Value>> = admin
+        .read_all(
+            REGISTRY_SERVICE,
+            "/admin/registry",
+            "read the registry's figures",
+        )
+        .await;
+    if reads.is_empty() {
+        return Err(crate::observe::ObserveError::Setting(format!(
+            "no {REGISTRY_SERVICE} container of the stack is running"
+        ))
+        .into());
+    }
+    let failed = reads.iter().filter(|r| r.error.is_some()).count();
+    if g.json {
+        output::json(&reads)?;
+    } else {
+        for r in &reads {
+            crate::out!("{}", info_text(r));
+        }
+    }
+    if failed == reads.len() {
+        let first = reads
+            .iter()
+            .find_map(|r| r.error.clone())
+            .unwrap_or_default();
+        return Err(crate::observe::ObserveError::Setting(first).into());
+    }
+    Ok(())
+}
+
+/// One registry's figures as a few lines.
+pub fn info_text(r: &InstanceRead<serde_json::Value>) -> String {
+    let Some(v) = &r.value else {
+        return format!(
+            "{}: {}\n",
+            r.instance,
+            r.error.as_deref().unwrap_or("no answer")
+        );
+    };
+    let n = |p: &str| {
+        v.pointer(p)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let measured = v
+        .pointer("/renewals/measured")
+        .and_then(serde_json::Value::as_u64);
+    let expected = v
+        .pointer("/renewals/expected")
+        .and_then(serde_json::Value::as_f64);
+    let renewals = match (measured, expected) {
+        (Some(m), Some(e)) => format!("{m} measured / {e:.0} expected per window"),
+        _ => "not evaluated yet".to_string(),
+    };
+    let preserving = v
+        .pointer("/selfPreservation/active")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    format!(
+        "{}: version {}, {} applications, {} instances, up {:.0}s\n  \
+         renewals: {renewals}; self-preservation {}\n  \
+         totals: {} registrations, {} renewals, {} cancellations, {} evictions, {} status updates\n",
+        r.instance,
+        n("/version"),
+        n("/applications"),
+        n("/instances"),
+        n("/uptimeMs") as f64 / 1000.0,
+        if preserving {
+            "ACTIVE (evictions stopped)"
+        } else {
+            "off"
+        },
+        n("/totals/registrations"),
+        n("/totals/renewals"),
+        n("/totals/cancellations"),
+        n("/totals/evictions"),
+        n("/totals/statusUpdates"),
+    )
 }
 
 /// The address of the stack's running registry container, if there is one.
@@ -71,7 +177,7 @@ async fn stack_registry_url(g: &Global) -> Option<String> {
 /// Reads `GET {url}/eureka/apps`.
 pub async fn fetch(url: &str) -> Result<Applications> {
     let registry_error = |message: String| Error::Registry {
-        url: url.to_string(),
+        url: shown(url),
         message,
     };
     let base = url::Url::parse(url).map_err(|e| registry_error(e.to_string()))?;

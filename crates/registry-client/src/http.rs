@@ -3,12 +3,18 @@
 //! One method per Eureka call we use, plus our long-poll watch. Errors are
 //! typed so callers can tell "the registry does not know this instance"
 //! (re-register) from "the registry is unreachable" (retry later).
+//!
+//! A registry that protects its writes (HTTP Basic, as Spring Cloud users
+//! secure Eureka) gets the [`Credentials`] on every call; they come from the
+//! base URL's userinfo or [`RegistryHttp::with_credentials`], and the URL
+//! kept for messages has no userinfo.
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use url::Url;
 
+use crate::credentials::Credentials;
 use crate::model::{
     Application, ApplicationEnvelope, Applications, ApplicationsEnvelope, InstanceEnvelope,
     InstanceInfo, InstanceStatus, WatchResponse,
@@ -57,27 +63,56 @@ pub enum Renewal {
 /// A thin client for the registry's HTTP API.
 #[derive(Debug, Clone)]
 pub struct RegistryHttp {
+    /// Without userinfo: it appears in errors and logs.
     base: Url,
     http: reqwest::Client,
+    /// Sent as HTTP Basic on every call, when the registry wants them.
+    credentials: Option<Credentials>,
 }
 
 /// Per-call timeout for everything but the watch long-poll.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RegistryHttp {
-    /// `base` is the registry's root URL, e.g. `http://localhost:8761`.
+    /// `base` is the registry's root URL, e.g. `http://localhost:8761`, with
+    /// the credentials for its writes in the userinfo if it wants them
+    /// (`http://user:password@discovery-server:8761`).
     pub fn new(base: Url, http: reqwest::Client) -> RegistryHttp {
-        let mut base = base;
+        let (mut base, credentials) = Credentials::split_url(&base);
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        RegistryHttp { base, http }
+        RegistryHttp {
+            base,
+            http,
+            credentials,
+        }
     }
 
-    /// The registry's root URL.
+    /// Uses `credentials` instead of those of the URL.
+    pub fn with_credentials(mut self, credentials: Credentials) -> RegistryHttp {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The registry's root URL (without credentials).
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// The credentials sent, if any.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// A request with the credentials, if any.
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.credentials {
+            Some(c) => c.apply(req),
+            None => req,
+        }
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, RegistryError> {
@@ -101,8 +136,7 @@ impl RegistryHttp {
         url: Url,
         timeout: Duration,
     ) -> Result<reqwest::Response, RegistryError> {
-        self.http
-            .request(method, url.clone())
+        self.request(method, url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(timeout)
             .send()
@@ -152,8 +186,7 @@ impl RegistryHttp {
             instance: instance.clone(),
         };
         let res = self
-            .http
-            .post(url.clone())
+            .request(Method::POST, url.clone())
             .json(&body)
             .timeout(CALL_TIMEOUT)
             .send()
@@ -289,5 +322,36 @@ mod tests {
             c.url(&["apps", "a b"]).unwrap().as_str(),
             "http://h:8761/eureka/apps/a%20b"
         );
+    }
+
+    /// Credentials in the base URL's userinfo go out as HTTP Basic on every call and never
+    /// into the URL kept for messages; `with_credentials` replaces them.
+    #[test]
+    fn credentials_from_userinfo() {
+        let c = RegistryHttp::new(
+            Url::parse("http://eureka:s%3Acret@h:8761").unwrap(),
+            reqwest::Client::new(),
+        );
+        assert_eq!(c.base_url().as_str(), "http://h:8761/");
+        let url = c.url(&["apps", "A"]).unwrap();
+        assert_eq!(url.as_str(), "http://h:8761/eureka/apps/A");
+        let req = c.request(Method::POST, url.clone()).build().unwrap();
+        let auth = req.headers()[reqwest::header::AUTHORIZATION]
+            .to_str()
+            .unwrap();
+        // base64("eureka:s:cret")
+        assert_eq!(auth, "Basic ZXVyZWthOnM6Y3JldA==");
+        assert_eq!(req.url().as_str(), "http://h:8761/eureka/apps/A");
+
+        let other = c.with_credentials(Credentials::new("u", "p".to_string().into()));
+        let req = other.request(Method::GET, url).build().unwrap();
+        assert_eq!(req.headers()[reqwest::header::AUTHORIZATION], "Basic dTpw");
+
+        let plain = RegistryHttp::new(Url::parse("http://h:8761").unwrap(), reqwest::Client::new());
+        let req = plain
+            .request(Method::GET, plain.url(&["apps"]).unwrap())
+            .build()
+            .unwrap();
+        assert!(req.headers().get(reqwest::header::AUTHORIZATION).is_none());
     }
 }

@@ -8,7 +8,9 @@
 //! culprit ([`preservation`]), offers a long-poll watch so clients see
 //! changes within milliseconds ([`watch`]), and shows a status page at `/`
 //! ([`page`]) and its figures at `/admin/registry` and `/metrics`
-//! ([`admin`]). It does not register with itself.
+//! ([`admin`]). It does not register with itself. Writes can be closed to
+//! all but holders of the registry's credentials ([`write_auth`]), as
+//! Spring Cloud users close Eureka's.
 //!
 //! `main.rs` only parses the configuration and calls [`run`]; tests build
 //! the same service in-process with [`build`], [`router`] and
@@ -24,12 +26,14 @@ pub mod page;
 pub mod preservation;
 pub mod registry;
 pub mod watch;
+pub mod write_auth;
 pub mod xml;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use kit::Service;
 use kit::clock::Clock;
@@ -37,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, SPEC};
 pub use registry::{Registry, RegistryOptions};
+pub use write_auth::WriteAuth;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -47,6 +52,8 @@ pub struct AppState {
     pub max_watch_timeout: Duration,
     pub eviction_interval: Duration,
     pub version: &'static str,
+    /// What writes need; `None`: they are open (Eureka's default).
+    pub write_auth: Option<WriteAuth>,
 }
 
 /// Creates the registry, registers its metrics and starts the evictor.
@@ -72,13 +79,16 @@ pub fn build(config: &Config, clock: Clock, service: &Service) -> AppState {
         max_watch_timeout: config.registry.max_watch_timeout,
         eviction_interval: config.registry.eviction_interval,
         version: SPEC.version,
+        write_auth: WriteAuth::from_common(&config.common, service.jwt_validator().cloned()),
     }
 }
 
 /// The public routes: the Eureka API, the watch and the status page.
+/// Writes pass [`write_auth::guard`] first, before their bodies are read.
 pub fn router(state: AppState) -> Router {
     api::routes()
         .route("/", get(page::status_page))
+        .route_layer(from_fn_with_state(state.clone(), write_auth::guard))
         .with_state(state)
 }
 
@@ -98,6 +108,11 @@ pub async fn run(config: Config, service: Service) -> anyhow::Result<()> {
         self_preservation = config.registry.self_preservation,
         threshold = config.registry.renewal_percent_threshold,
         min_instances = config.registry.self_preservation_min_instances,
+        writes = match &state.write_auth {
+            Some(a) if a.accepts_jwt() => "HTTP Basic or a service-role JWT",
+            Some(_) => "HTTP Basic",
+            None => "open",
+        },
         "registry ready"
     );
     service

@@ -47,9 +47,25 @@ pub struct CommonArgs {
     #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
-    /// Base URL of the service registry (discovery-server)
-    #[arg(long, env = "REGISTRY_URL", default_value = "http://localhost:8761", value_parser = parse_http_url)]
+    /// Base URL of the service registry (discovery-server); a registry that protects its writes takes
+    /// the credentials in its userinfo, as Spring Cloud's defaultZone: http://user:password@host:8761
+    #[arg(long, env = "REGISTRY_URL", default_value = "http://localhost:8761", value_parser = parse_http_url, hide_env_values = true)]
     pub registry_url: Url,
+
+    /// User name of the registry's writes (HTTP Basic). A service sends it (instead of --registry-url's
+    /// userinfo); the discovery-server, given it and --registry-password, requires them on every
+    /// registration, renewal, cancellation and status change [default: none; writes are open, as Eureka's]
+    #[arg(long, env = "REGISTRY_USERNAME", value_parser = parse_non_empty, requires = "registry_password")]
+    pub registry_username: Option<String>,
+
+    /// Password of the registry's writes, with --registry-username
+    #[arg(
+        long,
+        env = "REGISTRY_PASSWORD",
+        hide_env_values = true,
+        requires = "registry_username"
+    )]
+    pub registry_password: Option<SecretString>,
 
     /// Do not register with the registry (run alone; peers cannot find this instance)
     #[arg(long, env = "REGISTRY_DISABLED", default_value_t = false)]
@@ -95,7 +111,7 @@ pub struct CommonArgs {
     pub jwt_audience: Vec<String>,
 
     /// Fallback only when --issuer-url is not set (tests, one service run by hand): the bearer token /admin
-    /// endpoints accept [default: a random token, logged at start]
+    /// endpoints accept [default: none; without an issuer /admin is then closed]
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
 
@@ -123,6 +139,17 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// The registry credentials given with --registry-username/--registry-password.
+    pub fn registry_credentials(&self) -> Option<registry_client::Credentials> {
+        match (&self.registry_username, &self.registry_password) {
+            (Some(user), Some(password)) => Some(registry_client::Credentials::new(
+                user.clone(),
+                password.clone(),
+            )),
+            _ => None,
+        }
+    }
+
     /// The port to listen on, after [`parse`] filled the default.
     pub fn port_or(&self, spec: &ServiceSpec) -> u16 {
         self.port.unwrap_or(spec.default_port)
@@ -156,6 +183,8 @@ impl CommonArgs {
             port: Some(0),
             bind: IpAddr::from([127, 0, 0, 1]),
             registry_url: registry,
+            registry_username: None,
+            registry_password: None,
             no_register: registry_url.is_none(),
             instance_id: None,
             advertise_host: Some("127.0.0.1".into()),
@@ -343,10 +372,38 @@ mod tests {
             vec!["x", "--instance-id", " "],
             vec!["x", "--log-format", "xml"],
             vec!["x", "--extra", "bad"],
+            vec!["x", "--registry-username", "eureka"],
+            vec!["x", "--registry-password", "secret"],
+            vec!["x", "--registry-username", " ", "--registry-password", "p"],
         ] {
             let err = try_parse_from::<TestConfig, _, _>(&SPEC, args.clone()).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
         }
+    }
+
+    /// Registry credentials come as a pair (either alone is a usage error), and Debug does not
+    /// show the password.
+    #[test]
+    fn registry_credentials() {
+        let c: TestConfig = try_parse_from(
+            &SPEC,
+            [
+                "x",
+                "--registry-url",
+                "http://u:url-secret@r:8761",
+                "--registry-username",
+                "eureka",
+                "--registry-password",
+                "flag-secret",
+            ],
+        )
+        .unwrap();
+        let creds = c.common.registry_credentials().unwrap();
+        assert_eq!(creds.username(), "eureka");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("flag-secret"), "{shown}");
+        let c: TestConfig = try_parse_from(&SPEC, ["x"]).unwrap();
+        assert!(c.common.registry_credentials().is_none());
     }
 
     /// The route toward a loopback registry is the loopback address.

@@ -200,7 +200,10 @@ impl Service {
             .map_err(ServiceError::HttpClient)?;
         let admin = AdminAuth::from_common(&common, &http);
         let shutdown = CancellationToken::new();
-        let registry = RegistryHttp::new(common.registry_url.clone(), http.clone());
+        let mut registry = RegistryHttp::new(common.registry_url.clone(), http.clone());
+        if let Some(credentials) = common.registry_credentials() {
+            registry = registry.with_credentials(credentials);
+        }
         let discovery = Discovery::new(
             registry.clone(),
             DiscoveryOptions::default(),

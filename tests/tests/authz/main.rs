@@ -73,7 +73,8 @@ fn with_body(mut r: Row, body: Value) -> Row {
 }
 
 /// The services whose `/admin` is checked directly, by registry name.
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
+    "discovery-server",
     "api-gateway",
     "product-service",
     "order-service",
@@ -283,7 +284,64 @@ fn matrix(f: &Fixture) -> Vec<Row> {
         "/admin/routes",
         [ANON_401, 403, 403, 200, 403],
     ));
+    rows.push(row(
+        Direct("discovery-server"),
+        M::GET,
+        "/admin/registry",
+        [ANON_401, 403, 403, 200, 403],
+    ));
+    rows.extend(registry_rows());
     rows
+}
+
+/// The registry's Eureka API (it is not routed by the gateway): writes need the registry's
+/// Basic credentials (its own tests) or a token with the `service` role, here the service
+/// account's; reads are open. In order: register, renew, status override and its removal,
+/// cancel, so each succeeds when allowed.
+fn registry_rows() -> Vec<Row> {
+    use Method as M;
+    use Target::Direct;
+    let service_only = |ok: u16| [ANON_401, 403, 403, 403, ok];
+    let instance = "/eureka/apps/MATRIX/matrix-1";
+    vec![
+        with_body(
+            row(
+                Direct("discovery-server"),
+                M::POST,
+                "/eureka/apps/MATRIX",
+                service_only(204),
+            ),
+            json!({"instance": {
+                "instanceId": "matrix-1", "app": "MATRIX", "hostName": "127.0.0.1",
+                "ipAddr": "127.0.0.1", "status": "UP", "port": {"$": 9, "@enabled": "true"}
+            }}),
+        ),
+        row(
+            Direct("discovery-server"),
+            M::PUT,
+            format!("{instance}?status=UP"),
+            service_only(200),
+        ),
+        row(
+            Direct("discovery-server"),
+            M::PUT,
+            format!("{instance}/status?value=OUT_OF_SERVICE"),
+            service_only(200),
+        ),
+        row(
+            Direct("discovery-server"),
+            M::DELETE,
+            format!("{instance}/status?value=UP"),
+            service_only(200),
+        ),
+        row(Direct("discovery-server"), M::GET, "/eureka/apps", [200; 5]),
+        row(
+            Direct("discovery-server"),
+            M::DELETE,
+            instance,
+            service_only(200),
+        ),
+    ]
 }
 
 /// The gateway's built-in routes, parsed by the gateway itself.
@@ -480,20 +538,38 @@ async fn authorization_matrix() {
     );
 
     // Registry, then the identity provider (registered: the gateway routes /realms/** to it).
+    // As in the dev stack, the registry checks the provider's JWTs on /admin (it fetches the
+    // keys when it needs them: the provider starts after it) and wants credentials for writes,
+    // which every service has in its registry URL.
     let registry_port = testkit::free_port().unwrap().to_string();
+    let idp_port = testkit::free_port().unwrap().to_string();
+    let idp_base = format!("http://127.0.0.1:{idp_port}");
     let _registry = testkit::spawn_process(
         bin("discovery-server"),
-        ["--port", &registry_port, "--bind", "127.0.0.1"],
-        [("RUST_LOG", "warn")],
+        [
+            "--port",
+            &registry_port,
+            "--bind",
+            "127.0.0.1",
+            "--issuer-url",
+            &format!("{idp_base}/realms/platform"),
+        ],
+        [
+            ("RUST_LOG", "warn"),
+            ("REGISTRY_USERNAME", "matrix"),
+            ("REGISTRY_PASSWORD", "matrix-registry-secret"),
+        ],
     )
     .await
     .unwrap();
-    let registry = format!("http://127.0.0.1:{registry_port}");
-    testkit::wait_for_http(&format!("{registry}/health/ready"), Duration::from_secs(30))
-        .await
-        .unwrap();
-    let idp_port = testkit::free_port().unwrap().to_string();
-    let idp_base = format!("http://127.0.0.1:{idp_port}");
+    let registry_base = format!("http://127.0.0.1:{registry_port}");
+    testkit::wait_for_http(
+        &format!("{registry_base}/health/ready"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let registry = format!("http://matrix:matrix-registry-secret@127.0.0.1:{registry_port}");
     let realm = testkit::workspace_root().join("keycloak/realm.json");
     let _idp = testkit::spawn_process(
         bin("identity-provider"),
@@ -573,6 +649,7 @@ async fn authorization_matrix() {
             "inventory-service" => inventory.1.clone(),
             "notification-service" => notification.1.clone(),
             "identity-provider" => idp_base.clone(),
+            "discovery-server" => registry_base.clone(),
             other => panic!("no service {other}"),
         }
     };

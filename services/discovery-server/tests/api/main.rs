@@ -15,3 +15,4 @@ mod observe;
 mod processes;
 mod python;
 mod watch;
+mod write_auth;

@@ -70,11 +70,34 @@ async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
 /// py-eureka-client registers, heartbeats, discovers and calls a kit-based instance, follows deltas, and is discovered by our kit client.
 #[tokio::test]
 async fn py_eureka_client_interoperates() {
+    interoperate(None).await;
+}
+
+/// The same with the registry's writes behind HTTP Basic: py-eureka-client takes the credentials
+/// from the userinfo of its `eureka_server` URL, as Spring clients from their defaultZone.
+#[tokio::test]
+async fn py_eureka_client_interoperates_with_credentials() {
+    interoperate(Some(("eureka", "py-s3cret"))).await;
+}
+
+async fn interoperate(credentials: Option<(&str, &str)>) {
     let Some(python) = testkit::python_venv(&["py_eureka_client.eureka_client"]) else {
         return;
     };
-    let app = TestApp::system().await;
-    let kit = KitInstance::start(&KIT_ECHO, &app.url, Duration::from_secs(1)).await;
+    let app = TestApp::start_with(kit::clock::Clock::System, |c| {
+        if let Some((user, password)) = credentials {
+            c.common.registry_username = Some(user.into());
+            c.common.registry_password = Some(password.to_string().into());
+        }
+    })
+    .await;
+    // Clients' registry URL: with the credentials in its userinfo when the registry wants them.
+    let with_userinfo = |url: &str| match credentials {
+        Some((user, password)) => url.replacen("://", &format!("://{user}:{password}@"), 1),
+        None => url.to_string(),
+    };
+    let registry_url = with_userinfo(&app.url);
+    let kit = KitInstance::start(&KIT_ECHO, &registry_url, Duration::from_secs(1)).await;
     eventually(
         "the kit instance to register",
         Duration::from_secs(5),
@@ -87,7 +110,7 @@ async fn py_eureka_client_interoperates() {
     std::fs::write(&script, SCRIPT).unwrap();
     let mut child = Command::new(&python)
         .arg(&script)
-        .arg(format!("{}/eureka/", app.url))
+        .arg(format!("{registry_url}/eureka/"))
         .arg("9099")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -152,7 +175,7 @@ async fn py_eureka_client_interoperates() {
             .sum::<u64>()
     };
     let fetches_before = full_fetches().await;
-    let second = KitInstance::start(&KIT_ECHO, &app.url, Duration::from_secs(1)).await;
+    let second = KitInstance::start(&KIT_ECHO, &registry_url, Duration::from_secs(1)).await;
     stdin.write_all(b"wait KIT-ECHO 2\n").await.unwrap();
     let seen = next_event(&mut lines).await;
     assert_eq!(seen["event"], "seen");
@@ -173,15 +196,14 @@ async fn py_eureka_client_interoperates() {
     // A status override reaches it too: the out-of-service instance is no longer offered. The
     // client's own loop waits (polling its view, which its delta fetch every heartbeat updates)
     // until it offers one instance.
-    let res = app
-        .http
-        .put(app.eureka(&format!(
-            "apps/KIT-ECHO/{}/status?value=OUT_OF_SERVICE",
-            second.instance_id
-        )))
-        .send()
-        .await
-        .unwrap();
+    let mut put = app.http.put(app.eureka(&format!(
+        "apps/KIT-ECHO/{}/status?value=OUT_OF_SERVICE",
+        second.instance_id
+    )));
+    if let Some((user, password)) = credentials {
+        put = put.basic_auth(user, Some(password));
+    }
+    let res = put.send().await.unwrap();
     assert_eq!(res.status(), 200);
     stdin.write_all(b"wait KIT-ECHO 1\n").await.unwrap();
     let seen = next_event(&mut lines).await;

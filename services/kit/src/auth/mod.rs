@@ -8,7 +8,7 @@
 //!   the validated [`Authenticated`] token to handlers.
 //! - [`AdminAuth`] protects `/admin`: with `--issuer-url` configured, a JWT
 //!   carrying the `admin` realm role; without, the shared `ADMIN_TOKEN`
-//!   fallback (tests, a service run by hand).
+//!   fallback (tests, a service run by hand); with neither, closed.
 //! - [`RoleGuard`] / [`require_role`] protect API routes that need a realm
 //!   role (catalogue writes: `admin`; stock reservations: `service`) the same
 //!   way: a JWT with the role, or without an issuer the shared admin token.
@@ -75,7 +75,9 @@ impl std::fmt::Debug for AdminAuth {
 
 impl AdminAuth {
     /// The admin authentication `common` asks for: JWT with the admin role
-    /// when `--issuer-url` is set, else the configured or a generated token.
+    /// when `--issuer-url` is set, else the configured token. With neither,
+    /// `/admin` is closed: it takes a random token that is never shown (a
+    /// shared secret printed in a log is readable by everyone who reads logs).
     pub fn from_common(common: &CommonArgs, http: &reqwest::Client) -> AdminAuth {
         if let Some(issuer) = &common.issuer_url {
             if common.admin_token.is_some() {
@@ -91,12 +93,10 @@ impl AdminAuth {
         match &common.admin_token {
             Some(t) => AdminAuth::Token(t.clone()),
             None => {
-                let t = generate_token();
                 tracing::warn!(
-                    token = t.expose_secret(),
-                    "no ISSUER_URL or ADMIN_TOKEN configured; /admin endpoints accept this generated token"
+                    "no ISSUER_URL or ADMIN_TOKEN configured: /admin refuses every request (set ISSUER_URL for JWTs with the admin role)"
                 );
-                AdminAuth::Token(t)
+                AdminAuth::Token(generate_token())
             }
         }
     }
@@ -196,8 +196,8 @@ pub async fn require_role(
     }
 }
 
-/// A random token for when none is configured (logged at start, like
-/// Spring Boot's generated password).
+/// A random token nobody knows: what `/admin` takes when nothing is
+/// configured (and the identity provider's placeholder).
 pub fn generate_token() -> SecretString {
     use rand::Rng;
     let bytes: [u8; 24] = rand::thread_rng().r#gen();
