@@ -1,5 +1,6 @@
 //! The authorization matrix: every route of the gateway's routes file (parsed with the
-//! gateway's own parser), and every service's `/admin`, × method × {anonymous, alice, bob,
+//! gateway's own parser), every service's `/admin` and the gateway's own endpoints
+//! (`/metrics`, `/info`, `/admin/*`, health), × method × {anonymous, alice, bob,
 //! admin, order-service's service account}, with the status each must get, run through the
 //! real gateway binary in front of the real services and identity provider on loopback.
 //! No Docker: MariaDB and the Kafka-API broker come from testkit.
@@ -277,14 +278,28 @@ fn matrix(f: &Fixture) -> Vec<Row> {
             admin_only(204),
         ));
     }
-    rows.push(row(
-        Direct("api-gateway"),
-        M::GET,
-        "/admin/routes",
-        [ANON_401, 403, 403, 200, 403],
-    ));
+    // The gateway's own endpoints on its published port: what it routes and to whom, and its
+    // metrics and build info, are the admin's (private observability, the gateway's default);
+    // health probes are open, as orchestrators need them.
+    for path in GATEWAY_ADMIN_ONLY {
+        rows.push(row(
+            Direct("api-gateway"),
+            M::GET,
+            path,
+            [ANON_401, 403, 403, 200, 403],
+        ));
+    }
+    for path in GATEWAY_OPEN {
+        rows.push(row(Direct("api-gateway"), M::GET, path, [200; 5]));
+    }
     rows
 }
+
+/// The api-gateway's own endpoints (not in the routes file) that need the admin role.
+const GATEWAY_ADMIN_ONLY: [&str; 4] = ["/admin/routes", "/admin/upstreams", "/metrics", "/info"];
+
+/// The api-gateway's own endpoints open to anyone: the health probes.
+const GATEWAY_OPEN: [&str; 2] = ["/health/live", "/health/ready"];
 
 /// The gateway's built-in routes, parsed by the gateway itself.
 fn routes() -> RouteTable {
