@@ -25,6 +25,16 @@ pub fn nested_arrays(depth: usize) -> String {
     s
 }
 
+/// A body of `len` bytes without a Content-Length (sent chunked), generated as it is sent: a
+/// server learns its size only by counting it as it streams.
+pub fn chunked(len: usize) -> reqwest::Body {
+    let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+    let chunks = futures::stream::iter(
+        (0..len / chunk.len()).map(move |_| Ok::<bytes::Bytes, std::io::Error>(chunk.clone())),
+    );
+    reqwest::Body::wrap_stream(chunks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
