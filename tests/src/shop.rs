@@ -152,6 +152,24 @@ impl Shop {
             .with_context(|| format!("the order has no orderNumber: {order}"))
     }
 
+    /// The id of the notification sent for `order` (its order number), as this client's token
+    /// sees notifications; `None` until the event has reached notification-service, or when the
+    /// request fails.
+    pub async fn notification_id(&self, order: &str) -> Option<u64> {
+        let url = format!("{}/api/notifications?orderNumber={order}", self.gateway);
+        let page: Value = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["items"][0]["id"].as_u64()
+    }
+
     /// The gateway's view of `service` (`/admin/upstreams`): one object per instance, with
     /// `instanceId`, `requests`, `failures`, `ejected`, `ejections`, ...
     pub async fn upstreams(&self, service: &str) -> anyhow::Result<Vec<Value>> {

@@ -668,23 +668,10 @@ async fn authorization_matrix() {
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let placed: Value = res.json().await.unwrap();
     let alice_order = placed["orderNumber"].as_str().unwrap().to_string();
+    let alice_shop = e2e::shop::Shop::new(&gw, &alice).unwrap();
     let alice_notification =
         testkit::eventually("alice's notification", Duration::from_secs(60), || {
-            let c = c.clone();
-            let url = format!("{gw}/api/notifications?orderNumber={alice_order}");
-            let alice = alice.clone();
-            async move {
-                let page: Value = c
-                    .get(&url)
-                    .bearer_auth(&alice)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                page["items"][0]["id"].as_u64()
-            }
+            alice_shop.notification_id(&alice_order)
         })
         .await;
     let fixture = Fixture {

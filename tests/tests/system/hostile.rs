@@ -276,20 +276,7 @@ async fn walk(
     let bob_order = bob_shop.place_order(&sku).await?;
     let c = admin_shop.http().clone();
     let bob_notification = eventually("bob's notification", Duration::from_secs(60), || {
-        let (c, bob) = (c.clone(), bob.clone());
-        let url = format!("{gw}/api/notifications?orderNumber={bob_order}");
-        async move {
-            let page: Value = c
-                .get(&url)
-                .bearer_auth(bob)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            page["items"][0]["id"].as_u64()
-        }
+        bob_shop.notification_id(&bob_order)
     })
     .await;
     let orders_before = admin_shop.upstreams("order-service").await?;
