@@ -200,6 +200,9 @@ pub struct Memory {
     pub anon_bytes: u64,
     /// What `docker stats` shows: usage minus the inactive page cache.
     pub usage_bytes: u64,
+    /// The highest usage the container's cgroup has seen (page cache included), where the
+    /// engine reports it (cgroup v1 `max_usage`; cgroup v2 has no such figure in the stats).
+    pub peak_bytes: Option<u64>,
 }
 
 /// One stats sample (`stream=false&one-shot=true`: no second sample for CPU, so it is quick).
@@ -224,6 +227,7 @@ pub async fn memory(docker: &Docker, container: &str) -> anyhow::Result<Memory> 
         rss_bytes: anon_bytes + mapped,
         anon_bytes,
         usage_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
+        peak_bytes: mem.max_usage.filter(|&b| b > 0),
     })
 }
 
@@ -325,9 +329,9 @@ pub struct State {
     pub started_at: String,
     /// DNS aliases by network the container is attached to.
     pub networks: BTreeMap<String, Vec<String>>,
-    /// Restarts by Docker's restart policy.
-    pub restarts: i64,
-    /// Whether the kernel OOM-killed its last run.
+    /// Times the engine restarted it under its restart policy.
+    pub restart_count: i64,
+    /// Whether the kernel's OOM killer ended its last run.
     pub oom_killed: bool,
 }
 
@@ -344,7 +348,6 @@ pub async fn state(docker: &Docker, name: &str) -> anyhow::Result<State> {
         .inspect_container(name, None)
         .await
         .with_context(|| format!("inspect {name}"))?;
-    let restarts = c.restart_count.unwrap_or(0);
     let s = c.state.unwrap_or_default();
     let networks = c
         .network_settings
@@ -364,7 +367,7 @@ pub async fn state(docker: &Docker, name: &str) -> anyhow::Result<State> {
         pid: s.pid.unwrap_or(0),
         started_at: s.started_at.unwrap_or_default(),
         networks,
-        restarts,
+        restart_count: c.restart_count.unwrap_or(0),
         oom_killed: s.oom_killed.unwrap_or(false),
     })
 }

@@ -27,11 +27,7 @@ pub async fn stocked(
     limit: Duration,
 ) -> anyhow::Result<Shop> {
     let s = stack.arg();
-    let token = platform
-        .run(&["token", "--stack", s], limit)
-        .await?
-        .success()?
-        .stdout;
+    let token = token(platform, stack, &[], limit).await?;
     let shop = Shop::new(&stack.gateway_url(), &token)?;
     let status = platform
         .run(&["status", "--json", "--stack", s], limit)
@@ -50,6 +46,20 @@ pub async fn stocked(
     shop.offer(base, sku, quantity).await?;
     Ok(shop)
 }
+/// An access token from `platform token` on `stack` with `args` (none: the dev realm's admin;
+/// `["--user", "alice"]`, `["--user", "bob", "--password", "..."]`, ...).
+pub async fn token(
+    platform: &Platform,
+    stack: &TestStack,
+    args: &[&str],
+    limit: Duration,
+) -> anyhow::Result<String> {
+    let mut all = vec!["token", "--stack", stack.arg()];
+    all.extend_from_slice(args);
+    let run = platform.run(&all, limit).await?.success()?;
+    Ok(run.stdout.trim().to_string())
+}
+
 /// The order-service counter of placed orders (`orders_requests{outcome}` in the service).
 const PLACED_METRIC: &str = "orders_requests_total{outcome=\"placed\"}";
 
@@ -142,8 +152,27 @@ impl Shop {
             .with_context(|| format!("the order has no orderNumber: {order}"))
     }
 
-    /// The gateway's view of `service`: requests it sent to each instance, by instance id.
-    pub async fn upstream_requests(&self, service: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    /// The id of the notification sent for `order` (its order number), as this client's token
+    /// sees notifications; `None` until the event has reached notification-service, or when the
+    /// request fails.
+    pub async fn notification_id(&self, order: &str) -> Option<u64> {
+        let url = format!("{}/api/notifications?orderNumber={order}", self.gateway);
+        let page: Value = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["items"][0]["id"].as_u64()
+    }
+
+    /// The gateway's view of `service` (`/admin/upstreams`): one object per instance, with
+    /// `instanceId`, `requests`, `failures`, `ejected`, `ejections`, ...
+    pub async fn upstreams(&self, service: &str) -> anyhow::Result<Vec<Value>> {
         let url = format!("{}/admin/upstreams", self.gateway);
         let res = self
             .http
@@ -153,10 +182,16 @@ impl Shop {
             .await
             .with_context(|| format!("GET {url}"))?;
         let all: Value = expect_success(res, &url).await?.json().await?;
-        let instances = all[service]["instances"]
+        all[service]["instances"]
             .as_array()
-            .with_context(|| format!("the gateway has no upstream `{service}`: {all}"))?;
-        instances
+            .cloned()
+            .with_context(|| format!("the gateway has no upstream `{service}`: {all}"))
+    }
+
+    /// The gateway's view of `service`: requests it sent to each instance, by instance id.
+    pub async fn upstream_requests(&self, service: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+        self.upstreams(service)
+            .await?
             .iter()
             .map(|i| {
                 let id = i["instanceId"].as_str();

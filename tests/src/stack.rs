@@ -63,6 +63,16 @@ pub struct TestStack {
 impl TestStack {
     /// Writes the dev stack as stack `e2e-<pid>-<tag><n>`.
     pub fn dev_copy(platform: &Platform, tag: &str) -> anyhow::Result<Self> {
+        Self::dev_copy_with(platform, tag, &[])
+    }
+
+    /// [`TestStack::dev_copy`] with more edits of the copy: each `from` (which must occur exactly
+    /// once in the copy, after its own edits) is replaced by `to`.
+    pub fn dev_copy_with(
+        platform: &Platform,
+        tag: &str,
+        edits: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let root = platform.root();
         let source = root.join("stacks/dev.toml");
         let text = std::fs::read_to_string(&source)
@@ -89,6 +99,7 @@ impl TestStack {
                 ),
             ],
         )?;
+        let text = rewrite(&text, edits)?;
         let (services, ports) = services_and_ports(&text)?;
         let volumes = named_volumes(&text)?;
         let dir = tempfile::Builder::new()

@@ -16,12 +16,14 @@
 //!
 //! **Issuer.** Tokens say `iss = <base>/realms/<realm>`. With
 //! `--issuer-base-url` the base is fixed (what Keycloak's `--hostname`
-//! does); without it the base is `http://<Host header>`, as Keycloak derives
-//! it from the request when no hostname is configured. Either way the
-//! "backchannel" URLs in the discovery document (token, JWKS, userinfo) use
-//! the request's host, like Keycloak's `--hostname-backchannel-dynamic`:
-//! inside Docker, services fetch keys from `identity-provider:8180` while
-//! tokens may name a public URL. Validators must be configured with the
+//! does), and every URL the provider publishes (the discovery document's
+//! token, JWKS and userinfo endpoints, the realm page's token service) is
+//! built from it, as Keycloak does with a configured hostname and
+//! `--hostname-backchannel-dynamic=false` (its default): a request's Host
+//! header cannot point clients that read the discovery document elsewhere.
+//! Without a configured base the base is `http://<Host header>`, for the
+//! issuer and the endpoints alike, as Keycloak derives it from the request
+//! when no hostname is configured. Validators must be configured with the
 //! issuer exactly as tokens carry it.
 //!
 //! **Admin.** The provider checks tokens for its own `/admin` endpoints
@@ -272,15 +274,6 @@ impl AppState {
         };
         Ok(format!("{base}/realms/{}", self.inner.realm.name))
     }
-
-    /// Base of the backchannel endpoints for a request: always the request's host.
-    fn backchannel(&self, req: &Request) -> Result<String, RequestError> {
-        Ok(format!(
-            "{}/realms/{}",
-            AppState::request_base(req)?,
-            self.inner.realm.name
-        ))
-    }
 }
 
 /// Loads the realm and the first key and builds the state.
@@ -384,11 +377,10 @@ async fn realm_info(
 ) -> Result<Response, RequestError> {
     st.check_realm(&realm)?;
     let issuer = st.issuer(&req)?;
-    let backchannel = st.backchannel(&req)?;
     Ok(json_no_cache(json!({
         "realm": st.realm().name,
         "public_key": st.keys().signing_key().public_key_b64,
-        "token-service": format!("{backchannel}/protocol/openid-connect"),
+        "token-service": format!("{issuer}/protocol/openid-connect"),
         "account-service": format!("{issuer}/account"),
         "tokens-not-before": 0,
     })))
@@ -401,8 +393,9 @@ async fn discovery(
     req: Request,
 ) -> Result<Response, RequestError> {
     st.check_realm(&realm)?;
+    // Every endpoint under the issuer: the configured base, never a Host header when one is set.
     let issuer = st.issuer(&req)?;
-    let oidc = format!("{}/protocol/openid-connect", st.backchannel(&req)?);
+    let oidc = format!("{issuer}/protocol/openid-connect");
     Ok(json_no_cache(json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/protocol/openid-connect/auth"),

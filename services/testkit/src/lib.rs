@@ -14,6 +14,7 @@
 //!   Python compatibility suites fail instead under `CI=true`.
 //! - [`eventually`], [`poll_until`]: wait on a condition (never a sleep, never a timed assertion).
 //! - [`order_stream`]: orders posted in loops while a test breaks something.
+//! - [`hostile`]: request bodies shaped to hurt a parser (`[{},{},…]`, deep nesting).
 //! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md.
 //! - `InProcess` (feature `kit`): a kit service run inside the test process on a free port, stopped
 //!   as SIGTERM would; `registry()` (feature `registry`): the real discovery-server that way.
@@ -41,6 +42,7 @@
 pub mod benchmarks;
 mod broker;
 mod error;
+pub mod hostile;
 mod mariadb;
 mod net;
 mod orders;

@@ -1,5 +1,6 @@
 //! The authorization matrix: every route of the gateway's routes file (parsed with the
-//! gateway's own parser), and every service's `/admin`, × method × {anonymous, alice, bob,
+//! gateway's own parser), every service's `/admin` and the gateway's own endpoints
+//! (`/metrics`, `/info`, `/admin/*`, health), × method × {anonymous, alice, bob,
 //! admin, order-service's service account}, with the status each must get, run through the
 //! real gateway binary in front of the real services and identity provider on loopback.
 //! No Docker: MariaDB and the Kafka-API broker come from testkit.
@@ -278,12 +279,20 @@ fn matrix(f: &Fixture) -> Vec<Row> {
             admin_only(204),
         ));
     }
-    rows.push(row(
-        Direct("api-gateway"),
-        M::GET,
-        "/admin/routes",
-        [ANON_401, 403, 403, 200, 403],
-    ));
+    // The gateway's own endpoints on its published port: what it routes and to whom, and its
+    // metrics and build info, are the admin's (private observability, the gateway's default);
+    // health probes are open, as orchestrators need them.
+    for path in GATEWAY_ADMIN_ONLY {
+        rows.push(row(
+            Direct("api-gateway"),
+            M::GET,
+            path,
+            [ANON_401, 403, 403, 200, 403],
+        ));
+    }
+    for path in GATEWAY_OPEN {
+        rows.push(row(Direct("api-gateway"), M::GET, path, [200; 5]));
+    }
     rows.push(row(
         Direct("discovery-server"),
         M::GET,
@@ -343,6 +352,12 @@ fn registry_rows() -> Vec<Row> {
         ),
     ]
 }
+
+/// The api-gateway's own endpoints (not in the routes file) that need the admin role.
+const GATEWAY_ADMIN_ONLY: [&str; 4] = ["/admin/routes", "/admin/upstreams", "/metrics", "/info"];
+
+/// The api-gateway's own endpoints open to anyone: the health probes.
+const GATEWAY_OPEN: [&str; 2] = ["/health/live", "/health/ready"];
 
 /// The gateway's built-in routes, parsed by the gateway itself.
 fn routes() -> RouteTable {
@@ -730,23 +745,10 @@ async fn authorization_matrix() {
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let placed: Value = res.json().await.unwrap();
     let alice_order = placed["orderNumber"].as_str().unwrap().to_string();
+    let alice_shop = e2e::shop::Shop::new(&gw, &alice).unwrap();
     let alice_notification =
         testkit::eventually("alice's notification", Duration::from_secs(60), || {
-            let c = c.clone();
-            let url = format!("{gw}/api/notifications?orderNumber={alice_order}");
-            let alice = alice.clone();
-            async move {
-                let page: Value = c
-                    .get(&url)
-                    .bearer_auth(&alice)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                page["items"][0]["id"].as_u64()
-            }
+            alice_shop.notification_id(&alice_order)
         })
         .await;
     let fixture = Fixture {

@@ -61,7 +61,7 @@ async fn dashboard_in_tmux_scales_injects_and_heals() {
     for c in &owned.containers {
         let state = docker::state(&docker, &c.name).await.unwrap();
         assert_eq!(
-            (state.restarts, state.oom_killed),
+            (state.restart_count, state.oom_killed),
             (0, false),
             "{} restarted or was OOM-killed while the dashboard drove the stack",
             c.name

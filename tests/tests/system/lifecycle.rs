@@ -241,12 +241,7 @@ async fn status_settled(platform: &Platform, stack: &str) -> anyhow::Result<Opti
 /// instance got some: the gateway's per-instance request counts (`/admin/upstreams`) and each
 /// instance's own count of placed orders (`/metrics`), which together must add up to the orders.
 async fn spread(platform: &Platform, stack: &TestStack, status: &Value) -> anyhow::Result<()> {
-    let s = stack.arg();
-    let token = platform
-        .run(&["token", "--stack", s], READ_LIMIT)
-        .await?
-        .success()?
-        .stdout;
+    let token = e2e::shop::token(platform, stack, &[], READ_LIMIT).await?;
     let shop = Shop::new(&stack.gateway_url(), &token)?;
 
     // The gateway learns instances from the registry's watch: wait until it balances over three.

@@ -13,6 +13,9 @@
 //! - [`faults`]: `inject` of every container kind, a tc kind and the application kinds takes
 //!   effect and is reverted at its end by the supervisor (also when the injecting CLI was
 //!   `kill -9`ed); `heal` reverts at once; bad fault input exits 2 and injects nothing.
+//! - [`hostile`]: on one stack, hostile uploads, URLs, headers, tokens, bodies and ids, and users
+//!   reaching for what is not theirs, each get their 4xx problem+json; password guessing locks
+//!   the name; healthy instances stay in rotation and no container restarts or is OOM-killed.
 //!
 //! Each `platform` command has a hard time limit; progress and timings go to stderr
 //! (`cargo nextest run -p e2e --no-capture` shows them live).
@@ -20,6 +23,7 @@
 mod bad_input;
 mod dashboard;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod scenarios;
 

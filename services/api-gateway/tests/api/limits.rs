@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kit::lb::EndpointStatus;
 use serde_json::Value;
+use testkit::hostile::chunked;
 
 use crate::helpers::*;
 
@@ -32,15 +33,6 @@ async fn assert_413(res: reqwest::Response) -> Value {
         "413 is problem+json"
     );
     res.json().await.expect("a problem document")
-}
-
-/// A body of `len` bytes without a Content-Length (chunked), generated as it is sent.
-fn chunked(len: usize) -> reqwest::Body {
-    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
-    let chunks = futures::stream::iter(
-        (0..len / chunk.len()).map(move |_| Ok::<Bytes, std::io::Error>(chunk.clone())),
-    );
-    reqwest::Body::wrap_stream(chunks)
 }
 
 fn assert_no_failures(instances: &[EndpointStatus]) {

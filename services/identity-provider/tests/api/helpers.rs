@@ -23,6 +23,9 @@ pub fn repo_realm() -> PathBuf {
 pub struct Opts {
     pub realm_file: PathBuf,
     pub issuer_base: Option<url::Url>,
+    /// Configure the provider's own `http://127.0.0.1:<port>` as its issuer base (as the dev
+    /// stack configures its service address): the base is known only once it is bound.
+    pub own_base: bool,
     pub activation_delay: Duration,
     pub clock: Clock,
 }
@@ -32,6 +35,7 @@ impl Default for Opts {
         Opts {
             realm_file: repo_realm(),
             issuer_base: None,
+            own_base: false,
             activation_delay: Duration::from_secs(10),
             clock: Clock::System,
         }
@@ -72,6 +76,14 @@ impl Idp {
             .await
             .unwrap()
             .unwrap();
+        let service = Service::bind(&SPEC, CommonArgs::for_tests(None))
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", service.port());
+        let mut opts = opts;
+        if opts.own_base {
+            opts.issuer_base = Some(base.parse().unwrap());
+        }
         let state = AppState::new(
             realm,
             key,
@@ -79,10 +91,6 @@ impl Idp {
             opts.activation_delay,
             opts.clock,
         );
-        let service = Service::bind(&SPEC, CommonArgs::for_tests(None))
-            .await
-            .unwrap();
-        let base = format!("http://127.0.0.1:{}", service.port());
         let stop = service.shutdown_token();
         tokio::spawn(identity_provider::serve(state.clone(), service));
         let issuer = match &opts.issuer_base {

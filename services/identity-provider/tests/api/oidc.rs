@@ -88,9 +88,11 @@ async fn discovery_and_jwks() {
     );
 }
 
-/// Without a configured base the issuer follows the Host header; with one it is fixed while backchannel URLs follow the request.
+/// Without a configured base the issuer and every endpoint follow the Host header; with one
+/// (Keycloak's `--hostname`) the discovery document, the realm page and tokens' `iss` all use the
+/// configured base, whatever Host header a request carries.
 #[tokio::test]
-async fn issuer_from_host_or_configuration() {
+async fn issuer_and_endpoints_from_host_or_configuration() {
     let idp = Idp::start().await;
     let doc: Value = idp
         .http
@@ -105,42 +107,61 @@ async fn issuer_from_host_or_configuration() {
         .json()
         .await
         .unwrap();
-    assert_eq!(doc["issuer"], "http://idp.example:9999/realms/platform");
-    assert_eq!(
-        doc["jwks_uri"],
-        "http://idp.example:9999/realms/platform/protocol/openid-connect/certs"
-    );
+    let dynamic = "http://idp.example:9999/realms/platform";
+    assert_eq!(doc["issuer"], dynamic);
+    assert_endpoints_under(&doc, dynamic);
 
     let fixed = Idp::start_with(Opts {
         issuer_base: Some("http://localhost:8180/".parse().unwrap()),
         ..Opts::default()
     })
     .await;
-    let doc: Value = fixed
-        .http
-        .get(format!(
+    let configured = "http://localhost:8180/realms/platform";
+    for host in [None, Some("evil.example:666"), Some("127.0.0.1:1")] {
+        let mut req = fixed.http.get(format!(
             "{}/realms/platform/.well-known/openid-configuration",
             fixed.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(doc["issuer"], "http://localhost:8180/realms/platform");
-    assert_eq!(
-        doc["jwks_uri"],
-        format!(
-            "{}/realms/platform/protocol/openid-connect/certs",
-            fixed.base
-        )
-    );
+        ));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let doc: Value = req.send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["issuer"], configured, "Host {host:?}");
+        assert_endpoints_under(&doc, configured);
+
+        let mut req = fixed.http.get(format!("{}/realms/platform", fixed.base));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let page: Value = req.send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            page["token-service"],
+            format!("{configured}/protocol/openid-connect"),
+            "Host {host:?}"
+        );
+        assert_eq!(page["account-service"], format!("{configured}/account"));
+    }
     let t = fixed.machine().await;
     assert_eq!(
         crate::helpers::claims(t["access_token"].as_str().unwrap())["iss"],
-        "http://localhost:8180/realms/platform"
+        configured
     );
+}
+
+/// The discovery document's endpoints are the issuer's: token, JWKS, userinfo and authorization.
+fn assert_endpoints_under(doc: &Value, issuer: &str) {
+    for (field, path) in [
+        ("token_endpoint", "token"),
+        ("jwks_uri", "certs"),
+        ("userinfo_endpoint", "userinfo"),
+        ("authorization_endpoint", "auth"),
+    ] {
+        assert_eq!(
+            doc[field],
+            format!("{issuer}/protocol/openid-connect/{path}"),
+            "{field} in {doc}"
+        );
+    }
 }
 
 /// A request without a usable Host header is a 400 problem, not a panic.

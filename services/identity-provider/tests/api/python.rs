@@ -5,17 +5,36 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::Idp;
+use crate::helpers::{Idp, Opts};
 
-/// python-keycloak (discovery, password/client-credentials/refresh grants, certs, decode_token, userinfo) and PyJWT's PyJWKClient accept the provider as Keycloak.
+/// python-keycloak (discovery, password/client-credentials/refresh grants, certs, decode_token, userinfo) and PyJWT's PyJWKClient accept the provider as Keycloak, with the issuer taken from each request's Host header.
 #[tokio::test]
 async fn python_keycloak_and_pyjwt() {
     let Some(python) = testkit::python_venv(&["keycloak", "jwt", "jwt.algorithms"]) else {
         return;
     };
-    let idp = Idp::start().await;
+    run_clients(&python, &Idp::start().await).await;
+}
+
+/// The same clients against a provider with a configured issuer base (Keycloak's `--hostname`),
+/// whose discovery document takes every endpoint from that base.
+#[tokio::test]
+async fn python_keycloak_and_pyjwt_with_a_configured_base() {
+    let Some(python) = testkit::python_venv(&["keycloak", "jwt", "jwt.algorithms"]) else {
+        return;
+    };
+    let idp = Idp::start_with(Opts {
+        own_base: true,
+        ..Opts::default()
+    })
+    .await;
+    run_clients(&python, &idp).await;
+}
+
+/// Runs `tests/python/keycloak_clients.py` against `idp` and checks that every check passed.
+async fn run_clients(python: &std::path::Path, idp: &Idp) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/keycloak_clients.py");
-    let child = tokio::process::Command::new(&python)
+    let child = tokio::process::Command::new(python)
         .arg(&script)
         .arg(&idp.base)
         .stdout(Stdio::piped())

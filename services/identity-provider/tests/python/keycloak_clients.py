@@ -37,7 +37,8 @@ machine = KeycloakOpenID(
 wk = cli.well_known()
 issuer = wk["issuer"]
 check(issuer == BASE + "realms/platform", f"issuer {issuer}")
-check(wk["jwks_uri"].endswith("/realms/platform/protocol/openid-connect/certs"), "jwks_uri")
+for field, path in [("token_endpoint", "token"), ("jwks_uri", "certs"), ("userinfo_endpoint", "userinfo")]:
+    check(wk[field] == issuer + "/protocol/openid-connect/" + path, f"{field} {wk[field]}")
 
 # Password grant (python-keycloak asks for scope=openid by default, so an ID token comes too).
 tokens = cli.token("alice", "alice")

@@ -7,26 +7,13 @@
 //! the test's own copy of the body.
 
 use testkit::benchmarks::status_bytes;
+use testkit::hostile::empty_objects;
 use trace_collector::Options;
 use trace_collector::decode::{ProtoListOfSpans, ProtoSpan};
 
 use crate::helpers::*;
 
 const MIB: u64 = 1024 * 1024;
-
-/// `[{},{},…]`: three million empty objects, 9 MB.
-fn empty_objects(n: usize) -> Vec<u8> {
-    let mut body = Vec::with_capacity(n * 3 + 2);
-    body.push(b'[');
-    for i in 0..n {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(b"{}");
-    }
-    body.push(b']');
-    body
-}
 
 async fn post(app: &TestApp, content_type: &str, body: Vec<u8>) -> (u16, String, String) {
     let res = app
