@@ -28,7 +28,7 @@ pub struct LoadArgs {
     pub duration: Duration,
     /// Shares of request kinds: orders (POST /api/order), products (GET /api/product/ID), stock
     /// (GET /api/inventory/SKU), order-reads (GET /api/order), health (GET /health/live).
-    #[arg(long, default_value = "orders=80,products=20")]
+    #[arg(long, default_value = load::DEFAULT_MIX)]
     pub mix: Mix,
     /// The gateway's URL [default: the api-gateway's published port on localhost]; it must be a
     /// loopback address or one of the stack's containers.
@@ -77,9 +77,7 @@ pub async fn run(g: &Global, args: LoadArgs) -> Result<()> {
         users,
         gateway: args.gateway.clone(),
     };
-    let planned_orders =
-        (config.planned() as f64 * config.mix.share(load::Kind::Orders)).ceil() as u64;
-    let fixture = Fixture::prepare(&obs, &config.mix, planned_orders, &opts).await?;
+    let fixture = Fixture::prepare(&obs, &config, &opts).await?;
     if !g.json {
         eprintln!(
             "load: {} req/s for {} to {} ({}); Ctrl-C stops early",

@@ -69,7 +69,8 @@ pub async fn run(g: &Global, cmd: ScenarioCommand) -> Result<()> {
     }
 }
 
-fn scenarios_dir() -> Result<PathBuf> {
+/// The shipped scenarios' directory (`stacks/scenarios` of the workspace).
+pub fn scenarios_dir() -> Result<PathBuf> {
     let ws = Workspace::locate().map_err(|searched| crate::stack::StackError::NoWorkspace {
         searched: searched.iter().map(|p| p.display().to_string()).collect(),
     })?;
@@ -91,6 +92,23 @@ fn validate(g: &Global, files: Vec<PathBuf>) -> Result<()> {
         crate::outln!("{}: ok ({}, {} steps)", s.file, s.name, s.steps.len());
     }
     Ok(())
+}
+
+/// The valid scenarios of `dir` for `stack`, each with the file as `scenario run` takes it
+/// (invalid files are left out: `scenario ls` and `validate` name their errors).
+pub fn valid_in(
+    dir: &std::path::Path,
+    stack: &crate::stack::Stack,
+) -> Vec<(String, scenario::Scenario)> {
+    scenario::files_in(dir)
+        .iter()
+        .filter_map(|path| {
+            let display = scenario::display(path);
+            let text = std::fs::read_to_string(path).ok()?;
+            let s = scenario::check_text(&text, &display, stack).scenario?;
+            Some((display, s))
+        })
+        .collect()
 }
 
 fn ls(g: &Global) -> Result<()> {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::report::TokenReport;
-use super::{LoadError, Mix};
+use super::{LoadConfig, LoadError};
 use crate::observe::auth::{self, Grant};
 use crate::observe::{self, Observer};
 
@@ -369,13 +369,13 @@ impl Fixture {
     }
 
     /// Finds and checks the gateway, logs the users in and creates products with stock, as
-    /// far as `mix` needs them. `planned_orders` sizes the default stock.
+    /// far as `config`'s mix needs them; the orders it plans size the default stock.
     pub async fn prepare(
         obs: &Observer,
-        mix: &Mix,
-        planned_orders: u64,
+        config: &LoadConfig,
         opts: &FixtureOptions,
     ) -> Result<Fixture, LoadError> {
+        let (mix, planned_orders) = (&config.mix, config.planned_orders());
         let gateway = match &opts.gateway {
             Some(url) => url.clone(),
             None => crate::commands::smoke::gateway_url(obs)?,

@@ -310,6 +310,9 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// The mix `platform load` sends when none is given.
+pub const DEFAULT_MIX: &str = "orders=80,products=20";
+
 /// What to send.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadConfig {
@@ -345,6 +348,11 @@ impl LoadConfig {
     /// The number of requests the run sends when it is not stopped early.
     pub fn planned(&self) -> u64 {
         (self.rate * self.duration.as_secs_f64()).round() as u64
+    }
+
+    /// The orders among [`LoadConfig::planned`] requests, by the mix's share.
+    pub fn planned_orders(&self) -> u64 {
+        (self.planned() as f64 * self.mix.share(Kind::Orders)).ceil() as u64
     }
 
     /// Checks the bounds.

@@ -287,13 +287,11 @@ impl Runner<'_> {
         let mut config = LoadConfig::new(l.rate, l.duration, l.mix.clone());
         config.max_in_flight = l.max_in_flight;
         config.record_orders = true;
-        let planned_orders =
-            (config.planned() as f64 * config.mix.share(load::Kind::Orders)).ceil() as u64;
         let opts = FixtureOptions {
             gateway: Some(self.probes.gateway.clone()),
             ..FixtureOptions::default()
         };
-        let fixture = Fixture::prepare(&self.probes.obs, &config.mix, planned_orders, &opts)
+        let fixture = Fixture::prepare(&self.probes.obs, &config, &opts)
             .await
             .map_err(|e| e.to_string())?;
         let products = fixture.products.len();

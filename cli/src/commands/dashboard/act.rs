@@ -6,16 +6,25 @@
 //! [`Update::ActionDone`]; long ones (scaling waits for health and registration) never block
 //! the screen.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use chrono::Utc;
 use dashboard::model::logs::LogTarget;
+use dashboard::model::timeline::{Event, EventKind, Severity};
 use dashboard::{Action, Request, Update};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::convert;
 use super::feed::Ctx;
 use crate::chaos::faults::{self, FaultSpec, Heal};
+use crate::chaos::load::fixture::check_target;
+use crate::chaos::load::{self, Fixture, FixtureOptions, LoadConfig, LoadHandle, Mix};
+use crate::chaos::scenario::{self, report};
 use crate::commands::scale::{self, ScaleError};
 use crate::observe::logs;
 use crate::observe::traces::Collector;
@@ -28,12 +37,54 @@ const LOG_TAIL: u64 = 200;
 /// How long lines are held to merge instances in time order.
 const LOG_DELAY: Duration = Duration::from_millis(250);
 
+/// How often a running load's progress line is refreshed.
+const LOAD_PROGRESS: Duration = Duration::from_secs(1);
+
 /// Takes requests until the channel closes (the dashboard left).
 pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>) {
     let mut logs_task: Option<JoinHandle<()>> = None;
+    // Stops the load this dashboard started; cancelled once that load has ended too.
+    let mut load_stop: Option<CancellationToken> = None;
+    let scenario_running = Arc::new(AtomicBool::new(false));
     while let Some(request) = requests.recv().await {
         let id = request.id;
         match request.action {
+            Action::Load {
+                rate,
+                duration,
+                mix,
+            } => {
+                if load_stop.as_ref().is_some_and(|t| !t.is_cancelled()) {
+                    ctx.send(done(
+                        id,
+                        Err("a load is already running (`:load stop` stops it)".into()),
+                    ));
+                    continue;
+                }
+                let stop = ctx.cancel.child_token();
+                load_stop = Some(stop.clone());
+                tokio::spawn(run_load(ctx.clone(), id, rate, duration, mix, stop));
+            }
+            Action::StopLoad => match load_stop.take() {
+                Some(t) if !t.is_cancelled() => {
+                    t.cancel();
+                    ctx.send(done(id, Ok("stopping the load".into())));
+                }
+                _ => ctx.send(done(id, Err("no load started here is running".into()))),
+            },
+            Action::Scenario { file, .. } => {
+                if scenario_running.swap(true, Ordering::AcqRel) {
+                    ctx.send(done(id, Err("a scenario is already running".into())));
+                    continue;
+                }
+                let (ctx, running) = (ctx.clone(), scenario_running.clone());
+                tokio::spawn(async move {
+                    let result = run_scenario(&ctx, &file).await;
+                    running.store(false, Ordering::Release);
+                    ctx.send(Update::Scenario(None));
+                    ctx.send(done(id, result));
+                });
+            }
             Action::FollowLogs { target } => {
                 if let Some(t) = logs_task.take() {
                     t.abort();
@@ -142,10 +193,152 @@ async fn carry_out(ctx: &Ctx, action: Action) -> Result<String, String> {
             ctx.send(Update::Trace { id, result });
             outcome
         }
-        Action::Scenario { .. } | Action::Load { .. } | Action::StopLoad => {
-            Err("scenarios and load are not available in this build yet".into())
-        }
+        // Handled by `run`, which keeps their state.
+        Action::Scenario { .. } | Action::Load { .. } | Action::StopLoad => Ok(String::new()),
         Action::FollowLogs { .. } => Ok(String::new()),
+    }
+}
+
+/// `platform load` from the dashboard: the same engine and fixture, its progress line in the
+/// status bar every second, its summary in the timeline at the end.
+async fn run_load(
+    ctx: Ctx,
+    id: u64,
+    rate: String,
+    duration: String,
+    mix: Option<String>,
+    stop: CancellationToken,
+) {
+    let handle = match start_load(&ctx, &rate, &duration, mix.as_deref()).await {
+        Ok(h) => h,
+        Err(e) => {
+            stop.cancel();
+            ctx.send(done(id, Err(e)));
+            return;
+        }
+    };
+    let c = handle.config();
+    ctx.send(done(
+        id,
+        Ok(format!(
+            "sending {} req/s for {} ({})",
+            c.rate,
+            humantime::format_duration(c.duration),
+            c.mix
+        )),
+    ));
+    let mut tick = tokio::time::interval(LOAD_PROGRESS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let stopped = loop {
+        tokio::select! {
+            () = stop.cancelled() => break true,
+            () = handle.done() => break false,
+            _ = tick.tick() => ctx.send(Update::Load(Some(handle.progress().line()))),
+        }
+    };
+    let report = handle.finish(stopped).await;
+    stop.cancel();
+    let failed = report
+        .counts
+        .total
+        .saturating_sub(report.counts.ok + report.counts.client_errors);
+    ctx.send(Update::Event(Event {
+        at: Utc::now(),
+        kind: EventKind::Load,
+        severity: if failed == 0 {
+            Severity::Good
+        } else {
+            Severity::Warning
+        },
+        text: format!(
+            "load{}: {} sent, {} ok, {} fallback, {} failed, p50 {:.1} ms, p99 {:.1} ms",
+            if stopped { " (stopped)" } else { "" },
+            report.sent,
+            report.counts.ok,
+            report.counts.fallback,
+            failed,
+            report.latency_ms.p50,
+            report.latency_ms.p99
+        ),
+    }));
+    ctx.send(Update::Load(None));
+}
+
+/// Validates the words as `platform load` does and starts the engine.
+async fn start_load(
+    ctx: &Ctx,
+    rate: &str,
+    duration: &str,
+    mix: Option<&str>,
+) -> Result<LoadHandle, String> {
+    let rate = load::parse_rate(rate)?;
+    let duration = humantime::parse_duration(duration).map_err(|e| format!("`{duration}`: {e}"))?;
+    let mix: Mix = mix.unwrap_or(load::DEFAULT_MIX).parse()?;
+    let config = LoadConfig::new(rate, duration, mix);
+    config.validate().map_err(|e| e.to_string())?;
+    let obs = ctx
+        .observer()
+        .await
+        .ok_or_else(|| "the dashboard is leaving".to_string())?;
+    let fixture = Fixture::prepare(&obs, &config, &FixtureOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    load::start(config, fixture).map_err(|e| e.to_string())
+}
+
+/// `platform scenario run FILE` from the dashboard: the same runner, its current step in the
+/// status bar and every step in the timeline; leaving the dashboard stops it, and the runner
+/// heals what it injected.
+async fn run_scenario(ctx: &Ctx, file: &str) -> Result<String, String> {
+    let mut obs = ctx
+        .observer()
+        .await
+        .ok_or_else(|| "the dashboard is leaving".to_string())?;
+    let scenarios =
+        scenario::load_all(&[PathBuf::from(file)], obs.stack()).map_err(|e| e.to_string())?;
+    let gateway = crate::commands::smoke::gateway_url(&obs).map_err(|e| e.to_string())?;
+    check_target(&gateway, &obs)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut outcomes = Vec::new();
+    let mut failures = Vec::new();
+    for s in &scenarios {
+        obs.refresh().await.map_err(|e| e.to_string())?;
+        let on_event = |e: &report::Event| {
+            ctx.send(Update::Scenario(Some(format!(
+                "{} {:.0}s: {}",
+                s.name, e.at_s, e.text
+            ))));
+            ctx.send(Update::Event(Event {
+                at: Utc::now(),
+                kind: EventKind::Scenario,
+                severity: Severity::Info,
+                text: e.text.clone(),
+            }));
+        };
+        let report = scenario::run::run(
+            s,
+            obs.clone(),
+            gateway.clone(),
+            ctx.cancel.child_token(),
+            &on_event,
+        )
+        .await;
+        match (&report.skipped, report.passed) {
+            (Some(why), _) => outcomes.push(format!("{} skipped: {why}", s.name)),
+            (None, true) => outcomes.push(format!("{} passed", s.name)),
+            (None, false) => failures.extend(
+                report
+                    .failures()
+                    .into_iter()
+                    .map(|f| format!("{}: {f}", s.name)),
+            ),
+        }
+    }
+    if failures.is_empty() {
+        Ok(outcomes.join("; "))
+    } else {
+        Err(failures.join("; "))
     }
 }
 

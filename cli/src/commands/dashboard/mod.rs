@@ -158,6 +158,21 @@ fn catalog() -> Catalog {
     }
 }
 
+/// The shipped scenarios that are valid for `stack`, for the `S` menu and `:scenario`.
+fn scenarios(stack: &Stack) -> Vec<dashboard::ScenarioInfo> {
+    let Ok(dir) = super::scenario::scenarios_dir() else {
+        return Vec::new();
+    };
+    super::scenario::valid_in(&dir, stack)
+        .into_iter()
+        .map(|(file, s)| dashboard::ScenarioInfo {
+            name: s.name,
+            file,
+            description: s.description,
+        })
+        .collect()
+}
+
 pub async fn run(g: &Global, args: DashboardArgs) -> Result<()> {
     let stack = StackFile::resolve(&g.stack)?.load()?;
     let route = Route::detect().map_err(ObserveError::Setting)?;
@@ -173,7 +188,9 @@ pub async fn run(g: &Global, args: DashboardArgs) -> Result<()> {
     feed::start(&ctx, route, observer_tx);
     // CLI equivalents name the stack unless it is the default one.
     let stack_flag = (g.stack != "dev").then(|| g.stack.clone());
-    let mut app = App::new(Model::new(&stack.name, Utc::now()), catalog(), stack_flag);
+    let mut choices = catalog();
+    choices.scenarios = scenarios(&stack);
+    let mut app = App::new(Model::new(&stack.name, Utc::now()), choices, stack_flag);
     app.show(args.view.into());
     let result = if args.snapshot {
         snapshot(&mut app, updates, &args).await
