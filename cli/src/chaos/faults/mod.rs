@@ -16,6 +16,7 @@
 //! reverts each fault at its end; [`heal`] reverts now. Both verify the revert: the container
 //! running and healthy, the qdisc or rule gone, the service's fault list without it.
 
+pub mod agent;
 pub mod app;
 pub mod container;
 pub mod network;
@@ -435,7 +436,7 @@ pub async fn inject(ctx: &Ctx, spec: &FaultSpec) -> Result<Vec<FaultRecord>> {
             Layer::Container => container::apply(&ctx.rt, &mut rec).await,
             Layer::Network => {
                 let tools = preflight.as_ref().expect("network preflight ran");
-                network::apply(tools, &mut rec, &network, &ctx.rt).await
+                network::apply(tools, &mut rec, &network, &ctx.rt, ctx.store.dir()).await
             }
             Layer::Application => {
                 let admin = admin.as_ref().expect("admin client made");
