@@ -98,7 +98,12 @@ async fn run() -> anyhow::Result<()> {
     for r in [&dash, &status] {
         let frames = r.frames.as_ref().map_or("-".to_string(), |f| {
             let ms = |k: &str| f[k].as_f64().unwrap_or(0.0);
-            format!("{:.2} / {:.2} / {:.2}", ms("p50_ms"), ms("p99_ms"), ms("max_ms"))
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                ms("p50_ms"),
+                ms("p99_ms"),
+                ms("max_ms")
+            )
         });
         report.push_str(&format!(
             "| {} | {} | {:.1} | {:.2} | {:.1} | {frames} |\n",

@@ -143,7 +143,11 @@ impl Platform {
     /// (the user's overriding variables removed, the frozen binaries), run in the repository
     /// root: for programs that take a command line, such as a tmux session.
     pub fn shell_line(&self, args: &[&str]) -> String {
-        let mut words = vec!["cd".to_string(), quote(&self.root.to_string_lossy()), "&&".into()];
+        let mut words = vec![
+            "cd".to_string(),
+            quote(&self.root.to_string_lossy()),
+            "&&".into(),
+        ];
         words.push("exec".into());
         words.push("env".into());
         for key in CLEARED_ENV {

@@ -81,11 +81,15 @@ fn drive(platform: &Platform, stack: &str) -> anyhow::Result<()> {
     let tmux = Session::start("dash", 150, 45, &line)?;
 
     // Every service registered and shown UP.
-    tmux.wait_for("order-service-1 and inventory-service-1 UP", FIRST_SCREEN, |s| {
-        ["order-service-1", "inventory-service-1"]
-            .iter()
-            .all(|i| line_with(s, i).is_some_and(|l| l.contains("UP")))
-    })?;
+    tmux.wait_for(
+        "order-service-1 and inventory-service-1 UP",
+        FIRST_SCREEN,
+        |s| {
+            ["order-service-1", "inventory-service-1"]
+                .iter()
+                .all(|i| line_with(s, i).is_some_and(|l| l.contains("UP")))
+        },
+    )?;
 
     // `/order-service` selects the service row; `+` scales it to 2.
     select(&tmux, "order-service")?;

@@ -253,9 +253,7 @@ pub fn agent_args(
             "--jitter-us".into(),
             jitter.as_micros().to_string(),
         ]),
-        Mode::Corrupt { percent } => {
-            args.extend(["--corrupt-percent".into(), percent.to_string()])
-        }
+        Mode::Corrupt { percent } => args.extend(["--corrupt-percent".into(), percent.to_string()]),
         Mode::Duplicate { percent } => {
             args.extend(["--duplicate-percent".into(), percent.to_string()])
         }
@@ -329,7 +327,8 @@ pub fn run(args: &AgentArgs, stop: &AtomicBool) -> std::io::Result<Exit> {
     let mode = args.mode().ok_or_else(|| {
         std::io::Error::other("give one of --delay-us, --corrupt-percent, --duplicate-percent")
     })?;
-    let own = netns("self").ok_or_else(|| std::io::Error::other("cannot read /proc/self/ns/net"))?;
+    let own =
+        netns("self").ok_or_else(|| std::io::Error::other("cannot read /proc/self/ns/net"))?;
     let watched = args.watch_pid.to_string();
     if netns(&watched).as_ref() != Some(&own) {
         return Err(std::io::Error::other(format!(
@@ -343,7 +342,10 @@ pub fn run(args: &AgentArgs, stop: &AtomicBool) -> std::io::Result<Exit> {
         _ => u16::MAX,
     };
     queue.set_copy_range(args.queue, copy)?;
-    queue.set_queue_max_len(args.queue, u32::try_from(HELD_LIMIT * 2).unwrap_or(u32::MAX))?;
+    queue.set_queue_max_len(
+        args.queue,
+        u32::try_from(HELD_LIMIT * 2).unwrap_or(u32::MAX),
+    )?;
     // Past the kernel's queue length packets pass rather than drop.
     queue.set_fail_open(args.queue, true)?;
     queue.set_nonblocking(true);
@@ -528,7 +530,12 @@ pub fn alive(pid: i32) -> bool {
 pub fn pgid(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After "pid (comm) state ppid pgrp".
-    stat.rsplit_once(") ")?.1.split_whitespace().nth(2)?.parse().ok()
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// Stops the agents of fault `id`: SIGTERM to each one's process group (it accepts what it
@@ -713,7 +720,9 @@ mod tests {
     }
 
     fn ipv4_tcp(src_port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         p.extend(src_port.to_be_bytes());
         p.extend(80u16.to_be_bytes());
         p.extend([0u8; 16]);
@@ -724,8 +733,14 @@ mod tests {
     /// Flows are told apart by ports and addresses; payload does not matter.
     #[test]
     fn flows() {
-        assert_eq!(flow_of(&ipv4_tcp(1000, b"a")), flow_of(&ipv4_tcp(1000, b"bb")));
-        assert_ne!(flow_of(&ipv4_tcp(1000, b"a")), flow_of(&ipv4_tcp(1001, b"a")));
+        assert_eq!(
+            flow_of(&ipv4_tcp(1000, b"a")),
+            flow_of(&ipv4_tcp(1000, b"bb"))
+        );
+        assert_ne!(
+            flow_of(&ipv4_tcp(1000, b"a")),
+            flow_of(&ipv4_tcp(1001, b"a"))
+        );
         assert_eq!(flow_of(b""), flow_of(b"\x00garbage"));
         assert_eq!(
             ipv4_destination(&ipv4_tcp(1, b"")),
@@ -747,7 +762,9 @@ mod tests {
         let mut header_only = ipv4_tcp(1, b"")[..20].to_vec();
         assert!(!corrupt(&mut header_only, 3));
         assert!(hit(100.0, u64::MAX) && !hit(0.0, 0));
-        let hits = (0..100_000u64).filter(|i| hit(2.5, i.wrapping_mul(0x9e37_79b9_7f4a_7c15))).count();
+        let hits = (0..100_000u64)
+            .filter(|i| hit(2.5, i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .count();
         assert!((2_000..3_000).contains(&hits), "{hits}");
     }
 

@@ -666,7 +666,10 @@ async fn stop_agents(rec: &FaultRecord) -> Result<usize> {
     agent::stop(&rec.id, AGENT_GRACE)
         .await
         .map_err(|pids| FaultError::State {
-            message: format!("fault agent(s) {pids:?} of {} still run after SIGKILL", rec.id),
+            message: format!(
+                "fault agent(s) {pids:?} of {} still run after SIGKILL",
+                rec.id
+            ),
         })
 }
 
