@@ -134,6 +134,13 @@ async fn walk(
         run.stderr
     );
 
+    // ---- network latency first, on the fresh stack: +200 ms measured, healed to nothing left
+    let network = format!("platform-{}", stack.name);
+    let inventory = container("inventory-service", 1);
+    let pid = docker::state(docker, &inventory).await?.pid;
+    latency(platform, docker, stack, &inventory, pid, &network).await?;
+    wait_whole(platform, docker, stack, "the latency fault's heal").await?;
+
     // ---- every container kind at once, reverted by the supervisor at the end
     let t = Instant::now();
     let before_restart = docker::state(docker, &container("order-service", 1)).await?;
@@ -182,7 +189,6 @@ async fn walk(
         "paused inventory-service is {}",
         inventory.status
     );
-    let network = format!("platform-{}", stack.name);
     let idp = docker::state(docker, &container("identity-provider", 1)).await?;
     anyhow::ensure!(
         !idp.networks.contains_key(&network),
@@ -297,9 +303,8 @@ async fn walk(
     eprintln!("timing: heal --all {:.1}s", t.elapsed().as_secs_f64());
     anyhow::ensure!(faults(platform, &s).await?.is_empty());
 
-    // ---- network: bandwidth (tbf) reverted at its end; latency works or says why not
-    let inventory = container("inventory-service", 1);
-    let pid = docker::state(docker, &inventory).await?.pid;
+    // ---- network: bandwidth (tbf) reverted at its end
+    let pid = docker::state(docker, &container("inventory-service", 1)).await?.pid;
     platform
         .run(
             &[
@@ -323,9 +328,6 @@ async fn walk(
         "no tbf qdisc: {left:?}"
     );
     wait_whole(platform, docker, stack, "the bandwidth fault's end").await?;
-
-    latency(platform, docker, stack, &inventory, pid, &network).await?;
-    wait_whole(platform, docker, stack, "the latency fault's heal").await?;
 
     // loss (netem, or iptables where the kernel has no netem), healed by id
     let run = platform
