@@ -304,7 +304,9 @@ async fn walk(
     anyhow::ensure!(faults(platform, &s).await?.is_empty());
 
     // ---- network: bandwidth (tbf) reverted at its end
-    let pid = docker::state(docker, &container("inventory-service", 1)).await?.pid;
+    let pid = docker::state(docker, &container("inventory-service", 1))
+        .await?
+        .pid;
     platform
         .run(
             &[
@@ -506,7 +508,7 @@ async fn latency(
     if run.code == Some(1) {
         // Neither netem nor NFQUEUE here: a clear refusal, nothing recorded or left.
         anyhow::ensure!(run.stderr.contains("queueing discipline"), "{}", run.stderr);
-        testkit::skip(&format!(
+        testkit::skip(format!(
             "latency cannot be injected here: {}",
             run.stderr.trim()
         ));

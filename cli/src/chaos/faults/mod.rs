@@ -4,7 +4,8 @@
 //! - Container layer, through the Docker API ([`container`]): `kill` (a signal, default KILL),
 //!   `stop`, `pause`, `restart`, `disconnect` (off the stack network: a partition).
 //! - Network layer, inside the container's network namespace from the host ([`network`]):
-//!   `latency`, `loss`, `bandwidth`, `corrupt`, `duplicate` with `nsenter` + iproute2's `tc`.
+//!   `latency`, `loss`, `bandwidth`, `corrupt`, `duplicate` with `nsenter` + iproute2's `tc`;
+//!   without netem, `loss` by an iptables rule and the others by an NFQUEUE [`agent`].
 //! - Application layer, Chaos Monkey style ([`app`]): the kit's `/admin/faults` on every service
 //!   (`app-latency`, `app-error`, `kill-app`); the service expires the fault itself.
 //! - Dependency shorthands as targets: `broker`, `database`, `identity` name the services the
@@ -177,8 +178,8 @@ impl FaultError {
                 "`platform heal --all` reverts them now; or wait until they end (`platform faults` shows when)".into(),
             ),
             FaultError::Unsupported { .. } => Some(
-                "network faults need root on the Docker host, nsenter and iproute2's tc (install.sh installs them), \
-                 and an engine whose containers run on this machine's kernel (not Docker Desktop or rootless Docker); \
+                "network faults need root on the Docker host, nsenter and iproute2's tc (install.sh installs them, \
+                 and iptables for the fallbacks without netem), and an engine whose containers run on this machine's kernel (not Docker Desktop or rootless Docker); \
                  container and application faults work everywhere"
                     .into(),
             ),

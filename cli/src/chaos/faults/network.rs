@@ -1,21 +1,23 @@
 //! Network-layer faults on one container, made inside its network namespace from the host:
-//! `nsenter --target <pid> --net` runs Debian's iproute2 `tc` (and, for loss where the kernel
-//! lacks netem, `iptables`) in the container's namespace — no helper image, none can be pulled.
+//! `nsenter --target <pid> --net` runs Debian's iproute2 `tc` (and, where the kernel lacks netem,
+//! `iptables`) in the container's namespace — no helper image, none can be pulled.
 //!
-//! | kind | how | revert |
-//! | --- | --- | --- |
-//! | `latency` | root `netem delay D J` on the container's stack interface | `tc qdisc del ... root` |
-//! | `loss` | root `netem loss P%`; without netem: an OUTPUT rule `-m statistic --probability p -j DROP` | delete the qdisc / the rule |
-//! | `bandwidth` | root `tbf rate R` | `tc qdisc del ... root` |
-//! | `corrupt`, `duplicate` | root `netem corrupt/duplicate P%` | `tc qdisc del ... root` |
+//! | kind | how | without netem | revert |
+//! | --- | --- | --- | --- |
+//! | `latency` | root `netem delay D J` on the container's stack interface | NFQUEUE rule + fault agent ([`agent`]) | delete the qdisc / the rule, stop the agent |
+//! | `loss` | root `netem loss P%` | an OUTPUT rule `-m statistic --probability p -j DROP` | delete the qdisc / the rule |
+//! | `bandwidth` | root `tbf rate R` | (tbf is no netem) | `tc qdisc del ... root` |
+//! | `corrupt`, `duplicate` | root `netem corrupt/duplicate P%` | NFQUEUE rule + fault agent | delete the qdisc / the rule, stop the agent |
 //!
 //! Like netem itself, every kind acts on what the container *sends* on its stack interface
-//! (answers and requests alike), so a TCP exchange with it sees the effect both ways.
+//! (answers and requests alike), so a TCP exchange with it sees the effect both ways. netem is
+//! always tried first; the fallbacks are used only when the kernel refuses the qdisc.
 //!
 //! Where this cannot work the command fails before touching anything, saying why ([`preflight`]):
 //! not root, `nsenter`/`tc` missing, an engine whose containers do not run on this kernel
 //! (Docker Desktop's VM, a remote `DOCKER_HOST`, rootless Docker), or — at apply time — a
-//! kernel without the netem queueing discipline. Never a silent no-op.
+//! kernel with neither netem nor (for the NFQUEUE kinds) `nfnetlink_queue`. Never a silent
+//! no-op.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
