@@ -332,24 +332,13 @@ async fn walk(
     wait_whole(platform, docker, stack, "the bandwidth fault's end").await?;
 
     // loss (netem, or iptables where the kernel has no netem), healed by id
-    let run = platform
-        .run(
-            &[
-                "inject",
-                "loss",
-                "inventory-service",
-                "--percent",
-                "30",
-                "--duration",
-                "10m",
-                "--json",
-                "--stack",
-                &s,
-            ],
-            LIMIT,
-        )
-        .await?
-        .success()?;
+    let run = inject_long(
+        platform,
+        &s,
+        &["loss", "inventory-service", "--percent", "30"],
+    )
+    .await?
+    .success()?;
     let id = platform_faults(&run)?[0]["id"]
         .as_str()
         .unwrap_or_default()
@@ -451,6 +440,14 @@ async fn walk(
     Ok(())
 }
 
+/// `platform inject ARGS --duration 10m --json` on stack `s` (healed by the test, not by time).
+async fn inject_long(platform: &Platform, s: &str, args: &[&str]) -> anyhow::Result<e2e::Run> {
+    let mut all = vec!["inject"];
+    all.extend(args);
+    all.extend(["--duration", "10m", "--json", "--stack", s]);
+    platform.run(&all, LIMIT).await
+}
+
 /// TCP connects from this host (on the stack network's bridge) to `ip:port`: the median of
 /// `n`, in milliseconds. The container's SYN-ACK is one packet it sends, so a delay on what it
 /// sends shows once in each connect.
@@ -488,23 +485,12 @@ async fn latency(
     let port = stack.port_of("inventory-service")?;
     let before = connect_ms(&ip, port, 9).await?;
     let t = Instant::now();
-    let run = platform
-        .run(
-            &[
-                "inject",
-                "latency",
-                "inventory-service",
-                "--delay",
-                "200ms",
-                "--duration",
-                "10m",
-                "--json",
-                "--stack",
-                &s,
-            ],
-            LIMIT,
-        )
-        .await?;
+    let run = inject_long(
+        platform,
+        &s,
+        &["latency", "inventory-service", "--delay", "200ms"],
+    )
+    .await?;
     if run.code == Some(1) {
         // Neither netem nor NFQUEUE here: a clear refusal, nothing recorded or left.
         anyhow::ensure!(run.stderr.contains("queueing discipline"), "{}", run.stderr);

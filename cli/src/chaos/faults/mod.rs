@@ -576,11 +576,18 @@ pub async fn revert_one(ctx: &Ctx, r: &FaultRecord, verify: Verify) -> Result<St
     let info = match ctx.rt.inspect_container(&r.container).await {
         Ok(info) => info,
         Err(RuntimeError::NotFound { .. }) => {
+            if r.kind.layer() == Layer::Network {
+                network::stop_agents(r).await?;
+            }
             return Ok("container gone, nothing to revert".into());
         }
         Err(e) => return Err(e.into()),
     };
     if verify == Verify::Teardown {
+        if r.kind.layer() == Layer::Network {
+            // The container and its rule go next; its NFQUEUE agent (if any) is a host process.
+            network::stop_agents(r).await?;
+        }
         if info.state == "paused" {
             ctx.rt.unpause_container(&r.container).await?;
             return Ok("unpaused for teardown".into());

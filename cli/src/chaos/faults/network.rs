@@ -664,7 +664,7 @@ async fn delete_rules(tools: &Tools, pid: i64, id: &str) -> Result<()> {
 }
 
 /// Stops the agents of a fault, saying which are left if any.
-async fn stop_agents(rec: &FaultRecord) -> Result<usize> {
+pub async fn stop_agents(rec: &FaultRecord) -> Result<usize> {
     agent::stop(&rec.id, AGENT_GRACE)
         .await
         .map_err(|pids| FaultError::State {
