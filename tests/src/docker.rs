@@ -389,8 +389,29 @@ pub fn in_netns(pid: i64, program: &str, args: &[&str]) -> anyhow::Result<String
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `platform fault-agent` processes alive on this host (not zombies) whose command line
+/// contains `needle`: `(pid, command line)`.
+pub fn fault_agents(needle: &str) -> Vec<(i64, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'));
+            (cmd.split(' ').any(|w| w == "fault-agent") && cmd.contains(needle) && !zombie)
+                .then_some((pid, cmd.trim().to_string()))
+        })
+        .collect()
+}
+
 /// Traces of network faults left in a running container's namespace: root qdiscs other than
-/// the default (`noqueue`) and iptables rules marked `platform-fault:`.
+/// the default (`noqueue`), iptables rules marked `platform-fault:` or sending to an NFQUEUE,
+/// a bound NFQUEUE, and fault agents living in that namespace.
 pub fn network_leftovers(pid: i64) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
     let qdiscs: serde_json::Value =
@@ -408,17 +429,44 @@ pub fn network_leftovers(pid: i64) -> anyhow::Result<Vec<String>> {
         found.extend(
             rules
                 .lines()
-                .filter(|l| l.contains("platform-fault:"))
+                .filter(|l| l.contains("platform-fault:") || l.contains("NFQUEUE"))
                 .map(|l| format!("iptables rule `{l}`")),
+        );
+    }
+    // The namespace's bound queues (the file exists where the kernel has nfnetlink_queue).
+    if let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/netfilter/nfnetlink_queue"))
+    {
+        found.extend(
+            table
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("NFQUEUE bound: `{}`", l.trim())),
+        );
+    }
+    if let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+        found.extend(
+            fault_agents("")
+                .into_iter()
+                .filter(|(p, _)| {
+                    std::fs::read_link(format!("/proc/{p}/ns/net"))
+                        .ok()
+                        .as_ref()
+                        == Some(&ns)
+                })
+                .map(|(p, cmd)| format!("fault agent {p} `{cmd}`")),
         );
     }
     Ok(found)
 }
 
-/// Everything a stack's faults could have left behind: containers not running and ready, and
-/// network faults in the running ones' namespaces. Empty when the stack is whole.
+/// Everything a stack's faults could have left behind: containers not running and ready,
+/// network faults in the running ones' namespaces, and fault agents of its containers anywhere.
+/// Empty when the stack is whole.
 pub async fn fault_leftovers(docker: &Docker, stack: &str) -> anyhow::Result<Vec<String>> {
-    let mut found = Vec::new();
+    let mut found: Vec<String> = fault_agents(&format!("--container platform-{stack}-"))
+        .into_iter()
+        .map(|(p, cmd)| format!("fault agent {p} `{cmd}`"))
+        .collect();
     for c in owned(docker, stack).await?.containers {
         let s = state(docker, &c.name).await?;
         if !s.is_ready() {

@@ -269,3 +269,11 @@ pub async fn list(g: &Global) -> Result<()> {
 pub async fn supervise(args: SupervisorArgs) -> Result<()> {
     Ok(faults::supervisor::run(&args.store).await?)
 }
+
+/// `platform fault-agent`: runs until SIGTERM, its lifetime, or the end of the namespace.
+pub async fn agent(args: faults::agent::AgentArgs) -> Result<()> {
+    faults::agent::main(args)
+        .await
+        .map(|_| ())
+        .map_err(|e| crate::Error::Output(format!("fault agent: {e}")))
+}

@@ -99,6 +99,10 @@ pub enum Command {
     /// Reverts a stack's faults at their end (started by the fault commands).
     #[command(name = "fault-supervisor", hide = true)]
     FaultSupervisor(faults::SupervisorArgs),
+    /// Delays, corrupts or duplicates packets on an NFQUEUE in a container's network namespace
+    /// (started by `inject` where the kernel has no netem).
+    #[command(name = "fault-agent", hide = true)]
+    FaultAgent(crate::chaos::faults::agent::AgentArgs),
     /// Render the stack for another engine: `render kubernetes` writes manifests a cluster
     /// accepts as they are.
     #[command(subcommand)]
@@ -149,6 +153,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Trace(args) => trace::run(g, args).await,
         Command::Faults => faults::list(g).await,
         Command::FaultSupervisor(args) => faults::supervise(args).await,
+        Command::FaultAgent(args) => faults::agent(args).await,
         Command::Render(cmd) => render::run(g, cmd),
         Command::Completions { shell } => completions::run(shell),
     }

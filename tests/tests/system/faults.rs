@@ -35,8 +35,9 @@ async fn faults(platform: &Platform, s: &str) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Bad kinds, targets, instances, durations and options exit 2 with a message naming the
-/// problem; every container kind, bandwidth (tc tbf), latency (netem, or a clear refusal on a
-/// kernel without it), loss (netem or iptables), app-error and kill-app take effect and are gone
+/// problem; every container kind, bandwidth (tc tbf), latency (netem, or an NFQUEUE agent on a
+/// kernel without it: +200 ms on a TCP connect, healed to nothing left), loss (netem or
+/// iptables), app-error and kill-app take effect and are gone
 /// after their duration without anyone healing them; a CLI killed with SIGKILL right after
 /// injecting leaves a fault the supervisor still reverts; `heal ID` and `heal --all` revert at
 /// once and verify; in the end `faults --json` is empty, no container has a qdisc or a fault
@@ -133,6 +134,13 @@ async fn walk(
         run.stderr
     );
 
+    // ---- network latency first, on the fresh stack: +200 ms measured, healed to nothing left
+    let network = format!("platform-{}", stack.name);
+    let inventory = container("inventory-service", 1);
+    let pid = docker::state(docker, &inventory).await?.pid;
+    latency(platform, docker, stack, &inventory, pid, &network).await?;
+    wait_whole(platform, docker, stack, "the latency fault's heal").await?;
+
     // ---- every container kind at once, reverted by the supervisor at the end
     let t = Instant::now();
     let before_restart = docker::state(docker, &container("order-service", 1)).await?;
@@ -181,7 +189,6 @@ async fn walk(
         "paused inventory-service is {}",
         inventory.status
     );
-    let network = format!("platform-{}", stack.name);
     let idp = docker::state(docker, &container("identity-provider", 1)).await?;
     anyhow::ensure!(
         !idp.networks.contains_key(&network),
@@ -296,9 +303,10 @@ async fn walk(
     eprintln!("timing: heal --all {:.1}s", t.elapsed().as_secs_f64());
     anyhow::ensure!(faults(platform, &s).await?.is_empty());
 
-    // ---- network: bandwidth (tbf) reverted at its end; latency works or says why not
-    let inventory = container("inventory-service", 1);
-    let pid = docker::state(docker, &inventory).await?.pid;
+    // ---- network: bandwidth (tbf) reverted at its end
+    let pid = docker::state(docker, &container("inventory-service", 1))
+        .await?
+        .pid;
     platform
         .run(
             &[
@@ -323,66 +331,14 @@ async fn walk(
     );
     wait_whole(platform, docker, stack, "the bandwidth fault's end").await?;
 
-    let latency = platform
-        .run(
-            &[
-                "inject",
-                "latency",
-                "inventory-service",
-                "--delay",
-                "100ms",
-                "--duration",
-                SHORT,
-                "--stack",
-                &s,
-            ],
-            LIMIT,
-        )
-        .await?;
-    match latency.code {
-        Some(0) => {
-            let left = docker::network_leftovers(pid)?;
-            anyhow::ensure!(
-                left.iter().any(|l| l.starts_with("netem qdisc")),
-                "no netem qdisc: {left:?}"
-            );
-            wait_whole(platform, docker, stack, "the latency fault's end").await?;
-        }
-        Some(1) => {
-            anyhow::ensure!(
-                latency.stderr.contains("queueing discipline"),
-                "{}",
-                latency.stderr
-            );
-            eprintln!("note: this kernel has no netem; latency is refused as documented");
-            anyhow::ensure!(
-                faults(platform, &s).await?.is_empty(),
-                "a refused latency fault was recorded"
-            );
-            anyhow::ensure!(docker::network_leftovers(pid)?.is_empty());
-        }
-        other => anyhow::bail!("latency exited {other:?}: {}", latency.stderr),
-    }
-
     // loss (netem, or iptables where the kernel has no netem), healed by id
-    let run = platform
-        .run(
-            &[
-                "inject",
-                "loss",
-                "inventory-service",
-                "--percent",
-                "30",
-                "--duration",
-                "10m",
-                "--json",
-                "--stack",
-                &s,
-            ],
-            LIMIT,
-        )
-        .await?
-        .success()?;
+    let run = inject_long(
+        platform,
+        &s,
+        &["loss", "inventory-service", "--percent", "30"],
+    )
+    .await?
+    .success()?;
     let id = platform_faults(&run)?[0]["id"]
         .as_str()
         .unwrap_or_default()
@@ -480,6 +436,135 @@ async fn walk(
     eprintln!(
         "timing: whole fault walk {:.1}s",
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `platform inject ARGS --duration 10m --json` on stack `s` (healed by the test, not by time).
+async fn inject_long(platform: &Platform, s: &str, args: &[&str]) -> anyhow::Result<e2e::Run> {
+    let mut all = vec!["inject"];
+    all.extend(args);
+    all.extend(["--duration", "10m", "--json", "--stack", s]);
+    platform.run(&all, LIMIT).await
+}
+
+/// TCP connects from this host (on the stack network's bridge) to `ip:port`: the median of
+/// `n`, in milliseconds. The container's SYN-ACK is one packet it sends, so a delay on what it
+/// sends shows once in each connect.
+async fn connect_ms(ip: &str, port: u16, n: usize) -> anyhow::Result<f64> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect((ip, port)),
+        )
+        .await
+        .context("connect timed out")??;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(stream);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[n / 2])
+}
+
+/// `latency --delay 200ms` on inventory-service: netem where the kernel has it, else the
+/// NFQUEUE rule and its fault agent; either way a TCP connect to the service takes about 200 ms
+/// longer while it lasts, and after `heal` no qdisc, rule, bound queue or agent is left and
+/// connects are fast again. Where neither can work the refusal says why and nothing is left.
+async fn latency(
+    platform: &Platform,
+    docker: &bollard::Docker,
+    stack: &TestStack,
+    inventory: &str,
+    pid: i64,
+    network: &str,
+) -> anyhow::Result<()> {
+    let s = stack.arg().to_string();
+    let ip = address(docker, inventory, network).await?;
+    let port = stack.port_of("inventory-service")?;
+    let before = connect_ms(&ip, port, 9).await?;
+    let t = Instant::now();
+    let run = inject_long(
+        platform,
+        &s,
+        &["latency", "inventory-service", "--delay", "200ms"],
+    )
+    .await?;
+    if run.code == Some(1) {
+        // Neither netem nor NFQUEUE here: a clear refusal, nothing recorded or left.
+        anyhow::ensure!(run.stderr.contains("queueing discipline"), "{}", run.stderr);
+        testkit::skip(format!(
+            "latency cannot be injected here: {}",
+            run.stderr.trim()
+        ));
+        anyhow::ensure!(
+            faults(platform, &s).await?.is_empty(),
+            "a refused latency fault was recorded"
+        );
+        anyhow::ensure!(docker::network_leftovers(pid)?.is_empty());
+        return Ok(());
+    }
+    let run = run.success()?;
+    let effective = t.elapsed().as_secs_f64();
+    let rec = platform_faults(&run)?
+        .first()
+        .cloned()
+        .context("latency printed no record")?;
+    let id = rec["id"].as_str().unwrap_or_default().to_string();
+    let mechanism = rec["revert"]["mechanism"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let left = docker::network_leftovers(pid)?;
+    match mechanism.as_str() {
+        "netem" => anyhow::ensure!(
+            left.iter().any(|l| l.starts_with("netem qdisc")),
+            "no netem qdisc: {left:?}"
+        ),
+        "nfqueue" => {
+            anyhow::ensure!(
+                left.iter().any(|l| l.contains("NFQUEUE --queue-num"))
+                    && left.iter().any(|l| l.starts_with("fault agent")),
+                "no NFQUEUE rule and agent: {left:?}"
+            );
+            anyhow::ensure!(
+                rec["revert"]["nfqueue"]["agent_pid"]
+                    .as_i64()
+                    .is_some_and(|p| p > 0),
+                "the record lacks the agent: {rec}"
+            );
+        }
+        other => anyhow::bail!("latency by `{other}`: {rec}"),
+    }
+    let during = connect_ms(&ip, port, 9).await?;
+    eprintln!(
+        "latency ({mechanism}): 200 ms requested; TCP connect median {before:.1} ms before, \
+         {during:.1} ms during (+{:.1} ms); effective after {effective:.1}s",
+        during - before
+    );
+    anyhow::ensure!(
+        (180.0..=300.0).contains(&(during - before)),
+        "200 ms of latency added {:.1} ms to a TCP connect ({before:.1} -> {during:.1})",
+        during - before
+    );
+    let t = Instant::now();
+    platform
+        .run(&["heal", &id, "--stack", &s], LIMIT)
+        .await?
+        .success()?;
+    eprintln!(
+        "timing: latency healed in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let left = docker::network_leftovers(pid)?;
+    anyhow::ensure!(left.is_empty(), "heal left the latency fault: {left:?}");
+    let agents = docker::fault_agents(&format!("--fault {id}"));
+    anyhow::ensure!(agents.is_empty(), "agents left: {agents:?}");
+    let after = connect_ms(&ip, port, 9).await?;
+    anyhow::ensure!(
+        after < before + 50.0,
+        "connects still slow after heal: {after:.1} ms (before {before:.1} ms)"
     );
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! - Container layer, through the Docker API ([`container`]): `kill` (a signal, default KILL),
 //!   `stop`, `pause`, `restart`, `disconnect` (off the stack network: a partition).
 //! - Network layer, inside the container's network namespace from the host ([`network`]):
-//!   `latency`, `loss`, `bandwidth`, `corrupt`, `duplicate` with `nsenter` + iproute2's `tc`.
+//!   `latency`, `loss`, `bandwidth`, `corrupt`, `duplicate` with `nsenter` + iproute2's `tc`;
+//!   without netem, `loss` by an iptables rule and the others by an NFQUEUE [`agent`].
 //! - Application layer, Chaos Monkey style ([`app`]): the kit's `/admin/faults` on every service
 //!   (`app-latency`, `app-error`, `kill-app`); the service expires the fault itself.
 //! - Dependency shorthands as targets: `broker`, `database`, `identity` name the services the
@@ -16,6 +17,7 @@
 //! reverts each fault at its end; [`heal`] reverts now. Both verify the revert: the container
 //! running and healthy, the qdisc or rule gone, the service's fault list without it.
 
+pub mod agent;
 pub mod app;
 pub mod container;
 pub mod network;
@@ -176,8 +178,8 @@ impl FaultError {
                 "`platform heal --all` reverts them now; or wait until they end (`platform faults` shows when)".into(),
             ),
             FaultError::Unsupported { .. } => Some(
-                "network faults need root on the Docker host, nsenter and iproute2's tc (install.sh installs them), \
-                 and an engine whose containers run on this machine's kernel (not Docker Desktop or rootless Docker); \
+                "network faults need root on the Docker host, nsenter and iproute2's tc (install.sh installs them, \
+                 and iptables for the fallbacks without netem), and an engine whose containers run on this machine's kernel (not Docker Desktop or rootless Docker); \
                  container and application faults work everywhere"
                     .into(),
             ),
@@ -435,7 +437,7 @@ pub async fn inject(ctx: &Ctx, spec: &FaultSpec) -> Result<Vec<FaultRecord>> {
             Layer::Container => container::apply(&ctx.rt, &mut rec).await,
             Layer::Network => {
                 let tools = preflight.as_ref().expect("network preflight ran");
-                network::apply(tools, &mut rec, &network, &ctx.rt).await
+                network::apply(tools, &mut rec, &network, &ctx.rt, ctx.store.dir()).await
             }
             Layer::Application => {
                 let admin = admin.as_ref().expect("admin client made");
@@ -574,11 +576,18 @@ pub async fn revert_one(ctx: &Ctx, r: &FaultRecord, verify: Verify) -> Result<St
     let info = match ctx.rt.inspect_container(&r.container).await {
         Ok(info) => info,
         Err(RuntimeError::NotFound { .. }) => {
+            if r.kind.layer() == Layer::Network {
+                network::stop_agents(r).await?;
+            }
             return Ok("container gone, nothing to revert".into());
         }
         Err(e) => return Err(e.into()),
     };
     if verify == Verify::Teardown {
+        if r.kind.layer() == Layer::Network {
+            // The container and its rule go next; its NFQUEUE agent (if any) is a host process.
+            network::stop_agents(r).await?;
+        }
         if info.state == "paused" {
             ctx.rt.unpause_container(&r.container).await?;
             return Ok("unpaused for teardown".into());

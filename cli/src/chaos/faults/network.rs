@@ -1,26 +1,29 @@
 //! Network-layer faults on one container, made inside its network namespace from the host:
-//! `nsenter --target <pid> --net` runs Debian's iproute2 `tc` (and, for loss where the kernel
-//! lacks netem, `iptables`) in the container's namespace — no helper image, none can be pulled.
+//! `nsenter --target <pid> --net` runs Debian's iproute2 `tc` (and, where the kernel lacks netem,
+//! `iptables`) in the container's namespace — no helper image, none can be pulled.
 //!
-//! | kind | how | revert |
-//! | --- | --- | --- |
-//! | `latency` | root `netem delay D J` on the container's stack interface | `tc qdisc del ... root` |
-//! | `loss` | root `netem loss P%`; without netem: an OUTPUT rule `-m statistic --probability p -j DROP` | delete the qdisc / the rule |
-//! | `bandwidth` | root `tbf rate R` | `tc qdisc del ... root` |
-//! | `corrupt`, `duplicate` | root `netem corrupt/duplicate P%` | `tc qdisc del ... root` |
+//! | kind | how | without netem | revert |
+//! | --- | --- | --- | --- |
+//! | `latency` | root `netem delay D J` on the container's stack interface | NFQUEUE rule + fault agent ([`agent`]) | delete the qdisc / the rule, stop the agent |
+//! | `loss` | root `netem loss P%` | an OUTPUT rule `-m statistic --probability p -j DROP` | delete the qdisc / the rule |
+//! | `bandwidth` | root `tbf rate R` | (tbf is no netem) | `tc qdisc del ... root` |
+//! | `corrupt`, `duplicate` | root `netem corrupt/duplicate P%` | NFQUEUE rule + fault agent | delete the qdisc / the rule, stop the agent |
 //!
 //! Like netem itself, every kind acts on what the container *sends* on its stack interface
-//! (answers and requests alike), so a TCP exchange with it sees the effect both ways.
+//! (answers and requests alike), so a TCP exchange with it sees the effect both ways. netem is
+//! always tried first; the fallbacks are used only when the kernel refuses the qdisc.
 //!
 //! Where this cannot work the command fails before touching anything, saying why ([`preflight`]):
 //! not root, `nsenter`/`tc` missing, an engine whose containers do not run on this kernel
 //! (Docker Desktop's VM, a remote `DOCKER_HOST`, rootless Docker), or — at apply time — a
-//! kernel without the netem queueing discipline. Never a silent no-op.
+//! kernel with neither netem nor (for the NFQUEUE kinds) `nfnetlink_queue`. Never a silent
+//! no-op.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::record::{FaultRecord, Mechanism, Revert};
+use super::agent;
+use super::record::{FaultRecord, Mechanism, NfqueueRevert, Revert};
 use super::spec::Kind;
 use super::{FaultError, Result};
 use crate::runtime::{ContainerInfo, Runtime};
@@ -295,12 +298,14 @@ async fn interface(
     })
 }
 
-/// Applies a network fault; `rec.revert` records the interface and mechanism used.
+/// Applies a network fault; `rec.revert` records the interface and mechanism used. NFQUEUE
+/// agents log to `agents.log` in `log_dir` (the stack's fault store).
 pub async fn apply(
     tools: &Tools,
     rec: &mut FaultRecord,
     network: &str,
     rt: &Runtime,
+    log_dir: &Path,
 ) -> Result<()> {
     let pid = pid_of(rt, rec).await?;
     let iface = interface(rt, tools, pid, rec, network).await?;
@@ -310,6 +315,7 @@ pub async fn apply(
     rec.revert = Revert::Network {
         interface: iface.clone(),
         mechanism,
+        nfqueue: None,
     };
     let out = in_netns(tools, pid, &tools.tc, &args).await?;
     if !out.ok {
@@ -319,6 +325,7 @@ pub async fn apply(
             rec.revert = Revert::Network {
                 interface: iface.clone(),
                 mechanism,
+                nfqueue: None,
             };
             let iptables = tools.iptables.clone().unwrap_or_default();
             let mut args = words("-w 5 -A OUTPUT");
@@ -327,18 +334,26 @@ pub async fn apply(
             if !out.ok {
                 return Err(failed(tools, pid, &iptables, &args, out));
             }
+        } else if qdisc_unknown(&out.stderr)
+            && matches!(rec.kind, Kind::Latency | Kind::Corrupt | Kind::Duplicate)
+            && let Some(why) = nfqueue_unsupported(tools, pid)
+        {
+            return Err(FaultError::Unsupported {
+                kind: rec.kind,
+                why: format!("{}; {why}", no_qdisc(&args[5])),
+            });
+        } else if qdisc_unknown(&out.stderr)
+            && matches!(rec.kind, Kind::Latency | Kind::Corrupt | Kind::Duplicate)
+        {
+            // No netem in this kernel: a userspace agent on an NFQUEUE does it instead.
+            apply_nfqueue(tools, pid, rec, &iface, log_dir).await?;
         } else if qdisc_unknown(&out.stderr) {
-            let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
             return Err(FaultError::Unsupported {
                 kind: rec.kind,
                 why: format!(
-                    "the kernel ({}) has no `{}` queueing discipline (CONFIG_NET_SCH_{}; `modprobe sch_{}` \
-                     loads it where it is a module). Nothing was injected. Without netem: `loss` uses iptables, \
-                     `bandwidth` uses tbf, and `app-latency` delays a service's answers from inside",
-                    kernel.trim(),
-                    args[5],
-                    args[5].to_ascii_uppercase(),
-                    args[5]
+                    "{}. Without netem: `loss` uses iptables, `latency`, `corrupt` and `duplicate` an \
+                     NFQUEUE agent, and `app-latency` delays a service's answers from inside",
+                    no_qdisc(&args[5])
                 ),
             });
         } else {
@@ -363,6 +378,7 @@ async fn present(tools: &Tools, pid: i64, rec: &FaultRecord) -> Result<(bool, St
     let Revert::Network {
         interface,
         mechanism,
+        ..
     } = &rec.revert
     else {
         return Ok((false, "no network revert recorded".into()));
@@ -394,7 +410,214 @@ async fn present(tools: &Tools, pid: i64, rec: &FaultRecord) -> Result<(bool, St
                 "iptables loss rule".into(),
             ))
         }
+        Mechanism::Nfqueue => {
+            let rule = !rule_lines(tools, pid, &iptables_of(tools), &rec.id)
+                .await?
+                .is_empty();
+            let agents = agent::agents_of(&rec.id).len();
+            let bound = agent::queue_bound(pid, agent::QUEUE);
+            Ok((
+                rule && agents == 1 && bound,
+                format!(
+                    "NFQUEUE rule ({}) and fault agent bound to queue {} ({agents} running, {})",
+                    if rule { "present" } else { "missing" },
+                    agent::QUEUE,
+                    if bound { "bound" } else { "not bound" }
+                ),
+            ))
+        }
     }
+}
+
+fn iptables_of(tools: &Tools) -> PathBuf {
+    tools
+        .iptables
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("iptables"))
+}
+
+/// Why the kernel refused a qdisc kind (the first half of the refusal).
+fn no_qdisc(kind: &str) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "the kernel ({}) has no `{kind}` queueing discipline (CONFIG_NET_SCH_{}; `modprobe sch_{kind}` \
+         loads it where it is a module). Nothing was injected",
+        kernel.trim(),
+        kind.to_ascii_uppercase(),
+    )
+}
+
+/// Why the NFQUEUE fallback cannot work in the namespace of `pid`, if it cannot.
+fn nfqueue_unsupported(tools: &Tools, pid: i64) -> Option<String> {
+    if tools.iptables.is_none() {
+        return Some(
+            "the NFQUEUE fallback needs `iptables` (Debian package iptables; install.sh installs it)".into(),
+        );
+    }
+    if !agent::queue_table(pid).exists() {
+        return Some(
+            "nor has it nfnetlink_queue for the NFQUEUE fallback (CONFIG_NETFILTER_NETLINK_QUEUE; \
+             `modprobe nfnetlink_queue` loads it where it is a module)"
+                .into(),
+        );
+    }
+    if agent::queue_bound(pid, agent::QUEUE) {
+        return Some(format!(
+            "NFQUEUE {} is already in use in the container's namespace",
+            agent::QUEUE
+        ));
+    }
+    None
+}
+
+/// The NFQUEUE rule (without `-A`/`-D OUTPUT`) sending what `interface` sends to the agent,
+/// except the agent's own marked packets; the kernel passes packets when no agent listens.
+pub fn nfqueue_rule(rec: &FaultRecord, interface: &str) -> Vec<String> {
+    words(&format!(
+        "-o {interface} -m mark ! --mark {:#x} -m comment --comment platform-fault:{} -j NFQUEUE --queue-num {} --queue-bypass",
+        agent::MARK,
+        rec.id,
+        agent::QUEUE
+    ))
+}
+
+/// The agent's mode for a latency, corrupt or duplicate record.
+fn agent_mode(rec: &FaultRecord) -> Option<agent::Mode> {
+    let o = &rec.options;
+    match rec.kind {
+        Kind::Latency => Some(agent::Mode::Latency {
+            delay: Duration::from_millis(o.delay_ms.unwrap_or(200)),
+            jitter: Duration::from_millis(o.jitter_ms.unwrap_or(0)),
+        }),
+        Kind::Corrupt => Some(agent::Mode::Corrupt {
+            percent: o.percent.unwrap_or(0.0),
+        }),
+        Kind::Duplicate => Some(agent::Mode::Duplicate {
+            percent: o.percent.unwrap_or(0.0),
+        }),
+        _ => None,
+    }
+}
+
+/// How long an agent may take to bind its queue.
+const AGENT_START: Duration = Duration::from_secs(10);
+/// How long a stopped agent has to let its packets go before SIGKILL.
+const AGENT_GRACE: Duration = Duration::from_secs(3);
+/// How long an agent outlives its fault's planned end at most (if nothing reverted it).
+const AGENT_MARGIN: Duration = Duration::from_secs(60);
+
+/// Starts the fault agent in the namespace of `pid` (detached, its own process group), waits
+/// until it has bound the queue, then adds the rule. `rec.revert` holds both as soon as they
+/// exist.
+async fn apply_nfqueue(
+    tools: &Tools,
+    pid: i64,
+    rec: &mut FaultRecord,
+    iface: &str,
+    log_dir: &Path,
+) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mode = agent_mode(rec).ok_or_else(|| FaultError::State {
+        message: format!("{} is not an NFQUEUE fault", rec.kind),
+    })?;
+    let lifetime = (rec.ends - chrono::Utc::now()).to_std().unwrap_or_default() + AGENT_MARGIN;
+    let bin = super::supervisor::binary()?;
+    std::fs::create_dir_all(log_dir).map_err(|e| FaultError::State {
+        message: format!("cannot create {}: {e}", log_dir.display()),
+    })?;
+    let log_path = log_dir.join("agents.log");
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| FaultError::State {
+                message: format!("cannot open {}: {e}", log_path.display()),
+            })
+    };
+    let mut child = std::process::Command::new(&tools.nsenter)
+        .arg("--target")
+        .arg(pid.to_string())
+        .arg("--net")
+        .arg("--")
+        .arg(&bin)
+        .arg(agent::SUBCOMMAND)
+        .args(agent::agent_args(
+            &rec.id,
+            &rec.container,
+            pid,
+            lifetime,
+            mode,
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?)
+        // Its own process group: the terminal's Ctrl-C and a kill of the injector's group miss
+        // it; revert signals the whole group.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| FaultError::State {
+            message: format!("cannot start the fault agent {}: {e}", bin.display()),
+        })?;
+    // nsenter execs the agent: the child is the agent.
+    let agent_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let rule = nfqueue_rule(rec, iface);
+    rec.revert = Revert::Network {
+        interface: iface.to_string(),
+        mechanism: Mechanism::Nfqueue,
+        nfqueue: Some(NfqueueRevert {
+            queue: agent::QUEUE,
+            rule: rule.clone(),
+            agent_pid,
+            agent_pgid: agent_pid,
+        }),
+    };
+    let start = std::time::Instant::now();
+    loop {
+        if agent::queue_bound(pid, agent::QUEUE) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| l.contains(&rec.id) || l.contains("agent failed"))
+                .unwrap_or("no log line");
+            return Err(FaultError::NotEffective {
+                id: rec.id.clone(),
+                kind: rec.kind,
+                container: rec.container.clone(),
+                why: format!("the fault agent exited ({status}): {last}"),
+            });
+        }
+        if start.elapsed() > AGENT_START {
+            return Err(FaultError::NotEffective {
+                id: rec.id.clone(),
+                kind: rec.kind,
+                container: rec.container.clone(),
+                why: format!(
+                    "the fault agent did not bind NFQUEUE {} within {}s (log: {})",
+                    agent::QUEUE,
+                    AGENT_START.as_secs(),
+                    log_path.display()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Reap it when it exits if this process lives that long (the dashboard, a scenario run).
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let iptables = iptables_of(tools);
+    let mut args = words("-w 5 -A OUTPUT");
+    args.extend(rule);
+    let out = in_netns(tools, pid, &iptables, &args).await?;
+    if !out.ok {
+        return Err(failed(tools, pid, &iptables, &args, out));
+    }
+    Ok(())
 }
 
 /// The kind of the root qdisc in `tc -j qdisc show` output.
@@ -422,22 +645,90 @@ async fn rule_lines(tools: &Tools, pid: i64, iptables: &Path, id: &str) -> Resul
         .collect())
 }
 
-/// Removes the fault's qdisc or rule and checks it is gone. A stopped container has no
-/// namespace left to clean.
+/// Deletes the OUTPUT rules marked with fault `id`.
+async fn delete_rules(tools: &Tools, pid: i64, id: &str) -> Result<()> {
+    let iptables = iptables_of(tools);
+    for line in rule_lines(tools, pid, &iptables, id).await? {
+        let mut args = words("-w 5");
+        args.extend(
+            line.replacen("-A ", "-D ", 1)
+                .split_whitespace()
+                .map(|w| w.trim_matches('"').to_string()),
+        );
+        let out = in_netns(tools, pid, &iptables, &args).await?;
+        if !out.ok {
+            return Err(failed(tools, pid, &iptables, &args, out));
+        }
+    }
+    Ok(())
+}
+
+/// Stops the agents of a fault, saying which are left if any.
+pub async fn stop_agents(rec: &FaultRecord) -> Result<usize> {
+    agent::stop(&rec.id, AGENT_GRACE)
+        .await
+        .map_err(|pids| FaultError::State {
+            message: format!(
+                "fault agent(s) {pids:?} of {} still run after SIGKILL",
+                rec.id
+            ),
+        })
+}
+
+/// Removes the NFQUEUE rule first (new packets pass), then stops the agent (it accepts what it
+/// holds, in order), and checks that neither is left.
+async fn revert_nfqueue(tools: &Tools, pid: i64, rec: &FaultRecord) -> Result<String> {
+    if tools.iptables.is_some() {
+        delete_rules(tools, pid, &rec.id).await?;
+    }
+    let stopped = stop_agents(rec).await?;
+    let rules = match &tools.iptables {
+        Some(iptables) => rule_lines(tools, pid, iptables, &rec.id).await?,
+        None => Vec::new(),
+    };
+    let agents = agent::agents_of(&rec.id);
+    if !rules.is_empty() || !agents.is_empty() {
+        return Err(FaultError::State {
+            message: format!(
+                "still there after removing them: rules {rules:?}, agents {:?}",
+                agents.iter().map(|a| a.pid).collect::<Vec<_>>()
+            ),
+        });
+    }
+    Ok(format!(
+        "NFQUEUE rule gone, {stopped} fault agent(s) stopped, none left"
+    ))
+}
+
+/// Removes the fault's qdisc or rule (and agent) and checks it is gone. A stopped container
+/// has no namespace left to clean, but its agent, if any, is stopped.
 pub async fn revert(rt: &Runtime, rec: &FaultRecord, info: &ContainerInfo) -> Result<String> {
     if info.state != "running" && info.state != "paused" {
-        return Ok(format!("container {}, its namespace is gone", info.state));
+        let stopped = stop_agents(rec).await?;
+        let agents = if stopped > 0 {
+            format!(", {stopped} fault agent(s) stopped")
+        } else {
+            String::new()
+        };
+        return Ok(format!(
+            "container {}, its namespace is gone{agents}",
+            info.state
+        ));
     }
     let tools = preflight(rt, rec.kind).await?;
     let pid = pid_of(rt, rec).await?;
     let Revert::Network {
         interface,
         mechanism,
+        ..
     } = &rec.revert
     else {
-        return Ok("nothing recorded to remove".into());
+        // Recorded before it was applied and never updated (the injector was killed
+        // half-way): remove whatever carries the fault's id.
+        return revert_nfqueue(&tools, pid, rec).await;
     };
     match mechanism {
+        Mechanism::Nfqueue => return revert_nfqueue(&tools, pid, rec).await,
         Mechanism::Netem | Mechanism::Tbf => {
             let args = words(&format!("qdisc del dev {interface} root"));
             let out = in_netns(&tools, pid, &tools.tc, &args).await?;
@@ -449,24 +740,7 @@ pub async fn revert(rt: &Runtime, rec: &FaultRecord, info: &ContainerInfo) -> Re
                 return Err(failed(&tools, pid, &tools.tc, &args, out));
             }
         }
-        Mechanism::IptablesStatistic => {
-            let iptables = tools
-                .iptables
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("iptables"));
-            for line in rule_lines(&tools, pid, &iptables, &rec.id).await? {
-                let mut args = words("-w 5");
-                args.extend(
-                    line.replacen("-A ", "-D ", 1)
-                        .split_whitespace()
-                        .map(|w| w.trim_matches('"').to_string()),
-                );
-                let out = in_netns(&tools, pid, &iptables, &args).await?;
-                if !out.ok {
-                    return Err(failed(&tools, pid, &iptables, &args, out));
-                }
-            }
-        }
+        Mechanism::IptablesStatistic => delete_rules(&tools, pid, &rec.id).await?,
     }
     let (still, what) = present(&tools, pid, rec).await?;
     if still {

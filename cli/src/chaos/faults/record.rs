@@ -69,6 +69,9 @@ pub enum Revert {
         interface: String,
         /// How the fault was made.
         mechanism: Mechanism,
+        /// The NFQUEUE rule and agent (mechanism `nfqueue` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nfqueue: Option<NfqueueRevert>,
     },
     /// The service holds the fault (`/admin/faults/{id}`) and drops it at `ends` itself.
     Application {
@@ -88,6 +91,20 @@ pub enum Mechanism {
     /// An iptables OUTPUT rule with the `statistic` match dropping packets (loss where the
     /// kernel has no netem).
     IptablesStatistic,
+    /// An iptables OUTPUT rule sending packets to an NFQUEUE read by a `platform fault-agent`
+    /// in the namespace (latency, corrupt, duplicate where the kernel has no netem).
+    Nfqueue,
+}
+
+/// What reverting an NFQUEUE fault removes: the rule and the agent's process group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NfqueueRevert {
+    pub queue: u16,
+    /// The rule as added (`iptables -A OUTPUT` + this); revert deletes it.
+    pub rule: Vec<String>,
+    /// The agent process and its process group (it leads its own), on the host.
+    pub agent_pid: i32,
+    pub agent_pgid: i32,
 }
 
 impl FaultRecord {

@@ -30,15 +30,16 @@ pub enum Kind {
     Restart,
     /// Cut the container off the stack network (a partition) until the fault ends.
     Disconnect,
-    /// Delay every packet the container sends (tc netem delay, with jitter).
+    /// Delay every packet the container sends (tc netem delay, with jitter; without netem an
+    /// NFQUEUE fault agent).
     Latency,
     /// Drop a share of the packets the container sends.
     Loss,
     /// Limit the rate the container sends at (tc tbf).
     Bandwidth,
-    /// Corrupt a share of the packets the container sends (tc netem corrupt).
+    /// Corrupt a share of the packets the container sends (tc netem corrupt, or the agent).
     Corrupt,
-    /// Duplicate a share of the packets the container sends (tc netem duplicate).
+    /// Duplicate a share of the packets the container sends (tc netem duplicate, or the agent).
     Duplicate,
     /// The service itself delays a share of its requests (kit `/admin/faults`).
     AppLatency,

@@ -51,7 +51,7 @@ pub fn ensure(store: &Store) -> Result<()> {
 }
 
 /// The binary to start: `$PLATFORM_BIN`, else this one when it is `platform`.
-fn binary() -> Result<PathBuf> {
+pub(crate) fn binary() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os(BIN_ENV).filter(|b| !b.is_empty()) {
         return Ok(PathBuf::from(bin));
     }
