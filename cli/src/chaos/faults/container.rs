@@ -126,10 +126,48 @@ pub async fn apply(rt: &Runtime, rec: &mut FaultRecord) -> Result<()> {
     Ok(())
 }
 
+/// Beyond a stop's grace period, how long the engine may take to report the container exited.
+const STOP_SETTLE: Duration = Duration::from_secs(3);
+
+/// How long after `rec` was injected a stop or kill it sent may still be under way in the
+/// engine: a `docker stop` waits for the grace period before SIGKILL, and the engine carries it
+/// out even when the client that asked is gone (an injecting CLI killed right after writing the
+/// record). Zero once that time has passed.
+fn in_flight_for(rec: &FaultRecord) -> Duration {
+    let window = match rec.kind {
+        Kind::Stop => Duration::from_millis(rec.options.grace_ms.unwrap_or(10_000)) + STOP_SETTLE,
+        Kind::Kill if FATAL.contains(&kill_signal(rec).as_str()) => STOP_SETTLE,
+        _ => return Duration::ZERO,
+    };
+    let since = (chrono::Utc::now() - rec.started)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    window.saturating_sub(since)
+}
+
 /// Undoes a container-layer fault (kill-app's crash too); returns what was checked.
 pub async fn revert(rt: &Runtime, rec: &FaultRecord, info: &ContainerInfo) -> Result<String> {
     match rec.kind {
         Kind::Kill | Kind::Stop | Kind::KillApp => {
+            // Running, but a stop or kill of this fault may still be on its way (its injector
+            // died before seeing the effect): wait for it to land, then start the container
+            // again, or the heal would report success on a container about to exit.
+            let mut info = info.clone();
+            let wait = in_flight_for(rec);
+            if info.state == "running" && !wait.is_zero() {
+                let name = rec.container.clone();
+                let exited = wait_until(wait, || {
+                    let name = name.clone();
+                    async move {
+                        let now = rt.inspect_container(&name).await?;
+                        Ok(now.state != "running")
+                    }
+                })
+                .await?;
+                if exited {
+                    info = rt.inspect_container(&rec.container).await?;
+                }
+            }
             // The stack's policy first, so the process started next is covered from the start.
             let restored = if suspends_restart(rec.kind, &kill_signal(rec)) {
                 let policy = rt.restore_restart_policy(&rec.container).await?;
@@ -178,7 +216,40 @@ pub async fn revert(rt: &Runtime, rec: &FaultRecord, info: &ContainerInfo) -> Re
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::tests::record;
     use super::*;
+
+    /// A stop may still land until its grace period (plus the engine's settling time) has
+    /// passed since the fault started, a fatal kill for the settling time; a pause, a HUP or an
+    /// old fault never make the revert wait.
+    #[test]
+    fn how_long_a_stop_or_kill_may_still_be_under_way() {
+        let at = |kind: Kind, grace_ms: Option<u64>, signal: Option<&str>, ago_s: i64| {
+            let mut r = record(
+                "f-1",
+                chrono::Utc::now() - chrono::Duration::seconds(ago_s),
+                60,
+            );
+            r.kind = kind;
+            r.options.grace_ms = grace_ms;
+            r.options.signal = signal.map(String::from);
+            in_flight_for(&r)
+        };
+        let stop = at(Kind::Stop, None, None, 0);
+        assert!(
+            stop > Duration::from_secs(12) && stop <= Duration::from_secs(13),
+            "{stop:?}"
+        );
+        let short = at(Kind::Stop, Some(1000), None, 0);
+        assert!(
+            short > Duration::from_secs(3) && short <= Duration::from_secs(4),
+            "{short:?}"
+        );
+        assert_eq!(at(Kind::Stop, None, None, 20), Duration::ZERO);
+        assert!(at(Kind::Kill, None, None, 0) > Duration::from_secs(2));
+        assert_eq!(at(Kind::Kill, None, Some("HUP"), 0), Duration::ZERO);
+        assert_eq!(at(Kind::Pause, None, None, 0), Duration::ZERO);
+    }
 
     /// Only kills by a fatal signal suspend the restart policy; stop, pause, restart and
     /// kill-app leave it alone.
