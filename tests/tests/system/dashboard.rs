@@ -162,11 +162,14 @@ fn drive(platform: &Platform, stack: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Filters the services view to `service` and puts the cursor on its service row.
+/// Filters the services view to `service` and puts the cursor on its service row. The `/`
+/// prompt starts with the current filter: Ctrl-U clears it (an Escape right before other keys
+/// would reach the dashboard as Alt+key).
 fn select(tmux: &Session, service: &str) -> anyhow::Result<()> {
     tmux.type_text("2")?;
-    tmux.keys(&["Escape"])?;
-    tmux.type_text(&format!("/{service}"))?;
+    tmux.type_text("/")?;
+    tmux.keys(&["C-u"])?;
+    tmux.type_text(service)?;
     tmux.keys(&["Enter"])?;
     tmux.type_text("g")?;
     Ok(())
