@@ -95,13 +95,31 @@ impl TestApp {
 
     /// `PUT /eureka/apps/{APP}/{ID}`, returning the status code.
     pub async fn renew(&self, app: &str, id: &str) -> u16 {
-        self.http
-            .put(self.eureka(&format!("apps/{app}/{id}?status=UP")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.put(&format!("apps/{app}/{id}?status=UP")).await
+    }
+
+    /// `PUT /eureka/{path}` without a body, returning the status code.
+    pub async fn put(&self, path: &str) -> u16 {
+        self.status(self.http.put(self.eureka(path))).await
+    }
+
+    /// `DELETE /eureka/{path}`, returning the status code.
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.status(self.http.delete(self.eureka(path))).await
+    }
+
+    /// Sends `req`, returning the status code.
+    pub async fn status(&self, req: reqwest::RequestBuilder) -> u16 {
+        req.send().await.unwrap().status().as_u16()
+    }
+
+    /// The body of a GET of `url` (with `accept` when given).
+    pub async fn text(&self, url: &str, accept: Option<&str>) -> String {
+        let mut req = self.http.get(url);
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        req.send().await.unwrap().text().await.unwrap()
     }
 
     /// `GET /eureka/apps` as JSON.
