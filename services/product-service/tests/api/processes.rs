@@ -6,24 +6,18 @@ use serde_json::{Value, json};
 
 /// Starts the product-service binary on a free port with `PRODUCT_DB_URL=embedded:<dir>`.
 async fn start(dir: &std::path::Path) -> (testkit::ChildGuard, String) {
-    let port = testkit::free_port().unwrap();
-    let child = testkit::spawn_process(
-        env!("CARGO_BIN_EXE_product-service"),
-        ["--port", &port.to_string(), "--bind", "127.0.0.1"],
-        [
+    let started = testkit::Starter::new(env!("CARGO_BIN_EXE_product-service"))
+        .envs([
             ("PRODUCT_DB_URL", format!("embedded:{}", dir.display())),
             ("REGISTRY_DISABLED", "true".into()),
             ("ADMIN_TOKEN", "test-admin-token".into()),
             ("RUST_LOG", "info".into()),
-        ],
-    )
-    .await
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(30))
+        ])
+        .within(Duration::from_secs(30))
+        .start()
         .await
         .unwrap();
-    (child, base)
+    (started.process, started.base)
 }
 
 /// Two processes share one redb file: each sees the other's products, and concurrent creates
