@@ -2,7 +2,30 @@
 //!
 //! Each panics with what it saw, as an assertion in the test itself would.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Sends `req` and returns the answer's body as text, whatever its status.
+pub async fn body_text(req: reqwest::RequestBuilder) -> String {
+    let res = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("sending the request: {e}"));
+    res.text()
+        .await
+        .unwrap_or_else(|e| panic!("reading the answer: {e}"))
+}
+
+/// Sends `req` and parses the answer's body as JSON, whatever its status.
+pub async fn body_json<T: DeserializeOwned>(req: reqwest::RequestBuilder) -> T {
+    let res = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("sending the request: {e}"));
+    res.json()
+        .await
+        .unwrap_or_else(|e| panic!("reading the answer as JSON: {e}"))
+}
 
 /// Asserts an answer is `application/problem+json` with `status`, and returns its body.
 pub async fn problem(res: reqwest::Response, status: u16) -> Value {

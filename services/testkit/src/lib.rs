@@ -10,8 +10,8 @@
 //!   storage that survives restarts, and pause/resume.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
 //! - [`Starter`] / [`Started`]: a service binary on a free port, started and waited for in one call.
-//! - [`problem`], [`count_rows`]: a problem+json answer and a table's row count, checked as every
-//!   service's tests check them.
+//! - [`body_text`], [`body_json`], [`problem`], [`count_rows`]: an answer's body, a problem+json
+//!   answer and a table's row count, read as every service's tests read them.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
 //! - [`skip`], [`python_venv`]: a test that cannot run here says so in a line `.ci/run` lists; the
 //!   Python compatibility suites fail instead under `CI=true`.
@@ -60,7 +60,7 @@ mod starter;
 mod wait;
 
 pub use broker::{BROKER_ENV, Broker, BrokerKind};
-pub use checks::{count_rows, problem};
+pub use checks::{body_json, body_text, count_rows, problem};
 pub use error::Error;
 pub use mariadb::{DbAccess, MariaDb};
 pub use net::{free_port, wait_for_http};

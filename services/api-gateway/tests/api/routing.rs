@@ -314,15 +314,7 @@ public = true
         200,
         "probes stay open"
     );
-    let text = c
-        .get(gw.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = testkit::body_text(c.get(gw.url("/metrics")).bearer_auth(ADMIN_TOKEN)).await;
     for needle in [
         r#"gateway_route_requests_total{route="inventory",status="2xx"} 3"#,
         r#"gateway_route_duration_seconds_count{route="inventory"} 3"#,

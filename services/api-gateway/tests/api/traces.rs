@@ -92,15 +92,12 @@ impl Collector {
     async fn trace_ids(&self, services: &[&str]) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
         for service in services {
-            let traces: Vec<Vec<Value>> = client()
-                .get(format!("{}/api/v2/traces", self.base))
-                .query(&[("serviceName", *service), ("limit", "10000")])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let traces: Vec<Vec<Value>> = testkit::body_json(
+                client()
+                    .get(format!("{}/api/v2/traces", self.base))
+                    .query(&[("serviceName", *service), ("limit", "10000")]),
+            )
+            .await;
             for t in traces {
                 if let Some(id) = t.first().and_then(|s| s["traceId"].as_str()) {
                     ids.insert(id.to_string());
@@ -547,15 +544,8 @@ async fn an_order_is_one_trace_across_http_kafka_and_databases() {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             // The gateway's /metrics needs the admin role (its port is the published one).
-            let metrics = c
-                .get(format!("{base}/metrics"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics =
+                testkit::body_text(c.get(format!("{base}/metrics")).bearer_auth(&admin)).await;
             let failures: u64 = metrics
                 .lines()
                 .find(|l| l.starts_with("tracing_span_export_failures_total"))

@@ -124,15 +124,12 @@ impl TestApp {
 
     /// `GET /eureka/apps` as JSON.
     pub async fn apps(&self) -> ApplicationsEnvelope {
-        self.http
-            .get(self.eureka("apps"))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::body_json(
+            self.http
+                .get(self.eureka("apps"))
+                .header("accept", "application/json"),
+        )
+        .await
     }
 
     /// GET with a JSON Accept, returning status and body.
@@ -150,27 +147,17 @@ impl TestApp {
 
     /// `GET /admin/registry`.
     pub async fn admin(&self) -> Value {
-        self.http
-            .get(format!("{}/admin/registry", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::body_json(
+            self.http
+                .get(format!("{}/admin/registry", self.url))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await
     }
 
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        testkit::body_text(self.http.get(format!("{}/metrics", self.url))).await
     }
 
     pub fn instance_count(&self) -> usize {

@@ -102,14 +102,7 @@ async fn killed_instance_is_evicted_within_its_lease() {
     };
     // Each answers on the port it registered.
     for (id, port, _) in &registered {
-        let body = http
-            .get(format!("http://127.0.0.1:{port}/echo"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = testkit::body_text(http.get(format!("http://127.0.0.1:{port}/echo"))).await;
         assert_eq!(&body, id);
     }
     // Let a few renewals happen, then kill -9 echo-a.

@@ -68,15 +68,8 @@ impl App {
     }
 
     pub async fn stock(&self, sku: &str) -> i64 {
-        let v: Value = self
-            .http
-            .get(self.url(&format!("/api/inventory/{sku}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value =
+            testkit::body_json(self.http.get(self.url(&format!("/api/inventory/{sku}")))).await;
         v["quantity"].as_i64().unwrap()
     }
 

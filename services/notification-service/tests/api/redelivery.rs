@@ -201,15 +201,12 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
             .unwrap();
         assert_eq!(n, 1, "event {}", e.event_id);
     }
-    let report: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/admin/consumer"))
-        .bearer_auth("test-admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = testkit::body_json(
+        reqwest::Client::new()
+            .get(format!("{base}/admin/consumer"))
+            .bearer_auth("test-admin-token"),
+    )
+    .await;
     println!(
         "fetch wait {fetch_wait}: killed with {at_kill} of {EVENTS} stored; the restarted instance \
          had the 3 partitions after {:.1} s; after restart {rows} rows, {distinct} distinct; \

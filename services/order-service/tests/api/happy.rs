@@ -67,15 +67,7 @@ async fn order_to_kafka_through_the_registry() {
     // The outbox is drained and the relay's figures are exported.
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = stack
-            .http
-            .get(stack.order_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = testkit::body_text(stack.http.get(stack.order_url("/metrics"))).await;
         if metrics.contains("outbox_pending 0") {
             break;
         }

@@ -213,15 +213,12 @@ impl Stack {
     }
 
     pub async fn admin_get(&self, path: &str) -> Value {
-        self.http
-            .get(self.order_url(path))
-            .header("authorization", &self.admin_auth)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::body_json(
+            self.http
+                .get(self.order_url(path))
+                .header("authorization", &self.admin_auth),
+        )
+        .await
     }
 
     /// The inventory breaker's snapshot from `/admin/breakers`.

@@ -37,14 +37,7 @@ async fn two_instances_share_one_embedded_store() {
         .unwrap();
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_string();
-    let seen: Value = client
-        .get(format!("{base_b}{location}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = testkit::body_json(client.get(format!("{base_b}{location}"))).await;
     assert_eq!(seen["skuCode"], "shared");
 
     let attempts = (0..20).map(|n| {
@@ -70,14 +63,8 @@ async fn two_instances_share_one_embedded_store() {
         "{statuses:?}"
     );
     for base in [&base_a, &base_b] {
-        let page: Value = client
-            .get(format!("{base}/api/product?skuCode=race"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value =
+            testkit::body_json(client.get(format!("{base}/api/product?skuCode=race"))).await;
         assert_eq!(page["total"], 1);
     }
 }
