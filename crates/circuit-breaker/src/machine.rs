@@ -373,29 +373,11 @@ impl CircuitBreaker {
         result.map_err(CallError::Inner)
     }
 
-    /// Operator transition to CLOSED (fresh window), from any state.
-    pub fn transition_to_closed(&self) {
-        self.force(State::Closed, "operator request");
-    }
-
-    /// Operator transition to OPEN (waits `waitDurationInOpenState`).
-    pub fn transition_to_open(&self) {
-        self.force(State::Open, "operator request");
-    }
-
-    /// Operator transition to HALF_OPEN.
-    pub fn transition_to_half_open(&self) {
-        self.force(State::HalfOpen, "operator request");
-    }
-
-    /// Operator transition to DISABLED: every call permitted, nothing recorded.
-    pub fn transition_to_disabled(&self) {
-        self.force(State::Disabled, "operator request");
-    }
-
-    /// Operator transition to FORCED_OPEN: no call permitted until another operator transition.
-    pub fn transition_to_forced_open(&self) {
-        self.force(State::ForcedOpen, "operator request");
+    /// Operator transition to `to`, from any state (Resilience4j's `transitionTo…State()`):
+    /// CLOSED starts a fresh window, OPEN waits `waitDurationInOpenState`, DISABLED permits every
+    /// call and records nothing, FORCED_OPEN permits none until another operator transition.
+    pub fn transition_to(&self, to: State) {
+        self.force(to, "operator request");
     }
 
     /// Resilience4j's `reset()`: back to CLOSED with an empty window.
@@ -692,6 +674,13 @@ mod tests {
     fn ok(b: &CircuitBreaker) {
         b.try_acquire().unwrap().success();
     }
+    /// `n` failed calls in a row.
+    fn fails(b: &CircuitBreaker, n: usize) {
+        for _ in 0..n {
+            fail(b);
+        }
+    }
+
     fn fail(b: &CircuitBreaker) {
         b.try_acquire().unwrap().failure();
     }
@@ -700,9 +689,7 @@ mod tests {
     #[test]
     fn closed_to_open_on_failure_rate() {
         let (b, _) = breaker(cfg());
-        fail(&b);
-        fail(&b);
-        fail(&b);
+        fails(&b, 3);
         assert_eq!(b.state(), State::Closed, "3 calls < minimum of 4");
         assert_eq!(b.snapshot().metrics.failure_rate, -1.0);
         ok(&b);
@@ -723,9 +710,7 @@ mod tests {
     #[test]
     fn snapshot_json_round_trips() {
         let (b, _) = breaker(cfg());
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         let s = b.snapshot();
         assert_eq!(s.state, State::Open);
         let json = serde_json::to_string(&s).unwrap();
@@ -752,9 +737,7 @@ mod tests {
     #[test]
     fn open_refuses_then_half_open_on_attempt() {
         let (b, clock) = breaker(cfg());
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         assert_eq!(b.state(), State::Open);
         let e = b.try_acquire().unwrap_err();
         assert_eq!(e.state, State::Open);
@@ -782,9 +765,7 @@ mod tests {
         let mut c = cfg();
         c.automatic_transition_from_open_to_half_open_enabled = true;
         let (b, clock) = breaker(c);
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         let opened = b.snapshot().transitions[0].at_ms;
         clock.advance(Duration::from_secs(60));
         assert_eq!(b.state(), State::HalfOpen);
@@ -797,9 +778,7 @@ mod tests {
     #[test]
     fn half_open_to_closed_after_successful_trials() {
         let (b, clock) = breaker(cfg());
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         clock.advance(Duration::from_secs(5));
         let p1 = b.try_acquire().unwrap();
         let p2 = b.try_acquire().unwrap();
@@ -819,9 +798,7 @@ mod tests {
     #[test]
     fn half_open_to_open_after_failed_trials() {
         let (b, clock) = breaker(cfg());
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         clock.advance(Duration::from_secs(5));
         ok(&b);
         fail(&b); // 1 of 2 = 50% >= 50%
@@ -838,9 +815,7 @@ mod tests {
     #[test]
     fn dropped_and_ignored_permits_return_trial_slots() {
         let (b, clock) = breaker(cfg());
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         clock.advance(Duration::from_secs(5));
         let p1 = b.try_acquire().unwrap();
         let p2 = b.try_acquire().unwrap();
@@ -885,9 +860,7 @@ mod tests {
         let mut c = cfg();
         c.max_wait_duration_in_half_open_state = Duration::from_secs(2);
         let (b, clock) = breaker(c);
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         clock.advance(Duration::from_secs(5));
         let stuck = b.try_acquire().unwrap();
         clock.advance(Duration::from_secs(2));
@@ -905,9 +878,7 @@ mod tests {
         c.sliding_window_size = 10; // seconds
         c.minimum_number_of_calls = 4;
         let (b, clock) = breaker(c);
-        fail(&b);
-        fail(&b);
-        fail(&b);
+        fails(&b, 3);
         clock.advance(Duration::from_secs(11)); // those three expire
         assert_eq!(b.snapshot().metrics.number_of_buffered_calls, 0);
         ok(&b);
@@ -929,9 +900,7 @@ mod tests {
         c.sliding_window_size = 2;
         c.minimum_number_of_calls = 6;
         let (b, _) = breaker(c);
-        for _ in 0..5 {
-            fail(&b);
-        }
+        fails(&b, 5);
         assert_eq!(b.state(), State::Closed);
         fail(&b);
         assert_eq!(b.state(), State::Open);
@@ -943,9 +912,7 @@ mod tests {
         let mut c = cfg();
         c.minimum_number_of_calls = 100;
         let (b, _) = breaker(c);
-        for _ in 0..4 {
-            fail(&b);
-        }
+        fails(&b, 4);
         assert_eq!(b.state(), State::Open);
     }
 
@@ -953,12 +920,10 @@ mod tests {
     #[test]
     fn operator_states() {
         let (b, clock) = breaker(cfg());
-        b.transition_to_disabled();
-        for _ in 0..10 {
-            fail(&b);
-        }
+        b.transition_to(State::Disabled);
+        fails(&b, 10);
         assert_eq!(b.state(), State::Disabled);
-        b.transition_to_forced_open();
+        b.transition_to(State::ForcedOpen);
         clock.advance(Duration::from_secs(3600));
         assert_eq!(b.try_acquire().unwrap_err().state, State::ForcedOpen);
         b.reset();
@@ -995,7 +960,7 @@ mod tests {
     fn history_is_bounded() {
         let (b, _) = breaker(cfg());
         for _ in 0..(TRANSITION_HISTORY + 20) {
-            b.transition_to_forced_open();
+            b.transition_to(State::ForcedOpen);
         }
         let s = b.snapshot();
         assert_eq!(s.transitions.len(), TRANSITION_HISTORY);

@@ -256,6 +256,53 @@ where
     Ok(config)
 }
 
+/// A clap value parser for a value that must never be echoed, such as a URL with a password:
+/// clap's own error quotes the raw value; this one says only which option is wrong and why.
+///
+/// ```
+/// #[derive(clap::Parser)]
+/// struct Config {
+///     #[arg(long, value_parser = kit::config::SecretParser::new("--db-url (DB_URL)", parse))]
+///     db_url: String,
+/// }
+/// fn parse(s: &str) -> Result<String, String> {
+///     s.starts_with("mysql://").then(|| s.to_string()).ok_or_else(|| "expected mysql://".into())
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct SecretParser<T> {
+    /// The option as its error names it: `--database-url (DATABASE_URL)`.
+    what: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T> SecretParser<T> {
+    pub const fn new(what: &'static str, parse: fn(&str) -> Result<T, String>) -> Self {
+        SecretParser { what, parse }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let invalid = |msg: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid {}: {msg}\n", self.what),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| invalid("not valid UTF-8"))?;
+        (self.parse)(text).map_err(|msg| invalid(&msg))
+    }
+}
+
 /// Parses `5s`, `250ms`, `1m 30s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())

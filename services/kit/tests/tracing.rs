@@ -110,14 +110,14 @@ fn traces_are_propagated_and_exported() {
             );
         let task = tokio::spawn(service.serve(api, Router::new()));
         let c = reqwest::Client::new();
+        let get_with = async |path: &str, header: &str, value: String| {
+            let url = format!("{base}{path}");
+            c.get(url).header(header, value).send().await.unwrap()
+        };
 
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-        let res = c
-            .get(format!("{base}/outgoing"))
-            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
-            .send()
-            .await
-            .unwrap();
+        let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+        let res = get_with("/outgoing", "traceparent", traceparent.clone()).await;
         assert_eq!(res.headers()["x-trace-id"], trace);
         let forwarded = res.text().await.unwrap();
         assert!(
@@ -125,24 +125,15 @@ fn traces_are_propagated_and_exported() {
             "outgoing traceparent: {forwarded}"
         );
 
-        let res = c
-            .get(format!("{base}/echo-headers"))
-            .header("b3", format!("{trace}-00f067aa0ba902b7-1"))
-            .send()
-            .await
-            .unwrap();
+        let b3 = format!("{trace}-00f067aa0ba902b7-1");
+        let res = get_with("/echo-headers", "b3", b3).await;
         assert_eq!(
             res.headers()["x-trace-id"],
             trace,
             "B3 single header is honoured"
         );
 
-        let res = c
-            .get(format!("{base}/db"))
-            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
-            .send()
-            .await
-            .unwrap();
+        let res = get_with("/db", "traceparent", traceparent).await;
         assert_eq!(res.text().await.unwrap(), "Ok(()) Err(())");
 
         let res = c.get(format!("{base}/echo-headers")).send().await.unwrap();

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use kit::config::{ServiceSpec, parse_duration};
+use kit::config::{SecretParser, ServiceSpec, parse_duration};
 use kit::{CommonArgs, HasCommon, Service};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -56,7 +56,7 @@ pub struct Config {
         long,
         env = "DATABASE_URL",
         default_value = "mysql://notifications@localhost:3306/notifications",
-        value_parser = DatabaseUrlParser,
+        value_parser = SecretParser::new("--database-url (DATABASE_URL)", parse_database_url),
         hide_env_values = true
     )]
     pub database_url: SecretString,
@@ -164,37 +164,15 @@ impl HasCommon for Config {
     }
 }
 
-/// Parses `DATABASE_URL` without echoing it: clap's own message quotes the raw value,
-/// which would print the password.
-#[derive(Debug, Clone, Copy)]
-pub struct DatabaseUrlParser;
-
-impl clap::builder::TypedValueParser for DatabaseUrlParser {
-    type Value = SecretString;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        _arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<SecretString, clap::Error> {
-        let invalid = |msg: &str| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid --database-url (DATABASE_URL): {msg}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let text = value.to_str().ok_or_else(|| invalid("not valid UTF-8"))?;
-        if !(text.starts_with("mysql://") || text.starts_with("mariadb://")) {
-            return Err(invalid(
-                "expected mysql://user:password@host:3306/notifications",
-            ));
-        }
-        <sqlx::mysql::MySqlConnectOptions as std::str::FromStr>::from_str(text)
-            .map_err(|_| invalid("not a valid MySQL connection URL"))?;
-        Ok(SecretString::from(text.to_string()))
+/// Checks `DATABASE_URL` (read through [`kit::config::SecretParser`], so a bad value is never
+/// echoed with its password).
+fn parse_database_url(text: &str) -> Result<SecretString, String> {
+    if !(text.starts_with("mysql://") || text.starts_with("mariadb://")) {
+        return Err("expected mysql://user:password@host:3306/notifications".into());
     }
+    <sqlx::mysql::MySqlConnectOptions as std::str::FromStr>::from_str(text)
+        .map_err(|_| "not a valid MySQL connection URL".to_string())?;
+    Ok(SecretString::from(text.to_string()))
 }
 
 /// Why the service could not start or stopped with an error.

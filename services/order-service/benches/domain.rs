@@ -31,12 +31,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use kit::Service;
 use parking_lot::Mutex;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::{Value, json};
+use testkit::InProcess;
 use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "Bearer bench-admin-token";
@@ -153,6 +153,12 @@ where
     Figures::from(what, concurrency, elapsed, lat, errors)
 }
 
+/// `service` once its `/health/ready` answers.
+async fn ready<E: Send + 'static>(service: InProcess<E>) -> anyhow::Result<InProcess<E>> {
+    service.wait_ready(Duration::from_secs(30)).await?;
+    Ok(service)
+}
+
 async fn run() -> anyhow::Result<()> {
     let orders = env_u64("BENCH_ORDERS", 3000) as usize;
     let concurrency = env_u64("BENCH_CONCURRENCY", 32) as usize;
@@ -166,40 +172,22 @@ async fn run() -> anyhow::Result<()> {
     let notifications_db = db.create_database("notifications").await?;
     let stop = CancellationToken::new();
 
-    // Registry, inventory and notification-service in this process.
-    let registry = {
-        let config = discovery_server::Config::for_tests();
-        let service = Service::bind(&discovery_server::SPEC, config.common.clone()).await?;
-        let state = discovery_server::build(&config, kit::clock::Clock::System, &service);
-        let url = format!("http://127.0.0.1:{}", service.port());
-        let token = service.shutdown_token();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            s.cancelled().await;
-            token.cancel()
-        });
-        tokio::spawn(service.serve(
-            discovery_server::router(state.clone()),
-            discovery_server::admin_router(state),
-        ));
-        url
-    };
-    let inventory = {
+    // Registry, inventory and notification-service in this process, stopped when dropped.
+    let registry_service = testkit::registry().await?;
+    let registry = registry_service.base().to_string();
+    let inventory_service = {
         let mut config = inventory_service::Config::for_tests(&inventory_db.url, Some(&registry));
         config.common.admin_token = Some(secrecy::SecretString::from("bench-admin-token"));
-        let service = Service::bind(&inventory_service::SPEC, config.common.clone()).await?;
-        let url = format!("http://127.0.0.1:{}", service.port());
-        let token = service.shutdown_token();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            s.cancelled().await;
-            token.cancel()
-        });
-        tokio::spawn(inventory_service::run(config, service));
-        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(30)).await?;
-        url
+        ready(
+            InProcess::start(&inventory_service::SPEC, config.common.clone(), |s| {
+                inventory_service::run(config, s)
+            })
+            .await?,
+        )
+        .await?
     };
-    let notifications = {
+    let inventory = inventory_service.base().to_string();
+    let notification_service = {
         use clap::Parser as _;
         let port = testkit::free_port()?.to_string();
         let config = notification_service::Config::try_parse_from([
@@ -219,18 +207,15 @@ async fn run() -> anyhow::Result<()> {
             "--admin-token",
             "bench-admin-token",
         ])?;
-        let service = Service::bind(&notification_service::SPEC, config.common.clone()).await?;
-        let url = format!("http://127.0.0.1:{}", service.port());
-        let token = service.shutdown_token();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            s.cancelled().await;
-            token.cancel()
-        });
-        tokio::spawn(notification_service::run(config, service));
-        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(30)).await?;
-        url
+        ready(
+            InProcess::start(&notification_service::SPEC, config.common.clone(), |s| {
+                notification_service::run(config, s)
+            })
+            .await?,
+        )
+        .await?
     };
+    let notifications = notification_service.base().to_string();
 
     // order-service, release binary, its own process.
     let port = testkit::free_port()?.to_string();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use clap::Parser;
-use kit::config::ServiceSpec;
+use kit::config::{SecretParser, ServiceSpec};
 use kit::{CommonArgs, HasCommon, Service};
 
 use crate::store::{ProductStore, StoreError, StoreUrl};
@@ -42,38 +42,10 @@ pub struct Config {
         long = "db-url",
         env = "PRODUCT_DB_URL",
         default_value = "embedded:./data/products",
-        value_parser = StoreUrlParser,
+        value_parser = SecretParser::new("--db-url (PRODUCT_DB_URL)", StoreUrl::parse),
         hide_env_values = true
     )]
     pub db_url: StoreUrl,
-}
-
-/// Parses `PRODUCT_DB_URL` without echoing it: clap's own message quotes the raw value,
-/// which would print a MongoDB password.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreUrlParser;
-
-impl clap::builder::TypedValueParser for StoreUrlParser {
-    type Value = StoreUrl;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        _arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<StoreUrl, clap::Error> {
-        let invalid = |msg: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid --db-url (PRODUCT_DB_URL): {msg}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| invalid("not valid UTF-8".into()))?;
-        StoreUrl::parse(text).map_err(invalid)
-    }
 }
 
 impl HasCommon for Config {

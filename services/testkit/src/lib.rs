@@ -9,6 +9,9 @@
 //! - [`Broker`]: a throwaway Kafka-API broker (nisshi 0.6.0, or tansu 0.6.0: [`BrokerKind`]) with SQLite
 //!   storage that survives restarts, and pause/resume.
 //! - [`spawn_process`] / [`ChildGuard`]: real service binaries as child processes, for crash tests.
+//! - [`Starter`] / [`Started`]: a service binary on a free port, started and waited for in one call.
+//! - [`body_text`], [`body_json`], [`problem`], [`count_rows`]: an answer's body, a problem+json
+//!   answer and a table's row count, read as every service's tests read them.
 //! - [`free_port`], [`workspace_root`], [`bin_path`], [`wait_for_http`]: the small helpers around them.
 //! - [`skip`], [`python_venv`]: a test that cannot run here says so in a line `.ci/run` lists; the
 //!   Python compatibility suites fail instead under `CI=true`.
@@ -41,6 +44,7 @@
 
 pub mod benchmarks;
 mod broker;
+mod checks;
 mod error;
 pub mod hostile;
 mod mariadb;
@@ -52,9 +56,11 @@ mod server;
 #[cfg(feature = "kit")]
 mod service;
 mod skip;
+mod starter;
 mod wait;
 
 pub use broker::{BROKER_ENV, Broker, BrokerKind};
+pub use checks::{body_json, body_text, count_rows, problem};
 pub use error::Error;
 pub use mariadb::{DbAccess, MariaDb};
 pub use net::{free_port, wait_for_http};
@@ -66,6 +72,7 @@ pub use service::InProcess;
 #[cfg(feature = "registry")]
 pub use service::registry;
 pub use skip::{SKIP_MARKER, VENV_ENV, is_ci, python_venv, skip, skip_line, venv_dir};
+pub use starter::{Started, Starter};
 pub use wait::{MAX_POLL, Outcome, eventually, poll_until};
 
 /// Result type of every fallible testkit call.

@@ -319,18 +319,11 @@ pub struct ChildGuard {
 /// registry.kill().await?; // like kill -9
 /// # Ok(()) }
 /// ```
-pub async fn spawn_process<I, A, E, K, V>(
+pub async fn spawn_process(
     bin: impl AsRef<Path>,
-    args: I,
-    env: E,
-) -> Result<ChildGuard>
-where
-    I: IntoIterator<Item = A>,
-    A: AsRef<OsStr>,
-    E: IntoIterator<Item = (K, V)>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+) -> Result<ChildGuard> {
     let name = program_name(bin.as_ref());
     let dir = tempfile::Builder::new()
         .prefix(&format!("testkit-{name}-"))
@@ -342,19 +335,12 @@ where
 
 /// Like [`spawn_process`], but logs into `dir` (which the caller owns and removes), as
 /// `<binary>.log`, or `<binary>-2.log` and so on when several instances share the dir.
-pub async fn spawn_process_in<I, A, E, K, V>(
+pub async fn spawn_process_in(
     dir: impl AsRef<Path>,
     bin: impl AsRef<Path>,
-    args: I,
-    env: E,
-) -> Result<ChildGuard>
-where
-    I: IntoIterator<Item = A>,
-    A: AsRef<OsStr>,
-    E: IntoIterator<Item = (K, V)>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+) -> Result<ChildGuard> {
     let name = program_name(bin.as_ref());
     let dir = dir.as_ref();
     let log = (1..)
@@ -382,20 +368,13 @@ fn program_name(bin: &Path) -> String {
         .unwrap_or_else(|| "process".into())
 }
 
-async fn start_guard<I, A, E, K, V>(
+async fn start_guard(
     bin: &Path,
-    args: I,
-    env: E,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
     log: PathBuf,
     log_dir: Option<TempDir>,
-) -> Result<ChildGuard>
-where
-    I: IntoIterator<Item = A>,
-    A: AsRef<OsStr>,
-    E: IntoIterator<Item = (K, V)>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
+) -> Result<ChildGuard> {
     if !bin.is_file() {
         return Err(Error::NotFound {
             what: format!("program {}", bin.display()),

@@ -7,14 +7,11 @@
 //! gateway answers each case with the right status and challenge, and that
 //! nothing rejected reaches an upstream.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use echo_upstream::Echo;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use kit::clock::Clock;
-use parking_lot::RwLock;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -51,20 +48,11 @@ struct Edge {
 
 async fn edge(keys: &[&TestKey]) -> Edge {
     let registry = Registry::start().await;
-    let up = Upstream::echo("orders-0").await;
-    registry
-        .register("order-service", "orders-0", up.port)
-        .await;
+    let up = registry.echo("order-service", "orders-0").await;
     let issuer = Issuer::start(keys).await;
     let clock = Clock::manual(now_secs() as u64 * 1000);
     let validator = issuer.validator(Some("platform-api"), clock.clone());
-    let gw = Gateway::start_with(GatewaySetup {
-        routes: ROUTES,
-        registry: &registry,
-        validator: Some(validator.clone()),
-        adjust: None,
-    })
-    .await;
+    let gw = Gateway::protected(ROUTES, &registry, validator.clone()).await;
     gw.wait_for_instances("order-service", 1).await;
     Edge {
         gw,
@@ -341,29 +329,20 @@ async fn rejection_matrix_at_the_edge() {
     let echo: Echo = res.json().await.unwrap();
     assert_eq!(echo.headers["authorization"], [format!("Bearer {good}")]);
     // A public route does not look at tokens at all.
-    let res = c
-        .get(e.gw.url("/api/catalog/1"))
-        .bearer_auth("garbage")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        status(&c, &e.gw.url("/api/catalog/1"), Some("garbage")).await,
+        200
+    );
     // Admin endpoints now need a JWT with the admin role.
-    let res = c
-        .get(e.gw.url("/admin/routes"))
-        .bearer_auth(&good)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
+    assert_eq!(
+        status(&c, &e.gw.url("/admin/routes"), Some(&good)).await,
+        403
+    );
     let admin = a.sign(&with(json!({"realm_access": {"roles": ["admin"]}})));
-    let res = c
-        .get(e.gw.url("/admin/routes"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        status(&c, &e.gw.url("/admin/routes"), Some(&admin)).await,
+        200
+    );
 }
 
 /// The issuer publishes a new key, then signs with it, then withdraws the
@@ -374,37 +353,10 @@ async fn key_rotation_under_load_without_a_failed_request() {
     let b = key_b();
     let e = edge(&[&a]).await;
     let now = (e.clock.now_millis() / 1000) as i64;
-    let current = Arc::new(RwLock::new(a.sign(&e.issuer.claims(now, &["user"]))));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(RwLock::new(Vec::<String>::new()));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (c, url, current, stop, ok, failures) = (
-            client(),
-            e.gw.url("/api/order/1"),
-            current.clone(),
-            stop.clone(),
-            ok.clone(),
-            failures.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let token = current.read().clone();
-                match c.get(&url).bearer_auth(token).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures.write().push(format!(
-                        "{} {:?}",
-                        r.status(),
-                        r.headers().get("www-authenticate")
-                    )),
-                    Err(err) => failures.write().push(err.to_string()),
-                }
-            }
-        }));
-    }
+    let load = TokenLoad::start(
+        e.gw.url("/api/order/1"),
+        a.sign(&e.issuer.claims(now, &["user"])),
+    );
     let phase = Duration::from_millis(300);
     tokio::time::sleep(phase).await;
     // 1. The new key is published next to the old one.
@@ -415,17 +367,12 @@ async fn key_rotation_under_load_without_a_failed_request() {
     tokio::time::sleep(phase).await;
     // 2. Tokens are signed with the new key.
     let now = (e.clock.now_millis() / 1000) as i64;
-    *current.write() = b.sign(&e.issuer.claims(now, &["user"]));
+    load.set_token(b.sign(&e.issuer.claims(now, &["user"])));
     tokio::time::sleep(phase).await;
     // 3. The old key is withdrawn.
     e.issuer.publish(&[&b]);
     tokio::time::sleep(phase).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in load {
-        t.await.unwrap();
-    }
-    assert!(failures.read().is_empty(), "failed: {:?}", failures.read());
-    assert!(ok.load(Ordering::Relaxed) > 50, "the load ran");
+    load.finish().await;
     let keys = e.validator.keys();
     assert!(keys.kids().contains(&"key-b".to_string()), "{keys:?}");
     assert!(

@@ -16,40 +16,16 @@ use parking_lot::Mutex;
 use crate::helpers::*;
 
 async fn spawn_echo(registry: &Registry, id: &str, port: u16) -> testkit::ChildGuard {
-    let port = port.to_string();
-    let child = testkit::spawn_process(
-        workspace_bin("echo-upstream"),
-        [
-            "--service-name",
-            "product-service",
-            "--instance-id",
-            id,
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--advertise-host",
-            "127.0.0.1",
-            "--registry-url",
-            &registry.url,
-            "--lease-renewal-interval",
-            "1s",
-            "--lease-duration",
-            "30s",
-            "--admin-token",
-            "x",
-        ],
-        [("RUST_LOG", "warn")],
-    )
-    .await
-    .unwrap();
-    testkit::wait_for_http(
-        &format!("http://127.0.0.1:{port}/health/ready"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", child.log_tail(30)));
-    child
+    testkit::Starter::new(workspace_bin("echo-upstream"))
+        .port(port)
+        .args(["--service-name", "product-service", "--instance-id", id])
+        .args(registered(registry))
+        .args(["--lease-renewal-interval", "1s", "--lease-duration", "30s"])
+        .args(["--admin-token", "x"])
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .process
 }
 
 /// What the load generator saw.

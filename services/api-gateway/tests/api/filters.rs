@@ -95,14 +95,7 @@ public = true
     assert_eq!(e.headers["x-keep"], ["yes"]);
     assert!(!e.headers.contains_key("cookie"));
 
-    let e: Echo = c
-        .get(gw.url("/strip/one/two/three"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e: Echo = get_json(&c, &gw.url("/strip/one/two/three"), None).await;
     assert_eq!(e.path, "/two/three");
 }
 
@@ -113,10 +106,7 @@ async fn predicates_select_the_route() {
     let registry = Registry::start().await;
     let mut ups = Vec::new();
     for name in ["writes", "canary", "tenant", "default"] {
-        let u = Upstream::echo(name).await;
-        registry
-            .register(&format!("svc-{name}"), name, u.port)
-            .await;
+        let u = registry.echo(&format!("svc-{name}"), name).await;
         ups.push(u);
     }
     let routes = r#"

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -45,6 +46,16 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     testkit::bin_path(name).unwrap_or_else(|e| panic!("this test runs the {name} binary: {e}"))
 }
 
+/// The flags that register a service binary with `registry` on loopback.
+pub fn registered(registry: &Registry) -> [&str; 4] {
+    [
+        "--advertise-host",
+        "127.0.0.1",
+        "--registry-url",
+        &registry.url,
+    ]
+}
+
 /// Starts a service binary with `args` plus the common loopback flags and
 /// extra environment `env`, and waits until it is ready.
 pub async fn service(
@@ -54,30 +65,16 @@ pub async fn service(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (testkit::ChildGuard, String) {
-    let port = testkit::free_port().unwrap().to_string();
-    let mut all: Vec<&str> = vec![
-        "--port",
-        &port,
-        "--bind",
-        "127.0.0.1",
-        "--advertise-host",
-        "127.0.0.1",
-        "--registry-url",
-        &registry.url,
-        "--issuer-url",
-        issuer,
-    ];
-    all.extend_from_slice(args);
-    let mut vars: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];
-    vars.extend_from_slice(env);
-    let child = testkit::spawn_process(workspace_bin(name), all, vars)
+    let started = testkit::Starter::new(workspace_bin(name))
+        .args(registered(registry))
+        .args(["--issuer-url", issuer])
+        .args(args)
+        .envs(env.iter().copied())
+        .within(Duration::from_secs(60))
+        .start()
         .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", child.log_tail(40)));
-    (child, base)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (started.process, started.base)
 }
 
 /// The discovery-server, started for one test.
@@ -89,30 +86,16 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start() -> Registry {
-        let port = testkit::free_port().unwrap().to_string();
-        let process = testkit::spawn_process(
-            workspace_bin("discovery-server"),
-            [
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--admin-token",
-                "registry-admin",
-            ],
-            [("RUST_LOG", "warn")],
-        )
-        .await
-        .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(20))
+        let started = testkit::Starter::new(workspace_bin("discovery-server"))
+            .args(["--admin-token", "registry-admin"])
+            .start()
             .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
-        let http = RegistryHttp::new(url.parse().unwrap(), reqwest::Client::new());
+            .unwrap_or_else(|e| panic!("{e}"));
+        let http = RegistryHttp::new(started.base.parse().unwrap(), reqwest::Client::new());
         Registry {
-            url,
+            url: started.base,
             http,
-            _process: process,
+            _process: started.process,
         }
     }
 
@@ -120,6 +103,13 @@ impl Registry {
     pub async fn register(&self, service: &str, id: &str, port: u16) {
         let info = InstanceInfo::new(service, id, "127.0.0.1", "127.0.0.1", port);
         self.http.register(&info).await.unwrap();
+    }
+
+    /// An echo upstream named `id`, registered as an instance of `service`.
+    pub async fn echo(&self, service: &str, id: &str) -> Upstream {
+        let upstream = Upstream::echo(id).await;
+        self.register(service, id, upstream.port).await;
+        upstream
     }
 
     pub async fn deregister(&self, service: &str, id: &str) {
@@ -205,6 +195,21 @@ impl Gateway {
         .await
     }
 
+    /// A gateway whose protected routes and admin API take JWTs of `validator`.
+    pub async fn protected(
+        routes: &str,
+        registry: &Registry,
+        validator: kit::auth::JwtValidator,
+    ) -> Gateway {
+        Gateway::start_with(GatewaySetup {
+            routes,
+            registry,
+            validator: Some(validator),
+            adjust: None,
+        })
+        .await
+    }
+
     pub async fn start_with(setup: GatewaySetup<'_>) -> Gateway {
         kit::telemetry::init_for_tests();
         let common = CommonArgs::for_tests(Some(&setup.registry.url));
@@ -274,32 +279,17 @@ impl GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("routes.toml");
         std::fs::write(&file, routes).unwrap();
-        let port = testkit::free_port().unwrap().to_string();
-        let process = testkit::spawn_process(
-            env!("CARGO_BIN_EXE_api-gateway"),
-            [
-                "--routes",
-                file.to_str().unwrap(),
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--advertise-host",
-                "127.0.0.1",
-                "--registry-url",
-                &registry.url,
-                "--admin-token",
-                "x",
-            ],
+        let started = testkit::Starter::new(env!("CARGO_BIN_EXE_api-gateway"))
+            .args(["--routes", file.to_str().unwrap()])
+            .args(registered(registry))
+            .args(["--admin-token", "x"])
             // The allocator setting the stacks give the gateway (see stacks/dev.toml).
-            [("RUST_LOG", "warn"), ("MIMALLOC_ARENA_EAGER_COMMIT", "0")],
-        )
-        .await
-        .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        testkit::wait_for_http(&format!("{base}{ready_path}"), Duration::from_secs(20))
+            .envs([("MIMALLOC_ARENA_EAGER_COMMIT", "0")])
+            .ready_path(ready_path)
+            .start()
             .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (base, process) = (started.base, started.process);
         GatewayProcess {
             base,
             process,
@@ -318,6 +308,80 @@ impl GatewayProcess {
     }
 }
 
+/// GETs of one URL from four tasks, each with the current bearer token, until
+/// [`TokenLoad::finish`]: the load a key rotation must not fail a request of.
+pub struct TokenLoad {
+    token: Arc<RwLock<String>>,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<RwLock<Vec<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TokenLoad {
+    pub fn start(url: String, token: String) -> TokenLoad {
+        let token = Arc::new(RwLock::new(token));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(RwLock::new(Vec::<String>::new()));
+        let tasks = (0..4)
+            .map(|_| {
+                let (c, url, token, stop, ok, failures) = (
+                    client(),
+                    url.clone(),
+                    token.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failures.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let bearer = token.read().clone();
+                        match c.get(&url).bearer_auth(bearer).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failures.write().push(format!(
+                                "{} {:?}",
+                                r.status(),
+                                r.headers().get("www-authenticate")
+                            )),
+                            Err(err) => failures.write().push(err.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        TokenLoad {
+            token,
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    /// The token every following request sends.
+    pub fn set_token(&self, token: String) {
+        *self.token.write() = token;
+    }
+
+    /// Stops the load and asserts that no request failed and that it ran
+    /// (more than 50 answers of 200).
+    pub async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            self.failures.read().is_empty(),
+            "failed: {:?}",
+            self.failures.read()
+        );
+        assert!(self.ok.load(Ordering::Relaxed) > 50, "the load ran");
+    }
+}
+
 // ---- the real identity provider -----------------------------------------------
 
 /// The identity-provider binary serving `keycloak/realm.json`, started for one test.
@@ -329,40 +393,25 @@ pub struct Idp {
 
 impl Idp {
     pub async fn start() -> Idp {
-        let port = testkit::free_port().unwrap().to_string();
+        // The issuer URL goes into the provider's flags, so the port is chosen first.
+        let port = testkit::free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        let realm = testkit::workspace_root().join("keycloak/realm.json");
-        let process = testkit::spawn_process(
-            workspace_bin("identity-provider"),
-            [
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--no-register",
-                "--realm-file",
-                realm.to_str().unwrap(),
-                "--issuer-base-url",
-                &base,
-                // A rotated-in key signs 1 s after it is published (the
-                // default 10 s is for validators that were not told).
-                "--key-activation-delay",
-                "1s",
-            ],
-            [("RUST_LOG", "warn")],
-        )
-        .await
-        .unwrap();
         let issuer = format!("{base}/realms/platform");
-        testkit::wait_for_http(
-            &format!("{issuer}/.well-known/openid-configuration"),
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
+        let realm = testkit::workspace_root().join("keycloak/realm.json");
+        let started = testkit::Starter::new(workspace_bin("identity-provider"))
+            .port(port)
+            .args(["--no-register", "--realm-file", realm.to_str().unwrap()])
+            .args(["--issuer-base-url", &base])
+            // A rotated-in key signs 1 s after it is published (the
+            // default 10 s is for validators that were not told).
+            .args(["--key-activation-delay", "1s"])
+            .ready_path("/realms/platform/.well-known/openid-configuration")
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         Idp {
             issuer,
-            _process: process,
+            _process: started.process,
         }
     }
 
@@ -540,6 +589,45 @@ impl Issuer {
             "scope": "openid profile email", "preferred_username": "alice"
         })
     }
+}
+
+/// A public round-robin route `svc` from `/svc/**` (prefix stripped) to
+/// `lb://svc`, with the TOML lines `extra` added to it.
+pub fn svc_route(extra: &str) -> String {
+    format!(
+        r#"
+[[routes]]
+id = "svc"
+uri = "lb://svc"
+predicates = ["Path=/svc/**"]
+filters = ["StripPrefix=1"]
+strategy = "round_robin"
+public = true
+{extra}
+"#
+    )
+}
+
+/// GETs `url` (with `token` as bearer when given) and parses the JSON answer.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    c: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+) -> T {
+    let mut req = c.get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// The status of a GET of `url` (with `token` as bearer when given).
+pub async fn status(c: &reqwest::Client, url: &str, token: Option<&str>) -> u16 {
+    let mut req = c.get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().status().as_u16()
 }
 
 /// Seconds since the epoch.

@@ -5,14 +5,11 @@
 //!
 //! Build it first: `cargo build -p identity-provider`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use echo_upstream::Echo;
 use kit::clock::Clock;
-use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -45,10 +42,7 @@ roles = ["user"]
 async fn tokens_of_every_grant_pass_the_edge() {
     let registry = Registry::start().await;
     let idp = Idp::start().await;
-    let up = Upstream::echo("orders-0").await;
-    registry
-        .register("order-service", "orders-0", up.port)
-        .await;
+    let _up = registry.echo("order-service", "orders-0").await;
     let issuer = idp.issuer.clone();
     let gw = Gateway::start_with(GatewaySetup {
         routes: ROUTES,
@@ -121,21 +115,16 @@ async fn tokens_of_every_grant_pass_the_edge() {
         .unwrap();
     assert_eq!(res.status(), 401);
 
-    let res = c
-        .get(gw.url("/admin/routes"))
-        .bearer_auth(&person)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403, "alice is no admin");
+    assert_eq!(
+        status(&c, &gw.url("/admin/routes"), Some(&person)).await,
+        403,
+        "alice is no admin"
+    );
     let admin = idp.password("admin", "admin").await;
-    let res = c
-        .get(gw.url("/admin/routes"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        status(&c, &gw.url("/admin/routes"), Some(&admin)).await,
+        200
+    );
 }
 
 /// Keys rotate on the running provider (new key published, then signing)
@@ -145,10 +134,7 @@ async fn tokens_of_every_grant_pass_the_edge() {
 async fn key_rotation_on_the_running_provider() {
     let registry = Registry::start().await;
     let idp = Idp::start().await;
-    let up = Upstream::echo("orders-0").await;
-    registry
-        .register("order-service", "orders-0", up.port)
-        .await;
+    let _up = registry.echo("order-service", "orders-0").await;
     // The validator's unknown-kid refetch is rate-limited (5 s); its clock
     // is moved past that instead of waiting.
     let clock = Clock::manual(now_secs() as u64 * 1000);
@@ -157,48 +143,12 @@ async fn key_rotation_on_the_running_provider() {
         reqwest::Client::new(),
         clock.clone(),
     );
-    let gw = Gateway::start_with(GatewaySetup {
-        routes: ROUTES,
-        registry: &registry,
-        validator: Some(validator.clone()),
-        adjust: None,
-    })
-    .await;
+    let gw = Gateway::protected(ROUTES, &registry, validator.clone()).await;
     gw.wait_for_instances("order-service", 1).await;
 
     let first = idp.password("alice", "alice").await;
     let old_kid = kid(&first);
-    let current = Arc::new(RwLock::new(first));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(RwLock::new(Vec::<String>::new()));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (c, url, current, stop, ok, failures) = (
-            client(),
-            gw.url("/api/order/1"),
-            current.clone(),
-            stop.clone(),
-            ok.clone(),
-            failures.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let token = current.read().clone();
-                match c.get(&url).bearer_auth(token).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures.write().push(format!(
-                        "{} {:?}",
-                        r.status(),
-                        r.headers().get("www-authenticate")
-                    )),
-                    Err(err) => failures.write().push(err.to_string()),
-                }
-            }
-        }));
-    }
+    let load = TokenLoad::start(gw.url("/api/order/1"), first);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let admin = idp.password("admin", "admin").await;
@@ -224,13 +174,8 @@ async fn key_rotation_on_the_running_provider() {
     }
     let new_kid = kid(&fresh);
     assert_ne!(new_kid, old_kid, "the provider signs with the new key");
-    *current.write() = fresh;
+    load.set_token(fresh);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in load {
-        t.await.unwrap();
-    }
-    assert!(failures.read().is_empty(), "failed: {:?}", failures.read());
-    assert!(ok.load(Ordering::Relaxed) > 50, "the load ran");
+    load.finish().await;
     assert!(validator.keys().kids().contains(&new_kid));
 }

@@ -97,15 +97,7 @@ async fn fifty_ten_megabyte_bodies_get_413_and_eject_nothing() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["bytes"], 512 * 1024);
 
-    let upstreams: Value = c
-        .get(gw.url("/admin/upstreams"))
-        .bearer_auth("x")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upstreams: Value = get_json(&c, &gw.url("/admin/upstreams"), Some("x")).await;
     let instances: Vec<EndpointStatus> =
         serde_json::from_value(upstreams["bulk-service"]["instances"].clone()).unwrap();
     assert_eq!(instances.len(), 2, "{upstreams}");
@@ -267,12 +259,7 @@ async fn hypers_own_limits_answer_problem_json() {
 async fn refused_uploads_are_answered_not_reset() {
     let registry = Registry::start().await;
     let issuer = Issuer::start(&[&key_a()]).await;
-    let gw = Gateway::start_with(GatewaySetup {
-        routes: "[[routes]]\nid = \"bulk\"\nuri = \"lb://bulk-service\"\npredicates = [\"Path=/bulk/**\"]\nmax_body = \"64MiB\"\n",
-        registry: &registry,
-        validator: Some(issuer.validator(None, kit::clock::Clock::System)),
-        adjust: None,
-    })
+    let gw = Gateway::protected("[[routes]]\nid = \"bulk\"\nuri = \"lb://bulk-service\"\npredicates = [\"Path=/bulk/**\"]\nmax_body = \"64MiB\"\n", &registry, issuer.validator(None, kit::clock::Clock::System))
     .await;
     let body = Bytes::from(vec![b'x'; 10 * MIB]);
     let c = client();

@@ -118,26 +118,10 @@ async fn orders_placed_through_the_gateway() {
         assert_eq!(order["status"], "PLACED", "{grant}");
         assert_eq!(order["customer"]["name"], username, "{grant}: {order}");
         let number = order["orderNumber"].as_str().unwrap();
-        let back: Value = c
-            .get(gw.url(&format!("/api/order/{number}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let back: Value = get_json(&c, &gw.url(&format!("/api/order/{number}")), Some(token)).await;
         assert_eq!(back, order, "{grant}");
     }
-    let stock: Value = c
-        .get(gw.url("/api/inventory/phone"))
-        .bearer_auth(&person)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stock: Value = get_json(&c, &gw.url("/api/inventory/phone"), Some(&person)).await;
     assert_eq!(stock["quantity"], 8, "{stock}");
     // Without a token the edge answers; order-service never sees the request.
     let res = c

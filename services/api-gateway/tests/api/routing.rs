@@ -21,9 +21,8 @@ async fn balances_across_three_registered_instances() {
     let registry = Registry::start().await;
     let mut ups = Vec::new();
     for k in 0..3 {
-        let u = Upstream::echo(&format!("product-{k}")).await;
-        registry
-            .register("product-service", &format!("product-{k}"), u.port)
+        let u = registry
+            .echo("product-service", &format!("product-{k}"))
             .await;
         ups.push(u);
     }
@@ -134,17 +133,7 @@ async fn upstream_failures_map_to_502_and_504() {
     // A port where nothing listens: take one and let it go.
     let dead_port = testkit::free_port().unwrap();
     registry.register("svc", "live", live.port).await;
-    let routes = r#"
-[[routes]]
-id = "svc"
-uri = "lb://svc"
-predicates = ["Path=/svc/**"]
-filters = ["StripPrefix=1"]
-strategy = "round_robin"
-timeout = "300ms"
-public = true
-"#;
-    let gw = Gateway::start(routes, &registry).await;
+    let gw = Gateway::start(&svc_route(r#"timeout = "300ms""#), &registry).await;
     gw.wait_for_instances("svc", 1).await;
     let c = client();
 
@@ -197,18 +186,11 @@ async fn retryable_status_goes_to_another_instance() {
     .await;
     registry.register("svc", "a-failing", failing.port).await;
     registry.register("svc", "b-good", good.port).await;
-    let routes = r#"
-[[routes]]
-id = "svc"
-uri = "lb://svc"
-predicates = ["Path=/svc/**"]
-filters = ["StripPrefix=1"]
-strategy = "round_robin"
-public = true
-retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { first = "1ms", max = "1ms" } }
-"#;
+    let routes = svc_route(
+        r#"retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { first = "1ms", max = "1ms" } }"#,
+    );
     let gw = Gateway::start_with(GatewaySetup {
-        routes,
+        routes: &routes,
         registry: &registry,
         validator: None,
         // Keep the failing instance in rotation: this test is about retries.
@@ -266,10 +248,7 @@ retry = { retries = 1, statuses = [503], methods = ["GET", "PUT"], backoff = { f
 #[tokio::test]
 async fn admin_views_and_metrics() {
     let registry = Registry::start().await;
-    let up = Upstream::echo("inv-0").await;
-    registry
-        .register("inventory-service", "inv-0", up.port)
-        .await;
+    let _up = registry.echo("inventory-service", "inv-0").await;
     let routes = r#"
 [[routes]]
 id = "inventory"
@@ -290,15 +269,7 @@ public = true
 
     let res = c.get(gw.url("/admin/routes")).send().await.unwrap();
     assert_eq!(res.status(), 401);
-    let routes: Value = c
-        .get(gw.url("/admin/routes"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: Value = get_json(&c, &gw.url("/admin/routes"), Some(ADMIN_TOKEN)).await;
     let r = &routes[0];
     assert_eq!(r["route_id"], "inventory");
     assert_eq!(r["uri"], "lb://inventory-service");
@@ -314,15 +285,7 @@ public = true
     assert_eq!(r["public"], true);
     assert_eq!(r["retry"]["retries"], 2);
 
-    let ups: Value = c
-        .get(gw.url("/admin/upstreams"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ups: Value = get_json(&c, &gw.url("/admin/upstreams"), Some(ADMIN_TOKEN)).await;
     let inv = &ups["inventory-service"];
     assert_eq!(inv["routes"], serde_json::json!(["inventory"]));
     let i = &inv["instances"][0];
@@ -336,13 +299,11 @@ public = true
         let res = c.get(gw.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 401, "{path}");
         assert_eq!(res.headers()["content-type"], "application/problem+json");
-        let res = c
-            .get(gw.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(
+            status(&c, &gw.url(path), Some(ADMIN_TOKEN)).await,
+            200,
+            "{path}"
+        );
     }
     assert_eq!(
         c.get(gw.url("/health/ready"))
@@ -353,15 +314,7 @@ public = true
         200,
         "probes stay open"
     );
-    let text = c
-        .get(gw.url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = testkit::body_text(c.get(gw.url("/metrics")).bearer_auth(ADMIN_TOKEN)).await;
     for needle in [
         r#"gateway_route_requests_total{route="inventory",status="2xx"} 3"#,
         r#"gateway_route_duration_seconds_count{route="inventory"} 3"#,

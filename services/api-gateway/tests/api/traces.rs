@@ -37,19 +37,15 @@ struct Collector {
 
 impl Collector {
     async fn start() -> Collector {
-        let port = testkit::free_port().unwrap().to_string();
-        let process = testkit::spawn_process(
-            workspace_bin("trace-collector"),
-            ["--port", &port, "--bind", "127.0.0.1", "--no-register"],
-            [("RUST_LOG", "warn")],
-        )
-        .await
-        .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(20))
+        let started = testkit::Starter::new(workspace_bin("trace-collector"))
+            .args(["--no-register"])
+            .start()
             .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(30)));
-        Collector { base, process }
+            .unwrap_or_else(|e| panic!("{e}"));
+        Collector {
+            base: started.base,
+            process: started.process,
+        }
     }
 
     fn endpoint(&self) -> String {
@@ -96,15 +92,12 @@ impl Collector {
     async fn trace_ids(&self, services: &[&str]) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
         for service in services {
-            let traces: Vec<Vec<Value>> = client()
-                .get(format!("{}/api/v2/traces", self.base))
-                .query(&[("serviceName", *service), ("limit", "10000")])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let traces: Vec<Vec<Value>> = testkit::body_json(
+                client()
+                    .get(format!("{}/api/v2/traces", self.base))
+                    .query(&[("serviceName", *service), ("limit", "10000")]),
+            )
+            .await;
             for t in traces {
                 if let Some(id) = t.first().and_then(|s| s["traceId"].as_str()) {
                     ids.insert(id.to_string());
@@ -551,15 +544,8 @@ async fn an_order_is_one_trace_across_http_kafka_and_databases() {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             // The gateway's /metrics needs the admin role (its port is the published one).
-            let metrics = c
-                .get(format!("{base}/metrics"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics =
+                testkit::body_text(c.get(format!("{base}/metrics")).bearer_auth(&admin)).await;
             let failures: u64 = metrics
                 .lines()
                 .find(|l| l.starts_with("tracing_span_export_failures_total"))
@@ -589,67 +575,33 @@ async fn each_attempt_is_a_client_span() {
     registry
         .register("svc", "a-dead", testkit::free_port().unwrap())
         .await;
-    let echo_port = testkit::free_port().unwrap().to_string();
-    let common = |port: &str| {
-        vec![
-            "--port".to_string(),
-            port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--advertise-host".into(),
-            "127.0.0.1".into(),
-            "--registry-url".into(),
-            registry.url.clone(),
-            "--instance-id".into(),
-            format!("b-{port}"),
-        ]
+    let echo_port = testkit::free_port().unwrap();
+    let gw_port = testkit::free_port().unwrap();
+    let instance = |name: &str, port: u16| {
+        testkit::Starter::new(workspace_bin(name))
+            .port(port)
+            .args(registered(&registry))
+            .args(["--instance-id".to_string(), format!("b-{port}")])
+            .envs(env.clone())
+            .within(Duration::from_secs(30))
     };
-    let mut echo_args = common(&echo_port);
-    echo_args.extend(["--service-name".to_string(), "svc".to_string()]);
-    let echo = testkit::spawn_process(workspace_bin("echo-upstream"), echo_args, env.clone())
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.toml");
-    std::fs::write(
-        &routes,
-        r#"
-[[routes]]
-id = "svc"
-uri = "lb://svc"
-predicates = ["Path=/svc/**"]
-filters = ["StripPrefix=1"]
-strategy = "round_robin"
-public = true
-retry = { retries = 1, statuses = [503], methods = ["GET"], backoff = { first = "1ms", max = "1ms" } }
-"#,
-    )
-    .unwrap();
-    let gw_port = testkit::free_port().unwrap().to_string();
-    let mut gw_args = common(&gw_port);
-    gw_args.extend([
-        "--routes".to_string(),
-        routes.to_str().unwrap().to_string(),
-        // Keep the dead instance in rotation: this test is about retries.
-        "--eject-after-connect-errors".to_string(),
-        "1000".to_string(),
-    ]);
-    let gateway = testkit::spawn_process(workspace_bin("api-gateway"), gw_args, env.clone())
-        .await
-        .unwrap();
+    let retry = r#"retry = { retries = 1, statuses = [503], methods = ["GET"], backoff = { first = "1ms", max = "1ms" } }"#;
+    std::fs::write(&routes, svc_route(retry)).unwrap();
+    let (echo, gateway) = tokio::join!(
+        instance("echo-upstream", echo_port)
+            .args(["--service-name", "svc"])
+            .start(),
+        instance("api-gateway", gw_port)
+            .args(["--routes", routes.to_str().unwrap()])
+            // Keep the dead instance in rotation: this test is about retries.
+            .args(["--eject-after-connect-errors", "1000"])
+            .start(),
+    );
+    let _echo = echo.unwrap_or_else(|e| panic!("echo-upstream: {e}"));
+    let _gateway = gateway.unwrap_or_else(|e| panic!("api-gateway: {e}"));
     let base = format!("http://127.0.0.1:{gw_port}");
-    for (name, url, child) in [
-        (
-            "echo-upstream",
-            format!("http://127.0.0.1:{echo_port}"),
-            &echo,
-        ),
-        ("api-gateway", base.clone(), &gateway),
-    ] {
-        testkit::wait_for_http(&format!("{url}/health/ready"), Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", child.log_tail(30)));
-    }
 
     // Round robin alternates between the two instances once the gateway knows both: within
     // a few requests one goes to the dead instance first.

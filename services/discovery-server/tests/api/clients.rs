@@ -109,15 +109,11 @@ async fn eureka_xml_register() {
         json!({"management.port": "8083", "zone": "eu & west"})
     );
     assert_eq!(i["lastDirtyTimestamp"], "1765000000123");
-    let xml = app
-        .http
-        .get(app.eureka(&format!("apps/INVENTORY-SERVICE/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let xml = testkit::body_text(
+        app.http
+            .get(app.eureka(&format!("apps/INVENTORY-SERVICE/{id}"))),
+    )
+    .await;
     assert!(xml.contains(r#"<port enabled="true">8083</port>"#), "{xml}");
     assert!(xml.contains("<zone>eu &amp; west</zone>"), "{xml}");
 

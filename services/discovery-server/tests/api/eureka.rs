@@ -43,16 +43,7 @@ async fn register_and_read_back_json() {
     let apps = app.apps().await.applications;
     assert_eq!(apps.apps_hashcode, "UP_1_");
     assert_eq!(apps.versions_delta, app.state.registry.version());
-    let raw: Value = app
-        .http
-        .get(app.eureka("apps"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, raw) = app.get_json(&app.eureka("apps")).await;
     assert!(raw["applications"]["versions__delta"].is_string());
     assert_eq!(raw["applications"]["apps__hashcode"], "UP_1_");
     assert_eq!(
@@ -109,29 +100,14 @@ async fn reads_xml_by_default() {
             "{path}: {body}"
         );
     }
-    let body = app
-        .http
-        .get(app.eureka("apps/SHOP/s1"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = app.text(&app.eureka("apps/SHOP/s1"), None).await;
     assert!(
         body.starts_with("<instance><instanceId>s1</instanceId>"),
         "{body}"
     );
     let body = app
-        .http
-        .get(app.eureka("apps/SHOP"))
-        .header("accept", "application/xml")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text(&app.eureka("apps/SHOP"), Some("application/xml"))
+        .await;
     assert!(
         body.starts_with("<application><name>SHOP</name><instance>"),
         "{body}"
@@ -149,18 +125,7 @@ async fn renew_semantics() {
     assert_eq!(app.renew("A", "1").await, 200);
     assert_eq!(app.renew("a", "1").await, 200, "app case-insensitive");
     assert_eq!(app.renew("A", "2").await, 404);
-    let code = |q: &'static str| {
-        let app = &app;
-        async move {
-            app.http
-                .put(app.eureka(&format!("apps/A/1?{q}")))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let code = async |q: &str| app.put(&format!("apps/A/1?{q}")).await;
     assert_eq!(code("status=UP&lastDirtyTimestamp=500").await, 200);
     assert_eq!(code("status=UP&lastDirtyTimestamp=400").await, 200);
     assert_eq!(code("status=UP&lastDirtyTimestamp=600").await, 404);
@@ -177,20 +142,8 @@ async fn cancel_and_delta() {
     let app = TestApp::manual().await;
     app.register(&instance("a", "1", 1000)).await;
     app.register(&instance("a", "2", 1001)).await;
-    let res = app
-        .http
-        .delete(app.eureka("apps/A/2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = app
-        .http
-        .delete(app.eureka("apps/A/2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(app.delete("apps/A/2").await, 200);
+    assert_eq!(app.delete("apps/A/2").await, 404);
     let (_, v) = app.get_json(&app.eureka("apps/delta")).await;
     let delta: ApplicationsEnvelope = serde_json::from_value(v).unwrap();
     let d = delta.applications;
@@ -221,13 +174,7 @@ async fn status_override_and_removal() {
     let app = TestApp::manual().await;
     let i = instance("a", "1", 1000);
     app.register(&i).await;
-    let res = app
-        .http
-        .put(app.eureka("apps/A/1/status?value=OUT_OF_SERVICE"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(app.put("apps/A/1/status?value=OUT_OF_SERVICE").await, 200);
     let apps = app.apps().await.applications;
     let got = apps.instances().next().unwrap();
     assert_eq!(got.status, InstanceStatus::OutOfService);
@@ -242,13 +189,7 @@ async fn status_override_and_removal() {
         InstanceStatus::OutOfService
     );
 
-    let res = app
-        .http
-        .delete(app.eureka("apps/A/1/status"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(app.delete("apps/A/1/status").await, 200);
     assert_eq!(
         app.renew("A", "1").await,
         404,
@@ -261,16 +202,8 @@ async fn status_override_and_removal() {
     assert_eq!(apps.apps_hashcode, "UP_1_");
 
     // Removal with an explicit new status, as Eureka's `value` parameter allows.
-    app.http
-        .put(app.eureka("apps/A/1/status?value=DOWN"))
-        .send()
-        .await
-        .unwrap();
-    app.http
-        .delete(app.eureka("apps/A/1/status?value=UP"))
-        .send()
-        .await
-        .unwrap();
+    app.put("apps/A/1/status?value=DOWN").await;
+    app.delete("apps/A/1/status?value=UP").await;
     assert_eq!(app.renew("A", "1").await, 200);
 }
 
@@ -282,25 +215,13 @@ async fn metadata_update() {
     i.metadata.insert("keep".into(), "yes".into());
     app.register(&i).await;
     let v0 = app.state.registry.version();
-    let res = app
-        .http
-        .put(app.eureka("apps/A/1/metadata?weight=5&zone=b"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(app.put("apps/A/1/metadata?weight=5&zone=b").await, 200);
     assert_eq!(app.state.registry.version(), v0 + 1);
     let (_, v) = app.get_json(&app.eureka("apps/A/1")).await;
     assert_eq!(v["instance"]["metadata"]["weight"], "5");
     assert_eq!(v["instance"]["metadata"]["zone"], "b");
     assert_eq!(v["instance"]["metadata"]["keep"], "yes");
-    let res = app
-        .http
-        .put(app.eureka("apps/A/9/metadata?x=1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(app.put("apps/A/9/metadata?x=1").await, 404);
 }
 
 /// VIP reads match exact entries of the comma-separated VIP list and carry the subset's hash code.
@@ -343,13 +264,8 @@ async fn v2_alias() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    let res = app
-        .http
-        .put(format!("{}/eureka/v2/apps/A/1", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let renew = app.http.put(format!("{}/eureka/v2/apps/A/1", app.url));
+    assert_eq!(app.status(renew).await, 200);
     let (s, v) = app.get_json(&format!("{}/eureka/v2/apps", app.url)).await;
     assert_eq!(s, 200);
     assert_eq!(v["applications"]["apps__hashcode"], "UP_1_");
@@ -374,11 +290,7 @@ async fn reported_status_rules() {
         v["instance"]["leaseInfo"]["serviceUpTimestamp"],
         crate::helpers::T0 + 2000
     );
-    app.http
-        .put(app.eureka("apps/A/1/status?value=OUT_OF_SERVICE"))
-        .send()
-        .await
-        .unwrap();
+    app.put("apps/A/1/status?value=OUT_OF_SERVICE").await;
     i.status = InstanceStatus::Down;
     app.register(&i).await;
     let (_, v) = app.get_json(&app.eureka("apps/A/1")).await;

@@ -95,26 +95,41 @@ impl TestApp {
 
     /// `PUT /eureka/apps/{APP}/{ID}`, returning the status code.
     pub async fn renew(&self, app: &str, id: &str) -> u16 {
-        self.http
-            .put(self.eureka(&format!("apps/{app}/{id}?status=UP")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.put(&format!("apps/{app}/{id}?status=UP")).await
+    }
+
+    /// `PUT /eureka/{path}` without a body, returning the status code.
+    pub async fn put(&self, path: &str) -> u16 {
+        self.status(self.http.put(self.eureka(path))).await
+    }
+
+    /// `DELETE /eureka/{path}`, returning the status code.
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.status(self.http.delete(self.eureka(path))).await
+    }
+
+    /// Sends `req`, returning the status code.
+    pub async fn status(&self, req: reqwest::RequestBuilder) -> u16 {
+        req.send().await.unwrap().status().as_u16()
+    }
+
+    /// The body of a GET of `url` (with `accept` when given).
+    pub async fn text(&self, url: &str, accept: Option<&str>) -> String {
+        let mut req = self.http.get(url);
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        req.send().await.unwrap().text().await.unwrap()
     }
 
     /// `GET /eureka/apps` as JSON.
     pub async fn apps(&self) -> ApplicationsEnvelope {
-        self.http
-            .get(self.eureka("apps"))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::body_json(
+            self.http
+                .get(self.eureka("apps"))
+                .header("accept", "application/json"),
+        )
+        .await
     }
 
     /// GET with a JSON Accept, returning status and body.
@@ -132,27 +147,17 @@ impl TestApp {
 
     /// `GET /admin/registry`.
     pub async fn admin(&self) -> Value {
-        self.http
-            .get(format!("{}/admin/registry", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::body_json(
+            self.http
+                .get(format!("{}/admin/registry", self.url))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+        .await
     }
 
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        testkit::body_text(self.http.get(format!("{}/metrics", self.url))).await
     }
 
     pub fn instance_count(&self) -> usize {

@@ -122,15 +122,7 @@ async fn self_preservation_enters_and_leaves() {
         metrics.contains("discovery_self_preservation 1"),
         "{metrics}"
     );
-    let page = app
-        .http
-        .get(&app.url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.text(&app.url, None).await;
     assert!(page.contains("SELF-PRESERVATION MODE"), "{page}");
 
     // Nine come back; i0 stays dead.
@@ -148,32 +140,16 @@ async fn self_preservation_enters_and_leaves() {
             .await
             .contains("discovery_self_preservation 0")
     );
-    let page = app
-        .http
-        .get(&app.url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.text(&app.url, None).await;
     assert!(!page.contains("SELF-PRESERVATION MODE"));
     // The admin endpoint is not open to the world.
-    let res = app
+    let admin_url = format!("{}/admin/registry", app.url);
+    assert_eq!(app.status(app.http.get(&admin_url)).await, 401);
+    let wrong = app
         .http
-        .get(format!("{}/admin/registry", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    let res = app
-        .http
-        .get(format!("{}/admin/registry", app.url))
-        .bearer_auth(format!("{ADMIN_TOKEN}x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
+        .get(&admin_url)
+        .bearer_auth(format!("{ADMIN_TOKEN}x"));
+    assert_eq!(app.status(wrong).await, 401);
 }
 
 /// With two instances one dead instance is half the renewals, yet below the minimum size it is evicted within its lease.
@@ -205,14 +181,6 @@ async fn self_preservation_disabled() {
     run(&app, 60, &ids).await;
     run(&app, 16, &[]).await;
     assert_eq!(app.instance_count(), 0);
-    let page = app
-        .http
-        .get(&app.url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.text(&app.url, None).await;
     assert!(page.contains("Self-preservation is switched off"));
 }

@@ -45,21 +45,12 @@ async fn echo_instances(http: &reqwest::Client, registry: &str) -> Vec<(String, 
 async fn killed_instance_is_evicted_within_its_lease() {
     let renew = renew_secs();
     let lease = Duration::from_secs(renew * 3);
-    let port = testkit::free_port().unwrap().to_string();
-    let registry_url = format!("http://127.0.0.1:{port}");
-    let _registry = testkit::spawn_process(
-        env!("CARGO_BIN_EXE_discovery-server"),
-        ["--port", &port, "--bind", "127.0.0.1"],
-        [("ADMIN_TOKEN", "e2e"), ("RUST_LOG", "info")],
-    )
-    .await
-    .unwrap();
-    testkit::wait_for_http(
-        &format!("{registry_url}/health/ready"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let registry = testkit::Starter::new(env!("CARGO_BIN_EXE_discovery-server"))
+        .envs([("ADMIN_TOKEN", "e2e"), ("RUST_LOG", "info")])
+        .start()
+        .await
+        .unwrap();
+    let registry_url = registry.base.clone();
 
     let echo = testkit::target_dir().join("debug/examples/echo-service");
     assert!(
@@ -111,14 +102,7 @@ async fn killed_instance_is_evicted_within_its_lease() {
     };
     // Each answers on the port it registered.
     for (id, port, _) in &registered {
-        let body = http
-            .get(format!("http://127.0.0.1:{port}/echo"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = testkit::body_text(http.get(format!("http://127.0.0.1:{port}/echo"))).await;
         assert_eq!(&body, id);
     }
     // Let a few renewals happen, then kill -9 echo-a.

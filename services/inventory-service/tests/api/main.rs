@@ -68,15 +68,8 @@ impl App {
     }
 
     pub async fn stock(&self, sku: &str) -> i64 {
-        let v: Value = self
-            .http
-            .get(self.url(&format!("/api/inventory/{sku}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value =
+            testkit::body_json(self.http.get(self.url(&format!("/api/inventory/{sku}")))).await;
         v["quantity"].as_i64().unwrap()
     }
 
@@ -104,10 +97,7 @@ impl App {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+        testkit::count_rows(&self.pool, table).await
     }
 
     pub async fn stop(self) {
@@ -115,15 +105,4 @@ impl App {
     }
 }
 
-/// Asserts an answer is problem+json with `status`, and returns its body.
-pub async fn problem(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = res.text().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{body}");
-    serde_json::from_str(&body).unwrap()
-}
+pub use testkit::problem;

@@ -105,16 +105,12 @@ async fn seed_stock_check_is_a_boolean() {
     let app = App::start().await;
     app.set_stock("phone", 2).await;
     for (sku, q, expected) in [("phone", 2, true), ("phone", 3, false), ("ghost", 1, false)] {
-        let v: Value = app
-            .http
-            .get(app.url("/api/inventory"))
-            .query(&[("skuCode", sku), ("quantity", &q.to_string())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = testkit::body_json(
+            app.http
+                .get(app.url("/api/inventory"))
+                .query(&[("skuCode", sku), ("quantity", &q.to_string())]),
+        )
+        .await;
         assert_eq!(v, Value::Bool(expected), "{sku} {q}");
     }
     app.stop().await;

@@ -132,15 +132,7 @@ async fn stock_admin_is_protected_and_validated() {
 #[tokio::test]
 async fn readiness_follows_the_database() {
     let mut app = App::start().await;
-    let ready: serde_json::Value = app
-        .http
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = testkit::body_json(app.http.get(app.url("/health/ready"))).await;
     assert_eq!(ready["components"]["db"]["status"], "UP");
     app.db.kill().await.unwrap();
     let res = app.http.get(app.url("/health/ready")).send().await.unwrap();

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use parking_lot::RwLock;
 
 use super::metrics::BreakerCollector;
-use super::{CircuitBreaker, Snapshot, State, StateChange};
+use super::{CircuitBreaker, Snapshot, StateChange};
 use crate::error::Problem;
 use crate::http::{Json, Path};
 use crate::metrics::Metrics;
@@ -94,12 +94,6 @@ async fn change_state(
     let b = r
         .get(&name)
         .ok_or_else(|| Problem::not_found(format!("no circuit breaker named '{name}'")))?;
-    match change.state {
-        State::Closed => b.transition_to_closed(),
-        State::Open => b.transition_to_open(),
-        State::HalfOpen => b.transition_to_half_open(),
-        State::Disabled => b.transition_to_disabled(),
-        State::ForcedOpen => b.transition_to_forced_open(),
-    }
+    b.transition_to(change.state);
     Ok(Json(b.snapshot()))
 }

@@ -561,33 +561,28 @@ pub fn mark_error(span: &tracing::Span) {
 mod tests {
     use super::*;
 
+    /// The trace id of the context extracted from `h`.
+    fn trace_of(h: &http::HeaderMap) -> String {
+        extract_headers(h)
+            .span()
+            .span_context()
+            .trace_id()
+            .to_string()
+    }
+
     /// B3 single, B3 multi and W3C headers are all understood, and W3C wins when both are sent.
     #[test]
     fn extracts_every_header_form() {
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
         let mut h = http::HeaderMap::new();
         h.insert("b3", format!("{trace}-00f067aa0ba902b7-1").parse().unwrap());
-        assert_eq!(
-            extract_headers(&h)
-                .span()
-                .span_context()
-                .trace_id()
-                .to_string(),
-            trace
-        );
+        assert_eq!(trace_of(&h), trace);
 
         let mut h = http::HeaderMap::new();
         h.insert("x-b3-traceid", trace.parse().unwrap());
         h.insert("x-b3-spanid", "00f067aa0ba902b7".parse().unwrap());
         h.insert("x-b3-sampled", "1".parse().unwrap());
-        assert_eq!(
-            extract_headers(&h)
-                .span()
-                .span_context()
-                .trace_id()
-                .to_string(),
-            trace
-        );
+        assert_eq!(trace_of(&h), trace);
 
         let mut h = http::HeaderMap::new();
         h.insert(
@@ -600,14 +595,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(
-            extract_headers(&h)
-                .span()
-                .span_context()
-                .trace_id()
-                .to_string(),
-            trace
-        );
+        assert_eq!(trace_of(&h), trace);
 
         assert!(
             !extract_headers(&http::HeaderMap::new())

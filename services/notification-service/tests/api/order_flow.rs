@@ -61,15 +61,10 @@ impl OrderFlow {
             .unwrap();
         assert_eq!(res.status(), 200, "stock set");
 
-        let port = testkit::free_port().unwrap().to_string();
         let bootstrap = kafka.bootstrap_servers();
-        let order_service = testkit::spawn_process(
-            order_bin,
-            Vec::<&str>::new(),
-            [
-                ("PORT", port.as_str()),
-                ("BIND_ADDR", "127.0.0.1"),
-                ("ADVERTISE_HOST", "127.0.0.1"),
+        let started = testkit::Starter::new(order_bin)
+            .args(["--advertise-host", "127.0.0.1"])
+            .envs([
                 ("REGISTRY_URL", registry.base()),
                 ("DATABASE_URL", orders.url.as_str()),
                 ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
@@ -78,14 +73,13 @@ impl OrderFlow {
                 ("PRICE_CHECK", "off"),
                 ("OUTBOX_POLL_INTERVAL", "200ms"),
                 ("LOG_FORMAT", "json"),
-            ],
-        )
-        .await
-        .unwrap();
-        let order_base = format!("http://127.0.0.1:{port}");
-        testkit::wait_for_http(&format!("{order_base}/health/ready"), WAIT)
+                ("RUST_LOG", "info"),
+            ])
+            .within(WAIT)
+            .start()
             .await
             .unwrap();
+        let (order_service, order_base) = (started.process, started.base);
 
         let config = {
             let bootstrap = kafka.bootstrap_servers();

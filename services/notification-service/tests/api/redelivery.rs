@@ -106,12 +106,9 @@ async fn kill_9_mid_stream_with_fetch_wait_10ms() {
 async fn kill_9_mid_stream(fetch_wait: &str) {
     const EVENTS: usize = 300;
     let infra = Infra::start(3).await;
-    let port = testkit::free_port().unwrap().to_string();
     let bootstrap = infra.kafka.bootstrap_servers();
-    let mut service = testkit::spawn_process(
-        env!("CARGO_BIN_EXE_notification-service"),
-        ["--port", port.as_str(), "--bind", "127.0.0.1"],
-        [
+    let started = testkit::Starter::new(env!("CARGO_BIN_EXE_notification-service"))
+        .envs([
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
             ("DATABASE_URL", infra.access.url.as_str()),
             ("REGISTRY_DISABLED", "true"),
@@ -120,12 +117,12 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
             ("KAFKA_FETCH_WAIT_MAX", fetch_wait),
             ("LAG_INTERVAL", "500ms"),
             ("RUST_LOG", "info"),
-        ],
-    )
-    .await
-    .unwrap();
-    let ready = format!("http://127.0.0.1:{port}/health/ready");
-    testkit::wait_for_http(&ready, WAIT).await.unwrap();
+        ])
+        .within(WAIT)
+        .start()
+        .await
+        .unwrap();
+    let (mut service, base) = (started.process, started.base);
 
     let publisher = Publisher::new(&infra);
     let events: Vec<_> = (0..EVENTS).map(|n| event(&format!("ord-{n:04}"))).collect();
@@ -158,7 +155,7 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
 
     service.restart().await.unwrap();
     let restarted = tokio::time::Instant::now();
-    let admin = format!("http://127.0.0.1:{port}/admin/consumer");
+    let admin = format!("{base}/admin/consumer");
     let http = reqwest::Client::new();
     let assigned = poll_until(
         Duration::from_secs(90),
@@ -204,15 +201,12 @@ async fn kill_9_mid_stream(fetch_wait: &str) {
             .unwrap();
         assert_eq!(n, 1, "event {}", e.event_id);
     }
-    let report: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/admin/consumer"))
-        .bearer_auth("test-admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = testkit::body_json(
+        reqwest::Client::new()
+            .get(format!("{base}/admin/consumer"))
+            .bearer_auth("test-admin-token"),
+    )
+    .await;
     println!(
         "fetch wait {fetch_wait}: killed with {at_kill} of {EVENTS} stored; the restarted instance \
          had the 3 partitions after {:.1} s; after restart {rows} rows, {distinct} distinct; \

@@ -144,15 +144,7 @@ async fn open_half_open_closed() {
     assert_eq!(b["config"]["slidingWindowSize"], 4);
     assert_eq!(b["config"]["waitDurationInOpenStateMs"], 800);
 
-    let metrics = stack
-        .http
-        .get(stack.order_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics().await;
     for needle in [
         r#"resilience4j_circuitbreaker_transitions_total{name="inventory-service",from="CLOSED",to="OPEN"} 1"#,
         r#"resilience4j_circuitbreaker_state{name="inventory-service",state="closed"} 1"#,

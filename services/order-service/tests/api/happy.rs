@@ -35,25 +35,9 @@ async fn order_to_kafka_through_the_registry() {
     assert_eq!(stack.stock("case").await, 4);
 
     // Read back, one and paged.
-    let one: Value = stack
-        .http
-        .get(stack.order_url(&format!("/api/order/{number}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = stack.get_json(&format!("/api/order/{number}")).await;
     assert_eq!(one, body);
-    let page: Value = stack
-        .http
-        .get(stack.order_url("/api/order?page=0&size=10"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = stack.get_json("/api/order?page=0&size=10").await;
     assert_eq!(page["total"], 1);
     assert_eq!(page["items"][0]["orderNumber"], number.as_str());
 
@@ -83,15 +67,7 @@ async fn order_to_kafka_through_the_registry() {
     // The outbox is drained and the relay's figures are exported.
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = stack
-            .http
-            .get(stack.order_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = testkit::body_text(stack.http.get(stack.order_url("/metrics"))).await;
         if metrics.contains("outbox_pending 0") {
             break;
         }

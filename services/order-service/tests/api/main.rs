@@ -195,16 +195,30 @@ impl Stack {
         }
     }
 
-    pub async fn admin_get(&self, path: &str) -> Value {
-        self.http
-            .get(self.order_url(path))
-            .header("authorization", &self.admin_auth)
+    /// GET of order-service's `path`, parsed as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.http.get(self.order_url(path)).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
+    /// order-service's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .http
+            .get(self.order_url("/metrics"))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .unwrap();
+        res.text().await.unwrap()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Value {
+        testkit::body_json(
+            self.http
+                .get(self.order_url(path))
+                .header("authorization", &self.admin_auth),
+        )
+        .await
     }
 
     /// The inventory breaker's snapshot from `/admin/breakers`.
@@ -260,12 +274,7 @@ impl Stack {
     }
 }
 
-pub async fn count(pool: &sqlx::MySqlPool, table: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
+pub use testkit::count_rows as count;
 
 /// An event read back from Kafka.
 #[derive(Debug, Clone)]
@@ -333,18 +342,7 @@ pub async fn events_for(
     .await
 }
 
-/// Asserts an answer is problem+json with `status`, and returns its body.
-pub async fn problem(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = res.text().await.unwrap();
-    assert_eq!(got, status, "{body}");
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "{body}");
-    serde_json::from_str(&body).unwrap()
-}
+pub use testkit::problem;
 
 /// One order line as JSON.
 pub fn line(sku: &str, price: &str, quantity: u32) -> Value {

@@ -24,15 +24,7 @@ async fn broker_down_for_30_seconds() {
     stack.kafka.kill().await.unwrap();
     let down_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let depth = stack
-        .http
-        .get(stack.order_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let depth = stack.metrics().await;
     let pending: i64 = depth
         .lines()
         .find_map(|l| l.strip_prefix("outbox_pending "))

@@ -6,24 +6,18 @@ use serde_json::{Value, json};
 
 /// Starts the product-service binary on a free port with `PRODUCT_DB_URL=embedded:<dir>`.
 async fn start(dir: &std::path::Path) -> (testkit::ChildGuard, String) {
-    let port = testkit::free_port().unwrap();
-    let child = testkit::spawn_process(
-        env!("CARGO_BIN_EXE_product-service"),
-        ["--port", &port.to_string(), "--bind", "127.0.0.1"],
-        [
+    let started = testkit::Starter::new(env!("CARGO_BIN_EXE_product-service"))
+        .envs([
             ("PRODUCT_DB_URL", format!("embedded:{}", dir.display())),
             ("REGISTRY_DISABLED", "true".into()),
             ("ADMIN_TOKEN", "test-admin-token".into()),
             ("RUST_LOG", "info".into()),
-        ],
-    )
-    .await
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(30))
+        ])
+        .within(Duration::from_secs(30))
+        .start()
         .await
         .unwrap();
-    (child, base)
+    (started.process, started.base)
 }
 
 /// Two processes share one redb file: each sees the other's products, and concurrent creates
@@ -43,14 +37,7 @@ async fn two_instances_share_one_embedded_store() {
         .unwrap();
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_string();
-    let seen: Value = client
-        .get(format!("{base_b}{location}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = testkit::body_json(client.get(format!("{base_b}{location}"))).await;
     assert_eq!(seen["skuCode"], "shared");
 
     let attempts = (0..20).map(|n| {
@@ -76,14 +63,8 @@ async fn two_instances_share_one_embedded_store() {
         "{statuses:?}"
     );
     for base in [&base_a, &base_b] {
-        let page: Value = client
-            .get(format!("{base}/api/product?skuCode=race"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value =
+            testkit::body_json(client.get(format!("{base}/api/product?skuCode=race"))).await;
         assert_eq!(page["total"], 1);
     }
 }
