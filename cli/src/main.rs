@@ -24,7 +24,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(platform::commands::run(cli))?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(platform::commands::run(cli))
+    }));
+    // The command is done (or panicked): a blocking task still running (a name lookup of a
+    // backend that went away, a collector's blocking read) must not hold the exit; dropping the
+    // runtime would wait for it without bound.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(result) => result?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
     Ok(())
 }
 

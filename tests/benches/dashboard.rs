@@ -27,10 +27,7 @@ const UP_LIMIT: Duration = Duration::from_secs(600);
 const REFRESH: Duration = Duration::from_millis(250);
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
+    e2e::measure::block_on(run())
 }
 
 /// One measured watcher.

@@ -52,10 +52,7 @@ const KINDS: [(&str, &[&str]); 12] = [
 ];
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
+    e2e::measure::block_on(run())
 }
 
 /// Sorted seconds -> "median (min-max)".

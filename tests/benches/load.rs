@@ -25,10 +25,7 @@ use testkit::benchmarks::env_u64;
 const UP_LIMIT: Duration = Duration::from_secs(600);
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
+    e2e::measure::block_on(run())
 }
 
 /// One measured run.

@@ -1,6 +1,14 @@
-//! Measuring commands for the benchmarks: the CPU time a shell command and its children used.
+//! What the benchmarks share: their runtime, and the CPU time a shell command and its children used.
 
 use anyhow::{Context as _, bail};
+
+/// Runs a benchmark's async body on a multi-threaded runtime (a bench's `main`).
+pub fn block_on(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(body)
+}
 
 /// Runs `command` under bash and returns its stdout and the children's CPU seconds (`times`).
 pub fn timed(command: &str) -> anyhow::Result<(String, f64)> {

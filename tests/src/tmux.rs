@@ -107,24 +107,55 @@ impl Session {
         }
     }
 
-    /// Waits until the command has exited; returns its exit status.
+    /// Waits until the command has exited; returns its exit status (128 + the signal when a
+    /// signal ended it).
     pub fn wait_exit(&self, limit: Duration) -> anyhow::Result<i32> {
         let started = Instant::now();
         loop {
+            // tmux may mark the pane dead a moment before it has the exit status.
             if self.pane("#{pane_dead}")? == "1" {
                 let status = self.pane("#{pane_dead_status}")?;
-                return status
-                    .parse()
-                    .with_context(|| format!("pane_dead_status `{status}`"));
+                if let Ok(code) = status.parse() {
+                    return Ok(code);
+                }
+                let signal = self.pane("#{pane_dead_signal}")?;
+                if let Ok(signal) = signal.parse::<i32>() {
+                    return Ok(128 + signal);
+                }
             }
             if started.elapsed() > limit {
                 bail!(
-                    "the program did not exit within {limit:?}; the screen:\n{}",
+                    "the program did not exit within {limit:?} ({}); the screen:\n{}",
+                    self.holders()?,
                     self.screen()?
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The processes that still hold the pane's terminal open, for messages.
+    fn holders(&self) -> anyhow::Result<String> {
+        let tty = self.pane("#{pane_tty}")?;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            let holds = fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == tty));
+            if holds {
+                let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
+                    .unwrap_or_default()
+                    .replace('\0', " ");
+                out.push(format!("{pid} {}", cmd.trim()));
+            }
+        }
+        Ok(format!("{tty} held by: {}", out.join("; ")))
     }
 
     /// The pid of the program in the pane.

@@ -99,8 +99,12 @@ fn drive(platform: &Platform, stack: &str) -> anyhow::Result<()> {
     })?;
     eprintln!("dashboard: order-service-2 is UP on screen");
 
-    // Orders through the gateway, so the breakers see calls.
+    // Orders through the gateway, so the breakers see calls; the load first creates and
+    // stocks its products, which needs inventory, so the fault waits until it is sending.
     command(&tmux, "load 20 150s orders=80,products=20")?;
+    tmux.wait_for("the load sending", SCALED, |s| {
+        line_with(s, "platform load").is_some_and(|l| l.contains("sending"))
+    })?;
 
     // `i` on inventory-service: kind 2 (stop), duration 3 (2m), confirm.
     select(&tmux, "inventory-service")?;
@@ -181,35 +185,47 @@ fn command(tmux: &Session, line: &str) -> anyhow::Result<()> {
     tmux.keys(&["Enter"])
 }
 
-/// The STATE column of the breakers view's inventory-service rows, when both instances have
-/// one.
+/// The STATE column of the breakers view's inventory-service rows (`INSTANCE BREAKER STATE
+/// ...`), when both instances have one.
 fn breaker_states(screen: &str) -> Option<Vec<String>> {
     let states: Vec<String> = screen
         .lines()
-        .filter(|l| l.contains("order-service-") && l.contains("inventory-service"))
         .filter_map(|l| {
             let words: Vec<&str> = l
                 .split(|c: char| c.is_whitespace() || c == '│')
                 .filter(|w| !w.is_empty())
                 .collect();
-            let at = words.iter().position(|w| *w == "inventory-service")?;
-            words.get(at + 1).map(|w| w.to_string())
+            match words.as_slice() {
+                [instance, "inventory-service", state, ..]
+                    if instance.starts_with("order-service-") =>
+                {
+                    Some(state.to_string())
+                }
+                _ => None,
+            }
         })
         .collect();
     (states.len() >= 2).then_some(states)
 }
 
 /// A dashboard told to panic after its first frame (PLATFORM_DASHBOARD_TEST_PANIC) leaves the
-/// terminal on its main screen with the cursor shown, prints the panic and exits non-zero.
+/// terminal on its main screen with the cursor shown, prints the panic and exits non-zero. The
+/// shell that started it stays, so the terminal is read as the user gets it back (tmux hides
+/// the cursor of a dead pane).
 fn restored_after_panic(platform: &Platform, stack: &str) -> anyhow::Result<()> {
     let line = format!(
-        "export PLATFORM_DASHBOARD_TEST_PANIC=1; {}",
+        "export PLATFORM_DASHBOARD_TEST_PANIC=1; ( {} ); echo \"EXITED $?\"; sleep 120",
         platform.shell_line(&["dashboard", "--stack", stack])
     );
     let tmux = Session::start("panic", 100, 30, &line)?;
-    let status = tmux.wait_exit(FIRST_SCREEN)?;
-    let screen = tmux.screen()?;
-    ensure!(status != 0, "the panicking dashboard exited 0:\n{screen}");
+    let screen = tmux.wait_for("the dashboard's exit", FIRST_SCREEN, |s| {
+        s.contains("EXITED ")
+    })?;
+    let status = line_with(&screen, "EXITED ")
+        .and_then(|l| l.trim().strip_prefix("EXITED "))
+        .unwrap_or_default()
+        .to_string();
+    ensure!(status != "0", "the panicking dashboard exited 0:\n{screen}");
     ensure!(
         tmux.pane("#{alternate_on}")? == "0",
         "the panic left the alternate screen on:\n{screen}"

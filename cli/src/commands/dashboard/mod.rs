@@ -245,12 +245,19 @@ fn local_offset() -> chrono::FixedOffset {
     chrono::Local::now().offset().fix()
 }
 
+/// Gives the terminal back: raw mode off, the main screen, and the cursor shown (ratatui's
+/// `restore` leaves the cursor as the last frame left it: hidden).
+fn restore_terminal() {
+    ratatui::restore();
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
+}
+
 /// Restores the terminal when dropped (normal exit and errors; panics go through the hook).
 struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        ratatui::restore();
+        restore_terminal();
     }
 }
 
@@ -280,6 +287,7 @@ async fn interactive(
     let restore_and_report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().name() == Some("main") {
+            restore_terminal();
             restore_and_report(info);
         } else {
             tracing::error!("a dashboard task panicked: {info}");
