@@ -15,9 +15,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts `command` (an `sh` command line) in a `width`×`height` terminal. The pane stays
-    /// after the command exits, so its last screen and exit status can still be read.
+    /// Starts `command` (an `sh` command line, run in a subshell) in a `width`×`height`
+    /// terminal; the shell then prints `EXITED <status>` and stays, so the terminal and the
+    /// status can be read afterwards ([`Session::wait_exit`]).
     pub fn start(tag: &str, width: u16, height: u16, command: &str) -> anyhow::Result<Self> {
+        let command = format!("( {command} ); echo \"{EXITED}$?\"; sleep 600");
         let session = Self {
             socket: format!("platform-e2e-{}-{tag}", std::process::id()),
             name: tag.to_string(),
@@ -37,9 +39,8 @@ impl Session {
             &h,
             "sh",
             "-c",
-            command,
+            &command,
         ])?;
-        session.tmux(&["set-option", "-t", tag, "remain-on-exit", "on"])?;
         session.tmux(&["set-option", "-t", tag, "status", "off"])?;
         Ok(session)
     }
@@ -107,63 +108,37 @@ impl Session {
         }
     }
 
-    /// Waits until the command has exited; returns its exit status (128 + the signal when a
-    /// signal ended it).
+    /// Waits until the command has exited; returns its exit status. The command runs in a
+    /// shell that stays ([`Session::start`]) and prints `EXITED <status>` after it, so the
+    /// terminal is read as a user gets it back, and the status does not depend on tmux noticing
+    /// the exit (it can mark a pane dead before it has the status).
     pub fn wait_exit(&self, limit: Duration) -> anyhow::Result<i32> {
-        let started = Instant::now();
-        loop {
-            // tmux may mark the pane dead a moment before it has the exit status.
-            if self.pane("#{pane_dead}")? == "1" {
-                let status = self.pane("#{pane_dead_status}")?;
-                if let Ok(code) = status.parse() {
-                    return Ok(code);
-                }
-                let signal = self.pane("#{pane_dead_signal}")?;
-                if let Ok(signal) = signal.parse::<i32>() {
-                    return Ok(128 + signal);
-                }
-            }
-            if started.elapsed() > limit {
-                bail!(
-                    "the program did not exit within {limit:?} ({}); the screen:\n{}",
-                    self.holders()?,
-                    self.screen()?
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let screen = self.wait_for("the program's exit", limit, |s| {
+            s.lines().any(|l| l.starts_with(EXITED))
+        })?;
+        let status = screen
+            .lines()
+            .find_map(|l| l.strip_prefix(EXITED))
+            .unwrap_or_default()
+            .trim();
+        status
+            .parse()
+            .with_context(|| format!("exit status `{status}`"))
     }
 
-    /// The processes that still hold the pane's terminal open, for messages.
-    fn holders(&self) -> anyhow::Result<String> {
-        let tty = self.pane("#{pane_tty}")?;
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir("/proc")?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-                continue;
-            };
-            let holds = fds
-                .flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == tty));
-            if holds {
-                let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
-                    .unwrap_or_default()
-                    .replace('\0', " ");
-                out.push(format!("{pid} {}", cmd.trim()));
-            }
-        }
-        Ok(format!("{tty} held by: {}", out.join("; ")))
-    }
-
-    /// The pid of the program in the pane.
+    /// The pid of the program in the pane, while it runs.
     pub fn pid(&self) -> anyhow::Result<u32> {
-        let pid = self.pane("#{pane_pid}")?;
-        pid.parse().with_context(|| format!("pane_pid `{pid}`"))
+        let shell = self.pane("#{pane_pid}")?;
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .with_context(|| format!("the children of the pane's shell {shell}"))?;
+        let pid = children.split_whitespace().next().unwrap_or_default();
+        pid.parse()
+            .with_context(|| format!("the pane's program: `{children}`"))
     }
 }
+
+/// What the pane's shell prints after the program, before its exit status.
+const EXITED: &str = "EXITED ";
 
 impl Drop for Session {
     fn drop(&mut self) {
