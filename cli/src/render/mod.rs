@@ -202,7 +202,11 @@ impl Object {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        Self { kind, name, value }
+        Self {
+            kind,
+            name,
+            value: sorted(&value),
+        }
     }
 
     /// Where `kubectl apply -f DIR` should meet it: a numeric prefix orders namespaces, config
@@ -222,6 +226,25 @@ impl Object {
     /// The object as one YAML document.
     pub fn to_yaml(&self) -> String {
         serde_norway::to_string(&self.value).expect("JSON values always serialize to YAML")
+    }
+}
+
+/// `value` with every object's keys in sorted order. serde_json keeps insertion order when
+/// its `preserve_order` feature is on, which another crate of the workspace switches on in a
+/// workspace build: the output must not depend on which crates were built together.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
     }
 }
 
