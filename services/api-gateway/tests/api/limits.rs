@@ -47,8 +47,8 @@ fn assert_no_failures(instances: &[EndpointStatus]) {
 /// of 10 MB without a length: every one is a 413 problem+json, no instance
 /// is charged or ejected, small requests still pass, and the gateway's
 /// memory stays flat: its heap (resident memory not backed by its binary)
-/// peaks below 48 MiB (the container has 64) and does not grow from one
-/// round of 50 bodies to the next.
+/// peaks below 48 MiB, its whole resident memory below the container's 64 MiB,
+/// and the heap does not grow from one round of 50 bodies to the next.
 #[tokio::test]
 async fn fifty_ten_megabyte_bodies_get_413_and_eject_nothing() {
     let registry = Registry::start().await;
@@ -119,7 +119,12 @@ async fn fifty_ten_megabyte_bodies_get_413_and_eject_nothing() {
         ready.0, ready.1
     );
     assert!(heap_peak < 48 * 1024, "heap peak {heap_peak} KiB");
-    assert!(peak < 48 * 1024, "peak RSS {peak} KiB");
+    // The whole peak, the binary's pages included (their size varies with the build: 53 MiB
+    // was seen in CI with 19 MiB of them), must stay under the container's limit.
+    assert!(
+        peak < 64 * 1024,
+        "peak RSS {peak} KiB, the container's limit is 64 MiB"
+    );
     assert!(
         second < first + 8 * 1024,
         "the heap grew from {first} KiB to {second} KiB over the second 50 bodies"
