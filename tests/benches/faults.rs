@@ -164,7 +164,7 @@ async fn run() -> anyhow::Result<()> {
     let section = format!(
         "## faults: time to effect and to healthy again\n\n\
          Run: `cargo bench -p e2e --bench faults` (Docker, root, the release build; about 2-4 minutes; rewrites this section). \
-         Measured {} on {}, load average before the run {load}; {runs} runs per kind, on inventory-service of a dev stack copy (kill-app on product-service, `stop broker` on tansu).\n\n\
+         Measured {} on {}, load average before the run {load}; {runs} runs per kind, on inventory-service of a dev stack copy (kill-app on product-service, `stop broker` on the broker container, `kafka`).\n\n\
          `inject` is the wall clock of `platform inject` until it returns, which it does once the fault is in effect; \
          `heal` is `platform heal ID` until it returns, which it does once the revert is verified and the container is running and healthy \
          (for `restart`, `inject` already includes the container coming back).\n\n\

@@ -15,7 +15,7 @@
 //!   discovery-server` (network and that one service);
 //! - each container's memory from the Docker stats API (RSS and `docker stats`' usage), idle
 //!   and under load: three `platform smoke` runs while `BENCH_LOAD_ORDERS` orders go through the
-//!   gateway, four at a time, on loopback, for at most `BENCH_LOAD_SECS`; MariaDB and tansu, measured
+//!   gateway, four at a time, on loopback, for at most `BENCH_LOAD_SECS`; MariaDB and the broker, measured
 //!   in the same run, are the non-Rust baselines. The stats API's RSS is cross-checked with
 //!   VmRSS in `/proc` of each container's main process.
 //!
