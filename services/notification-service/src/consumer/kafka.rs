@@ -207,15 +207,16 @@ pub const MAX_FETCH_MAX_BYTES: u32 = 50 * 1024 * 1024;
 /// the wait has run out its storage returns one record per read (`has_deadline_expired` in
 /// `LiteStorage::fetch`, `nisshi-storage/src/lite.rs`) while `FetchService::fetch_partition`
 /// (`nisshi-storage/src/service/fetch.rs`) reads again until the partition's byte budget is spent
-/// or the log ends, and each read scans the partition from the fetch offset to its end
-/// (`record_fetch.sql`'s running sum). With the defaults and a backlog (the first partition of a
-/// fetch gets the whole 5 MiB nisshi allows) a fetch took seconds, then longer than librdkafka's
-/// request timeout (`socket.timeout.ms` + `fetch.wait.max.ms`), and the consumer never received
-/// again: issue 10's stall under 200 orders/s. A small budget bounds each fetch to a few hundred
-/// records. Its cost: more fetches for the same data (nothing on Apache Kafka, which answers at
-/// once), and on nisshi 0.6.0 a message whose key and value together reach the budget is never
-/// delivered: its SQL keeps only records below the budget and, unlike Kafka, it does not return
-/// an oversized first batch (so keep the budget above the largest event).
+/// or the log ends; and each record read scans every header the broker holds (its `header` table
+/// has no index). With the defaults (the first partition of a fetch gets the whole 5 MiB nisshi
+/// allows) a fetch under 200 orders/s took 9 s, then longer than librdkafka's request timeout
+/// (`socket.timeout.ms` + `fetch.wait.max.ms`), and the consumer never received again (issue 10).
+/// A small budget bounds each fetch to a few hundred records; it cannot make the header scans
+/// cheaper (see the README, "nisshi 0.6.0 under sustained load", and `tests/api/nisshi_fetch.rs`).
+/// Its cost: more fetches for the same data (nothing on Apache Kafka, which answers at once), and
+/// on nisshi 0.6.0 a message whose key and value together reach the budget is never delivered:
+/// its SQL keeps only records below the budget and, unlike Kafka, it does not return an oversized
+/// first batch (so keep the budget above the largest event).
 pub fn consumer(
     bootstrap_servers: &str,
     client_id: &str,

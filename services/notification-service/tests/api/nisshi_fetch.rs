@@ -24,8 +24,6 @@ use std::time::{Duration, Instant};
 use notification_service::consumer::kafka::{self, ConsumerSettings, OrderConsumer};
 use notification_service::consumer::state::ConsumerState;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::helpers::{Infra, Publisher, WAIT, event};
@@ -33,52 +31,14 @@ use crate::helpers::{Infra, Publisher, WAIT, event};
 /// Events in the backlog: about 0.9 MB, within the 5 MiB nisshi gives a fetch's first partition.
 const BACKLOG: usize = 3000;
 
-/// Publishes `n` events (concurrently, so it takes seconds, not minutes) to the one partition.
-async fn publish_backlog(infra: &Infra, n: usize) {
-    let publisher = &Publisher::new(infra);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let sends = chunk
-            .iter()
-            .map(|i| async move { publisher.send(&event(&format!("ord-backlog-{i}"))).await });
-        futures::future::join_all(sends).await;
-    }
-}
-
-/// Publishes `n` events with the usual three headers to `partition` (concurrently).
+/// Publishes `n` events with the usual three headers to `partition` (concurrently, so it takes
+/// seconds, not minutes).
 async fn publish_to(infra: &Infra, partition: i32, n: usize) {
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", infra.kafka.bootstrap_servers())
-        .set("acks", "all")
-        .create()
-        .unwrap();
-    let producer = &producer;
+    let publisher = &Publisher::new(infra);
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let sends = chunk.iter().map(|i| async move {
             let event = event(&format!("ord-{partition}-{i}"));
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: events::headers::EVENT_TYPE,
-                    value: Some(events::EVENT_TYPE),
-                })
-                .insert(Header {
-                    key: events::headers::SCHEMA_VERSION,
-                    value: Some("1"),
-                })
-                .insert(Header {
-                    key: events::headers::CONTENT_TYPE,
-                    value: Some("application/json"),
-                });
-            let payload = event.encode();
-            let record = FutureRecord::to(events::ORDER_PLACED_TOPIC)
-                .partition(partition)
-                .key(&event.order_number)
-                .payload(&payload)
-                .headers(headers);
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
+            publisher.send_to(partition, &event).await
         });
         futures::future::join_all(sends).await;
     }
@@ -146,7 +106,7 @@ async fn receive(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_budget_bounds_a_fetch_of_a_backlog() {
     let infra = Infra::start(1).await;
-    publish_backlog(&infra, BACKLOG).await;
+    publish_to(&infra, 0, BACKLOG).await;
 
     let budget = kafka::DEFAULT_FETCH_MAX_BYTES;
     let consumer = assigned_consumer(&infra, 0, Duration::from_millis(1), budget);
