@@ -93,6 +93,14 @@ pub struct Config {
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX", default_value = "500ms", value_parser = kafka::parse_fetch_wait)]
     pub fetch_wait_max: Duration,
 
+    /// Most bytes of records one fetch asks for, in all and per partition (librdkafka fetch.max.bytes and max.partition.fetch.bytes, 1000 to 52428800). Small, because on nisshi 0.6.0 a fetch's work grows with it and is not bounded by the fetch wait (issue 10's stall under load); it must stay above the largest event's key and value, which nisshi 0.6.0 otherwise never delivers (see the README)
+    #[arg(long, env = "KAFKA_FETCH_MAX_BYTES", default_value_t = kafka::DEFAULT_FETCH_MAX_BYTES, value_parser = clap::value_parser!(u32).range(kafka::MIN_FETCH_MAX_BYTES as i64..=kafka::MAX_FETCH_MAX_BYTES as i64))]
+    pub fetch_max_bytes: u32,
+
+    /// librdkafka debug contexts of the consumer, comma-separated (librdkafka `debug`, e.g. `consumer,cgrp,fetch,protocol`); empty: off. Its lines are logged at debug level under target `librdkafka`, so RUST_LOG must let them through (`librdkafka=debug`)
+    #[arg(long, env = "KAFKA_DEBUG", default_value = "", value_parser = kafka::parse_debug)]
+    pub kafka_debug: String,
+
     /// How long one dead-letter write may take before it is retried
     #[arg(long, env = "DLT_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub dlt_write_timeout: Duration,
@@ -221,18 +229,14 @@ pub async fn run(config: Config, service: Service) -> Result<(), RunError> {
             client_id.clone(),
             config.group_id.clone(),
         );
-        let (session_timeout, fetch_wait_max, state) =
-            (config.session_timeout, config.fetch_wait_max, state.clone());
-        Box::new(move || {
-            kafka::consumer(
-                &bootstrap,
-                &client_id,
-                &group,
-                session_timeout,
-                fetch_wait_max,
-                state.clone(),
-            )
-        })
+        let settings = kafka::ConsumerSettings {
+            session_timeout: config.session_timeout,
+            fetch_wait_max: config.fetch_wait_max,
+            fetch_max_bytes: config.fetch_max_bytes,
+            debug: config.kafka_debug.clone(),
+        };
+        let state = state.clone();
+        Box::new(move || kafka::consumer(&bootstrap, &client_id, &group, &settings, state.clone()))
     };
     let dead_letters = DeadLetters::new(
         &config.kafka_bootstrap_servers,
@@ -330,6 +334,8 @@ mod tests {
         assert_eq!(c.dlt_topic, "order-placed.DLT");
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.fetch_wait_max, Duration::from_millis(500));
+        assert_eq!(c.kafka_debug, "", "librdkafka debug is off by default");
+        assert_eq!(c.fetch_max_bytes, 64 * 1024);
         c.validate().unwrap();
     }
 
@@ -344,6 +350,17 @@ mod tests {
         assert!(parse(&["--fetch-wait-max", "301s"]).is_err());
         let c = parse(&["--fetch-wait-max", "20ms"]).unwrap();
         assert_eq!(c.fetch_wait_max, Duration::from_millis(20));
+        assert!(parse(&["--kafka-debug", "fetch,nonsense"]).is_err());
+        assert!(parse(&["--fetch-max-bytes", "999"]).is_err());
+        assert!(parse(&["--fetch-max-bytes", "52428801"]).is_err());
+        assert_eq!(
+            parse(&["--fetch-max-bytes", "1000"])
+                .unwrap()
+                .fetch_max_bytes,
+            1000
+        );
+        let c = parse(&["--kafka-debug", "consumer,fetch"]).unwrap();
+        assert_eq!(c.kafka_debug, "consumer,fetch");
         for args in [
             &["--topic", "a", "--dlt-topic", "a"][..],
             &["--retry-backoff", "10s", "--retry-backoff-max", "1s"],

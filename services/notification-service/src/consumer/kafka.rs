@@ -126,6 +126,71 @@ pub fn parse_fetch_wait(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// librdkafka's debug contexts (its `debug` property), for `--kafka-debug`.
+const DEBUG_CONTEXTS: &[&str] = &[
+    "generic",
+    "broker",
+    "topic",
+    "metadata",
+    "feature",
+    "queue",
+    "msg",
+    "protocol",
+    "cgrp",
+    "security",
+    "fetch",
+    "interceptor",
+    "plugin",
+    "consumer",
+    "admin",
+    "eos",
+    "mock",
+    "assignor",
+    "conf",
+    "telemetry",
+    "all",
+];
+
+/// Parses `--kafka-debug`: empty (off) or a comma-separated list of librdkafka debug contexts.
+/// Checked here so a typo fails at start with the list, not inside librdkafka.
+pub fn parse_debug(s: &str) -> Result<String, String> {
+    let contexts: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if let Some(bad) = contexts.iter().find(|c| !DEBUG_CONTEXTS.contains(c)) {
+        return Err(format!(
+            "`{bad}` is not a librdkafka debug context (one of {})",
+            DEBUG_CONTEXTS.join(", ")
+        ));
+    }
+    Ok(contexts.join(","))
+}
+
+/// The consumer's own settings (from the service's flags).
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// `session.timeout.ms` (heartbeats every third of it).
+    pub session_timeout: Duration,
+    /// `fetch.wait.max.ms`, see [`consumer`].
+    pub fetch_wait_max: Duration,
+    /// Most bytes of records one fetch asks for, see [`consumer`].
+    pub fetch_max_bytes: u32,
+    /// librdkafka `debug` contexts; empty: off.
+    pub debug: String,
+}
+
+/// Default of `--fetch-max-bytes`: 64 KiB, about 200 order events.
+pub const DEFAULT_FETCH_MAX_BYTES: u32 = 64 * 1024;
+
+/// Smallest `--fetch-max-bytes`: librdkafka's least `message.max.bytes`, which may not exceed
+/// `fetch.max.bytes`.
+pub const MIN_FETCH_MAX_BYTES: u32 = 1000;
+
+/// Largest `--fetch-max-bytes`: librdkafka's default `fetch.max.bytes` (50 MiB).
+pub const MAX_FETCH_MAX_BYTES: u32 = 50 * 1024 * 1024;
+
 /// The consumer: group member, manual commits only, from the earliest offset for a new group.
 ///
 /// `fetch_wait_max` (librdkafka's `fetch.wait.max.ms`) bounds delivery latency on the platform's
@@ -135,30 +200,67 @@ pub fn parse_fetch_wait(s: &str) -> Result<Duration, String> {
 /// wait; each look costs the broker reads on its storage, which is its CPU while the topic is
 /// idle. The figures of that trade-off are in BENCHMARKS.md (`brokers`) and the README.
 /// `fetch.min.bytes` stays at 1: a larger value only makes the broker look again and wait longer.
+///
+/// `fetch_max_bytes` bounds the records one fetch asks for, in all (`fetch.max.bytes`) and per
+/// partition (`max.partition.fetch.bytes`); librdkafka's defaults are 50 MiB and 1 MiB. On
+/// nisshi 0.6.0 the work of one fetch grows with that budget, unbounded by the fetch wait: once
+/// the wait has run out its storage returns one record per read (`has_deadline_expired` in
+/// `LiteStorage::fetch`, `nisshi-storage/src/lite.rs`) while `FetchService::fetch_partition`
+/// (`nisshi-storage/src/service/fetch.rs`) reads again until the partition's byte budget is spent
+/// or the log ends; and each record read scans every header the broker holds (its `header` table
+/// has no index). With the defaults (the first partition of a fetch gets the whole 5 MiB nisshi
+/// allows) a fetch under 200 orders/s took 9 s, then longer than librdkafka's request timeout
+/// (`socket.timeout.ms` + `fetch.wait.max.ms`), and the consumer never received again (issue 10).
+/// A small budget bounds each fetch to a few hundred records; it cannot make the header scans
+/// cheaper (see the README, "nisshi 0.6.0 under sustained load", and `tests/api/nisshi_fetch.rs`).
+/// Its cost: more fetches for the same data (nothing on Apache Kafka, which answers at once), and
+/// on nisshi 0.6.0 a message whose key and value together reach the budget is never delivered:
+/// its SQL keeps only records below the budget and, unlike Kafka, it does not return an oversized
+/// first batch (so keep the budget above the largest event).
 pub fn consumer(
     bootstrap_servers: &str,
     client_id: &str,
     group_id: &str,
-    session_timeout: Duration,
-    fetch_wait_max: Duration,
+    settings: &ConsumerSettings,
     state: Arc<ConsumerState>,
 ) -> KafkaResult<OrderConsumer> {
-    base_config(bootstrap_servers, client_id)
+    let mut config = base_config(bootstrap_servers, client_id);
+    config
         .set("group.id", group_id)
-        .set("fetch.wait.max.ms", fetch_wait_max.as_millis().to_string())
+        .set(
+            "fetch.wait.max.ms",
+            settings.fetch_wait_max.as_millis().to_string(),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set(
             "session.timeout.ms",
-            session_timeout.as_millis().to_string(),
+            settings.session_timeout.as_millis().to_string(),
         )
         .set(
             "heartbeat.interval.ms",
-            (session_timeout.as_millis() / 3).max(100).to_string(),
-        )
-        .create_with_context(ConsumerCtx { state })
+            (settings.session_timeout.as_millis() / 3)
+                .max(100)
+                .to_string(),
+        );
+    let fetch_bytes = settings
+        .fetch_max_bytes
+        .clamp(MIN_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES)
+        .to_string();
+    config
+        .set("fetch.max.bytes", &fetch_bytes)
+        .set("max.partition.fetch.bytes", &fetch_bytes)
+        // librdkafka refuses a `fetch.max.bytes` below `message.max.bytes` (default 1 MB); the
+        // consumer's own requests (commits, joins) are far smaller.
+        .set("message.max.bytes", &fetch_bytes);
+    if !settings.debug.is_empty() {
+        config
+            .set("debug", &settings.debug)
+            .set_log_level(RDKafkaLogLevel::Debug);
+    }
+    config.create_with_context(ConsumerCtx { state })
 }
 
 /// Writes dead letters (`acks=all`), and creates their topic.
@@ -312,4 +414,47 @@ pub fn commit(
         rdkafka::consumer::CommitMode::Async
     };
     consumer.commit(&tpl, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--kafka-debug` is off when empty, keeps known contexts (trimmed) and names a bad one.
+    #[test]
+    fn debug_contexts_are_checked() {
+        assert_eq!(parse_debug("").unwrap(), "");
+        assert_eq!(
+            parse_debug("consumer, cgrp,fetch ,protocol").unwrap(),
+            "consumer,cgrp,fetch,protocol"
+        );
+        let err = parse_debug("consumer,fetchh").unwrap_err();
+        assert!(err.contains("`fetchh`") && err.contains("cgrp"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    /// librdkafka takes the fetch budget at both ends of its range (it refuses a
+    /// `fetch.max.bytes` below `message.max.bytes`, which is why that is set too) and with debug.
+    #[tokio::test]
+    async fn consumer_accepts_the_fetch_budget() {
+        for (fetch_max_bytes, debug) in [
+            (MIN_FETCH_MAX_BYTES, ""),
+            (DEFAULT_FETCH_MAX_BYTES, "consumer,cgrp,fetch,protocol"),
+            (MAX_FETCH_MAX_BYTES, ""),
+        ] {
+            let settings = ConsumerSettings {
+                session_timeout: Duration::from_secs(6),
+                fetch_wait_max: Duration::from_millis(500),
+                fetch_max_bytes,
+                debug: debug.into(),
+            };
+            let state = Arc::new(ConsumerState::new("g", "order-placed", "order-placed.DLT"));
+            let made = consumer("127.0.0.1:9", "test", "g", &settings, state);
+            assert!(made.is_ok(), "{fetch_max_bytes}: {:?}", made.err());
+        }
+    }
 }

@@ -217,6 +217,27 @@ impl Publisher {
 
     /// Publishes arbitrary bytes with the usual headers claiming `schema_version`.
     pub async fn send_raw(&self, key: &str, payload: &[u8], schema_version: u32) -> (i32, i64) {
+        self.send_raw_to(None, key, payload, schema_version).await
+    }
+
+    /// Publishes `event` to `partition`; returns its offset.
+    pub async fn send_to(&self, partition: i32, event: &OrderPlacedEvent) -> i64 {
+        let key = &event.order_number;
+        let payload = event.encode();
+        let version = event.schema_version;
+        self.send_raw_to(Some(partition), key, &payload, version)
+            .await
+            .1
+    }
+
+    /// [`Publisher::send_raw`] to `partition`, or where the partitioner puts `key` when `None`.
+    async fn send_raw_to(
+        &self,
+        partition: Option<i32>,
+        key: &str,
+        payload: &[u8],
+        schema_version: u32,
+    ) -> (i32, i64) {
         let version = schema_version.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
@@ -231,15 +252,14 @@ impl Publisher {
                 key: events::headers::CONTENT_TYPE,
                 value: Some("application/json"),
             });
+        let mut record = FutureRecord::to(events::ORDER_PLACED_TOPIC)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        record.partition = partition;
         let delivery = self
             .producer
-            .send(
-                FutureRecord::to(events::ORDER_PLACED_TOPIC)
-                    .key(key)
-                    .payload(payload)
-                    .headers(headers),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .unwrap();

@@ -2,6 +2,7 @@
 //! (testkit: nisshi; `TESTKIT_BROKER=tansu` for the old one).
 //!
 //! - `consume`: events become notifications, listed and counted; lag; the HTTP problems.
+//! - `nisshi_fetch`: nisshi 0.6.0's fetch under load and the consumer's fetch budget (issue 10).
 //! - `redelivery`: the same event twice, a restart before the commit, `kill -9` mid-stream.
 //! - `poison`: undecodable messages and repeated failures go to the DLT; the partition flows.
 //! - `outage`: the database goes away and comes back.
@@ -11,6 +12,7 @@
 
 mod consume;
 mod helpers;
+mod nisshi_fetch;
 mod order_flow;
 mod outage;
 mod poison;
