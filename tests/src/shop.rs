@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::{Platform, TestStack};
 
 /// Unit price of the test's orders.
-const PRICE: &str = "4.50";
+pub const PRICE: &str = "4.50";
 
 /// A shop of `stack` that can sell `quantity` of `sku`: a token from `platform token`, the
 /// product listed in the catalogue at the test's price (order-service takes prices from it), and
