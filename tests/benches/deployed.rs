@@ -54,10 +54,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bollard::Docker;
-use bollard::query_parameters::StatsOptionsBuilder;
 use e2e::shop::{PRICE, Shop};
 use e2e::{Platform, TestStack};
-use futures::StreamExt as _;
 use testkit::benchmarks::{self, Wrk, env_u64};
 use testkit::loopback;
 
@@ -312,25 +310,7 @@ async fn deployed(platform: &Platform, knobs: &Knobs) -> anyhow::Result<Side> {
     eprintln!("deployed: up in {:.0} s", up.elapsed().as_secs_f64());
 
     // Catalogue and stock as the admin, the load as alice.
-    let admin = e2e::shop::token(platform, &stack, &[], COMMAND_LIMIT).await?;
-    let shop = Shop::new(&stack.gateway_url(), &admin)?;
-    let status = platform
-        .run(&["status", "--json", "--stack", &s], COMMAND_LIMIT)
-        .await?
-        .success()?
-        .json()?;
-    let inventory = e2e::shop::instance_urls(
-        &status,
-        "inventory-service",
-        stack.port_of("inventory-service")?,
-    );
-    let base = inventory
-        .values()
-        .next()
-        .context("the host cannot reach inventory-service's address to set stock")?;
-    for sku in &knobs.skus {
-        shop.offer(base, sku, STOCK).await?;
-    }
+    e2e::shop::stocked_all(platform, &stack, &knobs.skus, STOCK, COMMAND_LIMIT).await?;
     let user = e2e::shop::token(platform, &stack, &["--user", "alice"], COMMAND_LIMIT).await?;
     let alice = Shop::new(&stack.gateway_url(), &user)?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -440,23 +420,10 @@ async fn container_cpu(
     containers: &[(String, String)],
 ) -> anyhow::Result<Reading> {
     let reads = containers.iter().map(|(service, id)| async move {
-        let options = StatsOptionsBuilder::new()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let stats = docker
-            .stats(id, Some(options))
-            .next()
+        let s = e2e::docker::cpu_seconds(docker, id)
             .await
-            .with_context(|| format!("no stats for {service}"))?
-            .with_context(|| format!("read stats of {service}"))?;
-        let ns = stats
-            .cpu_stats
-            .and_then(|c| c.cpu_usage)
-            .and_then(|u| u.total_usage)
-            .or_else(|| cgroup_v1_usage(id))
-            .with_context(|| format!("no CPU usage in the stats of {service}"))?;
-        anyhow::Ok((service.clone(), ns as f64 / 1e9))
+            .with_context(|| format!("CPU of {service}"))?;
+        anyhow::Ok((service.clone(), s))
     });
     let mut out = Reading::new();
     for r in futures::future::join_all(reads).await {
@@ -464,15 +431,6 @@ async fn container_cpu(
         *out.entry(service).or_default() += s;
     }
     Ok(out)
-}
-
-/// A container's cgroup v1 CPU usage (ns) with the cgroupfs driver, when the stats lack it.
-fn cgroup_v1_usage(id: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The Docker daemon's processes' CPU seconds so far, per [`DAEMON`] name (their own time), and

@@ -26,6 +26,17 @@ pub async fn stocked(
     quantity: u64,
     limit: Duration,
 ) -> anyhow::Result<Shop> {
+    stocked_all(platform, stack, &[sku.to_string()], quantity, limit).await
+}
+
+/// [`stocked`] for each of `skus`.
+pub async fn stocked_all(
+    platform: &Platform,
+    stack: &TestStack,
+    skus: &[String],
+    quantity: u64,
+    limit: Duration,
+) -> anyhow::Result<Shop> {
     let s = stack.arg();
     let token = token(platform, stack, &[], limit).await?;
     let shop = Shop::new(&stack.gateway_url(), &token)?;
@@ -43,9 +54,12 @@ pub async fn stocked(
         .values()
         .next()
         .context("the host cannot reach inventory-service's address to set stock")?;
-    shop.offer(base, sku, quantity).await?;
+    for sku in skus {
+        shop.offer(base, sku, quantity).await?;
+    }
     Ok(shop)
 }
+
 /// An access token from `platform token` on `stack` with `args` (none: the dev realm's admin;
 /// `["--user", "alice"]`, `["--user", "bob", "--password", "..."]`, ...).
 pub async fn token(
