@@ -206,17 +206,46 @@ pub struct Memory {
 }
 
 /// One stats sample (`stream=false&one-shot=true`: no second sample for CPU, so it is quick).
-pub async fn memory(docker: &Docker, container: &str) -> anyhow::Result<Memory> {
+async fn one_shot(
+    docker: &Docker,
+    container: &str,
+) -> anyhow::Result<bollard::models::ContainerStatsResponse> {
     let options = StatsOptionsBuilder::new()
         .stream(false)
         .one_shot(true)
         .build();
-    let stats = docker
+    docker
         .stats(container, Some(options))
         .next()
         .await
         .with_context(|| format!("no stats for {container}"))?
-        .with_context(|| format!("read stats of {container}"))?;
+        .with_context(|| format!("read stats of {container}"))
+}
+
+/// The CPU time (user + system, seconds) the container's processes have used so far: its
+/// cgroup's usage as the stats API reports it (every process in it, health-check execs included),
+/// or the cgroup v1 file of the cgroupfs driver when the stats lack it.
+pub async fn cpu_seconds(docker: &Docker, container: &str) -> anyhow::Result<f64> {
+    let stats = one_shot(docker, container).await?;
+    let id = stats.id.clone().unwrap_or_else(|| container.to_string());
+    let ns = stats
+        .cpu_stats
+        .and_then(|c| c.cpu_usage)
+        .and_then(|u| u.total_usage)
+        .or_else(|| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no CPU usage in the stats of {container}"))?;
+    Ok(ns as f64 / 1e9)
+}
+
+/// The container's memory from one stats sample.
+pub async fn memory(docker: &Docker, container: &str) -> anyhow::Result<Memory> {
+    let stats = one_shot(docker, container).await?;
     let mem = stats.memory_stats.unwrap_or_default();
     let table = mem.stats.unwrap_or_default();
     let get = |keys: &[&str]| keys.iter().find_map(|k| table.get(*k).copied());

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::{Platform, TestStack};
 
 /// Unit price of the test's orders.
-const PRICE: &str = "4.50";
+pub const PRICE: &str = "4.50";
 
 /// A shop of `stack` that can sell `quantity` of `sku`: a token from `platform token`, the
 /// product listed in the catalogue at the test's price (order-service takes prices from it), and
@@ -23,6 +23,17 @@ pub async fn stocked(
     platform: &Platform,
     stack: &TestStack,
     sku: &str,
+    quantity: u64,
+    limit: Duration,
+) -> anyhow::Result<Shop> {
+    stocked_all(platform, stack, &[sku.to_string()], quantity, limit).await
+}
+
+/// [`stocked`] for each of `skus`.
+pub async fn stocked_all(
+    platform: &Platform,
+    stack: &TestStack,
+    skus: &[String],
     quantity: u64,
     limit: Duration,
 ) -> anyhow::Result<Shop> {
@@ -43,9 +54,12 @@ pub async fn stocked(
         .values()
         .next()
         .context("the host cannot reach inventory-service's address to set stock")?;
-    shop.offer(base, sku, quantity).await?;
+    for sku in skus {
+        shop.offer(base, sku, quantity).await?;
+    }
     Ok(shop)
 }
+
 /// An access token from `platform token` on `stack` with `args` (none: the dev realm's admin;
 /// `["--user", "alice"]`, `["--user", "bob", "--password", "..."]`, ...).
 pub async fn token(

@@ -14,7 +14,8 @@
 //! (wrk, keep-alive, `BENCH_CONNS` connections, one order line of one of 20 SKUs).
 //!
 //! Shared by every run: MariaDB (testkit), the registry, the identity provider and the
-//! trace-collector, release builds, on loopback. Per run: fresh databases, a fresh tansu
+//! trace-collector, release builds, on loopback (`testkit::loopback`; product-service is not
+//! started and order-service takes the line's price as sent, `PRICE_CHECK=off`). Per run: fresh databases, a fresh tansu
 //! broker and fresh gateway, order-, inventory- and notification-service processes started
 //! with the run's ratio (so no run inherits another's tables, consumer group or warm
 //! caches), 3 s of warm-up, 5 s idle (the services' background CPU rate), then the
@@ -29,12 +30,11 @@
 //! ones (a build with symbols, to profile). It builds the release binaries it runs first
 //! (`cargo build --release`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use testkit::{benchmarks, loopback};
 
 /// The services started per run, in start order.
 const SERVICES: [&str; 4] = [
@@ -45,6 +45,8 @@ const SERVICES: [&str; 4] = [
 ];
 /// SKUs the load spreads over, so orders do not queue on one stock row's lock.
 const SKUS: usize = 20;
+/// Each order line's price (taken as sent: this bench runs without product-service).
+const PRICE: &str = "10.00";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -91,30 +93,7 @@ async fn run() -> anyhow::Result<()> {
     let bin = build_release()?;
 
     eprintln!("starting MariaDB, registry, identity provider, trace-collector...");
-    let db = testkit::MariaDb::start().await.context("MariaDB")?;
-    let registry = Process::start(&bin, "discovery-server", &[], &[]).await?;
-    let idp_port = testkit::free_port()?;
-    let idp_base = format!("http://127.0.0.1:{idp_port}");
-    let realm = testkit::workspace_root().join("keycloak/realm.json");
-    let idp = Process::start_on(
-        &bin,
-        "identity-provider",
-        idp_port,
-        &[
-            "--no-register",
-            "--realm-file",
-            realm.to_str().context("realm path")?,
-            "--issuer-base-url",
-            &idp_base,
-            "--key-activation-delay",
-            "1s",
-        ],
-        &[],
-    )
-    .await?;
-    let issuer = format!("{idp_base}/realms/platform");
-    let collector = Process::start(&bin, "trace-collector", &["--no-register"], &[]).await?;
-    let endpoint = format!("{}/api/v2/spans", collector.base);
+    let infra = loopback::Infra::start(&bin).await?;
 
     let mut runs = Vec::new();
     let mut index = 0;
@@ -126,16 +105,7 @@ async fn run() -> anyhow::Result<()> {
         };
         for ratio in ratios {
             index += 1;
-            let setup = RunSetup {
-                bin: &bin,
-                db: &db,
-                registry: &registry.base,
-                issuer: &issuer,
-                endpoint: &endpoint,
-                collector_pid: collector.child.pid(),
-                index,
-            };
-            let r = measure(&setup, ratio, &duration, conns).await?;
+            let r = measure(&infra, index, ratio, &duration, conns).await?;
             eprintln!(
                 "run {index}: ratio {ratio}: {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms, {:.0} µs CPU/order, {:.1} spans/order",
                 r.rps, r.p50_ms, r.p99_ms, r.services_cpu_us, r.spans_per_order
@@ -143,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
             runs.push(r);
         }
     }
-    drop((registry, idp, collector));
+    drop(infra);
 
     let report = report(&runs, &duration, conns, &loadavg);
     println!("{report}");
@@ -174,148 +144,48 @@ fn build_release() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    Ok(testkit::target_dir().join("release"))
+    Ok(loopback::release_dir())
 }
 
-/// A release binary running on a loopback port.
-struct Process {
-    base: String,
-    child: testkit::ChildGuard,
-}
-
-impl Process {
-    async fn start(
-        bin: &Path,
-        name: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> anyhow::Result<Process> {
-        Process::start_on(bin, name, testkit::free_port()?, args, env).await
-    }
-
-    async fn start_on(
-        bin: &Path,
-        name: &str,
-        port: u16,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> anyhow::Result<Process> {
-        let port = port.to_string();
-        let mut all = vec!["--port", &port, "--bind", "127.0.0.1"];
-        all.extend_from_slice(args);
-        let mut vars = vec![("RUST_LOG", "warn")];
-        vars.extend_from_slice(env);
-        // BENCH_BIN_DIR: binaries found there win (e.g. builds with symbols, for perf).
-        let program = std::env::var_os("BENCH_BIN_DIR")
-            .map(|d| PathBuf::from(d).join(name))
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| bin.join(name));
-        let child = testkit::spawn_process(program, all, vars).await?;
-        let base = format!("http://127.0.0.1:{port}");
-        testkit::wait_for_http(&format!("{base}/health/ready"), Duration::from_secs(60))
-            .await
-            .with_context(|| format!("{name} not ready:\n{}", child.log_tail(20)))?;
-        Ok(Process { base, child })
-    }
-}
-
-/// What a run needs from the shared part.
-struct RunSetup<'a> {
-    bin: &'a Path,
-    db: &'a testkit::MariaDb,
-    registry: &'a str,
-    issuer: &'a str,
-    endpoint: &'a str,
-    collector_pid: u32,
+async fn measure(
+    infra: &loopback::Infra,
     index: u32,
-}
-
-async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> anyhow::Result<Run> {
-    let ratio_text = format!("{ratio:.1}");
-    let env = [
-        ("ZIPKIN_ENDPOINT", s.endpoint),
-        ("TRACE_SAMPLE_RATIO", ratio_text.as_str()),
-    ];
-    // A fresh broker per run: no consumer group carries over from the previous run.
-    let kafka = testkit::Broker::start().await.context("broker")?;
-    kafka.create_topic("order-placed", 3).await?;
-    let bootstrap = kafka.bootstrap_servers();
-    let mut urls = BTreeMap::new();
-    for db in ["inventory", "orders", "notifications"] {
-        let access = s.db.create_database(&format!("{db}_{}", s.index)).await?;
-        urls.insert(db, access.url);
-    }
-    let common = [
-        "--advertise-host",
-        "127.0.0.1",
-        "--registry-url",
-        s.registry,
-        "--issuer-url",
-        s.issuer,
-    ];
-    let mut processes = Vec::new();
-    for name in SERVICES {
-        let mut args: Vec<&str> = common.to_vec();
-        match name {
-            "inventory-service" => args.extend(["--database-url", &urls["inventory"]]),
-            "order-service" => args.extend([
-                "--database-url",
-                &urls["orders"],
-                "--kafka-bootstrap-servers",
-                &bootstrap,
-            ]),
-            "notification-service" => args.extend([
-                "--database-url",
-                &urls["notifications"],
-                "--kafka-bootstrap-servers",
-                &bootstrap,
-            ]),
-            // The export counters are read from every service's /metrics, the
-            // gateway's included (private by default; this runs on loopback).
-            "api-gateway" => args.push("--public-observability"),
-            _ => {}
-        }
-        processes.push(Process::start(s.bin, name, &args, &env).await?);
-    }
+    ratio: f64,
+    duration: &str,
+    conns: u32,
+) -> anyhow::Result<Run> {
+    // A fresh broker, databases and services per run: no consumer group carries over from the
+    // previous run. Without product-service: order-service takes the order's price as sent.
+    let options = loopback::Options {
+        tag: index.to_string(),
+        sample_ratio: ratio,
+        catalog: false,
+        env: Vec::new(),
+    };
+    let services = loopback::Services::start(infra, &options).await?;
     let http = reqwest::Client::new();
-    let admin = token(&http, s.issuer, "admin").await?;
-    for i in 0..SKUS {
-        let res = http
-            .put(format!("{}/admin/inventory/sku-{i}", processes[0].base))
-            .bearer_auth(&admin)
-            .json(&json!({"quantity": 1_000_000_000u64}))
-            .send()
-            .await?;
-        if !res.status().is_success() {
-            bail!("setting stock: {}", res.status());
-        }
-    }
-    let gateway = &processes[3].base;
-    let user = token(&http, s.issuer, "alice").await?;
+    let admin = loopback::token(&http, &infra.issuer, "admin").await?;
+    let skus: Vec<String> = (0..SKUS).map(|i| format!("sku-{i}")).collect();
+    services
+        .stock(&http, &admin, &skus, PRICE, 1_000_000_000)
+        .await?;
+    let user = loopback::token(&http, &infra.issuer, "alice").await?;
     // The gateway finds order-service and inventory through the registry.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let res = http
-            .get(format!("{gateway}/api/order"))
-            .bearer_auth(&user)
-            .send()
-            .await?;
-        if res.status().is_success() {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the gateway does not reach order-service: {}", res.status());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    services
+        .wait_for_orders(&http, &user, &skus[0], PRICE)
+        .await?;
+    let processes: Vec<&testkit::Started> = SERVICES
+        .iter()
+        .map(|name| services.get(name).context("a service is missing"))
+        .collect::<anyhow::Result<_>>()?;
 
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("order.lua");
-    std::fs::write(&script, lua_script(&user))?;
-    let url = format!("{gateway}/api/order");
-    wrk(&script, &url, conns, "3s").await?;
+    std::fs::write(&script, benchmarks::order_script(&user, &skus, PRICE))?;
+    let url = format!("{}/api/order", services.gateway());
+    benchmarks::wrk(&script, &url, conns, "3s").await?;
 
-    let pids: Vec<u32> = processes.iter().map(|p| p.child.pid()).collect();
+    let pids: Vec<u32> = processes.iter().map(|p| p.process.pid()).collect();
     // What the services burn with no orders at all (registry renewals, Kafka clients'
     // polling...), to tell it apart from the cost of an order.
     let idle_start = (cpu_seconds(&pids)?, std::time::Instant::now());
@@ -327,21 +197,21 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
         .iter()
         .map(|p| cpu_seconds(&[*p]))
         .collect::<Result<_, _>>()?;
-    let before_collector = cpu_seconds(&[s.collector_pid])?;
+    let collector_pid = infra.collector.process.pid();
+    let before_collector = cpu_seconds(&[collector_pid])?;
     let before_export = export_counters(&http, &processes).await?;
-    let out = wrk(&script, &url, conns, duration).await?;
+    let w = benchmarks::wrk(&script, &url, conns, duration).await?;
     let after_cpu: Vec<f64> = pids
         .iter()
         .map(|p| cpu_seconds(&[*p]))
         .collect::<Result<_, _>>()?;
-    let after_collector = cpu_seconds(&[s.collector_pid])?;
+    let after_collector = cpu_seconds(&[collector_pid])?;
     let loaded_s = started.elapsed().as_secs_f64();
     // Spans wait up to TRACE_EXPORT_DELAY (500 ms) before they are sent.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after_export = export_counters(&http, &processes).await?;
 
-    let w = parse_wrk(&out)?;
-    let orders = w.requests.saturating_sub(w.errors).max(1);
+    let orders = w.succeeded();
     let us = 1e6;
     let run = Run {
         ratio,
@@ -362,136 +232,19 @@ async fn measure(s: &RunSetup<'_>, ratio: f64, duration: &str, conns: u32) -> an
         spans_per_order: (after_export.0 - before_export.0) as f64 / orders as f64,
         dropped: after_export.1 - before_export.1,
     };
-    for mut p in processes.into_iter().rev() {
-        let _ = p.child.stop(Duration::from_secs(10)).await;
-    }
+    services.stop().await;
     Ok(run)
-}
-
-async fn token(http: &reqwest::Client, issuer: &str, user: &str) -> anyhow::Result<String> {
-    let res: Value = http
-        .post(format!("{issuer}/protocol/openid-connect/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "platform-cli"),
-            ("username", user),
-            ("password", user),
-        ])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    res["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .context("no access_token")
-}
-
-/// wrk's request script: a one-line order of a random SKU, with the bearer token.
-fn lua_script(token: &str) -> String {
-    format!(
-        r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
-math.randomseed(os.time())
-request = function()
-  local sku = "sku-" .. math.random(0, {last})
-  return wrk.format(nil, nil, nil, '{{"lines":[{{"skuCode":"' .. sku .. '","price":"10.00","quantity":1}}]}}')
-end
-"#,
-        last = SKUS - 1
-    )
-}
-
-async fn wrk(script: &Path, url: &str, conns: u32, duration: &str) -> anyhow::Result<String> {
-    let threads = conns.clamp(1, 2).to_string();
-    let out = tokio::process::Command::new("wrk")
-        .args([
-            "-t",
-            &threads,
-            "-c",
-            &conns.to_string(),
-            "-d",
-            duration,
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(url)
-        .output()
-        .await
-        .context("running wrk (Debian package wrk)")?;
-    if !out.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The figures read from wrk's output.
-#[derive(Debug, PartialEq)]
-struct Wrk {
-    requests: u64,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-fn parse_wrk(out: &str) -> anyhow::Result<Wrk> {
-    let ms = |v: &str| -> Option<f64> {
-        let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic())?);
-        let n: f64 = num.parse().ok()?;
-        Some(match unit {
-            "us" => n / 1000.0,
-            "ms" => n,
-            "s" => n * 1000.0,
-            _ => return None,
-        })
-    };
-    let mut w = Wrk {
-        requests: 0,
-        rps: 0.0,
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        errors: 0,
-    };
-    for line in out.lines().map(str::trim) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["50%", v] => w.p50_ms = ms(v).context("p50")?,
-            ["99%", v] => w.p99_ms = ms(v).context("p99")?,
-            ["Requests/sec:", v] => w.rps = v.parse()?,
-            [n, "requests", "in", ..] => w.requests = n.parse()?,
-            ["Non-2xx", "or", "3xx", "responses:", n] => w.errors += n.parse::<u64>()?,
-            ["Socket", "errors:", rest @ ..] => {
-                for n in rest
-                    .iter()
-                    .filter_map(|t| t.trim_end_matches(',').parse::<u64>().ok())
-                {
-                    w.errors += n;
-                }
-            }
-            _ => {}
-        }
-    }
-    if w.requests == 0 {
-        bail!("no requests in wrk's output:\n{out}");
-    }
-    Ok(w)
 }
 
 /// utime + stime of `pids`, in seconds.
 fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
-    pids.iter()
-        .map(|&pid| testkit::benchmarks::cpu_seconds(pid).context("reading /proc/<pid>/stat"))
-        .sum()
+    benchmarks::cpu_seconds_of(pids).context("reading /proc/<pid>/stat")
 }
 
 /// Spans exported and dropped, summed over the services.
 async fn export_counters(
     http: &reqwest::Client,
-    processes: &[Process],
+    processes: &[&testkit::Started],
 ) -> anyhow::Result<(u64, u64)> {
     let (mut exported, mut dropped) = (0, 0);
     for p in processes {

@@ -86,6 +86,24 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// An HTTP request a benchmark or stack helper depends on failed (token, stock, catalogue).
+    #[error("HTTP: {context}: {reason}")]
+    Http {
+        /// What the testkit was doing.
+        context: String,
+        /// The client's error or the unexpected answer.
+        reason: String,
+    },
+
+    /// An external program (a load generator) failed or printed what cannot be read.
+    #[error("{program}: {reason}")]
+    Program {
+        /// The program and what it was asked to do.
+        program: String,
+        /// Its exit status and output, or what is missing in it.
+        reason: String,
+    },
+
     /// A request to the Kafka broker failed.
     #[error("Kafka: {context}: {source}")]
     Kafka {

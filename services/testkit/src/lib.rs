@@ -18,7 +18,10 @@
 //! - [`eventually`], [`poll_until`]: wait on a condition (never a sleep, never a timed assertion).
 //! - [`order_stream`]: orders posted in loops while a test breaks something.
 //! - [`hostile`]: request bodies shaped to hurt a parser (`[{},{},…]`, deep nesting).
-//! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md.
+//! - [`benchmarks::write_section`]: a benchmark's figures into its section of BENCHMARKS.md;
+//!   [`benchmarks::wrk`]: order load from wrk, its figures and its own CPU time.
+//! - [`loopback`]: the whole platform as release processes on loopback (MariaDB, broker,
+//!   registry, identity provider, trace-collector, the services and the gateway), for benchmarks.
 //! - `InProcess` (feature `kit`): a kit service run inside the test process on a free port, stopped
 //!   as SIGTERM would; `registry()` (feature `registry`): the real discovery-server that way.
 //!
@@ -47,6 +50,7 @@ mod broker;
 mod checks;
 mod error;
 pub mod hostile;
+pub mod loopback;
 mod mariadb;
 mod net;
 mod orders;

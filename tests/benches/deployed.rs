@@ -1,0 +1,812 @@
+//! `deployed` benchmark: orders through the gateway of the dev stack as users deploy it, beside
+//! the same release binaries as processes on loopback, in one run; writes the `deployed` section
+//! of BENCHMARKS.md (issue 15).
+//!
+//! ```text
+//! cargo bench -p e2e --bench deployed
+//! ```
+//!
+//! 1. **Outside Docker** (the baseline): the release binaries the stack images, as processes on
+//!    loopback (`testkit::loopback`): MariaDB and the broker (testkit), discovery-server,
+//!    identity-provider (the dev realm), trace-collector, inventory-, product-, order- and
+//!    notification-service and the api-gateway; JWT at the edge, every service sampling all
+//!    traces (`TRACE_SAMPLE_RATIO=1.0`) into the collector, order prices checked against the
+//!    catalogue; services log at `warn`.
+//! 2. **Deployed**: a copy of `stacks/dev.toml` brought up by the release `platform` binary (its
+//!    own stack name, the gateway on a free loopback port), the same load through the published
+//!    port with a token from `platform token`.
+//! 3. **Idle**: after each load has drained (`BENCH_DRAIN_SECS`, default 5), `BENCH_IDLE_SECS`
+//!    (default 20) with no requests: CPU share of one core per process / container and of the
+//!    Docker daemon's processes.
+//!
+//! Load, the same for both: wrk with `BENCH_CONNS` (default 32) connections, `POST /api/order`
+//! with alice's token, one unit of one of `BENCH_SKUS` (default 20) SKUs listed at 4.50 with a
+//! billion in stock; `BENCH_WARMUP_SECS` (default 5) of warm-up, then `BENCH_SECS` (default 20)
+//! measured.
+//!
+//! CPU per order: user + system time during the measured window divided by the orders accepted.
+//! Outside Docker from `/proc/<pid>/stat` of each process; deployed from each container's cgroup
+//! (the Docker stats API's `cpu_usage.total_usage`: every process in the container, health-check
+//! execs included) and, for the Docker daemon's own processes (dockerd, containerd, the
+//! containerd-shims, docker-proxy, fuse-overlayfs), `/proc` by name. A container's row is its main
+//! process (`/proc`); what its cgroup used besides is the health checks' execs, one row for all.
+//! A shim's exited children (runc for each exec, and the exec'd probe, counted in the execs' row)
+//! show in its `cutime + cstime`: that minus the execs is the runc row. wrk's own CPU time comes
+//! from the shell that ran it. The machine's busy time (`/proc/stat`) over the same window is the
+//! cross-check: what it has beyond the rows is kernel work charged to no process (softirq of the
+//! veth/bridge traffic, ...) and whatever else runs on the machine.
+//!
+//! Knobs: `BENCH_SECS`, `BENCH_CONNS`, `BENCH_WARMUP_SECS`, `BENCH_IDLE_SECS`, `BENCH_DRAIN_SECS`,
+//! `BENCH_SKUS`, `BENCH_WRITE=0` (print only), `BENCH_ONLY=loopback|deployed` (one side only,
+//! printed, never written), `BENCH_DOCKER_LOCK=<dir>` (taken with `mkdir` while the stack is up:
+//! a shared machine's convention). Variants of the deployed stack, to measure one candidate cost
+//! each (the report says which are set, and is written to the sub-section `deployed/<variant>`):
+//! `BENCH_STACK_RUST_LOG` (RUST_LOG of every service container; the stack's default is the
+//! services' `info`), `BENCH_HEALTH_INTERVAL` (every `interval = "500ms"` health check of the
+//! stack copy), `BENCH_SAMPLE_RATIO` (both sides' `TRACE_SAMPLE_RATIO`, default 1.0).
+//! `BENCH_LOOPBACK_RUST_LOG` sets the baseline's services' RUST_LOG (default `warn`).
+//!
+//! Needs the release build (`./install.sh`, or `cargo build --workspace --release`), Docker and
+//! wrk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bollard::Docker;
+use e2e::shop::{PRICE, Shop};
+use e2e::{Platform, TestStack};
+use testkit::benchmarks::{self, Wrk, env_u64};
+use testkit::loopback;
+
+const COMMAND_LIMIT: Duration = Duration::from_secs(180);
+const UP_LIMIT: Duration = Duration::from_secs(900);
+/// Stock of each SKU: never the limit.
+const STOCK: u64 = 1_000_000_000;
+
+/// The Docker daemon's processes, by the start of their `comm` (15 characters at most).
+const DAEMON: [&str; 6] = [
+    "dockerd",
+    "containerd",
+    "containerd-shim",
+    "docker-proxy",
+    "fuse-overlayfs",
+    "runc",
+];
+
+/// Row order of the tables: the stack's service names (the broker is `kafka` there), then wrk
+/// and the daemon's rows.
+const ROWS: [&str; 19] = [
+    "api-gateway",
+    "order-service",
+    "inventory-service",
+    "product-service",
+    "notification-service",
+    "discovery-server",
+    "identity-provider",
+    "trace-collector",
+    "mariadb",
+    "kafka",
+    PROBES,
+    "wrk",
+    "dockerd",
+    "containerd",
+    "containerd-shim",
+    SHIM_CHILDREN,
+    "docker-proxy",
+    "fuse-overlayfs",
+    "runc",
+];
+
+/// The row of what ran in the containers besides their main process: the health checks' execs.
+const PROBES: &str = "health-check execs (in the containers)";
+/// The row of the shims' exited children, the execs in [`PROBES`] taken out: runc, mostly.
+const SHIM_CHILDREN: &str = "runc (shims' exited children, execs excluded)";
+/// Reading keys of a container's main process: this prefix and the service.
+const MAIN: &str = "main:";
+
+fn main() -> anyhow::Result<()> {
+    e2e::measure::block_on(run())
+}
+
+#[derive(Debug, Clone)]
+struct Knobs {
+    secs: u64,
+    conns: u32,
+    warmup: u64,
+    idle: u64,
+    drain: u64,
+    skus: Vec<String>,
+    ratio: f64,
+    loopback_log: String,
+    stack_log: Option<String>,
+    health_interval: Option<String>,
+}
+
+impl Knobs {
+    fn read() -> anyhow::Result<Knobs> {
+        let text = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let ratio = match text("BENCH_SAMPLE_RATIO") {
+            Some(v) => v.parse().context("BENCH_SAMPLE_RATIO")?,
+            None => 1.0,
+        };
+        Ok(Knobs {
+            secs: env_u64("BENCH_SECS", 20).max(1),
+            conns: env_u64("BENCH_CONNS", 32).clamp(1, 10_000) as u32,
+            warmup: env_u64("BENCH_WARMUP_SECS", 5),
+            idle: env_u64("BENCH_IDLE_SECS", 20).max(1),
+            drain: env_u64("BENCH_DRAIN_SECS", 5),
+            skus: (0..env_u64("BENCH_SKUS", 20).max(1))
+                .map(|i| format!("bench-sku-{i}"))
+                .collect(),
+            ratio,
+            loopback_log: text("BENCH_LOOPBACK_RUST_LOG").unwrap_or_else(|| "warn".into()),
+            stack_log: text("BENCH_STACK_RUST_LOG"),
+            health_interval: text("BENCH_HEALTH_INTERVAL"),
+        })
+    }
+
+    /// The deployed stack's variant, `None` for the stack as it is (sampling 100 %).
+    fn variant(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(log) = &self.stack_log {
+            parts.push(format!("rust-log-{log}"));
+        }
+        if let Some(i) = &self.health_interval {
+            parts.push(format!("health-{i}"));
+        }
+        if (self.ratio - 1.0).abs() > 1e-9 {
+            parts.push(format!("sampling-{}", self.ratio));
+        }
+        if self.loopback_log != "warn" {
+            parts.push(format!("loopback-log-{}", self.loopback_log));
+        }
+        (!parts.is_empty()).then(|| {
+            parts
+                .join("-")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// One side's figures.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    wrk: Wrk,
+    /// The measured window, seconds.
+    window: f64,
+    /// CPU seconds per row during the window.
+    cpu: BTreeMap<String, f64>,
+    /// The machine's busy CPU seconds during the window.
+    machine: f64,
+    /// CPU share of one core per row while idle (0.25 = 25 %).
+    idle: BTreeMap<String, f64>,
+    /// The machine's busy share of one core while idle.
+    idle_machine: f64,
+    idle_secs: f64,
+}
+
+impl Side {
+    fn orders(&self) -> f64 {
+        self.wrk.succeeded() as f64
+    }
+
+    /// Every row's CPU per order, ms.
+    fn ms_per_order(&self, row: &str) -> Option<f64> {
+        self.cpu.get(row).map(|s| s * 1000.0 / self.orders())
+    }
+
+    fn total_ms(&self) -> f64 {
+        self.cpu.values().sum::<f64>() * 1000.0 / self.orders()
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let knobs = Knobs::read()?;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let platform = Platform::locate()?;
+    // The binaries `platform up` images: the same files for both sides.
+    let bin_dir = platform
+        .bin()
+        .parent()
+        .context("the platform binary has no directory")?
+        .to_path_buf();
+    let load_before = benchmarks::load_average().unwrap_or_default();
+    let commit = git_commit();
+
+    let outside = if only.is_empty() || only == "loopback" {
+        let side = outside_docker(&bin_dir, &knobs).await?;
+        print_side("outside Docker", &side);
+        Some(side)
+    } else {
+        None
+    };
+    let deployed = if only.is_empty() || only == "deployed" {
+        let _lock = DockerLock::take()?;
+        let side = deployed(&platform, &knobs).await?;
+        print_side("deployed", &side);
+        Some(side)
+    } else {
+        None
+    };
+    let (Some(outside), Some(deployed)) = (outside, deployed) else {
+        return Ok(());
+    };
+    let load_after = benchmarks::load_average().unwrap_or_default();
+    let report = report(
+        &knobs,
+        &outside,
+        &deployed,
+        &load_before,
+        &load_after,
+        &commit,
+    );
+    println!("{report}");
+    if env_u64("BENCH_WRITE", 1) == 1 {
+        let section = match knobs.variant() {
+            Some(v) => format!("deployed/{v}"),
+            None => "deployed".to_string(),
+        };
+        let path = benchmarks::write_section(&section, &report)?;
+        eprintln!("wrote section {section} of {}", path.display());
+    }
+    Ok(())
+}
+
+/// The baseline: the release binaries as processes on loopback.
+async fn outside_docker(bin_dir: &Path, knobs: &Knobs) -> anyhow::Result<Side> {
+    eprintln!("outside Docker: starting MariaDB, registry, identity provider, collector...");
+    let infra = loopback::Infra::start(bin_dir).await?;
+    let options = loopback::Options {
+        tag: "deployed".into(),
+        sample_ratio: knobs.ratio,
+        catalog: true,
+        env: vec![("RUST_LOG".into(), knobs.loopback_log.clone())],
+    };
+    let services = loopback::Services::start(&infra, &options).await?;
+    let http = reqwest::Client::new();
+    let admin = loopback::token(&http, &infra.issuer, "admin").await?;
+    services
+        .stock(&http, &admin, &knobs.skus, PRICE, STOCK)
+        .await?;
+    let user = loopback::token(&http, &infra.issuer, "alice").await?;
+    services
+        .wait_for_orders(&http, &user, &knobs.skus[0], PRICE)
+        .await?;
+    let mut pids: Vec<(String, u32)> = infra.pids();
+    pids.extend(services.pids());
+    let pids: Vec<(String, u32)> = pids
+        .into_iter()
+        .map(|(name, pid)| {
+            let row = match name.as_str() {
+                "MariaDB" => "mariadb".to_string(),
+                "broker" => "kafka".to_string(),
+                _ => name,
+            };
+            (row, pid)
+        })
+        .collect();
+    let url = format!("{}/api/order", services.gateway());
+    let side = measure(knobs, &user, &url, &|| {
+        let pids = pids.clone();
+        async move { Ok(process_cpu(&pids)) }
+    })
+    .await;
+    services.stop().await;
+    drop(infra);
+    side
+}
+
+/// The deployed side: a copy of the dev stack through the release `platform`.
+async fn deployed(platform: &Platform, knobs: &Knobs) -> anyhow::Result<Side> {
+    let stack = TestStack::dev_copy(platform, "dep")?;
+    edit_stack(&stack.file, knobs)?;
+    let s = stack.arg().to_string();
+    let up = Instant::now();
+    platform
+        .run(&["up", "--stack", &s], UP_LIMIT)
+        .await?
+        .success()?;
+    eprintln!("deployed: up in {:.0} s", up.elapsed().as_secs_f64());
+
+    // Catalogue and stock as the admin, the load as alice.
+    e2e::shop::stocked_all(platform, &stack, &knobs.skus, STOCK, COMMAND_LIMIT).await?;
+    let user = e2e::shop::token(platform, &stack, &["--user", "alice"], COMMAND_LIMIT).await?;
+    let alice = Shop::new(&stack.gateway_url(), &user)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = alice.place_order(&knobs.skus[0]).await {
+        if Instant::now() > deadline {
+            return Err(e.context("no order accepted through the deployed gateway in 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let docker = e2e::docker::connect().await?;
+    let containers: Vec<(String, String)> = e2e::docker::owned(&docker, &stack.name)
+        .await?
+        .containers
+        .into_iter()
+        .map(|c| (c.service, c.id))
+        .collect();
+    // Each container's main process, to tell it from the health checks' execs.
+    let mut mains = Vec::new();
+    for (service, id) in &containers {
+        let pid = docker
+            .inspect_container(id, None)
+            .await?
+            .state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .with_context(|| format!("{service} has no process"))?;
+        mains.push((format!("{MAIN}{service}"), pid as u32));
+    }
+    let url = format!("{}/api/order", stack.gateway_url());
+    measure(knobs, &user, &url, &|| {
+        let (docker, containers, mains) = (docker.clone(), containers.clone(), mains.clone());
+        async move {
+            let mut cpu = container_cpu(&docker, &containers).await?;
+            cpu.extend(process_cpu(&mains));
+            cpu.extend(daemon_cpu());
+            Ok(cpu)
+        }
+    })
+    .await
+    // The stack is taken down when `stack` drops.
+}
+
+/// Cumulative CPU seconds per row, read at one instant.
+type Reading = BTreeMap<String, f64>;
+
+/// Warm-up, the measured load, the drain and the idle window, with `read` taken around each.
+async fn measure<F, Fut>(knobs: &Knobs, token: &str, url: &str, read: &F) -> anyhow::Result<Side>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<Reading>>,
+{
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("order.lua");
+    std::fs::write(&script, benchmarks::order_script(token, &knobs.skus, PRICE))?;
+    if knobs.warmup > 0 {
+        benchmarks::wrk(&script, url, knobs.conns, &format!("{}s", knobs.warmup)).await?;
+    }
+    let (before, machine0, t0) = (read().await?, machine_busy()?, Instant::now());
+    let wrk = benchmarks::wrk(&script, url, knobs.conns, &format!("{}s", knobs.secs)).await?;
+    let (after, machine1, window) = (read().await?, machine_busy()?, t0.elapsed());
+    let mut cpu = split_execs(delta(&before, &after));
+    cpu.insert("wrk".into(), wrk.cpu_seconds);
+    eprintln!(
+        "{:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        wrk.rps, wrk.p50_ms, wrk.p99_ms, wrk.errors
+    );
+
+    tokio::time::sleep(Duration::from_secs(knobs.drain)).await;
+    let (before, machine2, t1) = (read().await?, machine_busy()?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(knobs.idle)).await;
+    let (after, machine3, idle_window) = (read().await?, machine_busy()?, t1.elapsed());
+    let idle_secs = idle_window.as_secs_f64();
+    let idle = split_execs(delta(&before, &after))
+        .into_iter()
+        .map(|(k, v)| (k, v / idle_secs))
+        .collect();
+    Ok(Side {
+        wrk,
+        window: window.as_secs_f64(),
+        cpu,
+        machine: machine1 - machine0,
+        idle,
+        idle_machine: (machine3 - machine2) / idle_secs,
+        idle_secs,
+    })
+}
+
+fn machine_busy() -> anyhow::Result<f64> {
+    benchmarks::machine_busy_seconds().context("reading /proc/stat")
+}
+
+/// `after - before` per row (rows only in `after` count whole).
+fn delta(before: &Reading, after: &Reading) -> Reading {
+    after
+        .iter()
+        .map(|(k, a)| {
+            (
+                k.clone(),
+                (a - before.get(k).copied().unwrap_or(0.0)).max(0.0),
+            )
+        })
+        .collect()
+}
+
+/// A container's row becomes its main process's time; what its cgroup used besides (the health
+/// checks' execs) goes to [`PROBES`], and is taken out of [`SHIM_CHILDREN`] (the shims reap the
+/// execs, so their time is in both). No change without main-process rows (outside Docker).
+fn split_execs(mut r: Reading) -> Reading {
+    let mains: Vec<String> = r.keys().filter(|k| k.starts_with(MAIN)).cloned().collect();
+    if mains.is_empty() {
+        return r;
+    }
+    let mut execs = 0.0;
+    for key in mains {
+        let main = r.remove(&key).unwrap_or(0.0);
+        let service = &key[MAIN.len()..];
+        if let Some(cgroup) = r.get_mut(service) {
+            execs += (*cgroup - main).max(0.0);
+            *cgroup = main;
+        }
+    }
+    r.insert(PROBES.to_string(), execs);
+    if let Some(children) = r.get_mut(SHIM_CHILDREN) {
+        *children = (*children - execs).max(0.0);
+    }
+    r
+}
+
+/// utime + stime of each process, summed per row.
+fn process_cpu(pids: &[(String, u32)]) -> Reading {
+    let mut out = Reading::new();
+    for (row, pid) in pids {
+        if let Some(s) = benchmarks::cpu_seconds(*pid) {
+            *out.entry(row.clone()).or_default() += s;
+        }
+    }
+    out
+}
+
+/// Each container's CPU seconds so far (its cgroup's usage, from the stats API), per service.
+async fn container_cpu(
+    docker: &Docker,
+    containers: &[(String, String)],
+) -> anyhow::Result<Reading> {
+    let reads = containers.iter().map(|(service, id)| async move {
+        let s = e2e::docker::cpu_seconds(docker, id)
+            .await
+            .with_context(|| format!("CPU of {service}"))?;
+        anyhow::Ok((service.clone(), s))
+    });
+    let mut out = Reading::new();
+    for r in futures::future::join_all(reads).await {
+        let (service, s) = r?;
+        *out.entry(service).or_default() += s;
+    }
+    Ok(out)
+}
+
+/// The Docker daemon's processes' CPU seconds so far, per [`DAEMON`] name (their own time), and
+/// the shims' exited children (`cutime + cstime`) as their own row.
+fn daemon_cpu() -> Reading {
+    let mut out = Reading::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((comm, own, children)) = proc_times(pid) else {
+            continue;
+        };
+        let Some(row) = DAEMON.iter().find(|d| comm.starts_with(**d)) else {
+            continue;
+        };
+        // `containerd` is also the start of `containerd-shim`: the longest match wins.
+        let row = if comm.starts_with("containerd-shim") {
+            "containerd-shim"
+        } else {
+            row
+        };
+        *out.entry(row.to_string()).or_default() += own;
+        if row == "containerd-shim" {
+            *out.entry(SHIM_CHILDREN.to_string()).or_default() += children;
+        }
+    }
+    out
+}
+
+/// `comm`, own CPU seconds (utime + stime) and waited-for children's (cutime + cstime) of `pid`.
+fn proc_times(pid: u32) -> Option<(String, f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<f64> = stat
+        .get(close + 2..)?
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+    Some((comm, tick(11) + tick(12), tick(13) + tick(14)))
+}
+
+/// The knobs' edits of the stack copy.
+fn edit_stack(file: &Path, knobs: &Knobs) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(file)?;
+    if let Some(interval) = &knobs.health_interval {
+        let from = "interval = \"500ms\"";
+        if !text.contains(from) {
+            bail!("stacks/dev.toml has no `{from}` health checks any more");
+        }
+        text = text.replace(from, &format!("interval = \"{interval}\""));
+    }
+    let mut env = Vec::new();
+    if let Some(log) = &knobs.stack_log {
+        env.push(format!("RUST_LOG = \"{log}\""));
+    }
+    if (knobs.ratio - 1.0).abs() > 1e-9 {
+        env.push(format!("TRACE_SAMPLE_RATIO = \"{}\"", knobs.ratio));
+    }
+    if !env.is_empty() {
+        // Every Rust service of the stack logs JSON: its env table has this line.
+        let anchor = "LOG_FORMAT = \"json\"";
+        if !text.contains(anchor) {
+            bail!("stacks/dev.toml has no `{anchor}` lines any more");
+        }
+        text = text.replace(anchor, &format!("{anchor}\n{}", env.join("\n")));
+    }
+    std::fs::write(file, text)?;
+    Ok(())
+}
+
+/// `mkdir $BENCH_DOCKER_LOCK` (polled every 10 s) while the stack is up; removed when dropped.
+struct DockerLock(Option<PathBuf>);
+
+impl DockerLock {
+    fn take() -> anyhow::Result<DockerLock> {
+        let Some(dir) = std::env::var_os("BENCH_DOCKER_LOCK").filter(|v| !v.is_empty()) else {
+            return Ok(DockerLock(None));
+        };
+        let dir = PathBuf::from(dir);
+        let mut said = false;
+        loop {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(DockerLock(Some(dir))),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !said {
+                        eprintln!("waiting for the Docker lock {}...", dir.display());
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e).with_context(|| format!("mkdir {}", dir.display())),
+            }
+        }
+    }
+}
+
+impl Drop for DockerLock {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(testkit::workspace_root())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn print_side(name: &str, side: &Side) {
+    eprintln!(
+        "{name}: {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {:.2} ms CPU/order (machine {:.2})",
+        side.wrk.rps,
+        side.wrk.p50_ms,
+        side.wrk.p99_ms,
+        side.wrk.errors,
+        side.total_ms(),
+        side.machine * 1000.0 / side.orders()
+    );
+    for (row, s) in &side.cpu {
+        eprintln!("  {row}: {:.3} ms/order", s * 1000.0 / side.orders());
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.2}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{:.2} %", v * 100.0))
+}
+
+fn rows_of(a: &Side, b: &Side) -> Vec<String> {
+    let mut rows: Vec<String> = ROWS.iter().map(|r| r.to_string()).collect();
+    for k in a.cpu.keys().chain(b.cpu.keys()).chain(b.idle.keys()) {
+        if !rows.contains(k) {
+            rows.push(k.clone());
+        }
+    }
+    rows.retain(|r| {
+        a.cpu.contains_key(r)
+            || b.cpu.contains_key(r)
+            || a.idle.contains_key(r)
+            || b.idle.contains_key(r)
+    });
+    rows
+}
+
+fn report(
+    knobs: &Knobs,
+    outside: &Side,
+    deployed: &Side,
+    load_before: &str,
+    load_after: &str,
+    commit: &str,
+) -> String {
+    let cpu = benchmarks::cpu_model().unwrap_or_else(|| "this machine".into());
+    let date = chrono::Utc::now().format("%Y-%m-%d");
+    let variant = knobs.variant();
+    let mut out = String::new();
+    match &variant {
+        None => out.push_str("## deployed: the dev stack as users run it, beside the same binaries outside Docker\n\n"),
+        Some(v) => out.push_str(&format!("### variant `{v}`\n\n")),
+    }
+    out.push_str(&format!(
+        "Run: `cargo bench -p e2e --bench deployed` (release build from install.sh, Docker, wrk; about 3 minutes; \
+         rewrites this section, variants included: re-run them after). Measured {date} on {cpu}, 2 cores shared by \
+         everything below and whatever else runs on the machine; load average {load_before} before, {load_after} after; \
+         commit `{commit}`. Knobs: `BENCH_SECS` ({secs}), `BENCH_CONNS` ({conns}), `BENCH_WARMUP_SECS` ({warm}), \
+         `BENCH_IDLE_SECS` ({idle}), `BENCH_SKUS` ({skus}), `BENCH_WRITE=0` prints only; variants \
+         `BENCH_STACK_RUST_LOG`, `BENCH_HEALTH_INTERVAL`, `BENCH_SAMPLE_RATIO` write `deployed/<variant>`.\n\n",
+        secs = knobs.secs,
+        conns = knobs.conns,
+        warm = knobs.warmup,
+        idle = knobs.idle,
+        skus = knobs.skus.len(),
+    ));
+    out.push_str(&format!(
+        "Both sides: the same release binaries; wrk, {conns} connections, {warm} s warm-up then {secs} s, \
+         `POST /api/order` through the gateway with alice's token (JWT checked at the edge), one unit of one of \
+         {skus} SKUs (listed at {PRICE} in the catalogue, a billion in stock), every service sampling {ratio} % \
+         of traces into the trace-collector. **Outside Docker**: processes on loopback (`testkit::loopback`: \
+         MariaDB 10.11 and nisshi from testkit, services at RUST_LOG={llog}). **Deployed**: a copy of \
+         `stacks/dev.toml` up through the release `platform` (ten containers, health checks, json-file logs, \
+         the gateway's published loopback port{slog}{health}). CPU per order = user + system time in the \
+         window / orders accepted: processes from `/proc`; deployed, each container's main process from `/proc` \
+         and the rest of its cgroup's usage (Docker stats API) as the health checks' execs, the daemon's \
+         processes from `/proc` by name (runc: the shims' exited children, execs excluded); \"machine\" is `/proc/stat`'s busy time over the same \
+         window (everything, kernel included).\n\n",
+        conns = knobs.conns,
+        warm = knobs.warmup,
+        secs = knobs.secs,
+        skus = knobs.skus.len(),
+        ratio = knobs.ratio * 100.0,
+        llog = knobs.loopback_log,
+        slog = knobs
+            .stack_log
+            .as_ref()
+            .map(|l| format!(", RUST_LOG={l} in every service"))
+            .unwrap_or_else(|| ", the services' default log level `info`".into()),
+        health = knobs
+            .health_interval
+            .as_ref()
+            .map(|i| format!(", health checks every {i}"))
+            .unwrap_or_default(),
+    ));
+
+    out.push_str("| run | orders | orders/s | p50 ms | p99 ms | errors | CPU ms/order, all rows | machine busy ms/order | machine busy, share of 2 cores |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (name, s) in [("outside Docker", outside), ("deployed", deployed)] {
+        out.push_str(&format!(
+            "| {name} | {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.0} % |\n",
+            s.wrk.succeeded(),
+            s.wrk.rps,
+            s.wrk.p50_ms,
+            s.wrk.p99_ms,
+            s.wrk.errors,
+            s.total_ms(),
+            s.machine * 1000.0 / s.orders(),
+            s.machine / s.window / 2.0 * 100.0,
+        ));
+    }
+
+    let ratio = deployed.wrk.rps / outside.wrk.rps.max(1e-9);
+    let goal_met = deployed.wrk.rps >= 1000.0 && deployed.wrk.p99_ms <= 50.0;
+    out.push_str(&format!(
+        "\n- Deployed / outside Docker: **{ratio:.2}** of the orders/s (goal ≥ 0.9 where 1,000 orders/s at p99 ≤ 50 ms \
+         is not met; here {}), p99 {:.1} ms vs {:.1} ms, CPU per order {:.2} ms vs {:.2} ms ({:+.2} ms, ×{:.2}).\n",
+        if goal_met {
+            "1,000/s at p99 ≤ 50 ms is met".to_string()
+        } else if ratio >= 0.9 {
+            "1,000/s is not met, the ratio is".to_string()
+        } else {
+            "neither is met".to_string()
+        },
+        deployed.wrk.p99_ms,
+        outside.wrk.p99_ms,
+        deployed.total_ms(),
+        outside.total_ms(),
+        deployed.total_ms() - outside.total_ms(),
+        deployed.total_ms() / outside.total_ms().max(1e-9),
+    ));
+
+    out.push_str(
+        "\nCPU per order by process (ms; deployed: by container, and the daemon's processes):\n\n",
+    );
+    out.push_str("| process | outside Docker | deployed | difference |\n|---|---:|---:|---:|\n");
+    let rows = rows_of(outside, deployed);
+    for row in &rows {
+        let (a, b) = (outside.ms_per_order(row), deployed.ms_per_order(row));
+        if a.is_none() && b.is_none() {
+            continue;
+        }
+        let diff = b.unwrap_or(0.0) - a.unwrap_or(0.0);
+        out.push_str(&format!("| {row} | {} | {} | {diff:+.2} |\n", ms(a), ms(b)));
+    }
+    let (ta, tb) = (outside.total_ms(), deployed.total_ms());
+    out.push_str(&format!(
+        "| **all rows** | **{ta:.2}** | **{tb:.2}** | **{:+.2}** |\n",
+        tb - ta
+    ));
+    let (ma, mb) = (
+        outside.machine * 1000.0 / outside.orders(),
+        deployed.machine * 1000.0 / deployed.orders(),
+    );
+    out.push_str(&format!(
+        "| machine busy (`/proc/stat`) | {ma:.2} | {mb:.2} | {:+.2} |\n| machine minus rows (kernel work of no process, other work on the machine) | {:.2} | {:.2} | {:+.2} |\n",
+        mb - ma,
+        ma - ta,
+        mb - tb,
+        (mb - tb) - (ma - ta)
+    ));
+
+    out.push_str(&format!(
+        "\nIdle ({:.0} s, {} s after the load ended; share of one core):\n\n",
+        deployed.idle_secs, knobs.drain
+    ));
+    out.push_str("| process | outside Docker | deployed |\n|---|---:|---:|\n");
+    for row in &rows {
+        let (a, b) = (
+            outside.idle.get(row).copied(),
+            deployed.idle.get(row).copied(),
+        );
+        if a.is_none() && b.is_none() {
+            continue;
+        }
+        out.push_str(&format!("| {row} | {} | {} |\n", pct(a), pct(b)));
+    }
+    let (ia, ib) = (
+        outside.idle.values().sum::<f64>(),
+        deployed.idle.values().sum::<f64>(),
+    );
+    out.push_str(&format!(
+        "| **all rows** | **{}** | **{}** |\n| machine busy (`/proc/stat`) | {} | {} |\n",
+        pct(Some(ia)),
+        pct(Some(ib)),
+        pct(Some(outside.idle_machine)),
+        pct(Some(deployed.idle_machine)),
+    ));
+    let daemon: f64 = deployed
+        .idle
+        .iter()
+        .filter(|(k, _)| DAEMON.iter().any(|d| k.starts_with(d)) || k.as_str() == SHIM_CHILDREN)
+        .map(|(_, v)| v)
+        .sum();
+    let execs = deployed.idle.get(PROBES).copied().unwrap_or(0.0);
+    out.push_str(&format!(
+        "\n- Deployed stack idle: {} of one core, of which the Docker daemon's processes (runc included) {} and \
+         the health checks' execs inside the containers {} (goal ≤ 2 % for the whole stack with the daemon: {}).\n",
+        pct(Some(ib)),
+        pct(Some(daemon)),
+        pct(Some(execs)),
+        if ib <= 0.02 { "met" } else { "not met" }
+    ));
+    out
+}
