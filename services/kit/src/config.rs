@@ -226,10 +226,16 @@ pub trait HasCommon {
 /// Parses a service's configuration from the process's arguments and
 /// environment, with the service's name, version and port default; exits
 /// with status 2 and clap's message on bad input.
+///
+/// `--wait-for HOST:PORT` is handled first, before anything else is parsed: the process waits
+/// for its targets and exits ([`crate::wait::exit_if_wait`]). Every service binary calls this,
+/// directly or through `kit::service::main`, so every one can serve as the Kubernetes init
+/// container `platform render kubernetes` renders, which has none of the service's other options.
 pub fn parse<C>(spec: &ServiceSpec) -> C
 where
     C: CommandFactory + FromArgMatches + HasCommon,
 {
+    crate::wait::exit_if_wait(spec);
     match try_parse_from::<C, _, _>(spec, std::env::args_os()) {
         Ok(c) => c,
         Err(e) => e.exit(),
