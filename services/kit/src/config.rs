@@ -49,7 +49,14 @@ pub struct CommonArgs {
 
     /// Base URL of the service registry (discovery-server); a registry that protects its writes takes
     /// the credentials in its userinfo, as Spring Cloud's defaultZone: http://user:password@host:8761
-    #[arg(long, env = "REGISTRY_URL", default_value = "http://localhost:8761", value_parser = parse_http_url, hide_env_values = true)]
+    // Read through SecretParser: an error never quotes the value, which may hold a password.
+    #[arg(
+        long,
+        env = "REGISTRY_URL",
+        default_value = "http://localhost:8761",
+        value_parser = SecretParser::new("--registry-url (REGISTRY_URL)", parse_secret_http_url),
+        hide_env_values = true
+    )]
     pub registry_url: Url,
 
     /// User name of the registry's writes (HTTP Basic). A service sends it (instead of --registry-url's
@@ -326,6 +333,17 @@ pub fn parse_http_url(s: &str) -> Result<Url, String> {
     }
 }
 
+/// [`parse_http_url`] for a URL that may carry a password in its userinfo: the error says what
+/// is wrong, never the value (read it through [`SecretParser`], whose error does not quote it
+/// either).
+pub fn parse_secret_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("must be an http:// or https:// URL with a host".into()),
+    }
+}
+
 fn parse_non_empty(s: &str) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -431,6 +449,28 @@ mod tests {
         ] {
             let err = try_parse_from::<TestConfig, _, _>(&SPEC, args.clone()).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    /// A bad --registry-url (or REGISTRY_URL) is a usage error naming the option, and never
+    /// prints the value: it may carry the registry's password.
+    #[test]
+    fn a_bad_registry_url_does_not_print_its_password() {
+        for bad in [
+            "ftp://eureka:pw-in-url@r:8761",
+            "http://eureka:pw-in-url@",
+            "http//eureka:pw-in-url@r:8761",
+            "http://eureka:pw-in-url@r:99999",
+        ] {
+            let err = try_parse_from::<TestConfig, _, _>(&SPEC, ["x", "--registry-url", bad])
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}: {err}");
+            let shown = format!("{err}\n{}\n{err:?}", err.render());
+            assert!(!shown.contains("pw-in-url"), "{bad}: {shown}");
+            assert!(
+                shown.contains("--registry-url (REGISTRY_URL)"),
+                "{bad}: {shown}"
+            );
         }
     }
 
