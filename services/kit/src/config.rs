@@ -37,7 +37,10 @@ pub enum LogFormat {
 }
 
 /// Options every service accepts. Flattened into each service's config.
-#[derive(Debug, Clone, Args)]
+///
+/// Its `Debug` shows --registry-url with the password of its userinfo redacted (`Url`'s own
+/// `Debug` prints it); the other secrets are `SecretString`s, which redact themselves.
+#[derive(Clone, Args)]
 pub struct CommonArgs {
     /// Port to listen on (0 picks a free one) [default: the service's own port]
     #[arg(long, env = "PORT")]
@@ -143,6 +146,65 @@ pub struct CommonArgs {
     /// Distributed tracing: Zipkin export and sampling.
     #[command(flatten)]
     pub tracing: crate::telemetry::TraceArgs,
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a new field cannot be left out of (or leak through) this list unseen.
+        let CommonArgs {
+            port,
+            bind,
+            registry_url,
+            registry_username,
+            registry_password,
+            no_register,
+            instance_id,
+            advertise_host,
+            lease_renewal_interval,
+            lease_duration,
+            shutdown_timeout,
+            log_format,
+            issuer_url,
+            jwt_audience,
+            admin_token,
+            max_body_bytes,
+            private_observability,
+            probe,
+            wait_for,
+            tracing,
+        } = self;
+        f.debug_struct("CommonArgs")
+            .field("port", port)
+            .field("bind", bind)
+            .field("registry_url", &redacted_url(registry_url))
+            .field("registry_username", registry_username)
+            .field("registry_password", registry_password)
+            .field("no_register", no_register)
+            .field("instance_id", instance_id)
+            .field("advertise_host", advertise_host)
+            .field("lease_renewal_interval", lease_renewal_interval)
+            .field("lease_duration", lease_duration)
+            .field("shutdown_timeout", shutdown_timeout)
+            .field("log_format", log_format)
+            .field("issuer_url", &issuer_url.as_ref().map(redacted_url))
+            .field("jwt_audience", jwt_audience)
+            .field("admin_token", admin_token)
+            .field("max_body_bytes", max_body_bytes)
+            .field("private_observability", private_observability)
+            .field("probe", probe)
+            .field("wait_for", wait_for)
+            .field("tracing", tracing)
+            .finish()
+    }
+}
+
+/// `url` as text with the password of its userinfo (if any) replaced by `***`, for Debug and logs.
+pub fn redacted_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() && shown.set_password(Some("***")).is_err() {
+        return "<a URL with a password>".to_string();
+    }
+    shown.to_string()
 }
 
 impl CommonArgs {
@@ -474,8 +536,8 @@ mod tests {
         }
     }
 
-    /// Registry credentials come as a pair (either alone is a usage error), and Debug does not
-    /// show the password.
+    /// Registry credentials come as a pair (either alone is a usage error), and Debug shows
+    /// neither the password flag nor the password in --registry-url's userinfo.
     #[test]
     fn registry_credentials() {
         let c: TestConfig = try_parse_from(
@@ -495,6 +557,8 @@ mod tests {
         assert_eq!(creds.username(), "eureka");
         let shown = format!("{c:?}");
         assert!(!shown.contains("flag-secret"), "{shown}");
+        assert!(!shown.contains("url-secret"), "{shown}");
+        assert!(shown.contains("http://u:***@r:8761/"), "{shown}");
         let c: TestConfig = try_parse_from(&SPEC, ["x"]).unwrap();
         assert!(c.common.registry_credentials().is_none());
     }
