@@ -11,7 +11,9 @@
 //!
 //! A stack feature with no Kubernetes form (a host directory mounted, a restart policy
 //! Kubernetes cannot express, ...) is an [`Issue`]: an error naming the service and key, or with
-//! `allow_lossy` a warning the command prints.
+//! `allow_lossy` a warning the command prints. A secret value of the stack in a `command` or an
+//! `exec` health check has no safe form at all (it would stand in the pod spec as plain text):
+//! always an error ([`RenderError::SecretInPodSpec`]), `allow_lossy` or not.
 
 mod env;
 mod workload;
@@ -118,6 +120,13 @@ pub enum RenderError {
     /// Stack features without a Kubernetes form, and `allow_lossy` not given.
     #[error("the stack has features with no Kubernetes form:\n{}", list(issues))]
     NoKubernetesForm { issues: Vec<Issue> },
+    /// A secret value of the stack in a service's `command` or `exec` health check: it would
+    /// stand in the pod spec as plain text. Never rendered, `allow_lossy` or not.
+    #[error(
+        "the stack puts secret values where Kubernetes shows them as plain text (--allow-lossy does not render these):\n{}",
+        list(places)
+    )]
+    SecretInPodSpec { places: Vec<Issue> },
     /// `--scale` or `--expose` names a service the stack does not have.
     #[error("unknown service `{name}` in {option} (services: {known})")]
     UnknownService {
@@ -277,6 +286,20 @@ pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderEr
             .then_some(DEFAULT_EXPOSE),
     };
     let scan = SecretScan::of(stack);
+    let mut secrets = Vec::new();
+    for service in stack.services.values() {
+        let ctx = Context {
+            stack,
+            service,
+            options,
+            scan: &scan,
+            exposed: false,
+        };
+        workload::secrets_in_commands(&ctx, &mut secrets);
+    }
+    if !secrets.is_empty() {
+        return Err(RenderError::SecretInPodSpec { places: secrets });
+    }
     let mut issues = Vec::new();
     let mut first = Vec::new();
     let mut config = Vec::new();

@@ -254,6 +254,15 @@ env = { APP_PASSWORD = "s3cr3t-pw" }
         err.contains("service `app`, key `services.app.command`: contains a secret value"),
         "{err}"
     );
+    let lossy = Options {
+        allow_lossy: true,
+        ..Options::default()
+    };
+    let err = kubernetes(&s, &lossy).unwrap_err();
+    assert!(
+        matches!(err, super::RenderError::SecretInPodSpec { .. }),
+        "{err}"
+    );
 }
 
 /// Quantities: whole binary units where they divide, bytes otherwise.

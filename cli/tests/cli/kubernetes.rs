@@ -316,6 +316,53 @@ fn lossy_features_are_errors_or_warnings() {
     assert!(kind_named(&docs, "Deployment", "web").is_some());
 }
 
+/// A secret value in a service's `command` or `exec` health check would stand in the pod spec as
+/// plain text: exit 2 naming the service and key, and `--allow-lossy` does not render it either.
+#[test]
+fn secrets_in_commands_are_errors_even_when_lossy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leaky.toml");
+    std::fs::write(
+        &path,
+        r#"
+[stack]
+name = "leaky"
+
+[services.db]
+image = "mariadb:11"
+port = 3306
+env = { MARIADB_ROOT_PASSWORD = "r00t-pw-1234" }
+health = { exec = ["mariadb-admin", "ping", "--user=root", "--password=r00t-pw-1234"] }
+
+[services.app]
+image = "app:1"
+command = ["--db-password", "r00t-pw-1234"]
+"#,
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    for lossy in [false, true] {
+        let mut args = vec!["render", "kubernetes", "--stack", file];
+        if lossy {
+            args.push("--allow-lossy");
+        }
+        let out = platform(&args, dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "lossy {lossy}: {err}");
+        assert!(out.stdout.is_empty(), "lossy {lossy}: rendered anyway");
+        assert!(
+            err.contains("service `app`, key `services.app.command`"),
+            "lossy {lossy}: {err}"
+        );
+        assert!(
+            err.contains("service `db`, key `services.db.health.exec`"),
+            "lossy {lossy}: {err}"
+        );
+        assert!(!err.contains("warning:"), "lossy {lossy}: {err}");
+        assert!(!err.contains("r00t-pw-1234"), "lossy {lossy}: {err}");
+    }
+}
+
 /// Bad `--scale` values and unknown services are usage errors (exit 2) that say what is wrong.
 #[test]
 fn bad_options_exit_2() {
