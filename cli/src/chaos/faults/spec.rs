@@ -274,7 +274,7 @@ pub struct Options {
     /// `kill`: the signal's name without `SIG` (`KILL`, `TERM`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
-    /// `stop`: seconds between SIGTERM and SIGKILL.
+    /// `stop`: milliseconds between SIGTERM and SIGKILL (`--grace`; absent: Docker's 10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_ms: Option<u64>,
     /// `latency`: the added delay.
