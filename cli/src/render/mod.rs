@@ -20,6 +20,7 @@ mod workload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
@@ -177,6 +178,10 @@ impl RenderError {
             RenderError::UnknownService { .. } => {
                 Some("`platform stack show` lists the services of the stack".to_string())
             }
+            RenderError::NoPort { .. } => Some(
+                "give it a `port` in the stack file, or name another service with --expose"
+                    .to_string(),
+            ),
             RenderError::NotScalable { .. } => Some(
                 "stateful services and the ones others reach by name keep one replica".to_string(),
             ),
@@ -278,13 +283,7 @@ impl Rendered {
 /// Renders `stack` for Kubernetes.
 pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderError> {
     check_options(stack, options)?;
-    let expose = match &options.expose {
-        Some(name) => Some(name.as_str()),
-        None => stack
-            .services
-            .contains_key(DEFAULT_EXPOSE)
-            .then_some(DEFAULT_EXPOSE),
-    };
+    let expose = exposed(stack, options)?;
     let scan = SecretScan::of(stack);
     let mut secrets = Vec::new();
     for service in stack.services.values() {
@@ -375,19 +374,17 @@ fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
         }
     }
     if let Some(name) = &options.expose {
-        let service = lookup(name, "--expose")?;
-        if service.port.is_none() {
-            return Err(RenderError::NoPort {
-                service: name.clone(),
-            });
-        }
+        lookup(name, "--expose")?;
     }
     if let Some(ns) = &options.namespace {
         dns_label("--namespace", ns)?;
     }
-    let quantity = regex::Regex::new(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-        .expect("static regex");
-    if !quantity.is_match(&options.volume_size) {
+    /// A Kubernetes quantity (`1Gi`, `500Mi`, `1.5G`), compiled once.
+    static QUANTITY: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+            .expect("static regex")
+    });
+    if !QUANTITY.is_match(&options.volume_size) {
         return Err(RenderError::BadOption {
             option: "--volume-size",
             value: options.volume_size.clone(),
@@ -395,6 +392,23 @@ fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
         });
     }
     Ok(())
+}
+
+/// The service reachable from outside the cluster: `--expose`'s, else [`DEFAULT_EXPOSE`] when
+/// the stack has it, else none. Either way it must have a port (the LoadBalancer Service or the
+/// Ingress points at it).
+fn exposed<'a>(stack: &Stack, options: &'a Options) -> Result<Option<&'a str>, RenderError> {
+    let name = match &options.expose {
+        Some(name) => name.as_str(),
+        None if stack.services.contains_key(DEFAULT_EXPOSE) => DEFAULT_EXPOSE,
+        None => return Ok(None),
+    };
+    match stack.services.get(name) {
+        Some(service) if service.port.is_none() => Err(RenderError::NoPort {
+            service: name.to_string(),
+        }),
+        _ => Ok(Some(name)),
+    }
 }
 
 /// Checks an RFC 1123 label (namespace names).
