@@ -546,7 +546,7 @@ impl FaultSpec {
             Kind::Latency => {
                 let d = dur("delay")?.unwrap_or(Duration::from_millis(200));
                 let j = dur("jitter")?.unwrap_or(Duration::ZERO);
-                if d.is_zero() || d > Duration::from_secs(60) {
+                if d.is_zero() || d > super::agent::MAX_DELAY {
                     return Err(invalid("delay", "in (0, 60s]"));
                 }
                 if j > d {
