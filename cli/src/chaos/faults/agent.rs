@@ -553,12 +553,7 @@ pub fn find(matches: impl Fn(&[String]) -> bool) -> Vec<Found> {
     let mut found: Vec<Found> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
-            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmdline: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect();
+            let cmdline = cmdline_of(pid)?;
             (cmdline.iter().any(|w| w == SUBCOMMAND) && matches(&cmdline) && alive(pid))
                 .then_some(Found { pid, cmdline })
         })
@@ -567,9 +562,40 @@ pub fn find(matches: impl Fn(&[String]) -> bool) -> Vec<Found> {
     found
 }
 
+/// Whether a command line is that of an agent of fault `id`.
+fn is_agent_of(cmdline: &[String], id: &str) -> bool {
+    cmdline.iter().any(|w| w == SUBCOMMAND)
+        && cmdline.windows(2).any(|w| w[0] == "--fault" && w[1] == id)
+}
+
 /// The agents of fault `id`.
 pub fn agents_of(id: &str) -> Vec<Found> {
-    find(|c| c.windows(2).any(|w| w[0] == "--fault" && w[1] == id))
+    find(|c| is_agent_of(c, id))
+}
+
+/// The process group of the agent recorded for fault `id` at injection (`pid` leading group
+/// `pgid`), if that process is still that agent: alive, its command line naming the fault, and
+/// still the leader of that group. A pid the kernel has since given to another process is not
+/// it.
+pub fn recorded_group(id: &str, pid: i32, pgid: i32) -> Option<i32> {
+    let cmdline = cmdline_of(pid)?;
+    (pid > 0
+        && pid == pgid
+        && is_agent_of(&cmdline, id)
+        && alive(pid)
+        && self::pgid(pid) == Some(pgid))
+    .then_some(pgid)
+}
+
+/// The words of `/proc/<pid>/cmdline`.
+fn cmdline_of(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect(),
+    )
 }
 
 /// True while `pid` exists and is not a zombie.
@@ -598,12 +624,34 @@ pub fn pgid(pid: i32) -> Option<i32> {
 /// Stops the agents of fault `id`: SIGTERM to each one's process group (it accepts what it
 /// holds and leaves the queue), SIGKILL after `grace`; returns how many were stopped, or the
 /// pids still alive.
-pub async fn stop(id: &str, grace: Duration) -> Result<usize, Vec<i32>> {
+///
+/// `recorded` is the agent's `(pid, pgid)` from the fault's record: its group is signalled
+/// when [`recorded_group`] confirms the process is still that agent. The `/proc` scan for
+/// agents naming the fault stays as the fallback (an agent whose record was lost or written
+/// without it, or a second one) and is what verifies that none is left.
+pub async fn stop(
+    id: &str,
+    recorded: Option<(i32, i32)>,
+    grace: Duration,
+) -> Result<usize, Vec<i32>> {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::Pid;
-    let found = agents_of(id);
+    let group = || recorded.and_then(|(pid, pgid)| recorded_group(id, pid, pgid));
+    let mut found: Vec<i32> = agents_of(id).iter().map(|f| f.pid).collect();
+    if let Some(pid) = recorded.map(|r| r.0).filter(|_| group().is_some())
+        && !found.contains(&pid)
+    {
+        found.push(pid);
+    }
     let signal_all = |sig: Signal| {
+        let recorded = group();
+        if let Some(g) = recorded {
+            let _ = killpg(Pid::from_raw(g), sig);
+        }
         for f in agents_of(id) {
+            if recorded == Some(f.pid) {
+                continue;
+            }
             match pgid(f.pid) {
                 // Only a group the agent leads: never the injecting CLI's own group.
                 Some(g) if g == f.pid => {
@@ -620,6 +668,7 @@ pub async fn stop(id: &str, grace: Duration) -> Result<usize, Vec<i32>> {
     }
     signal_all(Signal::SIGTERM);
     let start = Instant::now();
+    // The recorded agent, while it is one, is among `agents_of`.
     while !agents_of(id).is_empty() {
         if start.elapsed() > grace {
             signal_all(Signal::SIGKILL);
@@ -828,6 +877,80 @@ mod tests {
         .unwrap();
         assert!(dry && left == 0);
         assert!(bounded_pass(5, || Err(std::io::Error::other("x"))).is_err());
+    }
+
+    /// A process leading its own group, `sh` with `words` after the script as its arguments
+    /// (so they stand in its command line), reaped when dropped.
+    struct Group(std::process::Child);
+
+    impl Group {
+        fn start(words: &[&str]) -> Group {
+            use std::os::unix::process::CommandExt as _;
+            let child = std::process::Command::new("sh")
+                .args(["-c", "sleep 30; true"])
+                .args(words)
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            Group(child)
+        }
+
+        fn pid(&self) -> i32 {
+            i32::try_from(self.0.id()).unwrap()
+        }
+
+        /// Reaps it if it exited (a zombie is not alive either way).
+        fn exited(&mut self) -> bool {
+            self.0.try_wait().unwrap().is_some()
+        }
+    }
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The recorded agent's group is signalled only while its process is still this fault's
+    /// agent: a recorded pid whose command line is another program's (a reused pid) or
+    /// another fault's agent is left alone; a recorded agent is stopped.
+    #[tokio::test]
+    async fn stop_signals_the_recorded_group_only_when_it_is_the_agent() {
+        let id = format!("f-test-{}", std::process::id());
+        let mut other = Group::start(&["unrelated"]);
+        let mut other_fault = Group::start(&[SUBCOMMAND, "--fault", "f-another"]);
+        let mut agent = Group::start(&[SUBCOMMAND, "--fault", &id]);
+        // Give each shell time to be itself (not yet exec'd, its cmdline set).
+        tokio::time::sleep(ms(100)).await;
+        assert_eq!(recorded_group(&id, other.pid(), other.pid()), None);
+        assert_eq!(
+            recorded_group(&id, other_fault.pid(), other_fault.pid()),
+            None
+        );
+        assert_eq!(recorded_group(&id, agent.pid(), agent.pid() + 1), None);
+        assert_eq!(
+            recorded_group(&id, agent.pid(), agent.pid()),
+            Some(agent.pid())
+        );
+
+        let n = stop(&id, Some((other.pid(), other.pid())), ms(500)).await;
+        assert_eq!(n, Ok(1), "the agent found by the scan");
+        assert!(agent.exited() || !alive(agent.pid()));
+        tokio::time::sleep(ms(100)).await;
+        assert!(
+            !other.exited(),
+            "a recorded pid that is not the agent was signalled"
+        );
+        assert_eq!(
+            stop("f-another", Some((agent.pid(), agent.pid())), ms(500)).await,
+            Ok(1)
+        );
+        assert!(other_fault.exited() || !alive(other_fault.pid()));
+        assert!(!other.exited());
     }
 
     /// Past the limit a packet is handed back (the agent drops it, as netem does); the flow
