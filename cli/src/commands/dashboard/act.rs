@@ -19,6 +19,7 @@ use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::convert;
 use super::feed::Ctx;
@@ -108,8 +109,10 @@ impl LoadSlot {
     }
 }
 
-/// Takes requests until the channel closes (the dashboard left).
-pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>) {
+/// Takes requests until the channel closes (the dashboard left). The load and scenario tasks
+/// go to `tasks`, which the dashboard awaits (bounded) after cancelling on exit, so a
+/// scenario's cleanup (the heal of what it injected) and a load's stop finish first.
+pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>, tasks: TaskTracker) {
     let mut logs_task: Option<JoinHandle<()>> = None;
     let mut load = LoadSlot::default();
     let scenario_slot = Slot::default();
@@ -122,7 +125,7 @@ pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>) {
                 mix,
             } => match load.start(&ctx.cancel) {
                 Ok((stop, held)) => {
-                    tokio::spawn(run_load(ctx.clone(), id, rate, duration, mix, stop, held));
+                    tasks.spawn(run_load(ctx.clone(), id, rate, duration, mix, stop, held));
                 }
                 Err(e) => ctx.send(done(id, Err(e))),
             },
@@ -133,7 +136,7 @@ pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>) {
                     continue;
                 };
                 let ctx = ctx.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     // Freed however the task ends (a panic of the runner included).
                     let _held = held;
                     let result = std::panic::AssertUnwindSafe(run_scenario(&ctx, &file))
@@ -403,6 +406,14 @@ async fn run_scenario(ctx: &Ctx, file: &str) -> Result<String, String> {
     }
 }
 
+/// After the dashboard cancelled its work on exit: waits for the load and scenario tasks in
+/// `tasks` to end (a scenario heals what it injected, a load stops), at most `bound`; true when
+/// they all ended. No task is added after this.
+pub async fn wind_down(tasks: &TaskTracker, bound: Duration) -> bool {
+    tasks.close();
+    tokio::time::timeout(bound, tasks.wait()).await.is_ok()
+}
+
 /// Follows the output of `target`'s containers until aborted or they all stop.
 async fn follow_logs(ctx: Ctx, target: LogTarget) {
     let Some(obs) = ctx.observer().await else {
@@ -486,5 +497,29 @@ mod tests {
         assert!(!next.is_cancelled());
         parent.cancel();
         assert!(next.is_cancelled(), "a child of the dashboard's token");
+    }
+
+    /// On exit the dashboard cancels, then waits for a scenario's cleanup (here: a heal that
+    /// takes 300 ms after the cancel), bounded: a task that does not end is given up on.
+    #[tokio::test]
+    async fn wind_down_awaits_the_cleanup_within_its_bound() {
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let healed = Arc::new(AtomicBool::new(false));
+        let (token, flag) = (cancel.clone(), healed.clone());
+        tasks.spawn(async move {
+            token.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            flag.store(true, Ordering::Release);
+        });
+        cancel.cancel();
+        assert!(wind_down(&tasks, Duration::from_secs(10)).await);
+        assert!(healed.load(Ordering::Acquire));
+
+        let stuck = TaskTracker::new();
+        stuck.spawn(tokio::time::sleep(Duration::from_secs(60)));
+        let started = std::time::Instant::now();
+        assert!(!wind_down(&stuck, Duration::from_millis(200)).await);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
