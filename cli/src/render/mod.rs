@@ -285,16 +285,20 @@ pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderEr
     check_options(stack, options)?;
     let expose = exposed(stack, options)?;
     let scan = SecretScan::of(stack);
-    let mut secrets = Vec::new();
-    for service in stack.services.values() {
-        let ctx = Context {
+    let contexts: Vec<Context<'_>> = stack
+        .services
+        .values()
+        .map(|service| Context {
             stack,
             service,
             options,
             scan: &scan,
-            exposed: false,
-        };
-        workload::secrets_in_commands(&ctx, &mut secrets);
+            exposed: expose == Some(service.name.as_str()),
+        })
+        .collect();
+    let mut secrets = Vec::new();
+    for ctx in &contexts {
+        workload::secrets_in_commands(ctx, &mut secrets);
     }
     if !secrets.is_empty() {
         return Err(RenderError::SecretInPodSpec { places: secrets });
@@ -312,24 +316,17 @@ pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderEr
             "metadata": { "name": ns, "labels": { "app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": PART_OF } },
         }));
     }
-    for service in stack.services.values() {
-        let ctx = Context {
-            stack,
-            service,
-            options,
-            scan: &scan,
-            exposed: expose == Some(service.name.as_str()),
-        };
+    for ctx in &contexts {
         let files = ctx.files(&mut issues)?;
-        let pod = workload::Pod::build(&ctx, &files, &mut issues);
-        config.extend(files.objects(&ctx));
-        config.extend(pod.secret(&ctx));
-        services.extend(workload::service(&ctx));
-        workloads.push(pod.workload(&ctx));
+        let pod = workload::Pod::build(ctx, &files, &mut issues);
+        config.extend(files.objects(ctx));
+        config.extend(pod.secret(ctx));
+        services.extend(workload::service(ctx));
+        workloads.push(pod.workload(ctx));
         if ctx.exposed
             && let Exposure::Ingress { host, class } = &options.exposure
         {
-            ingresses.push(workload::ingress(&ctx, host.as_deref(), class.as_deref()));
+            ingresses.push(workload::ingress(ctx, host.as_deref(), class.as_deref()));
         }
     }
     if !issues.is_empty() && !options.allow_lossy {

@@ -267,16 +267,20 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Writes `<dir>/<name>.toml`: stack `name` with the `[services.*]` tables in `services`.
+fn write_stack(dir: &Path, name: &str, services: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("[stack]\nname = \"{name}\"\n{services}")).unwrap();
+    path
+}
+
 /// A stack whose service mounts a host directory (no Kubernetes form) and has `restart = "no"`.
 fn lossy_stack(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let path = dir.join("lossy.toml");
-    std::fs::write(
-        &path,
+    write_stack(
+        dir,
+        "lossy",
         r#"
-[stack]
-name = "lossy"
-
 [services.web]
 image = "nginx:1"
 port = 80
@@ -284,8 +288,6 @@ volumes = ["./data:/usr/share/nginx/html"]
 restart = "no"
 "#,
     )
-    .unwrap();
-    path
 }
 
 /// A host directory mount and an inexpressible restart policy exit 2, naming service and key;
@@ -321,13 +323,10 @@ fn lossy_features_are_errors_or_warnings() {
 #[test]
 fn secrets_in_commands_are_errors_even_when_lossy() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("leaky.toml");
-    std::fs::write(
-        &path,
+    let path = write_stack(
+        dir.path(),
+        "leaky",
         r#"
-[stack]
-name = "leaky"
-
 [services.db]
 image = "mariadb:11"
 port = 3306
@@ -338,8 +337,7 @@ health = { exec = ["mariadb-admin", "ping", "--user=root", "--password=r00t-pw-1
 image = "app:1"
 command = ["--db-password", "r00t-pw-1234"]
 "#,
-    )
-    .unwrap();
+    );
     let file = path.to_str().unwrap();
     for lossy in [false, true] {
         let mut args = vec!["render", "kubernetes", "--stack", file];
