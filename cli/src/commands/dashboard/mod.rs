@@ -305,48 +305,54 @@ async fn interactive(
     let mut tick = tokio::time::interval(args.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames = FrameTimes::default();
-    loop {
-        let mut redraw = false;
-        tokio::select! {
-            _ = tick.tick() => {
-                app.apply(Update::Tick(Utc::now()));
-                redraw = true;
-            }
-            event = events.next() => match event {
-                Some(Ok(Event::Key(key))) => {
-                    app.on_key(key);
+    // The screen until the user quits; an error of the terminal ends it too, and still goes
+    // through the wind-down below before it is returned.
+    let ended: Result<()> = async {
+        loop {
+            let mut redraw = false;
+            tokio::select! {
+                _ = tick.tick() => {
+                    app.apply(Update::Tick(Utc::now()));
                     redraw = true;
                 }
-                Some(Ok(Event::Resize(..))) => redraw = true,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
-            },
-            update = updates.recv() => {
-                if let Some(u) = update {
-                    app.apply(u);
+                event = events.next() => match event {
+                    Some(Ok(Event::Key(key))) => {
+                        app.on_key(key);
+                        redraw = true;
+                    }
+                    Some(Ok(Event::Resize(..))) => redraw = true,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
+                },
+                update = updates.recv() => {
+                    if let Some(u) = update {
+                        app.apply(u);
+                    }
+                    // Take what else is waiting in one go; the next tick draws it.
+                    while let Ok(u) = updates.try_recv() {
+                        app.apply(u);
+                    }
                 }
-                // Take what else is waiting in one go; the next tick draws it.
-                while let Ok(u) = updates.try_recv() {
-                    app.apply(u);
+            }
+            for r in app.take_requests() {
+                let _ = requests.send(r);
+            }
+            if app.should_quit() {
+                break;
+            }
+            if redraw {
+                let started = Instant::now();
+                terminal.draw(|f| dashboard::ui::draw(f, &app))?;
+                frames.push(started.elapsed());
+                if test_panic {
+                    panic!("{PANIC_ENV} is set: panicking after the first frame");
                 }
             }
         }
-        for r in app.take_requests() {
-            let _ = requests.send(r);
-        }
-        if app.should_quit() {
-            break;
-        }
-        if redraw {
-            let started = Instant::now();
-            terminal.draw(|f| dashboard::ui::draw(f, &app))?;
-            frames.push(started.elapsed());
-            if test_panic {
-                panic!("{PANIC_ENV} is set: panicking after the first frame");
-            }
-        }
+        Ok(())
     }
+    .await;
     // Leaving: cancel what the dashboard started, then wait (bounded) for a scenario to heal
     // what it injected and a load to stop. Without this wait the runtime's shutdown dropped
     // those tasks mid-cleanup and a scenario's faults stayed in place.
@@ -386,6 +392,7 @@ async fn interactive(
             humantime::format_duration(WIND_DOWN)
         );
     }
+    ended?;
     print_command_log(&app, stack);
     if let Some(path) = &args.frame_stats {
         frames.write(path, args.refresh)?;
