@@ -61,7 +61,7 @@ pub struct KubernetesArgs {
     #[arg(long, value_name = "SIZE", default_value = "1Gi")]
     pub volume_size: String,
     /// Render stack features that have no Kubernetes form approximately, with a warning each
-    /// on stderr, instead of failing.
+    /// on stderr, instead of failing (a secret in a command or exec health check still fails).
     #[arg(long)]
     pub allow_lossy: bool,
     /// `-` for one YAML stream on stdout, or a directory for one file per object

@@ -11,13 +11,16 @@
 //!
 //! A stack feature with no Kubernetes form (a host directory mounted, a restart policy
 //! Kubernetes cannot express, ...) is an [`Issue`]: an error naming the service and key, or with
-//! `allow_lossy` a warning the command prints.
+//! `allow_lossy` a warning the command prints. A secret value of the stack in a `command` or an
+//! `exec` health check has no safe form at all (it would stand in the pod spec as plain text):
+//! always an error ([`RenderError::SecretInPodSpec`]), `allow_lossy` or not.
 
 mod env;
 mod workload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
@@ -118,6 +121,13 @@ pub enum RenderError {
     /// Stack features without a Kubernetes form, and `allow_lossy` not given.
     #[error("the stack has features with no Kubernetes form:\n{}", list(issues))]
     NoKubernetesForm { issues: Vec<Issue> },
+    /// A secret value of the stack in a service's `command` or `exec` health check: it would
+    /// stand in the pod spec as plain text. Never rendered, `allow_lossy` or not.
+    #[error(
+        "the stack puts secret values where Kubernetes shows them as plain text (--allow-lossy does not render these):\n{}",
+        list(places)
+    )]
+    SecretInPodSpec { places: Vec<Issue> },
     /// `--scale` or `--expose` names a service the stack does not have.
     #[error("unknown service `{name}` in {option} (services: {known})")]
     UnknownService {
@@ -168,6 +178,10 @@ impl RenderError {
             RenderError::UnknownService { .. } => {
                 Some("`platform stack show` lists the services of the stack".to_string())
             }
+            RenderError::NoPort { .. } => Some(
+                "give it a `port` in the stack file, or name another service with --expose"
+                    .to_string(),
+            ),
             RenderError::NotScalable { .. } => Some(
                 "stateful services and the ones others reach by name keep one replica".to_string(),
             ),
@@ -269,14 +283,26 @@ impl Rendered {
 /// Renders `stack` for Kubernetes.
 pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderError> {
     check_options(stack, options)?;
-    let expose = match &options.expose {
-        Some(name) => Some(name.as_str()),
-        None => stack
-            .services
-            .contains_key(DEFAULT_EXPOSE)
-            .then_some(DEFAULT_EXPOSE),
-    };
+    let expose = exposed(stack, options)?;
     let scan = SecretScan::of(stack);
+    let contexts: Vec<Context<'_>> = stack
+        .services
+        .values()
+        .map(|service| Context {
+            stack,
+            service,
+            options,
+            scan: &scan,
+            exposed: expose == Some(service.name.as_str()),
+        })
+        .collect();
+    let mut secrets = Vec::new();
+    for ctx in &contexts {
+        workload::secrets_in_commands(ctx, &mut secrets);
+    }
+    if !secrets.is_empty() {
+        return Err(RenderError::SecretInPodSpec { places: secrets });
+    }
     let mut issues = Vec::new();
     let mut first = Vec::new();
     let mut config = Vec::new();
@@ -290,24 +316,17 @@ pub fn kubernetes(stack: &Stack, options: &Options) -> Result<Rendered, RenderEr
             "metadata": { "name": ns, "labels": { "app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": PART_OF } },
         }));
     }
-    for service in stack.services.values() {
-        let ctx = Context {
-            stack,
-            service,
-            options,
-            scan: &scan,
-            exposed: expose == Some(service.name.as_str()),
-        };
+    for ctx in &contexts {
         let files = ctx.files(&mut issues)?;
-        let pod = workload::Pod::build(&ctx, &files, &mut issues);
-        config.extend(files.objects(&ctx));
-        config.extend(pod.secret(&ctx));
-        services.extend(workload::service(&ctx));
-        workloads.push(pod.workload(&ctx));
+        let pod = workload::Pod::build(ctx, &files, &mut issues);
+        config.extend(files.objects(ctx));
+        config.extend(pod.secret(ctx));
+        services.extend(workload::service(ctx));
+        workloads.push(pod.workload(ctx));
         if ctx.exposed
             && let Exposure::Ingress { host, class } = &options.exposure
         {
-            ingresses.push(workload::ingress(&ctx, host.as_deref(), class.as_deref()));
+            ingresses.push(workload::ingress(ctx, host.as_deref(), class.as_deref()));
         }
     }
     if !issues.is_empty() && !options.allow_lossy {
@@ -352,19 +371,17 @@ fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
         }
     }
     if let Some(name) = &options.expose {
-        let service = lookup(name, "--expose")?;
-        if service.port.is_none() {
-            return Err(RenderError::NoPort {
-                service: name.clone(),
-            });
-        }
+        lookup(name, "--expose")?;
     }
     if let Some(ns) = &options.namespace {
         dns_label("--namespace", ns)?;
     }
-    let quantity = regex::Regex::new(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-        .expect("static regex");
-    if !quantity.is_match(&options.volume_size) {
+    /// A Kubernetes quantity (`1Gi`, `500Mi`, `1.5G`), compiled once.
+    static QUANTITY: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+            .expect("static regex")
+    });
+    if !QUANTITY.is_match(&options.volume_size) {
         return Err(RenderError::BadOption {
             option: "--volume-size",
             value: options.volume_size.clone(),
@@ -372,6 +389,23 @@ fn check_options(stack: &Stack, options: &Options) -> Result<(), RenderError> {
         });
     }
     Ok(())
+}
+
+/// The service reachable from outside the cluster: `--expose`'s, else [`DEFAULT_EXPOSE`] when
+/// the stack has it, else none. Either way it must have a port (the LoadBalancer Service or the
+/// Ingress points at it).
+fn exposed<'a>(stack: &Stack, options: &'a Options) -> Result<Option<&'a str>, RenderError> {
+    let name = match &options.expose {
+        Some(name) => name.as_str(),
+        None if stack.services.contains_key(DEFAULT_EXPOSE) => DEFAULT_EXPOSE,
+        None => return Ok(None),
+    };
+    match stack.services.get(name) {
+        Some(service) if service.port.is_none() => Err(RenderError::NoPort {
+            service: name.to_string(),
+        }),
+        _ => Ok(Some(name)),
+    }
 }
 
 /// Checks an RFC 1123 label (namespace names).

@@ -254,6 +254,15 @@ env = { APP_PASSWORD = "s3cr3t-pw" }
         err.contains("service `app`, key `services.app.command`: contains a secret value"),
         "{err}"
     );
+    let lossy = Options {
+        allow_lossy: true,
+        ..Options::default()
+    };
+    let err = kubernetes(&s, &lossy).unwrap_err();
+    assert!(
+        matches!(err, super::RenderError::SecretInPodSpec { .. }),
+        "{err}"
+    );
 }
 
 /// Quantities: whole binary units where they divide, bytes otherwise.
@@ -272,4 +281,42 @@ fn memory_quantities() {
     assert_eq!(mem("512m"), "512Mi");
     assert_eq!(mem("7168k"), "7Mi");
     assert_eq!(mem("10000k"), "10000Ki");
+}
+
+/// The exposed service must have a port whether `--expose` names it or it is the default
+/// (`api-gateway`): an Ingress or LoadBalancer to port 0 would be rendered otherwise.
+#[test]
+fn the_default_exposed_service_needs_a_port() {
+    let s = stack(
+        r#"
+[services.api-gateway]
+image = "gw:1"
+"#,
+    );
+    for exposure in [
+        Exposure::LoadBalancer,
+        Exposure::Ingress {
+            host: None,
+            class: None,
+        },
+    ] {
+        let options = Options {
+            exposure: exposure.clone(),
+            ..Options::default()
+        };
+        let err = kubernetes(&s, &options).unwrap_err();
+        assert!(
+            matches!(&err, RenderError::NoPort { service } if service == "api-gateway"),
+            "{exposure:?}: {err}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let explicit = Options {
+            expose: Some("api-gateway".to_string()),
+            ..options
+        };
+        assert!(matches!(
+            kubernetes(&s, &explicit),
+            Err(RenderError::NoPort { .. })
+        ));
+    }
 }

@@ -55,7 +55,6 @@ impl Pod {
         let stateful = is_stateful(service);
         let PodEnv { entries, secret } = env::pod_env(ctx, stateful, issues);
         restart_issue(service, issues);
-        secret_in_command_issue(ctx, issues);
 
         let mut container = json!({
             "name": service.name,
@@ -210,8 +209,9 @@ fn restart_issue(service: &Service, issues: &mut Vec<Issue>) {
 }
 
 /// A secret of the stack in `command` or an `exec` health check would stand in the pod spec
-/// for anyone who can read it: only a variable can come from a Secret.
-fn secret_in_command_issue(ctx: &Context<'_>, issues: &mut Vec<Issue>) {
+/// for anyone who can read it: only a variable can come from a Secret. Unlike an [`Issue`],
+/// there is no approximate rendering of it: `allow_lossy` does not turn it into a warning.
+pub(crate) fn secrets_in_commands(ctx: &Context<'_>, found: &mut Vec<Issue>) {
     let service = ctx.service;
     let health = match service.health.as_ref().map(|h| &h.check) {
         Some(Check::Exec { command }) => command.as_slice(),
@@ -222,7 +222,7 @@ fn secret_in_command_issue(ctx: &Context<'_>, issues: &mut Vec<Issue>) {
         ("health.exec", health),
     ] {
         if args.iter().any(|a| ctx.scan.contains_secret(a)) {
-            issues.push(Issue {
+            found.push(Issue {
                 service: service.name.clone(),
                 key: format!("services.{}.{key}", service.name),
                 message: "contains a secret value, which would stand in the pod spec as plain text; pass it in an environment variable instead".to_string(),

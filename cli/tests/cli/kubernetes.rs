@@ -267,16 +267,20 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Writes `<dir>/<name>.toml`: stack `name` with the `[services.*]` tables in `services`.
+fn write_stack(dir: &Path, name: &str, services: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("[stack]\nname = \"{name}\"\n{services}")).unwrap();
+    path
+}
+
 /// A stack whose service mounts a host directory (no Kubernetes form) and has `restart = "no"`.
 fn lossy_stack(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let path = dir.join("lossy.toml");
-    std::fs::write(
-        &path,
+    write_stack(
+        dir,
+        "lossy",
         r#"
-[stack]
-name = "lossy"
-
 [services.web]
 image = "nginx:1"
 port = 80
@@ -284,8 +288,6 @@ volumes = ["./data:/usr/share/nginx/html"]
 restart = "no"
 "#,
     )
-    .unwrap();
-    path
 }
 
 /// A host directory mount and an inexpressible restart policy exit 2, naming service and key;
@@ -314,6 +316,49 @@ fn lossy_features_are_errors_or_warnings() {
     assert_eq!(err.matches("warning: service `web`").count(), 2, "{err}");
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
     assert!(kind_named(&docs, "Deployment", "web").is_some());
+}
+
+/// A secret value in a service's `command` or `exec` health check would stand in the pod spec as
+/// plain text: exit 2 naming the service and key, and `--allow-lossy` does not render it either.
+#[test]
+fn secrets_in_commands_are_errors_even_when_lossy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_stack(
+        dir.path(),
+        "leaky",
+        r#"
+[services.db]
+image = "mariadb:11"
+port = 3306
+env = { MARIADB_ROOT_PASSWORD = "r00t-pw-1234" }
+health = { exec = ["mariadb-admin", "ping", "--user=root", "--password=r00t-pw-1234"] }
+
+[services.app]
+image = "app:1"
+command = ["--db-password", "r00t-pw-1234"]
+"#,
+    );
+    let file = path.to_str().unwrap();
+    for lossy in [false, true] {
+        let mut args = vec!["render", "kubernetes", "--stack", file];
+        if lossy {
+            args.push("--allow-lossy");
+        }
+        let out = platform(&args, dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "lossy {lossy}: {err}");
+        assert!(out.stdout.is_empty(), "lossy {lossy}: rendered anyway");
+        assert!(
+            err.contains("service `app`, key `services.app.command`"),
+            "lossy {lossy}: {err}"
+        );
+        assert!(
+            err.contains("service `db`, key `services.db.health.exec`"),
+            "lossy {lossy}: {err}"
+        );
+        assert!(!err.contains("warning:"), "lossy {lossy}: {err}");
+        assert!(!err.contains("r00t-pw-1234"), "lossy {lossy}: {err}");
+    }
 }
 
 /// Bad `--scale` values and unknown services are usage errors (exit 2) that say what is wrong.

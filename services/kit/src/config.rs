@@ -37,7 +37,10 @@ pub enum LogFormat {
 }
 
 /// Options every service accepts. Flattened into each service's config.
-#[derive(Debug, Clone, Args)]
+///
+/// Its `Debug` shows --registry-url with the password of its userinfo redacted (`Url`'s own
+/// `Debug` prints it); the other secrets are `SecretString`s, which redact themselves.
+#[derive(Clone, Args)]
 pub struct CommonArgs {
     /// Port to listen on (0 picks a free one) [default: the service's own port]
     #[arg(long, env = "PORT")]
@@ -49,7 +52,14 @@ pub struct CommonArgs {
 
     /// Base URL of the service registry (discovery-server); a registry that protects its writes takes
     /// the credentials in its userinfo, as Spring Cloud's defaultZone: http://user:password@host:8761
-    #[arg(long, env = "REGISTRY_URL", default_value = "http://localhost:8761", value_parser = parse_http_url, hide_env_values = true)]
+    // Read through SecretParser: an error never quotes the value, which may hold a password.
+    #[arg(
+        long,
+        env = "REGISTRY_URL",
+        default_value = "http://localhost:8761",
+        value_parser = SecretParser::new("--registry-url (REGISTRY_URL)", parse_secret_http_url),
+        hide_env_values = true
+    )]
     pub registry_url: Url,
 
     /// User name of the registry's writes (HTTP Basic). A service sends it (instead of --registry-url's
@@ -136,6 +146,65 @@ pub struct CommonArgs {
     /// Distributed tracing: Zipkin export and sampling.
     #[command(flatten)]
     pub tracing: crate::telemetry::TraceArgs,
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a new field cannot be left out of (or leak through) this list unseen.
+        let CommonArgs {
+            port,
+            bind,
+            registry_url,
+            registry_username,
+            registry_password,
+            no_register,
+            instance_id,
+            advertise_host,
+            lease_renewal_interval,
+            lease_duration,
+            shutdown_timeout,
+            log_format,
+            issuer_url,
+            jwt_audience,
+            admin_token,
+            max_body_bytes,
+            private_observability,
+            probe,
+            wait_for,
+            tracing,
+        } = self;
+        f.debug_struct("CommonArgs")
+            .field("port", port)
+            .field("bind", bind)
+            .field("registry_url", &redacted_url(registry_url))
+            .field("registry_username", registry_username)
+            .field("registry_password", registry_password)
+            .field("no_register", no_register)
+            .field("instance_id", instance_id)
+            .field("advertise_host", advertise_host)
+            .field("lease_renewal_interval", lease_renewal_interval)
+            .field("lease_duration", lease_duration)
+            .field("shutdown_timeout", shutdown_timeout)
+            .field("log_format", log_format)
+            .field("issuer_url", &issuer_url.as_ref().map(redacted_url))
+            .field("jwt_audience", jwt_audience)
+            .field("admin_token", admin_token)
+            .field("max_body_bytes", max_body_bytes)
+            .field("private_observability", private_observability)
+            .field("probe", probe)
+            .field("wait_for", wait_for)
+            .field("tracing", tracing)
+            .finish()
+    }
+}
+
+/// `url` as text with the password of its userinfo (if any) replaced by `***`, for Debug and logs.
+pub fn redacted_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() && shown.set_password(Some("***")).is_err() {
+        return "<a URL with a password>".to_string();
+    }
+    shown.to_string()
 }
 
 impl CommonArgs {
@@ -226,10 +295,16 @@ pub trait HasCommon {
 /// Parses a service's configuration from the process's arguments and
 /// environment, with the service's name, version and port default; exits
 /// with status 2 and clap's message on bad input.
+///
+/// `--wait-for HOST:PORT` is handled first, before anything else is parsed: the process waits
+/// for its targets and exits ([`crate::wait::exit_if_wait`]). Every service binary calls this,
+/// directly or through `kit::service::main`, so every one can serve as the Kubernetes init
+/// container `platform render kubernetes` renders, which has none of the service's other options.
 pub fn parse<C>(spec: &ServiceSpec) -> C
 where
     C: CommandFactory + FromArgMatches + HasCommon,
 {
+    crate::wait::exit_if_wait(spec);
     match try_parse_from::<C, _, _>(spec, std::env::args_os()) {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -317,6 +392,17 @@ pub fn parse_http_url(s: &str) -> Result<Url, String> {
         _ => Err(format!(
             "`{s}` must be an http:// or https:// URL with a host"
         )),
+    }
+}
+
+/// [`parse_http_url`] for a URL that may carry a password in its userinfo: the error says what
+/// is wrong, never the value (read it through [`SecretParser`], whose error does not quote it
+/// either).
+pub fn parse_secret_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("must be an http:// or https:// URL with a host".into()),
     }
 }
 
@@ -428,8 +514,30 @@ mod tests {
         }
     }
 
-    /// Registry credentials come as a pair (either alone is a usage error), and Debug does not
-    /// show the password.
+    /// A bad --registry-url (or REGISTRY_URL) is a usage error naming the option, and never
+    /// prints the value: it may carry the registry's password.
+    #[test]
+    fn a_bad_registry_url_does_not_print_its_password() {
+        for bad in [
+            "ftp://eureka:pw-in-url@r:8761",
+            "http://eureka:pw-in-url@",
+            "http//eureka:pw-in-url@r:8761",
+            "http://eureka:pw-in-url@r:99999",
+        ] {
+            let err = try_parse_from::<TestConfig, _, _>(&SPEC, ["x", "--registry-url", bad])
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}: {err}");
+            let shown = format!("{err}\n{}\n{err:?}", err.render());
+            assert!(!shown.contains("pw-in-url"), "{bad}: {shown}");
+            assert!(
+                shown.contains("--registry-url (REGISTRY_URL)"),
+                "{bad}: {shown}"
+            );
+        }
+    }
+
+    /// Registry credentials come as a pair (either alone is a usage error), and Debug shows
+    /// neither the password flag nor the password in --registry-url's userinfo.
     #[test]
     fn registry_credentials() {
         let c: TestConfig = try_parse_from(
@@ -449,6 +557,8 @@ mod tests {
         assert_eq!(creds.username(), "eureka");
         let shown = format!("{c:?}");
         assert!(!shown.contains("flag-secret"), "{shown}");
+        assert!(!shown.contains("url-secret"), "{shown}");
+        assert!(shown.contains("http://u:***@r:8761/"), "{shown}");
         let c: TestConfig = try_parse_from(&SPEC, ["x"]).unwrap();
         assert!(c.common.registry_credentials().is_none());
     }

@@ -5,8 +5,9 @@
 //! 1. parse the configuration ([`crate::config::parse`]: exits 2 on bad
 //!    input, the service's own checks included);
 //! 2. `--probe`: answer the container health check and exit
-//!    ([`crate::probe::exit_if_probe`]); `--wait-for HOST:PORT` (checked before parsing, as
-//!    it needs none of the configuration): wait for dependencies and exit ([`crate::wait`]);
+//!    ([`crate::probe::exit_if_probe`]); `--wait-for HOST:PORT` (checked by `parse` before
+//!    anything else, as it needs none of the configuration): wait for dependencies and exit
+//!    ([`crate::wait`]);
 //! 3. set up telemetry ([`crate::telemetry::init`] with
 //!    [`HasCommon::telemetry`]), before the runtime: the Zipkin exporter's
 //!    blocking client cannot be built inside it (NOTES.md);
@@ -122,8 +123,8 @@ where
     F: FnOnce(C) -> Fut,
     Fut: Future<Output = Result<(), MainError>>,
 {
-    // Before the configuration: an init container that only waits has none of it.
-    crate::wait::exit_if_wait(spec);
+    // `parse` first handles `--wait-for` (an init container that only waits has none of the
+    // configuration).
     let config: C = crate::config::parse(spec);
     crate::probe::exit_if_probe(spec, config.common());
     // Held until `main` returns: dropping it flushes the queued spans.

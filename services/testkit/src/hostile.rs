@@ -28,11 +28,20 @@ pub fn nested_arrays(depth: usize) -> String {
 /// A body of `len` bytes without a Content-Length (sent chunked), generated as it is sent: a
 /// server learns its size only by counting it as it streams.
 pub fn chunked(len: usize) -> reqwest::Body {
-    let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+    let chunk = bytes::Bytes::from(vec![7u8; CHUNK]);
     let chunks = futures::stream::iter(
-        (0..len / chunk.len()).map(move |_| Ok::<bytes::Bytes, std::io::Error>(chunk.clone())),
+        chunk_lengths(len).map(move |n| Ok::<bytes::Bytes, std::io::Error>(chunk.slice(..n))),
     );
     reqwest::Body::wrap_stream(chunks)
+}
+
+/// The size of each chunk [`chunked`] sends.
+const CHUNK: usize = 64 * 1024;
+
+/// The lengths of [`chunked`]'s chunks: whole [`CHUNK`]s, then what is left, `len` in all.
+fn chunk_lengths(len: usize) -> impl Iterator<Item = usize> {
+    let rest = len % CHUNK;
+    std::iter::repeat_n(CHUNK, len / CHUNK).chain((rest > 0).then_some(rest))
 }
 
 #[cfg(test)]
@@ -48,5 +57,23 @@ mod tests {
         assert_eq!(nested_arrays(3), "[[[]]]");
         let v: serde_json::Value = serde_json::from_str(&nested_arrays(100)).unwrap();
         assert!(v.is_array());
+    }
+
+    /// A chunked body is `len` bytes, also when `len` is not a whole number of chunks.
+    #[test]
+    fn chunked_sends_len_bytes() {
+        for len in [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            10 * 1000 * 1000,
+            10 * 1024 * 1024,
+        ] {
+            let lengths: Vec<usize> = chunk_lengths(len).collect();
+            assert_eq!(lengths.iter().sum::<usize>(), len, "{len}");
+            assert!(lengths.iter().all(|&n| n > 0 && n <= CHUNK), "{len}");
+        }
     }
 }

@@ -16,6 +16,9 @@
 //! - [`hostile`]: on one stack, hostile uploads, URLs, headers, tokens, bodies and ids, and users
 //!   reaching for what is not theirs, each get their 4xx problem+json; password guessing locks
 //!   the name; healthy instances stay in rotation and no container restarts or is OOM-killed.
+//! - [`wait_for`]: every service binary a stack builds, run as a Kubernetes init container
+//!   (`--wait-for HOST:PORT`), exits 0 once the port accepts and waits while it does not (no
+//!   Docker: the built binaries themselves).
 //!
 //! Each `platform` command has a hard time limit; progress and timings go to stderr
 //! (`cargo nextest run -p e2e --no-capture` shows them live).
@@ -26,6 +29,7 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod scenarios;
+mod wait_for;
 
 use e2e::{Platform, docker};
 use testkit::eventually;

@@ -50,6 +50,13 @@ pub const SUBCOMMAND: &str = "fault-agent";
 /// How often the agent looks for packets while idle or holding some: the resolution of the
 /// delay it adds.
 const TICK: Duration = Duration::from_millis(1);
+/// The most packets the agent takes from the queue in one pass before it releases the packets
+/// that are due and looks at its stop conditions again: under steady traffic the queue is never
+/// empty, and reading it dry first would hold due packets (and SIGTERM) back.
+pub const RECV_BATCH: usize = 256;
+/// The longest delay (and jitter) an agent adds: a latency fault's own bound (`--delay` in
+/// (0, 60s]). Larger values on the hidden command line are refused, not left to overflow.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// What an agent does to each packet.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,11 +123,22 @@ impl<T> Schedule<T> {
         if self.heap.len() >= self.limit {
             return Err(item);
         }
+        // Saturating throughout: no delay or jitter, however large, overflows (the agent refuses
+        // values past MAX_DELAY; this keeps the schedule itself panic-free).
         let jitter = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX / 4);
-        let offset = i128::from(random % (2 * jitter + 1)) - i128::from(jitter);
-        let delay = (i128::try_from(self.delay.as_micros()).unwrap_or(i128::MAX / 4) + offset)
-            .max(0) as u64;
-        let mut at = now + Duration::from_micros(delay);
+        let span = jitter.saturating_mul(2).saturating_add(1);
+        let offset = i128::from(random % span) - i128::from(jitter);
+        let delay = i128::try_from(self.delay.as_micros())
+            .unwrap_or(i128::MAX / 4)
+            .saturating_add(offset)
+            .clamp(0, i128::from(u64::MAX));
+        let delay = Duration::from_micros(u64::try_from(delay).unwrap_or(u64::MAX));
+        // An instant past what the clock can hold: the farthest it can (never released before
+        // the agent ends and drains).
+        let mut at = now
+            .checked_add(delay)
+            .or_else(|| now.checked_add(MAX_DELAY * 1000))
+            .unwrap_or(now);
         if let Some(&prev) = self.last.get(&flow) {
             at = at.max(prev);
         }
@@ -300,6 +318,43 @@ impl AgentArgs {
             _ => None,
         }
     }
+
+    /// [`Self::mode`], checked: one mode, a delay and jitter of at most [`MAX_DELAY`], a
+    /// percentage in [0, 100].
+    pub fn checked_mode(&self) -> Result<Mode, String> {
+        let mode = self
+            .mode()
+            .ok_or("give one of --delay-us, --corrupt-percent, --duplicate-percent")?;
+        match mode {
+            Mode::Latency { delay, jitter } if delay > MAX_DELAY || jitter > MAX_DELAY => {
+                Err(format!(
+                    "--delay-us and --jitter-us must be at most {} µs",
+                    MAX_DELAY.as_micros()
+                ))
+            }
+            Mode::Corrupt { percent } | Mode::Duplicate { percent }
+                if !(0.0..=100.0).contains(&percent) =>
+            {
+                Err(format!("the percentage {percent} is not in [0, 100]"))
+            }
+            mode => Ok(mode),
+        }
+    }
+}
+
+/// One pass over the queue: `step` takes one message and deals with it (false: the queue had
+/// none), at most `max` times; true when the queue ran dry. Bounded so that under steady
+/// traffic the agent still releases due packets and checks its stop conditions between passes.
+fn bounded_pass(
+    max: usize,
+    mut step: impl FnMut() -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    for _ in 0..max {
+        if !step()? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Why the agent stopped.
@@ -324,9 +379,7 @@ fn log(line: impl std::fmt::Display) {
 /// Runs the agent until SIGTERM, the end of its lifetime or of the container's namespace
 /// (blocking; the caller runs it off the async runtime).
 pub fn run(args: &AgentArgs, stop: &AtomicBool) -> std::io::Result<Exit> {
-    let mode = args.mode().ok_or_else(|| {
-        std::io::Error::other("give one of --delay-us, --corrupt-percent, --duplicate-percent")
-    })?;
+    let mode = args.checked_mode().map_err(std::io::Error::other)?;
     let own =
         netns("self").ok_or_else(|| std::io::Error::other("cannot read /proc/self/ns/net"))?;
     let watched = args.watch_pid.to_string();
@@ -381,12 +434,12 @@ pub fn run(args: &AgentArgs, stop: &AtomicBool) -> std::io::Result<Exit> {
                 break Exit::NamespaceGone;
             }
         }
-        // Everything the kernel has queued.
-        loop {
+        // What the kernel has queued, at most RECV_BATCH packets.
+        let ran_dry = bounded_pass(RECV_BATCH, || {
             let mut msg = match queue.recv() {
                 Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(true),
                 Err(e) => return Err(e),
             };
             seen += 1;
@@ -425,13 +478,17 @@ pub fn run(args: &AgentArgs, stop: &AtomicBool) -> std::io::Result<Exit> {
                     queue.verdict(msg)?;
                 }
             }
-        }
+            Ok(true)
+        })?;
         let now = Instant::now();
         while let Some(mut msg) = schedule.pop_due(now) {
             msg.set_verdict(nfq::Verdict::Accept);
             queue.verdict(msg)?;
         }
-        std::thread::sleep(TICK);
+        // A full batch: more is queued, so the next pass starts at once.
+        if ran_dry {
+            std::thread::sleep(TICK);
+        }
     };
     // Whatever is held goes out now, in order; then the queue is left (the rule's bypass
     // passes packets from here on).
@@ -496,12 +553,7 @@ pub fn find(matches: impl Fn(&[String]) -> bool) -> Vec<Found> {
     let mut found: Vec<Found> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
-            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmdline: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect();
+            let cmdline = cmdline_of(pid)?;
             (cmdline.iter().any(|w| w == SUBCOMMAND) && matches(&cmdline) && alive(pid))
                 .then_some(Found { pid, cmdline })
         })
@@ -510,9 +562,40 @@ pub fn find(matches: impl Fn(&[String]) -> bool) -> Vec<Found> {
     found
 }
 
+/// Whether a command line is that of an agent of fault `id`.
+fn is_agent_of(cmdline: &[String], id: &str) -> bool {
+    cmdline.iter().any(|w| w == SUBCOMMAND)
+        && cmdline.windows(2).any(|w| w[0] == "--fault" && w[1] == id)
+}
+
 /// The agents of fault `id`.
 pub fn agents_of(id: &str) -> Vec<Found> {
-    find(|c| c.windows(2).any(|w| w[0] == "--fault" && w[1] == id))
+    find(|c| is_agent_of(c, id))
+}
+
+/// The process group of the agent recorded for fault `id` at injection (`pid` leading group
+/// `pgid`), if that process is still that agent: alive, its command line naming the fault, and
+/// still the leader of that group. A pid the kernel has since given to another process is not
+/// it.
+pub fn recorded_group(id: &str, pid: i32, pgid: i32) -> Option<i32> {
+    let cmdline = cmdline_of(pid)?;
+    (pid > 0
+        && pid == pgid
+        && is_agent_of(&cmdline, id)
+        && alive(pid)
+        && self::pgid(pid) == Some(pgid))
+    .then_some(pgid)
+}
+
+/// The words of `/proc/<pid>/cmdline`.
+fn cmdline_of(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect(),
+    )
 }
 
 /// True while `pid` exists and is not a zombie.
@@ -541,12 +624,34 @@ pub fn pgid(pid: i32) -> Option<i32> {
 /// Stops the agents of fault `id`: SIGTERM to each one's process group (it accepts what it
 /// holds and leaves the queue), SIGKILL after `grace`; returns how many were stopped, or the
 /// pids still alive.
-pub async fn stop(id: &str, grace: Duration) -> Result<usize, Vec<i32>> {
+///
+/// `recorded` is the agent's `(pid, pgid)` from the fault's record: its group is signalled
+/// when [`recorded_group`] confirms the process is still that agent. The `/proc` scan for
+/// agents naming the fault stays as the fallback (an agent whose record was lost or written
+/// without it, or a second one) and is what verifies that none is left.
+pub async fn stop(
+    id: &str,
+    recorded: Option<(i32, i32)>,
+    grace: Duration,
+) -> Result<usize, Vec<i32>> {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::Pid;
-    let found = agents_of(id);
+    let group = || recorded.and_then(|(pid, pgid)| recorded_group(id, pid, pgid));
+    let mut found: Vec<i32> = agents_of(id).iter().map(|f| f.pid).collect();
+    if let Some(pid) = recorded.map(|r| r.0).filter(|_| group().is_some())
+        && !found.contains(&pid)
+    {
+        found.push(pid);
+    }
     let signal_all = |sig: Signal| {
+        let recorded = group();
+        if let Some(g) = recorded {
+            let _ = killpg(Pid::from_raw(g), sig);
+        }
         for f in agents_of(id) {
+            if recorded == Some(f.pid) {
+                continue;
+            }
             match pgid(f.pid) {
                 // Only a group the agent leads: never the injecting CLI's own group.
                 Some(g) if g == f.pid => {
@@ -563,6 +668,7 @@ pub async fn stop(id: &str, grace: Duration) -> Result<usize, Vec<i32>> {
     }
     signal_all(Signal::SIGTERM);
     let start = Instant::now();
+    // The recorded agent, while it is one, is among `agents_of`.
     while !agents_of(id).is_empty() {
         if start.elapsed() > grace {
             signal_all(Signal::SIGKILL);
@@ -698,6 +804,153 @@ mod tests {
         let mut s = Schedule::new(ms(5), ms(50), 10);
         let at = s.admit(t0, 1, 0, ()).unwrap();
         assert_eq!(at, t0);
+    }
+
+    /// Extreme delays and jitters (the hidden --delay-us/--jitter-us take any u64) neither
+    /// overflow nor panic in the schedule, and the agent refuses them.
+    #[test]
+    fn extreme_delays_do_not_overflow() {
+        use clap::Parser as _;
+        let t0 = Instant::now();
+        let huge = Duration::from_micros(u64::MAX);
+        for (delay, jitter) in [(huge, huge), (huge, Duration::ZERO), (ms(1), huge)] {
+            let mut s = Schedule::new(delay, jitter, 10);
+            for random in [0, 1, u64::MAX / 2, u64::MAX] {
+                let at = s.admit(t0, random, random, ()).unwrap();
+                assert!(at >= t0);
+            }
+        }
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: AgentArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let base = ["x", "--fault", "f", "--container", "c", "--watch-pid", "1"];
+            P::try_parse_from(
+                base.iter()
+                    .chain(["--lifetime-secs", "9"].iter())
+                    .chain(extra),
+            )
+            .unwrap()
+            .a
+        };
+        let max = MAX_DELAY.as_micros().to_string();
+        let over = (MAX_DELAY.as_micros() + 1).to_string();
+        let all = u64::MAX.to_string();
+        assert!(
+            parse(&["--delay-us", &max, "--jitter-us", &max])
+                .checked_mode()
+                .is_ok()
+        );
+        for bad in [
+            &["--delay-us", &over, "--jitter-us", "0"][..],
+            &["--delay-us", "1", "--jitter-us", &all],
+            &["--delay-us", &all, "--jitter-us", &all],
+            &["--corrupt-percent", "101"],
+            &["--duplicate-percent", "NaN"],
+            &[],
+        ] {
+            assert!(parse(bad).checked_mode().is_err(), "{bad:?}");
+        }
+    }
+
+    /// A pass takes at most its bound from a queue that is never empty (steady traffic), and
+    /// says whether the queue ran dry.
+    #[test]
+    fn a_pass_is_bounded() {
+        let mut taken = 0;
+        let dry = bounded_pass(RECV_BATCH, || {
+            taken += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!((taken, dry), (RECV_BATCH, false));
+        let mut left = 3;
+        let dry = bounded_pass(RECV_BATCH, || {
+            if left == 0 {
+                return Ok(false);
+            }
+            left -= 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert!(dry && left == 0);
+        assert!(bounded_pass(5, || Err(std::io::Error::other("x"))).is_err());
+    }
+
+    /// A process leading its own group, `sh` with `words` after the script as its arguments
+    /// (so they stand in its command line), reaped when dropped.
+    struct Group(std::process::Child);
+
+    impl Group {
+        fn start(words: &[&str]) -> Group {
+            use std::os::unix::process::CommandExt as _;
+            let child = std::process::Command::new("sh")
+                .args(["-c", "sleep 30; true"])
+                .args(words)
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            Group(child)
+        }
+
+        fn pid(&self) -> i32 {
+            i32::try_from(self.0.id()).unwrap()
+        }
+
+        /// Reaps it if it exited (a zombie is not alive either way).
+        fn exited(&mut self) -> bool {
+            self.0.try_wait().unwrap().is_some()
+        }
+    }
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The recorded agent's group is signalled only while its process is still this fault's
+    /// agent: a recorded pid whose command line is another program's (a reused pid) or
+    /// another fault's agent is left alone; a recorded agent is stopped.
+    #[tokio::test]
+    async fn stop_signals_the_recorded_group_only_when_it_is_the_agent() {
+        let id = format!("f-test-{}", std::process::id());
+        let mut other = Group::start(&["unrelated"]);
+        let mut other_fault = Group::start(&[SUBCOMMAND, "--fault", "f-another"]);
+        let mut agent = Group::start(&[SUBCOMMAND, "--fault", &id]);
+        // Give each shell time to be itself (not yet exec'd, its cmdline set).
+        tokio::time::sleep(ms(100)).await;
+        assert_eq!(recorded_group(&id, other.pid(), other.pid()), None);
+        assert_eq!(
+            recorded_group(&id, other_fault.pid(), other_fault.pid()),
+            None
+        );
+        assert_eq!(recorded_group(&id, agent.pid(), agent.pid() + 1), None);
+        assert_eq!(
+            recorded_group(&id, agent.pid(), agent.pid()),
+            Some(agent.pid())
+        );
+
+        let n = stop(&id, Some((other.pid(), other.pid())), ms(500)).await;
+        assert_eq!(n, Ok(1), "the agent found by the scan");
+        assert!(agent.exited() || !alive(agent.pid()));
+        tokio::time::sleep(ms(100)).await;
+        assert!(
+            !other.exited(),
+            "a recorded pid that is not the agent was signalled"
+        );
+        assert_eq!(
+            stop("f-another", Some((agent.pid(), agent.pid())), ms(500)).await,
+            Ok(1)
+        );
+        assert!(other_fault.exited() || !alive(other_fault.pid()));
+        assert!(!other.exited());
     }
 
     /// Past the limit a packet is handed back (the agent drops it, as netem does); the flow

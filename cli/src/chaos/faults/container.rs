@@ -27,6 +27,17 @@ fn kill_signal(rec: &FaultRecord) -> String {
     rec.options.signal.clone().unwrap_or_else(|| "KILL".into())
 }
 
+/// How long a `stop` fault's `docker stop` waits between SIGTERM and SIGKILL when the fault
+/// names no `--grace` (Docker's own default; the `stop` kind's description says 10s).
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The grace period a stop fault gives the container (`--grace`, else [`DEFAULT_STOP_GRACE`]).
+fn stop_grace(rec: &FaultRecord) -> Duration {
+    rec.options
+        .grace_ms
+        .map_or(DEFAULT_STOP_GRACE, Duration::from_millis)
+}
+
 /// Whether a fault must suspend the container's restart policy while it lasts: only a kill by
 /// a signal that ends the process (see the module docs).
 pub fn suspends_restart(kind: Kind, signal: &str) -> bool {
@@ -66,8 +77,7 @@ pub async fn apply(rt: &Runtime, rec: &mut FaultRecord) -> Result<()> {
             }
         }
         Kind::Stop => {
-            let grace = Duration::from_millis(rec.options.grace_ms.unwrap_or(10_000));
-            rt.stop_container(&name, grace).await?;
+            rt.stop_container(&name, stop_grace(rec)).await?;
             if !wait_until(EFFECT_TIMEOUT, || state(&["exited", "dead"])).await? {
                 return Err(not_effective("still running after docker stop".into()));
             }
@@ -135,7 +145,7 @@ const STOP_SETTLE: Duration = Duration::from_secs(3);
 /// record). Zero once that time has passed.
 fn in_flight_for(rec: &FaultRecord) -> Duration {
     let window = match rec.kind {
-        Kind::Stop => Duration::from_millis(rec.options.grace_ms.unwrap_or(10_000)) + STOP_SETTLE,
+        Kind::Stop => stop_grace(rec) + STOP_SETTLE,
         Kind::Kill if FATAL.contains(&kill_signal(rec).as_str()) => STOP_SETTLE,
         _ => return Duration::ZERO,
     };

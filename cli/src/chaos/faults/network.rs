@@ -665,7 +665,13 @@ async fn delete_rules(tools: &Tools, pid: i64, id: &str) -> Result<()> {
 
 /// Stops the agents of a fault, saying which are left if any.
 pub async fn stop_agents(rec: &FaultRecord) -> Result<usize> {
-    agent::stop(&rec.id, AGENT_GRACE)
+    let recorded = match &rec.revert {
+        Revert::Network {
+            nfqueue: Some(n), ..
+        } => Some((n.agent_pid, n.agent_pgid)),
+        _ => None,
+    };
+    agent::stop(&rec.id, recorded, AGENT_GRACE)
         .await
         .map_err(|pids| FaultError::State {
             message: format!(

@@ -102,7 +102,9 @@ pub struct NfqueueRevert {
     pub queue: u16,
     /// The rule as added (`iptables -A OUTPUT` + this); revert deletes it.
     pub rule: Vec<String>,
-    /// The agent process and its process group (it leads its own), on the host.
+    /// The agent process and its process group (it leads its own), on the host: revert
+    /// signals that group once `/proc/<agent_pid>` is confirmed to still be this fault's agent
+    /// (`agent::recorded_group`), and scans `/proc` for any other agent of the fault.
     pub agent_pid: i32,
     pub agent_pgid: i32,
 }

@@ -274,7 +274,7 @@ pub struct Options {
     /// `kill`: the signal's name without `SIG` (`KILL`, `TERM`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
-    /// `stop`: seconds between SIGTERM and SIGKILL.
+    /// `stop`: milliseconds between SIGTERM and SIGKILL (`--grace`; absent: Docker's 10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_ms: Option<u64>,
     /// `latency`: the added delay.
@@ -546,7 +546,7 @@ impl FaultSpec {
             Kind::Latency => {
                 let d = dur("delay")?.unwrap_or(Duration::from_millis(200));
                 let j = dur("jitter")?.unwrap_or(Duration::ZERO);
-                if d.is_zero() || d > Duration::from_secs(60) {
+                if d.is_zero() || d > super::agent::MAX_DELAY {
                     return Err(invalid("delay", "in (0, 60s]"));
                 }
                 if j > d {

@@ -15,9 +15,11 @@ use chrono::Utc;
 use dashboard::model::logs::LogTarget;
 use dashboard::model::timeline::{Event, EventKind, Severity};
 use dashboard::{Action, Request, Update};
+use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::convert;
 use super::feed::Ctx;
@@ -40,12 +42,80 @@ const LOG_DELAY: Duration = Duration::from_millis(250);
 /// How often a running load's progress line is refreshed.
 const LOAD_PROGRESS: Duration = Duration::from_secs(1);
 
-/// Takes requests until the channel closes (the dashboard left).
-pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>) {
+/// One kind of task of which at most one runs at a time (a load, a scenario). The running task
+/// holds the slot ([`Held`]) until it has ended, sent its last update, or panicked.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Slot(Arc<AtomicBool>);
+
+/// A taken [`Slot`]; dropping it frees the slot, also when the task holding it panics.
+#[derive(Debug)]
+pub(crate) struct Held(Arc<AtomicBool>);
+
+impl Slot {
+    /// The slot, unless a task holds it.
+    pub(crate) fn take(&self) -> Option<Held> {
+        (!self.0.swap(true, Ordering::AcqRel)).then(|| Held(self.0.clone()))
+    }
+
+    /// Whether a task holds it.
+    pub(crate) fn busy(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The dashboard's load: at most one, stopped by `:load stop` but held until its task has
+/// finished (its summary and the blanked progress line sent), so a new `:load` cannot start
+/// while the old one still winds down and blank the new one's line.
+#[derive(Debug, Default)]
+pub(crate) struct LoadSlot {
+    slot: Slot,
+    stop: Option<CancellationToken>,
+}
+
+impl LoadSlot {
+    /// A new load's stop token (a child of `parent`) and its hold on the slot.
+    pub(crate) fn start(
+        &mut self,
+        parent: &CancellationToken,
+    ) -> Result<(CancellationToken, Held), String> {
+        let Some(held) = self.slot.take() else {
+            return Err(if self.stop.as_ref().is_some_and(|t| t.is_cancelled()) {
+                "the last load is still stopping; try again in a moment".into()
+            } else {
+                "a load is already running (`:load stop` stops it)".into()
+            });
+        };
+        let stop = parent.child_token();
+        self.stop = Some(stop.clone());
+        Ok((stop, held))
+    }
+
+    /// `:load stop`.
+    pub(crate) fn stop(&mut self) -> Result<String, String> {
+        match &self.stop {
+            Some(t) if self.slot.busy() && !t.is_cancelled() => {
+                t.cancel();
+                Ok("stopping the load".into())
+            }
+            Some(_) if self.slot.busy() => Err("the load is already stopping".into()),
+            _ => Err("no load started here is running".into()),
+        }
+    }
+}
+
+/// Takes requests until the channel closes (the dashboard left). The load and scenario tasks
+/// go to `tasks`, which the dashboard awaits (bounded) after cancelling on exit, so a
+/// scenario's cleanup (the heal of what it injected) and a load's stop finish first.
+pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>, tasks: TaskTracker) {
     let mut logs_task: Option<JoinHandle<()>> = None;
-    // Stops the load this dashboard started; cancelled once that load has ended too.
-    let mut load_stop: Option<CancellationToken> = None;
-    let scenario_running = Arc::new(AtomicBool::new(false));
+    let mut load = LoadSlot::default();
+    let scenario_slot = Slot::default();
     while let Some(request) = requests.recv().await {
         let id = request.id;
         match request.action {
@@ -53,34 +123,26 @@ pub async fn run(ctx: Ctx, mut requests: mpsc::UnboundedReceiver<Request>) {
                 rate,
                 duration,
                 mix,
-            } => {
-                if load_stop.as_ref().is_some_and(|t| !t.is_cancelled()) {
-                    ctx.send(done(
-                        id,
-                        Err("a load is already running (`:load stop` stops it)".into()),
-                    ));
-                    continue;
+            } => match load.start(&ctx.cancel) {
+                Ok((stop, held)) => {
+                    tasks.spawn(run_load(ctx.clone(), id, rate, duration, mix, stop, held));
                 }
-                let stop = ctx.cancel.child_token();
-                load_stop = Some(stop.clone());
-                tokio::spawn(run_load(ctx.clone(), id, rate, duration, mix, stop));
-            }
-            Action::StopLoad => match load_stop.take() {
-                Some(t) if !t.is_cancelled() => {
-                    t.cancel();
-                    ctx.send(done(id, Ok("stopping the load".into())));
-                }
-                _ => ctx.send(done(id, Err("no load started here is running".into()))),
+                Err(e) => ctx.send(done(id, Err(e))),
             },
+            Action::StopLoad => ctx.send(done(id, load.stop())),
             Action::Scenario { file, .. } => {
-                if scenario_running.swap(true, Ordering::AcqRel) {
+                let Some(held) = scenario_slot.take() else {
                     ctx.send(done(id, Err("a scenario is already running".into())));
                     continue;
-                }
-                let (ctx, running) = (ctx.clone(), scenario_running.clone());
-                tokio::spawn(async move {
-                    let result = run_scenario(&ctx, &file).await;
-                    running.store(false, Ordering::Release);
+                };
+                let ctx = ctx.clone();
+                tasks.spawn(async move {
+                    // Freed however the task ends (a panic of the runner included).
+                    let _held = held;
+                    let result = std::panic::AssertUnwindSafe(run_scenario(&ctx, &file))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err("the scenario runner panicked".into()));
                     ctx.send(Update::Scenario(None));
                     ctx.send(done(id, result));
                 });
@@ -208,6 +270,8 @@ async fn run_load(
     duration: String,
     mix: Option<String>,
     stop: CancellationToken,
+    // Released when this task ends: after its last update.
+    _held: Held,
 ) {
     let handle = match start_load(&ctx, &rate, &duration, mix.as_deref()).await {
         Ok(h) => h,
@@ -342,6 +406,14 @@ async fn run_scenario(ctx: &Ctx, file: &str) -> Result<String, String> {
     }
 }
 
+/// After the dashboard cancelled its work on exit: waits for the load and scenario tasks in
+/// `tasks` to end (a scenario heals what it injected, a load stops), at most `bound`; true when
+/// they all ended. No task is added after this.
+pub async fn wind_down(tasks: &TaskTracker, bound: Duration) -> bool {
+    tasks.close();
+    tokio::time::timeout(bound, tasks.wait()).await.is_ok()
+}
+
 /// Follows the output of `target`'s containers until aborted or they all stop.
 async fn follow_logs(ctx: Ctx, target: LogTarget) {
     let Some(obs) = ctx.observer().await else {
@@ -385,4 +457,69 @@ async fn follow_logs(ctx: Ctx, target: LogTarget) {
         target: target.clone(),
         error: result.err().map(|e| e.to_string()),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot is held until its task ends, also when that task panics.
+    #[tokio::test]
+    async fn a_slot_is_freed_when_its_task_ends_or_panics() {
+        let slot = Slot::default();
+        let held = slot.take().unwrap();
+        assert!(slot.busy() && slot.take().is_none());
+        let task = tokio::spawn(async move {
+            let _held = held;
+            panic!("the runner panicked");
+        });
+        assert!(task.await.is_err());
+        assert!(!slot.busy());
+        assert!(slot.take().is_some());
+    }
+
+    /// `:load stop` cancels the load but a new `:load` waits until the old task has finished
+    /// (before, the stop freed it at once, and the old task's last `Update::Load(None)` blanked
+    /// the new load's line).
+    #[test]
+    fn a_new_load_waits_for_the_stopped_one_to_finish() {
+        let parent = CancellationToken::new();
+        let mut load = LoadSlot::default();
+        assert!(load.stop().is_err(), "nothing runs yet");
+        let (stop, held) = load.start(&parent).unwrap();
+        assert!(load.start(&parent).unwrap_err().contains("already running"));
+        assert_eq!(load.stop(), Ok("stopping the load".to_string()));
+        assert!(stop.is_cancelled());
+        assert!(load.stop().unwrap_err().contains("already stopping"));
+        assert!(load.start(&parent).unwrap_err().contains("still stopping"));
+        drop(held);
+        let (next, _held) = load.start(&parent).unwrap();
+        assert!(!next.is_cancelled());
+        parent.cancel();
+        assert!(next.is_cancelled(), "a child of the dashboard's token");
+    }
+
+    /// On exit the dashboard cancels, then waits for a scenario's cleanup (here: a heal that
+    /// takes 300 ms after the cancel), bounded: a task that does not end is given up on.
+    #[tokio::test]
+    async fn wind_down_awaits_the_cleanup_within_its_bound() {
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let healed = Arc::new(AtomicBool::new(false));
+        let (token, flag) = (cancel.clone(), healed.clone());
+        tasks.spawn(async move {
+            token.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            flag.store(true, Ordering::Release);
+        });
+        cancel.cancel();
+        assert!(wind_down(&tasks, Duration::from_secs(10)).await);
+        assert!(healed.load(Ordering::Acquire));
+
+        let stuck = TaskTracker::new();
+        stuck.spawn(tokio::time::sleep(Duration::from_secs(60)));
+        let started = std::time::Instant::now();
+        assert!(!wind_down(&stuck, Duration::from_millis(200)).await);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -31,12 +31,17 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Global;
 use crate::chaos::faults::{self, Kind};
 use crate::observe::{ObserveError, Route};
 use crate::stack::{Stack, StackFile};
 use crate::{Error, Result};
+
+/// How long leaving the dashboard waits for its scenario's cleanup (healing what it injected,
+/// as `platform heal` waits for a healed container) and its load's stop.
+const WIND_DOWN: Duration = crate::chaos::faults::HEAL_TIMEOUT;
 
 /// Set to make the UI panic after its first frame (the end-to-end test of terminal restore).
 const PANIC_ENV: &str = "PLATFORM_DASHBOARD_TEST_PANIC";
@@ -276,7 +281,8 @@ async fn interactive(
         ));
     }
     let (requests, inbox) = mpsc::unbounded_channel();
-    tokio::spawn(act::run(ctx.clone(), inbox));
+    let tasks = TaskTracker::new();
+    let act_task = tokio::spawn(act::run(ctx.clone(), inbox, tasks.clone()));
     app.hyperlinks = !args.no_links;
     app.clock = local_offset();
 
@@ -299,49 +305,94 @@ async fn interactive(
     let mut tick = tokio::time::interval(args.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames = FrameTimes::default();
-    loop {
-        let mut redraw = false;
-        tokio::select! {
-            _ = tick.tick() => {
-                app.apply(Update::Tick(Utc::now()));
-                redraw = true;
-            }
-            event = events.next() => match event {
-                Some(Ok(Event::Key(key))) => {
-                    app.on_key(key);
+    // The screen until the user quits; an error of the terminal ends it too, and still goes
+    // through the wind-down below before it is returned.
+    let ended: Result<()> = async {
+        loop {
+            let mut redraw = false;
+            tokio::select! {
+                _ = tick.tick() => {
+                    app.apply(Update::Tick(Utc::now()));
                     redraw = true;
                 }
-                Some(Ok(Event::Resize(..))) => redraw = true,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
-            },
-            update = updates.recv() => {
-                if let Some(u) = update {
-                    app.apply(u);
+                event = events.next() => match event {
+                    Some(Ok(Event::Key(key))) => {
+                        app.on_key(key);
+                        redraw = true;
+                    }
+                    Some(Ok(Event::Resize(..))) => redraw = true,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
+                },
+                update = updates.recv() => {
+                    if let Some(u) = update {
+                        app.apply(u);
+                    }
+                    // Take what else is waiting in one go; the next tick draws it.
+                    while let Ok(u) = updates.try_recv() {
+                        app.apply(u);
+                    }
                 }
-                // Take what else is waiting in one go; the next tick draws it.
-                while let Ok(u) = updates.try_recv() {
-                    app.apply(u);
+            }
+            for r in app.take_requests() {
+                let _ = requests.send(r);
+            }
+            if app.should_quit() {
+                break;
+            }
+            if redraw {
+                let started = Instant::now();
+                terminal.draw(|f| dashboard::ui::draw(f, &app))?;
+                frames.push(started.elapsed());
+                if test_panic {
+                    panic!("{PANIC_ENV} is set: panicking after the first frame");
                 }
             }
         }
-        for r in app.take_requests() {
-            let _ = requests.send(r);
-        }
-        if app.should_quit() {
-            break;
-        }
-        if redraw {
-            let started = Instant::now();
-            terminal.draw(|f| dashboard::ui::draw(f, &app))?;
-            frames.push(started.elapsed());
-            if test_panic {
-                panic!("{PANIC_ENV} is set: panicking after the first frame");
-            }
-        }
+        Ok(())
     }
+    .await;
+    // Leaving: cancel what the dashboard started, then wait (bounded) for a scenario to heal
+    // what it injected and a load to stop. Without this wait the runtime's shutdown dropped
+    // those tasks mid-cleanup and a scenario's faults stayed in place.
+    ctx.cancel.cancel();
+    drop(requests);
+    let _ = act_task.await;
+    let finished = if tasks.is_empty() {
+        tasks.close();
+        true
+    } else {
+        app.apply(Update::Scenario(Some(format!(
+            "leaving: healing what the dashboard injected and stopping its load (at most {})…",
+            humantime::format_duration(WIND_DOWN)
+        ))));
+        let _ = terminal.draw(|f| dashboard::ui::draw(f, &app));
+        let wind_down = act::wind_down(&tasks, WIND_DOWN);
+        tokio::pin!(wind_down);
+        // Keep the screen current (the scenario's cleanup lines) while waiting.
+        loop {
+            tokio::select! {
+                finished = &mut wind_down => break finished,
+                _ = tick.tick() => {
+                    while let Ok(u) = updates.try_recv() {
+                        app.apply(u);
+                    }
+                    app.apply(Update::Tick(Utc::now()));
+                    let _ = terminal.draw(|f| dashboard::ui::draw(f, &app));
+                }
+            }
+        }
+    };
     drop(_restore);
+    if !finished {
+        eprintln!(
+            "warning: the dashboard's scenario or load was still cleaning up after {}; \
+             `platform faults` lists what is left and `platform heal` reverts it",
+            humantime::format_duration(WIND_DOWN)
+        );
+    }
+    ended?;
     print_command_log(&app, stack);
     if let Some(path) = &args.frame_stats {
         frames.write(path, args.refresh)?;
