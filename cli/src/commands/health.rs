@@ -120,7 +120,11 @@ pub async fn wait_ready(
 ) -> Result<Readiness, HealthError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let poll = health
-        .map(|h| h.interval.min(Duration::from_millis(250)))
+        .map(|h| {
+            h.start_interval
+                .min(h.interval)
+                .min(Duration::from_millis(250))
+        })
         .unwrap_or(Duration::from_millis(100))
         .max(Duration::from_millis(50));
     let http = reqwest::Client::builder()
@@ -212,6 +216,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             retries: 10,
             start_period: Duration::ZERO,
+            start_interval: Duration::from_millis(500),
         }
     }
 

@@ -147,6 +147,7 @@ fn docker_healthcheck(service: &Service) -> Option<HealthcheckSpec> {
         timeout: health.timeout,
         retries: health.retries,
         start_period: health.start_period,
+        start_interval: health.start_interval,
     })
 }
 

@@ -119,6 +119,27 @@ fn env_translation() {
     assert_eq!(env_of(db, "SERVER_ID")["value"], "$(K8S_POD_INDEX)");
 }
 
+/// A `start_interval` sets the startup probe's period (quick readiness at start) while readiness
+/// and liveness keep the slower `interval`.
+#[test]
+fn startup_probe_runs_at_the_start_interval() {
+    let s = stack(
+        r#"
+[services.web]
+image = "web:1"
+port = 80
+health = { http = "/ready", port = 80, interval = "10s", start_interval = "500ms", start_period = "40s", retries = 3 }
+"#,
+    );
+    let docs = docs(&s, &Options::default());
+    let c = &find(&docs, "Deployment", "web")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["startupProbe"]["periodSeconds"], 1);
+    // 40 s at 1 s + 3 retries.
+    assert_eq!(c["startupProbe"]["failureThreshold"], 43);
+    assert_eq!(c["readinessProbe"]["periodSeconds"], 10);
+    assert_eq!(c["livenessProbe"]["periodSeconds"], 10);
+}
+
 /// Probe timing follows the health check: startup allows start_period + retries, readiness
 /// every interval (rounded up to whole seconds), liveness at most every 10 s on the port.
 #[test]

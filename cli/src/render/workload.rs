@@ -287,8 +287,9 @@ fn seconds(d: Duration) -> u64 {
 
 /// The startup, readiness and liveness probes from the stack's health check.
 ///
-/// - startup: the liveness check, as often as the stack's `interval`, allowed `retries`
-///   failures after `start_period` (what `up` waits for), at least [`MIN_STARTUP`];
+/// - startup: the liveness check, as often as the stack's `start_interval` (its `interval` when
+///   not given), allowed `retries` failures after `start_period` (what `up` waits for), at least
+///   [`MIN_STARTUP`];
 /// - readiness: the readiness check (`/health/ready` for our services) every `interval`, out of
 ///   the Service's endpoints after 3 failures;
 /// - liveness: the liveness check (`/health/live`; the port for an HTTP-checked official image,
@@ -324,10 +325,11 @@ fn probes(service: &Service) -> Vec<(&'static str, Value)> {
         }
     };
     let period = seconds(health.interval);
+    let start_period = seconds(health.start_interval);
     let timeout = seconds(health.timeout);
-    let budget = (health.start_period.as_secs_f64() / period as f64).ceil() as u64
+    let budget = (health.start_period.as_secs_f64() / start_period as f64).ceil() as u64
         + u64::from(health.retries);
-    let startup = budget.max(MIN_STARTUP.as_secs().div_ceil(period));
+    let startup = budget.max(MIN_STARTUP.as_secs().div_ceil(start_period));
     let with = |mut handler: Value, period: u64, failures: u64| {
         handler["periodSeconds"] = json!(period);
         handler["timeoutSeconds"] = json!(timeout);
@@ -335,7 +337,7 @@ fn probes(service: &Service) -> Vec<(&'static str, Value)> {
         handler
     };
     vec![
-        ("startupProbe", with(live.clone(), period, startup)),
+        ("startupProbe", with(live.clone(), start_period, startup)),
         ("readinessProbe", with(ready, period, 3)),
         ("livenessProbe", with(live, period.max(10), 3)),
     ]

@@ -118,6 +118,8 @@ pub struct HealthcheckSpec {
     pub timeout: Duration,
     pub retries: u32,
     pub start_period: Duration,
+    /// Probe period while starting (within `start_period`, until the first success).
+    pub start_interval: Duration,
 }
 
 /// A container of ours as the engine sees it.
@@ -283,6 +285,12 @@ impl Runtime {
             });
         }
         Ok(Self { docker, host })
+    }
+
+    /// Whether the engine takes a health check's start interval (API 1.44, Docker 25).
+    pub fn has_start_interval(&self) -> bool {
+        let v = self.docker.client_version();
+        (v.major_version, v.minor_version) >= (1, 44)
     }
 
     /// The engine address in use.
@@ -457,7 +465,7 @@ impl Runtime {
 
     /// Creates (does not start) a container from `spec`, labelled as ours.
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
-        let body = container_body(spec);
+        let body = container_body(spec, self.has_start_interval());
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
@@ -1082,7 +1090,30 @@ fn nanos(d: Duration) -> i64 {
 }
 
 /// The create request for `spec` (pure, so it is unit-tested without an engine).
-fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
+/// The interval, retries and start interval an engine is given for `h`. Engines from API 1.44
+/// (Docker 25) probe every `start_interval` while a container starts and every `interval` after.
+/// Older ones have no start interval and would probe every `interval` from the start, making
+/// `up` wait a whole interval per dependency wave: they get the start cadence throughout, with
+/// the retries scaled so that a container is still called unhealthy after the same time of
+/// failures (`interval` × `retries`).
+fn engine_health_timing(
+    h: &HealthcheckSpec,
+    start_interval: bool,
+) -> (Duration, u32, Option<Duration>) {
+    if start_interval || h.start_interval >= h.interval {
+        return (
+            h.interval,
+            h.retries,
+            start_interval.then_some(h.start_interval),
+        );
+    }
+    let fast = h.start_interval.max(Duration::from_millis(1));
+    let window = h.interval.as_secs_f64() * f64::from(h.retries);
+    let retries = (window / fast.as_secs_f64()).ceil().clamp(1.0, 1_000_000.0) as u32;
+    (fast, retries, None)
+}
+
+fn container_body(spec: &ContainerSpec, start_interval: bool) -> ContainerCreateBody {
     let mut port_bindings: bollard::models::PortMap = HashMap::new();
     let mut exposed = Vec::new();
     for p in &spec.ports {
@@ -1125,17 +1156,20 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
             },
         })
         .collect();
-    let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
-        test: Some(
-            std::iter::once("CMD".to_string())
-                .chain(h.command.iter().cloned())
-                .collect(),
-        ),
-        interval: Some(nanos(h.interval)),
-        timeout: Some(nanos(h.timeout)),
-        retries: Some(i64::from(h.retries)),
-        start_period: Some(nanos(h.start_period)),
-        start_interval: None,
+    let healthcheck = spec.healthcheck.as_ref().map(|h| {
+        let (interval, retries, start) = engine_health_timing(h, start_interval);
+        HealthConfig {
+            test: Some(
+                std::iter::once("CMD".to_string())
+                    .chain(h.command.iter().cloned())
+                    .collect(),
+            ),
+            interval: Some(nanos(interval)),
+            timeout: Some(nanos(h.timeout)),
+            retries: Some(i64::from(retries)),
+            start_period: Some(nanos(h.start_period)),
+            start_interval: start.map(nanos),
+        }
     });
     let endpoint = EndpointSettings {
         aliases: Some(spec.aliases.clone()),

@@ -28,7 +28,8 @@ fn spec() -> ContainerSpec {
             interval: Duration::from_millis(500),
             timeout: Duration::from_secs(2),
             retries: 60,
-            start_period: Duration::ZERO,
+            start_period: Duration::from_secs(60),
+            start_interval: Duration::from_millis(250),
         }),
         memory_bytes: Some(64 << 20),
         cpus: Some(0.5),
@@ -46,7 +47,7 @@ fn spec() -> ContainerSpec {
 /// and an exec-form health check in nanoseconds.
 #[test]
 fn create_body_carries_everything() {
-    let body = container_body(&spec());
+    let body = container_body(&spec(), true);
     let labels = body.labels.clone().unwrap();
     assert_eq!(labels[labels::STACK], "dev");
     assert_eq!(labels[labels::SERVICE], "api-gateway");
@@ -84,6 +85,15 @@ fn create_body_carries_everything() {
     let hc = body.healthcheck.clone().unwrap();
     assert_eq!(hc.test.unwrap(), vec!["CMD", "/app/api-gateway", "--probe"]);
     assert_eq!(hc.interval, Some(500_000_000));
+    assert_eq!(hc.start_period, Some(60_000_000_000));
+    assert_eq!(hc.start_interval, Some(250_000_000));
+    // An engine without start intervals probes at the start cadence throughout, with as many
+    // more retries as keep the time to "unhealthy" (500 ms × 60 = 30 s at 250 ms: 120).
+    let old = container_body(&spec(), false).healthcheck.unwrap();
+    assert_eq!(
+        (old.interval, old.retries, old.start_interval),
+        (Some(250_000_000), Some(120), None)
+    );
     let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
     assert_eq!(
         endpoints["platform-dev"].aliases.clone().unwrap(),

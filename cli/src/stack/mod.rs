@@ -13,7 +13,7 @@
 //! port = 8082
 //! env = { PORT = "${self.port}", DATABASE_URL = "mysql://orders:orders@${mariadb}:3306/orders" }
 //! depends_on = { discovery-server = "healthy", mariadb = "healthy" }
-//! health = { probe = true, interval = "1s" }
+//! health = { probe = true, interval = "10s", start_interval = "500ms", start_period = "2m", retries = 3 }
 //! volumes = ["orders-data:/data"]
 //! resources = { memory = "128m", cpus = 0.5 }
 //! ```

@@ -209,6 +209,10 @@ pub struct Health {
     pub retries: u32,
     #[serde(with = "humantime_serde_compat")]
     pub start_period: Duration,
+    /// How often the probe runs while the container is starting (Docker's `start_interval`:
+    /// within `start_period`, until the first success); `interval` when not given.
+    #[serde(with = "humantime_serde_compat")]
+    pub start_interval: Duration,
 }
 
 /// What a probe does.

@@ -92,6 +92,8 @@ pub struct RawHealth {
     pub retries: Option<Spanned<i64>>,
     #[serde(default)]
     pub start_period: Option<Spanned<String>>,
+    #[serde(default)]
+    pub start_interval: Option<Spanned<String>>,
 }
 
 /// `resources = { memory = "128m", cpus = 0.5 }`.

@@ -548,6 +548,9 @@ impl Validator<'_> {
         let interval = duration(raw.interval, "interval", Duration::from_secs(1));
         let timeout = duration(raw.timeout, "timeout", Duration::from_secs(2));
         let start_period = duration(raw.start_period, "start_period", Duration::ZERO);
+        // Probes run this often while the container is starting (until its first success, within
+        // `start_period`), then every `interval`: quick readiness at start, cheap checks after.
+        let start_interval = duration(raw.start_interval, "start_interval", interval);
         let retries = match raw.retries {
             None => 60,
             Some(r) if (1..=1000).contains(r.get_ref()) => *r.get_ref() as u32,
@@ -566,6 +569,7 @@ impl Validator<'_> {
             timeout,
             retries,
             start_period,
+            start_interval,
         })
     }
 

@@ -40,6 +40,7 @@ fn spec(stack: &str, image: &str, index: u32) -> ContainerSpec {
             timeout: Duration::from_secs(3),
             retries: 240,
             start_period: Duration::ZERO,
+            start_interval: Duration::from_millis(500),
         }),
         memory_bytes: Some(512 << 20),
         ..Default::default()

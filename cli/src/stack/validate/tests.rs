@@ -266,6 +266,20 @@ fn health_rules() {
         }
     );
     assert_eq!(h.timeout, Duration::from_millis(500));
+    // Without `start_interval` the start cadence is the interval; with it, its own.
+    assert_eq!(h.start_interval, h.interval);
+    let r = check(
+        "[services.a]\nimage = \"x\"\nhealth = { tcp = 80, interval = \"10s\", start_interval = \"250ms\" }\n",
+    );
+    let h = r.stack.unwrap().services["a"].health.clone().unwrap();
+    assert_eq!(
+        (h.interval, h.start_interval),
+        (Duration::from_secs(10), Duration::from_millis(250))
+    );
+    let d = one_error(
+        "[services.a]\nimage = \"x\"\nhealth = { tcp = 80, start_interval = \"often\" }\n",
+    );
+    assert_diag(&d, 5, "services.a.health.start_interval", "not a duration");
 }
 
 /// Mounts: syntax, absolute targets, volume names; a missing bind source only warns.
