@@ -351,7 +351,7 @@ impl Segment {
     /// Loads the index file; false when it is missing, torn or points past the log.
     fn load_index(&mut self) -> std::io::Result<bool> {
         let len = self.index_file.metadata()?.len() as usize;
-        if len == 0 || len % INDEX_ENTRY != 0 {
+        if len == 0 || !len.is_multiple_of(INDEX_ENTRY) {
             return Ok(self.size == 0 && len == 0);
         }
         let mut raw = vec![0u8; len];

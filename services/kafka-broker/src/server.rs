@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -25,6 +25,13 @@ use crate::Config;
 use crate::group::{Coordinator, JoinRequest};
 use crate::store::{Committed, Partition, Store, Topic, valid_topic_name};
 use crate::versions;
+
+/// One topic of a Fetch: its name, the topic if it exists, the partitions asked for.
+type FetchTarget = (
+    TopicName,
+    Option<Arc<Topic>>,
+    Vec<fetch_request::FetchPartition>,
+);
 
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +165,12 @@ impl Broker {
         mut frame: Bytes,
         peer: SocketAddr,
     ) -> Result<Option<Bytes>, ConnError> {
+        if frame.len() < 8 {
+            return Err(ConnError::FrameSize(
+                frame.len() as i64,
+                self.config.max_request_bytes,
+            ));
+        }
         let api_key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -512,11 +525,7 @@ impl Broker {
     /// An error in any partition (unknown, out of range) answers at once.
     fn read_fetch(
         &self,
-        targets: &[(
-            TopicName,
-            Option<Arc<Topic>>,
-            Vec<fetch_request::FetchPartition>,
-        )],
+        targets: &[FetchTarget],
         max_bytes: usize,
     ) -> (FetchResponse, usize, bool) {
         let mut remaining = max_bytes;
@@ -1010,9 +1019,4 @@ fn frame_opt<R: Encodable>(
     body: &R,
 ) -> Result<Option<Bytes>, ConnError> {
     frame(key, version, header_version, correlation_id, body).map(Some)
-}
-
-/// Reads the 4-byte size prefix of `buf` (a helper for tests and tools).
-pub fn frame_size(mut buf: &[u8]) -> Option<i32> {
-    (buf.len() >= 4).then(|| buf.get_i32())
 }

@@ -293,10 +293,10 @@ impl Store {
             return Err(ResponseError::InvalidRecord);
         }
         let mut state = partition.state.lock();
-        if header.producer_id >= 0 {
-            if let Some(dup) = check_sequence(&state.producers, header)? {
-                return Ok(dup);
-            }
+        if header.producer_id >= 0
+            && let Some(dup) = check_sequence(&state.producers, header)?
+        {
+            return Ok(dup);
         }
         let base = state.log.append(header, raw).map_err(|e| {
             tracing::error!(dir = %state.log.dir().display(), error = %e, "append failed");
