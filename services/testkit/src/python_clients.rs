@@ -101,3 +101,12 @@ pub async fn run_client(broker: &Broker, client: &str) -> Option<Value> {
     let last = stdout.lines().last().unwrap_or_default();
     Some(serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}")))
 }
+
+/// Checks the figures every client reports after [`run_client`]: 6 of 10 messages consumed and
+/// committed, so a lag of 4 (committed offset 6 against a high watermark of 10).
+pub fn assert_figures(result: &Value) {
+    assert_eq!(result["consumed"], 6, "{result}");
+    assert_eq!(result["committed"], 6, "{result}");
+    assert_eq!(result["high"], 10, "{result}");
+    assert_eq!(result["lag"], 4, "{result}");
+}
