@@ -1,6 +1,6 @@
-//! The Kafka-API brokers side by side, in one run on one machine: nisshi 0.6.0 (the platform's)
-//! against tansu 0.6.0 (the baseline it replaced), each a throwaway testkit broker on loopback
-//! with SQLite storage, clients from librdkafka (rdkafka) in this process.
+//! The Kafka-API brokers side by side, in one run on one machine: nisshi 0.6.0 (the platform's),
+//! tansu 0.6.0 (the baseline it replaced) and the workspace's own kafka-broker (segment files),
+//! each a throwaway testkit broker on loopback, clients from librdkafka (rdkafka) in this process.
 //!
 //! Per broker:
 //! - produce → consume latency at 100 messages/s paced (one consumer group member, 3
@@ -12,7 +12,10 @@
 //! `cargo bench -p testkit --bench brokers` (a few minutes; rewrites the `brokers` section of
 //! BENCHMARKS.md unless `BENCH_WRITE=0`). Knobs: `BENCH_IDLE_SECS` (default 20),
 //! `BENCH_PACED` (messages per latency run, default 1000), `BENCH_BURST` (default 20000).
-//! tansu is skipped (and said so) when `.tools/bin/tansu` is absent (`./install.sh --with-tansu`).
+//! tansu is skipped (and said so) when `.tools/bin/tansu` is absent (`./install.sh --with-tansu`);
+//! kafka-broker is measured from the newest build in the target directory (build it with
+//! `cargo build --release -p kafka-broker` first). `BENCH_BROKERS=kafka-broker,nisshi` measures
+//! only those.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,7 +62,17 @@ async fn run() -> Result<(), String> {
     let load_before = load_average().unwrap_or_default();
     let mut all = Vec::new();
     let mut skipped = Vec::new();
+    let only = std::env::var("BENCH_BROKERS").unwrap_or_default();
+    let only: Vec<&str> = only
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     for kind in BrokerKind::ALL {
+        if !only.is_empty() && !only.contains(&kind.name()) {
+            skipped.push(format!("{kind}: not in BENCH_BROKERS, not measured"));
+            continue;
+        }
         if kind.binary().is_err() {
             skipped.push(format!("{kind}: binary not installed, not measured"));
             continue;
@@ -270,12 +283,13 @@ fn render(
     load_after: &str,
 ) -> String {
     let mut out = String::new();
-    out.push_str("## brokers: nisshi 0.6.0 against tansu 0.6.0\n\n");
+    out.push_str("## brokers: nisshi 0.6.0, tansu 0.6.0 and kafka-broker\n\n");
     out.push_str(&format!(
         "Run: `cargo bench -p testkit --bench brokers` (a few minutes; loopback only; rewrites this section). \
          Measured {date} on {}, 2 cores; load average {load_before} before, {load_after} after (other work on the \
          machine shows here: figures from a busy machine are noise, re-measure on a quiet one). Each broker is a \
-         throwaway testkit broker (release binary, SQLite storage in a temp dir), both measured in this run; \
+         throwaway testkit broker (release binary; SQLite storage for nisshi and tansu, segment files for \
+         kafka-broker, in a temp dir), all measured in this run; \
          clients are librdkafka 2.12 (rdkafka) in the benchmark process: one consumer-group member on a \
          3-partition topic, an idempotent producer with acks=all.\n\n",
         cpu_model().unwrap_or_else(|| "this machine".into())

@@ -1,15 +1,19 @@
-//! Throwaway Kafka-API brokers on loopback, one per test: nisshi 0.6.0 (the default) or tansu 0.6.0.
+//! Throwaway Kafka-API brokers on loopback, one per test: nisshi 0.6.0 (the default), tansu 0.6.0,
+//! or the workspace's own `kafka-broker`.
 //!
-//! Both are single-process brokers with the same command line (nisshi is tansu renamed and fixed).
-//! Each instance gets a free port and a temp dir holding its SQLite storage (`<kind>.db`), so topics,
-//! messages, committed offsets and consumer groups survive `stop`/`kill` and `start_again`, which
-//! outage tests need. The storage URL is relative and the broker runs in its directory, because both
-//! turn an absolute `sqlite:///...` path into a path below the current directory.
+//! nisshi and tansu are single-process brokers with the same command line (nisshi is tansu renamed
+//! and fixed). Each instance gets a free port and a temp dir holding its storage (`<kind>.db` for
+//! nisshi/tansu, `data/` for kafka-broker), so topics, messages, committed offsets and consumer
+//! groups survive `stop`/`kill` and `start_again`, which outage tests need. The SQLite URL is
+//! relative and the broker runs in its directory, because nisshi and tansu turn an absolute
+//! `sqlite:///...` path into a path below the current directory.
 //!
-//! Which broker: [`BrokerKind::from_env`] reads `TESTKIT_BROKER` (`nisshi` or `tansu`, default
-//! `nisshi`), so the whole suite can be run against the old broker for comparison; a test that is
-//! about one broker calls [`Broker::start_kind`]. Binaries: `$NISSHI_BIN` / `$TANSU_BIN`, else
-//! `<workspace>/.tools/bin/<kind>` (where `install.sh` puts them), else `$PATH`.
+//! Which broker: [`BrokerKind::from_env`] reads `TESTKIT_BROKER` (`nisshi`, `tansu` or
+//! `kafka-broker`, default `nisshi`), so the whole suite can be run against another broker for
+//! comparison; a test that is about one broker calls [`Broker::start_kind`]. Binaries:
+//! `$NISSHI_BIN` / `$TANSU_BIN`, else `<workspace>/.tools/bin/<kind>` (where `install.sh` puts
+//! them), else `$PATH`; kafka-broker: `$KAFKA_BROKER_BIN`, else the build in the cargo target
+//! directory ([`crate::paths::bin_path`]: `cargo build -p kafka-broker` first).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -20,7 +24,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 
-use crate::paths::{find_program, workspace_root};
+use crate::paths::{bin_path, find_program, workspace_root};
 use crate::process::Spec;
 use crate::server::{Instance, Server, new_instance_dir};
 use crate::{Error, Result};
@@ -35,17 +39,24 @@ pub enum BrokerKind {
     Nisshi,
     /// tansu 0.6.0: the broker nisshi replaced, kept for old-versus-new comparisons.
     Tansu,
+    /// The workspace's own single-node broker (services/kafka-broker).
+    KafkaBroker,
 }
 
 impl BrokerKind {
     /// Every kind, the default first.
-    pub const ALL: [BrokerKind; 2] = [BrokerKind::Nisshi, BrokerKind::Tansu];
+    pub const ALL: [BrokerKind; 3] = [
+        BrokerKind::Nisshi,
+        BrokerKind::Tansu,
+        BrokerKind::KafkaBroker,
+    ];
 
     /// The program name, also the value of `TESTKIT_BROKER`.
     pub fn name(self) -> &'static str {
         match self {
             BrokerKind::Nisshi => "nisshi",
             BrokerKind::Tansu => "tansu",
+            BrokerKind::KafkaBroker => "kafka-broker",
         }
     }
 
@@ -54,17 +65,18 @@ impl BrokerKind {
         match self {
             BrokerKind::Nisshi => "nisshi 0.6.0",
             BrokerKind::Tansu => "tansu 0.6.0",
+            BrokerKind::KafkaBroker => concat!("kafka-broker ", env!("CARGO_PKG_VERSION")),
         }
     }
 
-    /// Parses `nisshi` or `tansu`.
+    /// Parses `nisshi`, `tansu` or `kafka-broker`.
     pub fn parse(name: &str) -> Result<BrokerKind> {
         BrokerKind::ALL
             .into_iter()
             .find(|k| k.name() == name.trim())
             .ok_or_else(|| Error::InvalidName {
                 name: name.to_string(),
-                reason: "brokers are `nisshi` and `tansu`",
+                reason: "brokers are `nisshi`, `tansu` and `kafka-broker`",
             })
     }
 
@@ -81,11 +93,19 @@ impl BrokerKind {
         match self {
             BrokerKind::Nisshi => "NISSHI_BIN",
             BrokerKind::Tansu => "TANSU_BIN",
+            BrokerKind::KafkaBroker => "KAFKA_BROKER_BIN",
         }
     }
 
-    /// The broker's binary: `$<KIND>_BIN`, `<workspace>/.tools/bin/<kind>`, `$PATH`.
+    /// The broker's binary: `$<KIND>_BIN`, `<workspace>/.tools/bin/<kind>`, `$PATH`; for
+    /// kafka-broker `$KAFKA_BROKER_BIN` or the workspace build.
     pub fn binary(self) -> Result<std::path::PathBuf> {
+        if self == BrokerKind::KafkaBroker {
+            return match std::env::var_os(self.bin_env()).filter(|v| !v.is_empty()) {
+                Some(path) => Ok(path.into()),
+                None => bin_path(self.name()),
+            };
+        }
         find_program(
             self.name(),
             self.bin_env(),
@@ -282,6 +302,24 @@ impl Broker {
 }
 
 fn broker_spec(kind: BrokerKind, bin: &Path, dir: &Path, port: u16) -> Spec {
+    if kind == BrokerKind::KafkaBroker {
+        let address = format!("127.0.0.1:{port}");
+        return Spec {
+            name: kind.name().into(),
+            program: bin.to_path_buf(),
+            args: vec![
+                "--listen".into(),
+                address.clone().into(),
+                "--advertised-listener".into(),
+                address.into(),
+                "--data-dir".into(),
+                dir.join("data").into(),
+            ],
+            env: vec![("RUST_LOG".into(), "info,kafka_broker=debug".into())],
+            current_dir: Some(dir.to_path_buf()),
+            log: dir.join(format!("{}.log", kind.name())),
+        };
+    }
     let url = format!("tcp://127.0.0.1:{port}");
     let args: Vec<OsString> = vec![
         "broker".into(),
@@ -312,6 +350,10 @@ mod tests {
     fn kinds_parse() {
         assert_eq!(BrokerKind::parse("nisshi").unwrap(), BrokerKind::Nisshi);
         assert_eq!(BrokerKind::parse(" tansu ").unwrap(), BrokerKind::Tansu);
+        assert_eq!(
+            BrokerKind::parse("kafka-broker").unwrap(),
+            BrokerKind::KafkaBroker
+        );
         let err = BrokerKind::parse("kafka").unwrap_err().to_string();
         assert!(err.contains("nisshi"), "{err}");
         assert_eq!(BrokerKind::Nisshi.version_line(), "nisshi 0.6.0");

@@ -56,6 +56,7 @@ mod net;
 mod orders;
 mod paths;
 mod process;
+pub mod python_clients;
 mod server;
 #[cfg(feature = "kit")]
 mod service;

@@ -1,0 +1,59 @@
+//! kafka-broker binary: flags and environment ([`kafka_broker::Config`]), logging, runtime, then
+//! [`kafka_broker::run`] until SIGINT or SIGTERM.
+#![forbid(unsafe_code)]
+
+use anyhow::Context as _;
+use clap::Parser;
+
+/// Single-node Kafka-wire-protocol broker (an offline stand-in for Apache Kafka).
+#[derive(Debug, Parser)]
+#[command(name = "kafka-broker", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: kafka_broker::Config,
+    /// Log filter (tracing-subscriber's EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+    /// Log lines as JSON instead of text.
+    #[arg(long, env = "KAFKA_BROKER_LOG_JSON", default_value_t = false)]
+    log_json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("--log `{}`", cli.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let shutdown = kafka_broker::Shutdown::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot watch SIGTERM");
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        kafka_broker::run(cli.config, shutdown, None).await
+    })
+}
