@@ -17,10 +17,31 @@ struct Cli {
     /// Log lines as JSON instead of text.
     #[arg(long, env = "KAFKA_BROKER_LOG_JSON", default_value_t = false)]
     log_json: bool,
+    /// Health probe (the image's HEALTHCHECK, as for every binary `platform` images): connect to
+    /// the listen address (loopback for a wildcard) within 2 s, exit 0 when it accepts, 1 when not.
+    #[arg(long)]
+    probe: bool,
+}
+
+/// `--probe`: whether a broker accepts connections on `listen`.
+fn probe(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .with_context(|| format!("probe: nothing accepts connections on {addr}"))?;
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.probe {
+        return probe(cli.config.listen);
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("--log `{}`", cli.log))?;
     let builder = tracing_subscriber::fmt()

@@ -544,3 +544,26 @@ impl Raw {
         Resp::decode(&mut body, version).unwrap()
     }
 }
+
+/// `--probe` (the image's health check) exits 0 when something accepts on the listen address
+/// (a wildcard address probes loopback) and non-zero when nothing does.
+#[test]
+fn probe_exits_by_whether_the_port_accepts() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let run = |listen: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kafka-broker"))
+            .args(["--probe", "--listen", &listen])
+            .output()
+            .unwrap()
+    };
+    assert!(run(format!("0.0.0.0:{port}")).status.success());
+    drop(listener);
+    let out = run(format!("127.0.0.1:{port}"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing accepts connections"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,5 +1,6 @@
-//! Throwaway Kafka-API brokers on loopback, one per test: nisshi 0.6.0 (the default), tansu 0.6.0,
-//! or the workspace's own `kafka-broker`.
+//! Throwaway Kafka-API brokers on loopback, one per test: the workspace's own `kafka-broker` (the
+//! default, the dev stack's broker), nisshi 0.6.0 or tansu 0.6.0 (kept for comparisons and for
+//! the tests that pin their defects).
 //!
 //! nisshi and tansu are single-process brokers with the same command line (nisshi is tansu renamed
 //! and fixed). Each instance gets a free port and a temp dir holding its storage (`<kind>.db` for
@@ -9,7 +10,7 @@
 //! `sqlite:///...` path into a path below the current directory.
 //!
 //! Which broker: [`BrokerKind::from_env`] reads `TESTKIT_BROKER` (`nisshi`, `tansu` or
-//! `kafka-broker`, default `nisshi`), so the whole suite can be run against another broker for
+//! `kafka-broker`, default `kafka-broker`), so the whole suite can be run against another broker for
 //! comparison; a test that is about one broker calls [`Broker::start_kind`]. Binaries:
 //! `$NISSHI_BIN` / `$TANSU_BIN`, else `<workspace>/.tools/bin/<kind>` (where `install.sh` puts
 //! them), else `$PATH`; kafka-broker: `$KAFKA_BROKER_BIN`, else the build in the cargo target
@@ -80,11 +81,11 @@ impl BrokerKind {
             })
     }
 
-    /// `$TESTKIT_BROKER`, or nisshi when it is unset or empty.
+    /// `$TESTKIT_BROKER`, or kafka-broker (the dev stack's broker) when it is unset or empty.
     pub fn from_env() -> Result<BrokerKind> {
         match std::env::var(BROKER_ENV) {
             Ok(v) if !v.trim().is_empty() => BrokerKind::parse(&v),
-            _ => Ok(BrokerKind::Nisshi),
+            _ => Ok(BrokerKind::KafkaBroker),
         }
     }
 

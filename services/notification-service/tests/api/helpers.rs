@@ -31,8 +31,15 @@ impl Infra {
     /// Starts both servers and creates `order-placed` with `partitions` partitions. The
     /// dead-letter topic is left for the service to create.
     pub async fn start(partitions: i32) -> Infra {
+        let kind = testkit::BrokerKind::from_env().unwrap();
+        Infra::start_on(kind, partitions).await
+    }
+
+    /// [`Infra::start`] on the broker `kind` whatever `TESTKIT_BROKER` says.
+    pub async fn start_on(kind: testkit::BrokerKind, partitions: i32) -> Infra {
         kit::telemetry::init_for_tests();
-        let (db, kafka) = tokio::join!(testkit::MariaDb::start(), testkit::Broker::start());
+        let (db, kafka) =
+            tokio::join!(testkit::MariaDb::start(), testkit::Broker::start_kind(kind));
         let db = db.unwrap();
         let kafka = kafka.unwrap();
         let access = db.create_database("notifications").await.unwrap();

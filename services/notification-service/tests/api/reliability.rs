@@ -93,8 +93,9 @@ fn paced_orders(
 /// lag on the broker is 0 within 10 s of the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sustained_200_orders_per_second_for_120_s() {
-    // A known failure of the broker, kept and reported rather than hidden (issue 10): run it
-    // with RELIABILITY_SUSTAINED=1. Measured on 2026-12-07 (debug build, nisshi 0.6.0, 2 cores):
+    // Runs against the platform's broker (kafka-broker, testkit's default). On nisshi 0.6.0
+    // (TESTKIT_BROKER=nisshi) it is a known failure of that broker, kept and reported rather than
+    // hidden (issue 10): run it there with RELIABILITY_SUSTAINED=1. Measured on 2026-12-07 (debug build, nisshi 0.6.0, 2 cores):
     // 22,058 orders accepted, the consumer received 3,873 and then nothing for 7 minutes, 13
     // rebuilds. Cause (the README's "nisshi 0.6.0 under sustained load", pinned in
     // `nisshi_fetch.rs`): nisshi reads each fetched record's headers with a scan of every header
@@ -102,8 +103,10 @@ async fn sustained_200_orders_per_second_for_120_s() {
     // fetch made thousands of such reads and never answered. `--fetch-max-bytes` (64 KiB) makes
     // fetches answer again, but at about 23 records/s the consumer still falls behind 200/s.
     // With the missing index created in the broker's database the test passed (23,019 orders,
-    // lag 0 within 0.3 s). Remove the gate once the platform's broker reads headers by index.
-    if std::env::var_os("RELIABILITY_SUSTAINED").is_none() {
+    // lag 0 within 0.3 s). kafka-broker, which replaced nisshi in the dev stack, passes it.
+    if testkit::BrokerKind::from_env().unwrap() == testkit::BrokerKind::Nisshi
+        && std::env::var_os("RELIABILITY_SUSTAINED").is_none()
+    {
         testkit::skip(
             "known broker failure, issue 10: nisshi 0.6.0 scans every stored header for each \
              record it fetches (no index on its header table, see nisshi_fetch.rs), so at 200 \

@@ -177,7 +177,11 @@ async fn start_again_after_kill_keeps_topics_and_offsets() {
 async fn drop_removes_broker_and_storage() {
     let kafka = Broker::start().await.unwrap();
     let dir = kafka.dir().to_path_buf();
-    assert!(dir.join(format!("{}.db", kafka.kind())).exists());
+    let storage = match kafka.kind() {
+        testkit::BrokerKind::KafkaBroker => dir.join("data"),
+        kind => dir.join(format!("{kind}.db")),
+    };
+    assert!(storage.exists(), "{}", storage.display());
     let port = kafka.port();
     drop(kafka);
     assert!(!dir.exists());
