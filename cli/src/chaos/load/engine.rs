@@ -256,11 +256,19 @@ impl Progress {
 /// Starts sending at once and returns the handle to watch, stop and finish the run (which
 /// needs a Tokio runtime: the handle's own task runs on it).
 pub fn start(config: LoadConfig, fixture: Fixture) -> Result<LoadHandle, LoadError> {
-    launch(config, fixture, Duration::ZERO)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let drivers =
+        ((config.rate / RATE_PER_DRIVER).ceil() as usize).clamp(1, cores.clamp(1, MAX_DRIVERS));
+    launch(config, fixture, drivers, Duration::ZERO)
 }
 
-/// [`start`], with each driver held up by `stall` before its first request.
-fn launch(config: LoadConfig, fixture: Fixture, stall: Duration) -> Result<LoadHandle, LoadError> {
+/// [`start`] with `drivers` driver threads, each held up by `stall` before its first request.
+fn launch(
+    config: LoadConfig,
+    fixture: Fixture,
+    drivers: usize,
+    stall: Duration,
+) -> Result<LoadHandle, LoadError> {
     config.validate()?;
     if config.mix.needs_products() && fixture.products.is_empty() {
         return Err(LoadError::Config(
@@ -273,9 +281,7 @@ fn launch(config: LoadConfig, fixture: Fixture, stall: Duration) -> Result<LoadH
         ));
     }
     let targets = Targets::new(&fixture)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let drivers =
-        ((config.rate / RATE_PER_DRIVER).ceil() as usize).clamp(1, cores.clamp(1, MAX_DRIVERS));
+    let drivers = drivers.clamp(1, MAX_DRIVERS);
     let runtimes = (0..drivers)
         .map(|_| {
             tokio::runtime::Builder::new_current_thread()
@@ -411,7 +417,9 @@ async fn drive(shared: Arc<Shared>, d: usize) {
             let at = shared.due(i);
             let kind = shared.config.mix.pick(i);
             shared.scheduled.fetch_add(1, Ordering::Relaxed);
-            if shared.outstanding.load(Ordering::Relaxed) >= max {
+            // Taking the slot first keeps the bound exact with several drivers.
+            if shared.outstanding.fetch_add(1, Ordering::AcqRel) >= max {
+                shared.outstanding.fetch_sub(1, Ordering::AcqRel);
                 record(
                     shared,
                     d,
@@ -424,7 +432,6 @@ async fn drive(shared: Arc<Shared>, d: usize) {
                     },
                 );
             } else {
-                shared.outstanding.fetch_add(1, Ordering::Relaxed);
                 shared.sent.fetch_add(1, Ordering::Relaxed);
                 let (req, user) = build(shared, &mut bearers, i, kind);
                 inflight.push(one(shared, http, req, user, kind, at));
@@ -1039,6 +1046,53 @@ mod tests {
         );
     }
 
+    /// Several drivers share the schedule: every request is still sent and counted once,
+    /// accepted orders are all recorded and users still take turns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_drivers_count_every_request_once() {
+        let gateway = fake_gateway(50, Duration::ZERO).await;
+        let mut config = LoadConfig::new(
+            400.0,
+            Duration::from_millis(500),
+            "orders=1,products=1".parse::<Mix>().unwrap(),
+        );
+        config.record_orders = true;
+        let handle = launch(config, fixture(gateway), 3, Duration::ZERO).unwrap();
+        let started = handle.started();
+        handle.done().await;
+        let orders = handle.accepted_orders();
+        let all = handle.counts_between(started, Instant::now(), None);
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 200);
+        assert_eq!(report.sent, 200);
+        assert_eq!(report.counts.total, 200);
+        assert_eq!(report.counts.ok, 100 + 50, "{:?}", report.counts);
+        assert_eq!(report.counts.fallback, 50);
+        assert_eq!(report.latency_ms.count, 200);
+        assert_eq!(orders.len(), 50);
+        assert_eq!(all.total, 200);
+        assert_eq!(
+            report.timeline.iter().map(|s| s.counts.total).sum::<u64>(),
+            200
+        );
+    }
+
+    /// The `max_in_flight` bound is exact with several drivers: no more than that many are
+    /// sent while the answers are slow, the rest are dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_drivers_keep_the_in_flight_bound() {
+        let gateway = fake_gateway(0, Duration::from_millis(400)).await;
+        let mut config =
+            LoadConfig::new(100.0, Duration::from_millis(200), Mix::only(Kind::Health));
+        config.max_in_flight = 3;
+        let handle = launch(config, Fixture::bare(gateway), 3, Duration::ZERO).unwrap();
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 20);
+        assert_eq!(report.sent, 3);
+        assert_eq!(report.counts.dropped, 17);
+        assert_eq!(report.counts.ok, 3);
+    }
+
     /// With `max_in_flight` requests outstanding, further due requests are dropped and
     /// counted as failures, never queued or skipped silently; latency runs from the due time,
     /// so it is at least the server's delay.
@@ -1093,7 +1147,13 @@ mod tests {
         let gateway = fake_gateway(0, Duration::ZERO).await;
         let config = LoadConfig::new(10.0, Duration::from_millis(300), Mix::only(Kind::Health));
         // Requests are due at 0, 100 and 200 ms; the driver starts at 400 ms.
-        let handle = launch(config, Fixture::bare(gateway), Duration::from_millis(400)).unwrap();
+        let handle = launch(
+            config,
+            Fixture::bare(gateway),
+            1,
+            Duration::from_millis(400),
+        )
+        .unwrap();
         let report = handle.finish(false).await;
         assert_eq!(report.scheduled, 3);
         assert_eq!(report.sent, 3);
