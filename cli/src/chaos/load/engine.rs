@@ -1,8 +1,16 @@
-//! The scheduler and the requests: request `i` is due at `start + i / rate`; the scheduler
-//! wakes at each due time (batching the ones due in the same tick), starts a task per request
-//! and moves on, so a slow answer never delays the next request. Each task measures from its
-//! due time to the end of the answer's body and records the outcome in the shared counters,
-//! which [`LoadHandle`] reads while the run goes on.
+//! The schedule and the requests: request `i` is due at `start + i / rate`. Drivers (one
+//! thread each, with its own single-threaded runtime, HTTP client and connections, like wrk's
+//! threads: one per 10,000 requests/s, at most one per core) take the next index from a shared
+//! counter, wait for its due time (batching the ones already due), start the request or count
+//! it as dropped, and move on, so a slow answer never delays the next request: each driver
+//! keeps its requests in flight in its own set and polls them between due times, with no task
+//! spawned per request and no wake-up crossing threads. Each request measures from its due
+//! time to the end of the answer's body; each driver records outcomes in its own counters (a
+//! lock only it and the readers take), which [`LoadHandle`] merges while the run goes on.
+//!
+//! Requests are built from parts made once per run (parsed URIs, static headers, a bearer
+//! header per user, rebuilt only when the user's token changes) and sent with a plain
+//! HTTP/1 client, so the generator's own CPU per request stays well below the gateway's.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +35,14 @@ use super::report::{
     self, AcceptedOrder, Counts, KindReport, Latency, LoadReport, Outcome, SecondReport,
 };
 use super::{Fixture, Kind, LoadConfig, LoadError, TokenPool};
+
+/// The HTTP client of the hot path.
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// Most driver threads, whatever the rate and the cores.
+const MAX_DRIVERS: usize = 8;
+/// Requests per second one driver thread is planned for.
+const RATE_PER_DRIVER: f64 = 10_000.0;
 
 /// What one kind has measured so far.
 struct KindStats {
@@ -47,26 +71,36 @@ struct Second {
     max_us: u64,
 }
 
-/// The counters behind one lock: every answer takes it once, briefly.
+/// One driver's counters: only that driver writes them, readers merge every driver's.
 struct Stats {
     kinds: [KindStats; 5],
     seconds: Vec<Second>,
-    orders: Vec<AcceptedOrder>,
-    /// When the last request ended.
+    /// When the driver's last request ended.
     last_end: Option<Instant>,
 }
 
-/// Everything the scheduler, the request tasks and the handle share.
+impl Stats {
+    fn new(seconds: usize) -> Stats {
+        Stats {
+            kinds: std::array::from_fn(|_| KindStats::new()),
+            seconds: vec![Second::default(); seconds],
+            last_end: None,
+        }
+    }
+}
+
+/// Everything the drivers and the handle share.
 struct Shared {
     config: LoadConfig,
     fixture: Fixture,
-    /// Precomputed request targets, so a request builds no URL.
-    urls: Urls,
-    http: reqwest::Client,
+    /// Request parts made once, so a request parses and formats next to nothing.
+    targets: Targets,
     /// The due time of request 0.
     start: Instant,
     /// Stops the schedule early.
     cancel: CancellationToken,
+    /// The next request index a driver takes.
+    next: AtomicU64,
     /// Requests whose due time has come (sent or dropped).
     scheduled: AtomicU64,
     /// Requests handed to the HTTP client.
@@ -79,39 +113,95 @@ struct Shared {
     schedule_done: AtomicBool,
     /// Woken when `outstanding` drops to zero.
     drained: Notify,
-    stats: Mutex<Stats>,
+    /// One set of counters per driver.
+    stats: Vec<Mutex<Stats>>,
+    /// Accepted orders in the order their answers ended.
+    orders: Mutex<Vec<AcceptedOrder>>,
+    /// How long each driver's thread is held up before its first request (tests only: a
+    /// generator that falls behind its schedule).
+    stall: Duration,
 }
 
-/// Request targets, built once.
-struct Urls {
-    orders: String,
-    order_reads: String,
-    health: String,
+impl Shared {
+    /// When request `i` is due.
+    fn due(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 / self.config.rate)
+    }
+
+    /// Takes the next request index, `None` once the plan is used up.
+    fn claim(&self, planned: u64) -> Option<u64> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < planned).then_some(i)
+    }
+}
+
+/// Request targets, parsed once.
+struct Targets {
+    orders: Uri,
+    order_reads: Uri,
+    health: Uri,
     /// Per product: `GET` of the product, of its stock, and the order body.
-    products: Vec<(String, String, Bytes)>,
+    products: Vec<(Uri, Uri, Bytes)>,
+    /// `load-{run id}-`, the prefix of every idempotency key.
+    key_prefix: String,
 }
 
-impl Urls {
-    fn new(f: &Fixture) -> Urls {
+impl Targets {
+    fn new(f: &Fixture) -> Result<Targets, LoadError> {
+        if f.gateway.scheme() != "http" {
+            return Err(LoadError::Config(format!(
+                "load sends plain HTTP; `{}` is not an http:// URL",
+                f.gateway
+            )));
+        }
         let base = f.gateway.as_str().trim_end_matches('/');
-        Urls {
-            orders: format!("{base}/api/order"),
-            order_reads: format!("{base}/api/order?page=0&size=5"),
-            health: format!("{base}/health/live"),
-            products: f
-                .products
-                .iter()
-                .map(|p| {
-                    let body = serde_json::json!({
-                        "lines": [{ "skuCode": p.sku, "price": super::fixture::PRICE, "quantity": 1 }]
-                    });
-                    (
-                        format!("{base}/api/product/{}", p.id),
-                        format!("{base}/api/inventory/{}", p.sku),
-                        Bytes::from(body.to_string()),
-                    )
-                })
-                .collect(),
+        let uri = |s: String| {
+            s.parse::<Uri>()
+                .map_err(|e| LoadError::Config(format!("`{s}` is not a request target: {e}")))
+        };
+        let products = f
+            .products
+            .iter()
+            .map(|p| {
+                let body = serde_json::json!({
+                    "lines": [{ "skuCode": p.sku, "price": super::fixture::PRICE, "quantity": 1 }]
+                });
+                Ok((
+                    uri(format!("{base}/api/product/{}", p.id))?,
+                    uri(format!("{base}/api/inventory/{}", p.sku))?,
+                    Bytes::from(body.to_string()),
+                ))
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        Ok(Targets {
+            orders: uri(format!("{base}/api/order"))?,
+            order_reads: uri(format!("{base}/api/order?page=0&size=5"))?,
+            health: uri(format!("{base}/health/live"))?,
+            products,
+            key_prefix: format!("load-{}-", f.run_id),
+        })
+    }
+}
+
+/// A driver's `Authorization` values, one per user, remade only when the token changes.
+#[derive(Default)]
+struct Bearers {
+    cached: Vec<Option<(Arc<str>, HeaderValue)>>,
+}
+
+impl Bearers {
+    fn header(&mut self, user: usize, token: Arc<str>) -> Option<HeaderValue> {
+        if self.cached.len() <= user {
+            self.cached.resize(user + 1, None);
+        }
+        match &self.cached[user] {
+            Some((t, v)) if Arc::ptr_eq(t, &token) || **t == *token => Some(v.clone()),
+            _ => {
+                let value =
+                    HeaderValue::from_maybe_shared(Bytes::from(format!("Bearer {token}"))).ok()?;
+                self.cached[user] = Some((token, value.clone()));
+                Some(value)
+            }
         }
     }
 }
@@ -163,8 +253,22 @@ impl Progress {
     }
 }
 
-/// Starts sending at once and returns the handle to watch, stop and finish the run.
+/// Starts sending at once and returns the handle to watch, stop and finish the run (which
+/// needs a Tokio runtime: the handle's own task runs on it).
 pub fn start(config: LoadConfig, fixture: Fixture) -> Result<LoadHandle, LoadError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let drivers =
+        ((config.rate / RATE_PER_DRIVER).ceil() as usize).clamp(1, cores.clamp(1, MAX_DRIVERS));
+    launch(config, fixture, drivers, Duration::ZERO)
+}
+
+/// [`start`] with `drivers` driver threads, each held up by `stall` before its first request.
+fn launch(
+    config: LoadConfig,
+    fixture: Fixture,
+    drivers: usize,
+    stall: Duration,
+) -> Result<LoadHandle, LoadError> {
     config.validate()?;
     if config.mix.needs_products() && fixture.products.is_empty() {
         return Err(LoadError::Config(
@@ -176,13 +280,16 @@ pub fn start(config: LoadConfig, fixture: Fixture) -> Result<LoadHandle, LoadErr
             "the mix needs tokens and the fixture has none".into(),
         ));
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(config.max_in_flight)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(3))
-        .build()
-        .map_err(|e| LoadError::Config(format!("cannot make an HTTP client: {e}")))?;
+    let targets = Targets::new(&fixture)?;
+    let drivers = drivers.clamp(1, MAX_DRIVERS);
+    let runtimes = (0..drivers)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| LoadError::Config(format!("cannot make the load runtime: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let seconds = (config.duration.as_secs() + 2) as usize;
     let cancel = CancellationToken::new();
     let renewer = fixture
@@ -190,26 +297,45 @@ pub fn start(config: LoadConfig, fixture: Fixture) -> Result<LoadHandle, LoadErr
         .as_ref()
         .map(|t| t.spawn_renewer(cancel.child_token()));
     let shared = Arc::new(Shared {
-        urls: Urls::new(&fixture),
+        targets,
         config,
         fixture,
-        http,
         start: Instant::now(),
         cancel,
+        next: AtomicU64::new(0),
         scheduled: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         outstanding: AtomicU64::new(0),
         per_kind: std::array::from_fn(|_| AtomicU64::new(0)),
         schedule_done: AtomicBool::new(false),
         drained: Notify::new(),
-        stats: Mutex::new(Stats {
-            kinds: std::array::from_fn(|_| KindStats::new()),
-            seconds: vec![Second::default(); seconds],
-            orders: Vec::new(),
-            last_end: None,
-        }),
+        stats: (0..drivers)
+            .map(|_| Mutex::new(Stats::new(seconds)))
+            .collect(),
+        orders: Mutex::new(Vec::new()),
+        stall,
     });
-    let scheduler = tokio::spawn(schedule(shared.clone()));
+    let mut ended = Vec::with_capacity(drivers);
+    for (d, runtime) in runtimes.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let sh = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{d}"))
+            .spawn(move || {
+                // A task rather than the `block_on` future itself: waking the latter from
+                // its own thread signals the runtime's event fd, once per answer.
+                let _ = runtime.block_on(async move { tokio::spawn(drive(sh, d)).await });
+                let _ = tx.send(());
+            });
+        if let Err(e) = spawned {
+            shared.cancel.cancel();
+            return Err(LoadError::Config(format!(
+                "cannot start a load thread: {e}"
+            )));
+        }
+        ended.push(rx);
+    }
+    let scheduler = tokio::spawn(schedule(shared.clone(), ended));
     Ok(LoadHandle {
         shared,
         scheduler: Some(scheduler),
@@ -217,87 +343,169 @@ pub fn start(config: LoadConfig, fixture: Fixture) -> Result<LoadHandle, LoadErr
     })
 }
 
-/// Sends every request at its due time until the plan is done or the run is stopped.
-async fn schedule(shared: Arc<Shared>) {
-    let planned = shared.config.planned();
-    let period = 1.0 / shared.config.rate;
-    let due = |i: u64| shared.start + Duration::from_secs_f64(i as f64 * period);
-    let max = shared.config.max_in_flight as u64;
-    let mut i = 0;
-    while i < planned {
-        let next = due(i);
-        if next > Instant::now() {
-            tokio::select! {
-                () = shared.cancel.cancelled() => break,
-                () = tokio::time::sleep_until(next.into()) => {}
-            }
-        } else if shared.cancel.is_cancelled() {
-            break;
-        }
-        let now = Instant::now();
-        while i < planned && due(i) <= now {
-            let at = due(i);
-            let kind = shared.config.mix.pick(i);
-            shared.scheduled.fetch_add(1, Ordering::Relaxed);
-            if shared.outstanding.load(Ordering::Relaxed) >= max {
-                record(&shared, kind, at, Outcome::Dropped, None, None);
-            } else {
-                shared.outstanding.fetch_add(1, Ordering::Relaxed);
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(one(shared.clone(), i, kind, at));
-            }
-            i += 1;
-        }
+/// Waits until every driver is over (each after its last request ended), then marks the
+/// run done.
+async fn schedule(shared: Arc<Shared>, drivers: Vec<tokio::sync::oneshot::Receiver<()>>) {
+    for d in drivers {
+        let _ = d.await;
     }
     shared.schedule_done.store(true, Ordering::Release);
-    // A waiter that looked before the schedule was over must look again.
-    shared.drained.notify_waiters();
-    // Wait for the requests still out (each is bounded by the request timeout).
-    loop {
-        let drained = shared.drained.notified();
-        if shared.outstanding.load(Ordering::Acquire) == 0 {
-            break;
-        }
-        drained.await;
-    }
     shared.cancel.cancel();
     shared.drained.notify_waiters();
 }
 
-/// One request, from its due time to its recorded outcome.
-async fn one(shared: Arc<Shared>, i: u64, kind: Kind, due: Instant) {
-    let (outcome, order) =
-        match tokio::time::timeout(shared.config.timeout, send(&shared, i, kind)).await {
-            Ok(r) => r,
-            Err(_) => (Outcome::Timeout, None),
-        };
-    let latency = matches!(outcome, Outcome::Answer { .. }).then(|| due.elapsed());
-    record(&shared, kind, due, outcome, latency, order);
-    if shared.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
-        shared.drained.notify_waiters();
+/// How one request ended, as its future reports it.
+struct Ended {
+    kind: Kind,
+    due: Instant,
+    outcome: Outcome,
+    /// From the due time to the end of the answer (answers only).
+    latency: Option<Duration>,
+    order: Option<AcceptedOrder>,
+}
+
+/// One driver: takes due request indices from the shared counter, starts each request at its
+/// due time (or counts it as dropped when `max_in_flight` are outstanding) and polls its
+/// requests in flight in between, until the plan is done or the run is stopped and its last
+/// request has ended.
+async fn drive(shared: Arc<Shared>, d: usize) {
+    let shared = &*shared;
+    if !shared.stall.is_zero() {
+        std::thread::sleep(shared.stall);
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(3)));
+    let http: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(shared.config.max_in_flight)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_timer(TokioTimer::new())
+        .build(connector);
+    let http = &http;
+    let planned = shared.config.planned();
+    let max = shared.config.max_in_flight as u64;
+    let mut inflight = FuturesUnordered::new();
+    let mut bearers = Bearers::default();
+    let mut next = shared.claim(planned);
+    let sleep = tokio::time::sleep_until(shared.start.into());
+    let cancelled = shared.cancel.cancelled();
+    tokio::pin!(sleep, cancelled);
+    let mut armed: Option<u64> = None;
+    while let Some(i) = next {
+        let at = shared.due(i);
+        if at > Instant::now() {
+            if armed != Some(i) {
+                sleep.as_mut().reset(at.into());
+                armed = Some(i);
+            }
+            tokio::select! {
+                biased;
+                () = &mut cancelled => break,
+                () = &mut sleep => {}
+                Some(ended) = inflight.next(), if !inflight.is_empty() => {
+                    record(shared, d, ended);
+                    continue;
+                }
+            }
+        } else if shared.cancel.is_cancelled() {
+            break;
+        }
+        // Start `i` and every further request already due.
+        let now = Instant::now();
+        let mut i = i;
+        loop {
+            let at = shared.due(i);
+            let kind = shared.config.mix.pick(i);
+            shared.scheduled.fetch_add(1, Ordering::Relaxed);
+            // Taking the slot first keeps the bound exact with several drivers.
+            if shared.outstanding.fetch_add(1, Ordering::AcqRel) >= max {
+                shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+                record(
+                    shared,
+                    d,
+                    Ended {
+                        kind,
+                        due: at,
+                        outcome: Outcome::Dropped,
+                        latency: None,
+                        order: None,
+                    },
+                );
+            } else {
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+                let (req, user) = build(shared, &mut bearers, i, kind);
+                inflight.push(one(shared, http, req, user, kind, at));
+            }
+            next = shared.claim(planned);
+            match next {
+                Some(j) if shared.due(j) <= now => i = j,
+                _ => break,
+            }
+        }
+    }
+    // The schedule is over for this driver: wait for its requests still out (each is
+    // bounded by the request timeout).
+    while let Some(ended) = inflight.next().await {
+        record(shared, d, ended);
     }
 }
 
-/// Builds and sends request `i` of `kind`, reading its whole answer.
-async fn send(shared: &Shared, i: u64, kind: Kind) -> (Outcome, Option<AcceptedOrder>) {
-    let u = &shared.urls;
-    let http = &shared.http;
-    let product =
-        (!u.products.is_empty()).then(|| &u.products[(i % u.products.len() as u64) as usize]);
-    let mut req = match (kind, product) {
-        (Kind::Orders, Some((_, _, body))) => http
-            .post(&u.orders)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                "idempotency-key",
-                format!("load-{}-{i}", shared.fixture.run_id),
-            )
-            .body(body.clone()),
-        (Kind::Products, Some((url, _, _))) => http.get(url),
-        (Kind::Stock, Some((_, url, _))) => http.get(url),
-        (Kind::OrderReads, _) => http.get(&u.order_reads),
-        _ => http.get(&u.health),
+/// One request, from its due time to its outcome; ends the request's `outstanding` share.
+async fn one(
+    shared: &Shared,
+    http: &Http,
+    req: Request<Full<Bytes>>,
+    user: Option<usize>,
+    kind: Kind,
+    due: Instant,
+) -> Ended {
+    let (outcome, order) = match tokio::time::timeout(
+        shared.config.timeout,
+        send(shared, http, req, user, kind),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => (Outcome::Timeout, None),
     };
+    let latency = matches!(outcome, Outcome::Answer { .. }).then(|| due.elapsed());
+    Ended {
+        kind,
+        due,
+        outcome,
+        latency,
+        order,
+    }
+}
+
+/// Builds request `i` of `kind` from the prepared parts; the user whose token it carries.
+fn build(
+    shared: &Shared,
+    bearers: &mut Bearers,
+    i: u64,
+    kind: Kind,
+) -> (Request<Full<Bytes>>, Option<usize>) {
+    let t = &shared.targets;
+    let product =
+        (!t.products.is_empty()).then(|| &t.products[(i % t.products.len() as u64) as usize]);
+    let (method, uri, body) = match (kind, product) {
+        (Kind::Orders, Some((_, _, body))) => (Method::POST, &t.orders, body.clone()),
+        (Kind::Products, Some((uri, _, _))) => (Method::GET, uri, Bytes::new()),
+        (Kind::Stock, Some((_, uri, _))) => (Method::GET, uri, Bytes::new()),
+        (Kind::OrderReads, _) => (Method::GET, &t.order_reads, Bytes::new()),
+        _ => (Method::GET, &t.health, Bytes::new()),
+    };
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri.clone();
+    let headers = req.headers_mut();
+    if kind == Kind::Orders && product.is_some() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let key = format!("{}{i}", t.key_prefix);
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(key)) {
+            headers.insert(HeaderName::from_static("idempotency-key"), v);
+        }
+    }
     let mut user = None;
     if kind.needs_token()
         && let Some(pool) = &shared.fixture.tokens
@@ -305,26 +513,50 @@ async fn send(shared: &Shared, i: u64, kind: Kind) -> (Outcome, Option<AcceptedO
         let n = shared.per_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
         let (who, token) = pool.pick(n);
         user = Some(who);
-        req = req.bearer_auth(&*token);
+        if let Some(v) = bearers.header(who, token) {
+            headers.insert(AUTHORIZATION, v);
+        }
     }
-    let res = match req.send().await {
+    (req, user)
+}
+
+/// Sends a request and reads its whole answer.
+async fn send(
+    shared: &Shared,
+    http: &Http,
+    req: Request<Full<Bytes>>,
+    user: Option<usize>,
+    kind: Kind,
+) -> (Outcome, Option<AcceptedOrder>) {
+    let res = match http.request(req).await {
         Ok(res) => res,
         Err(e) if e.is_connect() => return (Outcome::Connect, None),
-        Err(e) if e.is_timeout() => return (Outcome::Timeout, None),
         Err(_) => return (Outcome::Broken, None),
     };
     let status = res.status().as_u16();
     let problem = res
         .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/problem+json"));
-    let Ok(body) = res.bytes().await else {
-        return (Outcome::Broken, None);
-    };
-    let fallback = status == 503 && problem && is_fallback(&body);
-    let order = (kind == Kind::Orders && status == 201 && shared.config.record_orders)
-        .then(|| order_number(&body))
+    let want_order = kind == Kind::Orders && status == 201 && shared.config.record_orders;
+    let want_body = want_order || (status == 503 && problem);
+    let mut body = res.into_body();
+    // Only the answers whose body matters are kept; the rest is read and dropped.
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if want_body && let Some(data) = f.data_ref() {
+                    kept.extend_from_slice(data);
+                }
+            }
+            Err(_) => return (Outcome::Broken, None),
+        }
+    }
+    let fallback = status == 503 && problem && is_fallback(&kept);
+    let order = want_order
+        .then(|| order_number(&kept))
         .flatten()
         .map(|order_number| AcceptedOrder {
             order_number,
@@ -353,43 +585,90 @@ fn order_number(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Adds one outcome to the counters.
-fn record(
-    shared: &Shared,
-    kind: Kind,
-    due: Instant,
-    outcome: Outcome,
-    latency: Option<Duration>,
-    order: Option<AcceptedOrder>,
-) {
-    let Ok(mut stats) = shared.stats.lock() else {
-        return;
-    };
-    let k = kind.index();
-    let ks = &mut stats.kinds[k];
-    ks.counts.add(outcome);
-    match outcome {
-        Outcome::Answer { status, .. } => *ks.statuses.entry(status).or_default() += 1,
-        Outcome::Timeout => *ks.transport.entry("timeout").or_default() += 1,
-        Outcome::Connect => *ks.transport.entry("connect").or_default() += 1,
-        Outcome::Broken => *ks.transport.entry("broken").or_default() += 1,
-        Outcome::Dropped => {}
+/// Adds one outcome to driver `d`'s counters; a sent request's end also lowers
+/// `outstanding`.
+fn record(shared: &Shared, d: usize, ended: Ended) {
+    let Ended {
+        kind,
+        due,
+        outcome,
+        latency,
+        order,
+    } = ended;
+    if let Some(o) = order
+        && let Ok(mut orders) = shared.orders.lock()
+    {
+        orders.push(o);
     }
-    let us = latency.map(|l| (l.as_micros() as u64).max(1));
-    if let Some(us) = us {
-        ks.histogram.saturating_record(us);
+    if let Some(Ok(mut stats)) = shared.stats.get(d).map(|s| s.lock()) {
+        let k = kind.index();
+        let ks = &mut stats.kinds[k];
+        ks.counts.add(outcome);
+        match outcome {
+            Outcome::Answer { status, .. } => *ks.statuses.entry(status).or_default() += 1,
+            Outcome::Timeout => *ks.transport.entry("timeout").or_default() += 1,
+            Outcome::Connect => *ks.transport.entry("connect").or_default() += 1,
+            Outcome::Broken => *ks.transport.entry("broken").or_default() += 1,
+            Outcome::Dropped => {}
+        }
+        let us = latency.map(|l| (l.as_micros() as u64).max(1));
+        if let Some(us) = us {
+            ks.histogram.saturating_record(us);
+        }
+        let second = due.saturating_duration_since(shared.start).as_secs() as usize;
+        if let Some(s) = stats.seconds.get_mut(second) {
+            s.counts[k].add(outcome);
+            s.max_us = s.max_us.max(us.unwrap_or(0));
+        }
+        stats.last_end = Some(Instant::now());
     }
-    let second = due.saturating_duration_since(shared.start).as_secs() as usize;
-    if let Some(s) = stats.seconds.get_mut(second) {
-        s.counts[k].add(outcome);
-        s.max_us = s.max_us.max(us.unwrap_or(0));
+    if outcome != Outcome::Dropped && shared.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+        shared.drained.notify_waiters();
     }
-    if let Some(o) = order {
-        stats.orders.push(o);
-    }
-    stats.last_end = Some(Instant::now());
 }
 
+/// Every driver's counters added up.
+struct Merged {
+    kinds: [KindStats; 5],
+    seconds: Vec<Second>,
+    last_end: Option<Instant>,
+}
+
+impl Merged {
+    /// Adds up the drivers' counters; `seconds` only the first `upto` seconds.
+    fn of(s: &Shared, upto: usize) -> Merged {
+        let mut m = Merged {
+            kinds: std::array::from_fn(|_| KindStats::new()),
+            seconds: Vec::new(),
+            last_end: None,
+        };
+        for stats in &s.stats {
+            let Ok(st) = stats.lock() else { continue };
+            for (into, from) in m.kinds.iter_mut().zip(&st.kinds) {
+                into.counts.merge(&from.counts);
+                let _ = into.histogram.add(&from.histogram);
+                for (k, n) in &from.statuses {
+                    *into.statuses.entry(*k).or_default() += n;
+                }
+                for (k, n) in &from.transport {
+                    *into.transport.entry(*k).or_default() += n;
+                }
+            }
+            let n = upto.min(st.seconds.len());
+            if m.seconds.len() < n {
+                m.seconds.resize(n, Second::default());
+            }
+            for (into, from) in m.seconds.iter_mut().zip(&st.seconds[..n]) {
+                for (c, f) in into.counts.iter_mut().zip(&from.counts) {
+                    c.merge(f);
+                }
+                into.max_us = into.max_us.max(from.max_us);
+            }
+            m.last_end = m.last_end.max(st.last_end);
+        }
+        m
+    }
+}
 impl LoadHandle {
     /// The due time of the first request.
     pub fn started(&self) -> Instant {
@@ -436,16 +715,15 @@ impl LoadHandle {
         let mut counts = Counts::default();
         let mut latency = report::histogram();
         let mut last_second = Counts::default();
-        if let Ok(stats) = s.stats.lock() {
-            for k in &stats.kinds {
-                counts.merge(&k.counts);
-                let _ = latency.add(&k.histogram);
-            }
-            let last = elapsed.as_secs().saturating_sub(1) as usize;
-            if let Some(sec) = stats.seconds.get(last) {
-                for c in &sec.counts {
-                    last_second.merge(c);
-                }
+        let last = elapsed.as_secs().saturating_sub(1) as usize;
+        let stats = Merged::of(s, last + 1);
+        for k in &stats.kinds {
+            counts.merge(&k.counts);
+            let _ = latency.add(&k.histogram);
+        }
+        if let Some(sec) = stats.seconds.get(last) {
+            for c in &sec.counts {
+                last_second.merge(c);
             }
         }
         Progress {
@@ -469,7 +747,8 @@ impl LoadHandle {
         let first = from.saturating_duration_since(s.start).as_secs() as usize;
         let last = to.saturating_duration_since(s.start).as_secs() as usize;
         let mut total = Counts::default();
-        if let Ok(stats) = s.stats.lock() {
+        for stats in &s.stats {
+            let Ok(stats) = stats.lock() else { continue };
             for sec in stats.seconds.iter().take(last + 1).skip(first) {
                 for kind in Kind::ALL {
                     if kinds.is_none_or(|ks| ks.contains(&kind)) {
@@ -484,9 +763,9 @@ impl LoadHandle {
     /// The accepted orders so far (when the config records them).
     pub fn accepted_orders(&self) -> Vec<AcceptedOrder> {
         self.shared
-            .stats
+            .orders
             .lock()
-            .map(|s| s.orders.clone())
+            .map(|o| o.clone())
             .unwrap_or_default()
     }
 
@@ -516,9 +795,10 @@ impl Drop for LoadHandle {
 /// The final report.
 fn report_of(s: &Shared) -> LoadReport {
     let stopped_early = s.scheduled.load(Ordering::Relaxed) < s.config.planned();
-    let Ok(stats) = s.stats.lock() else {
+    if s.stats.iter().any(|st| st.is_poisoned()) {
         return empty_report(s);
-    };
+    }
+    let stats = Merged::of(s, usize::MAX);
     let mut counts = Counts::default();
     let mut all = report::histogram();
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
@@ -766,6 +1046,53 @@ mod tests {
         );
     }
 
+    /// Several drivers share the schedule: every request is still sent and counted once,
+    /// accepted orders are all recorded and users still take turns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_drivers_count_every_request_once() {
+        let gateway = fake_gateway(50, Duration::ZERO).await;
+        let mut config = LoadConfig::new(
+            400.0,
+            Duration::from_millis(500),
+            "orders=1,products=1".parse::<Mix>().unwrap(),
+        );
+        config.record_orders = true;
+        let handle = launch(config, fixture(gateway), 3, Duration::ZERO).unwrap();
+        let started = handle.started();
+        handle.done().await;
+        let orders = handle.accepted_orders();
+        let all = handle.counts_between(started, Instant::now(), None);
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 200);
+        assert_eq!(report.sent, 200);
+        assert_eq!(report.counts.total, 200);
+        assert_eq!(report.counts.ok, 100 + 50, "{:?}", report.counts);
+        assert_eq!(report.counts.fallback, 50);
+        assert_eq!(report.latency_ms.count, 200);
+        assert_eq!(orders.len(), 50);
+        assert_eq!(all.total, 200);
+        assert_eq!(
+            report.timeline.iter().map(|s| s.counts.total).sum::<u64>(),
+            200
+        );
+    }
+
+    /// The `max_in_flight` bound is exact with several drivers: no more than that many are
+    /// sent while the answers are slow, the rest are dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_drivers_keep_the_in_flight_bound() {
+        let gateway = fake_gateway(0, Duration::from_millis(400)).await;
+        let mut config =
+            LoadConfig::new(100.0, Duration::from_millis(200), Mix::only(Kind::Health));
+        config.max_in_flight = 3;
+        let handle = launch(config, Fixture::bare(gateway), 3, Duration::ZERO).unwrap();
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 20);
+        assert_eq!(report.sent, 3);
+        assert_eq!(report.counts.dropped, 17);
+        assert_eq!(report.counts.ok, 3);
+    }
+
     /// With `max_in_flight` requests outstanding, further due requests are dropped and
     /// counted as failures, never queued or skipped silently; latency runs from the due time,
     /// so it is at least the server's delay.
@@ -796,11 +1123,71 @@ mod tests {
         assert_eq!(report.counts.total, report.scheduled);
     }
 
-    /// A mix that needs tokens or products is refused without them.
+    /// A mix that needs tokens or products is refused without them, and a gateway that is not
+    /// plain HTTP is refused.
     #[tokio::test]
     async fn refuses_a_fixture_that_does_not_fit() {
         let gateway = Url::parse("http://127.0.0.1:9/").unwrap();
         let config = LoadConfig::new(1.0, Duration::from_secs(1), Mix::default());
         assert!(start(config, Fixture::bare(gateway)).is_err());
+        let tls = Url::parse("https://127.0.0.1:9/").unwrap();
+        let config = LoadConfig::new(1.0, Duration::from_secs(1), Mix::only(Kind::Health));
+        let Err(e) = start(config, Fixture::bare(tls)) else {
+            panic!("an https gateway was taken");
+        };
+        assert!(e.to_string().contains("http://"), "{e}");
+    }
+
+    /// Latency runs from each request's due time even when the generator itself is late:
+    /// with the driver's thread held up past every due time, every request is still sent
+    /// (nothing was outstanding, so nothing is dropped) and its latency includes the time it
+    /// waited to be sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn latency_counts_from_the_due_time_when_the_generator_is_late() {
+        let gateway = fake_gateway(0, Duration::ZERO).await;
+        let config = LoadConfig::new(10.0, Duration::from_millis(300), Mix::only(Kind::Health));
+        // Requests are due at 0, 100 and 200 ms; the driver starts at 400 ms.
+        let handle = launch(
+            config,
+            Fixture::bare(gateway),
+            1,
+            Duration::from_millis(400),
+        )
+        .unwrap();
+        let report = handle.finish(false).await;
+        assert_eq!(report.scheduled, 3);
+        assert_eq!(report.sent, 3);
+        assert_eq!(report.counts.ok, 3, "{:?}", report.counts);
+        assert!(report.latency_ms.max >= 399.0, "{:?}", report.latency_ms);
+        assert!(report.latency_ms.p50 >= 299.0, "{:?}", report.latency_ms);
+    }
+
+    /// A request that outlives the timeout ends as a transport failure (`timeout`), without
+    /// a latency, and the run still ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_answers_time_out() {
+        let gateway = fake_gateway(0, Duration::from_secs(5)).await;
+        let mut config = LoadConfig::new(10.0, Duration::from_millis(200), Mix::only(Kind::Health));
+        config.timeout = Duration::from_millis(200);
+        let handle = start(config, Fixture::bare(gateway)).unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(3), handle.finish(false))
+            .await
+            .expect("the run ends within its timeouts");
+        assert_eq!(report.sent, 2);
+        assert_eq!(report.counts.transport, 2, "{:?}", report.counts);
+        assert_eq!(report.transport_errors.get("timeout"), Some(&2));
+        assert_eq!(report.latency_ms.count, 0);
+    }
+
+    /// A user's bearer header is made once and made again only when the token changes.
+    #[test]
+    fn bearer_headers_follow_the_token() {
+        let mut b = Bearers::default();
+        let a: Arc<str> = Arc::from("t-a");
+        assert_eq!(b.header(1, a.clone()).unwrap(), "Bearer t-a");
+        assert_eq!(b.header(1, a).unwrap(), "Bearer t-a");
+        assert_eq!(b.header(1, Arc::from("t-b")).unwrap(), "Bearer t-b");
+        assert_eq!(b.header(0, Arc::from("t-c")).unwrap(), "Bearer t-c");
+        assert!(b.header(0, Arc::from("bad\nvalue")).is_none());
     }
 }
