@@ -1,5 +1,6 @@
-//! The Kafka-API brokers side by side, in one run on one machine: nisshi 0.6.0 (the platform's),
-//! tansu 0.6.0 (the baseline it replaced) and the workspace's own kafka-broker (segment files),
+//! The Kafka-API brokers side by side, in one run on one machine: the workspace's own
+//! kafka-broker (the dev stack's since it replaced nisshi), nisshi 0.6.0, and tansu 0.6.0 (the
+//! baseline nisshi replaced),
 //! each a throwaway testkit broker on loopback, clients from librdkafka (rdkafka) in this process.
 //!
 //! Per broker:
