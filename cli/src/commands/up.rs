@@ -131,7 +131,9 @@ pub fn plan_service(stack: &Stack, service: &Service, image: &str) -> Planned {
 }
 
 /// The health check Docker runs, for probes that run inside the container. HTTP and TCP
-/// probes are run by the CLI from outside (official images may have no client to run).
+/// probes are run by the CLI from outside (official images may have no client to run); for
+/// those the image's own HEALTHCHECK is switched off (an empty command: Docker's `NONE`), so the
+/// stack's check is the only one and no exec runs in the container for nothing.
 fn docker_healthcheck(service: &Service) -> Option<HealthcheckSpec> {
     let health = service.health.as_ref()?;
     let command = match (&health.check, &service.source) {
@@ -139,6 +141,7 @@ fn docker_healthcheck(service: &Service) -> Option<HealthcheckSpec> {
             vec![format!("/app/{name}"), "--probe".to_string()]
         }
         (Check::Exec { command }, _) => command.clone(),
+        (Check::Http { .. } | Check::Tcp { .. }, _) => Vec::new(),
         _ => return None,
     };
     Some(HealthcheckSpec {

@@ -110,7 +110,8 @@ pub enum MountSpec {
     },
 }
 
-/// A Docker-run health check (exec form, no shell).
+/// A Docker-run health check (exec form, no shell); an empty command switches the image's own
+/// HEALTHCHECK off (`NONE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthcheckSpec {
     pub command: Vec<String>,
@@ -1158,6 +1159,12 @@ fn container_body(spec: &ContainerSpec, start_interval: bool) -> ContainerCreate
         .collect();
     let healthcheck = spec.healthcheck.as_ref().map(|h| {
         let (interval, retries, start) = engine_health_timing(h, start_interval);
+        if h.command.is_empty() {
+            return HealthConfig {
+                test: Some(vec!["NONE".to_string()]),
+                ..Default::default()
+            };
+        }
         HealthConfig {
             test: Some(
                 std::iter::once("CMD".to_string())

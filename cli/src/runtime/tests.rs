@@ -87,6 +87,12 @@ fn create_body_carries_everything() {
     assert_eq!(hc.interval, Some(500_000_000));
     assert_eq!(hc.start_period, Some(60_000_000_000));
     assert_eq!(hc.start_interval, Some(250_000_000));
+    // An empty command switches the image's HEALTHCHECK off.
+    let mut none = spec();
+    none.healthcheck.as_mut().unwrap().command.clear();
+    let hc = container_body(&none, true).healthcheck.unwrap();
+    assert_eq!(hc.test.unwrap(), vec!["NONE"]);
+    assert_eq!(hc.interval, None);
     // An engine without start intervals probes at the start cadence throughout, with as many
     // more retries as keep the time to "unhealthy" (500 ms × 60 = 30 s at 250 ms: 120).
     let old = container_body(&spec(), false).healthcheck.unwrap();

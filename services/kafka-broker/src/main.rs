@@ -17,6 +17,10 @@ struct Cli {
     /// Log lines as JSON instead of text.
     #[arg(long, env = "KAFKA_BROKER_LOG_JSON", default_value_t = false)]
     log_json: bool,
+    /// Wait until HOST:PORT accepts connections, then exit 0 (repeatable; an init container's
+    /// mode, as in every binary `platform` images). Handled before the other flags are read.
+    #[arg(long, value_name = "HOST:PORT")]
+    wait_for: Vec<String>,
     /// Health probe (the image's HEALTHCHECK, as for every binary `platform` images): connect to
     /// the listen address (loopback for a wildcard) within 2 s, exit 0 when it accepts, 1 when not.
     #[arg(long)]
@@ -38,6 +42,7 @@ fn probe(listen: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    kit::wait::exit_if_wait_as("kafka-broker");
     let cli = Cli::parse();
     if cli.probe {
         return probe(cli.config.listen);

@@ -69,16 +69,22 @@ pub fn wait_all(targets: &[String], pause: Duration, mut log: impl FnMut(&str)) 
 
 /// When the command line has `--wait-for`, waits and exits the process (2 on a malformed value).
 pub fn exit_if_wait(spec: &ServiceSpec) {
+    exit_if_wait_as(spec.name)
+}
+
+/// [`exit_if_wait`] for a binary without a [`ServiceSpec`] (the broker stand-in), its log lines
+/// prefixed with `name`.
+pub fn exit_if_wait_as(name: &str) {
     match targets(std::env::args_os()) {
         None => {}
         Some(Ok(targets)) => {
             wait_all(&targets, Duration::from_secs(2), |line| {
-                eprintln!("{}: {line}", spec.name);
+                eprintln!("{name}: {line}");
             });
             std::process::exit(0)
         }
         Some(Err(e)) => {
-            eprintln!("{}: {e}", spec.name);
+            eprintln!("{name}: {e}");
             std::process::exit(2)
         }
     }
