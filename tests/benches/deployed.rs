@@ -676,7 +676,7 @@ fn report(
          `POST /api/order` through the gateway with alice's token (JWT checked at the edge), one unit of one of \
          {skus} SKUs (listed at {PRICE} in the catalogue, a billion in stock), every service sampling {ratio} % \
          of traces into the trace-collector. **Outside Docker**: processes on loopback (`testkit::loopback`: \
-         MariaDB 10.11 and nisshi from testkit, services at RUST_LOG={llog}). **Deployed**: a copy of \
+         MariaDB 10.11 and the broker testkit starts (TESTKIT_BROKER, kafka-broker by default), services at RUST_LOG={llog}). **Deployed**: a copy of \
          `stacks/dev.toml` up through the release `platform` (ten containers, health checks, json-file logs, \
          the gateway's published loopback port{slog}{health}). CPU per order = user + system time in the \
          window / orders accepted: processes from `/proc`; deployed, each container's main process from `/proc` \

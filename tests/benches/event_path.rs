@@ -169,7 +169,7 @@ async fn run() -> anyhow::Result<()> {
         "## event-path: order → notification on the dev stack\n\n\
          Run: `cargo bench -p e2e --bench event_path` (release build and Docker; a few minutes; rewrites this \
          section). Measured {} on {}, 2 cores; load average {load_before} before, {load_after} after (other work \
-         on the machine shows here; re-measure on a quiet machine). A copy of the dev stack (nisshi 0.6.0, the \
+         on the machine shows here; re-measure on a quiet machine). A copy of the dev stack (kafka-broker, the \
          services' release images with their memory limits), orders through the published gateway with a real \
          token, one unit each, paced at {rate}/s for {secs} s; latency is from sending the order to the \
          notification's `sentAt` (host and containers share the clock). notification-service: {consumer}.\n\n\
