@@ -296,6 +296,20 @@ impl Group {
         }
     }
 
+    /// A member's request in `generation` (heartbeat, commit): the member's liveness is renewed
+    /// when it is known; the group's state when it is and the generation is current, else the
+    /// error that tells it what to do.
+    fn seen(&mut self, member_id: &str, generation: i32) -> Result<GroupState, ResponseError> {
+        let Some(m) = self.members.get_mut(member_id) else {
+            return Err(ResponseError::UnknownMemberId);
+        };
+        m.last_seen = Instant::now();
+        if generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(self.state)
+    }
+
     /// After members left: rebalance the rest, or become Empty.
     fn after_removal(&mut self, now: Instant, id: &str, reason: &str) {
         if self.members.is_empty() {
@@ -479,15 +493,10 @@ impl Coordinator {
         let Some(g) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
-        let state = g.state;
-        let current = g.generation;
-        let Some(m) = g.members.get_mut(member_id) else {
-            return Some(ResponseError::UnknownMemberId);
+        let state = match g.seen(member_id, generation) {
+            Ok(state) => state,
+            Err(e) => return Some(e),
         };
-        m.last_seen = Instant::now();
-        if generation != current {
-            return Some(ResponseError::IllegalGeneration);
-        }
         match state {
             GroupState::PreparingRebalance => Some(ResponseError::RebalanceInProgress),
             GroupState::Empty => Some(ResponseError::UnknownMemberId),
@@ -541,15 +550,10 @@ impl Coordinator {
         let Some(g) = groups.get_mut(group_id) else {
             return Some(ResponseError::IllegalGeneration);
         };
-        let state = g.state;
-        let current = g.generation;
-        let Some(m) = g.members.get_mut(member_id) else {
-            return Some(ResponseError::UnknownMemberId);
+        let state = match g.seen(member_id, generation) {
+            Ok(state) => state,
+            Err(e) => return Some(e),
         };
-        m.last_seen = Instant::now();
-        if generation != current {
-            return Some(ResponseError::IllegalGeneration);
-        }
         if state == GroupState::CompletingRebalance {
             return Some(ResponseError::RebalanceInProgress);
         }
