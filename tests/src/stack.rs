@@ -47,6 +47,8 @@ pub struct TestStack {
     pub file: PathBuf,
     /// The loopback port the gateway is published on.
     pub gateway_port: u16,
+    /// The loopback port the broker (`kafka`) is published on.
+    pub broker_port: u16,
     /// Service name → its `port` (inside the stack network), from the file.
     ports: BTreeMap<String, u16>,
     /// Every service of the file.
@@ -112,6 +114,7 @@ impl TestStack {
             name,
             file,
             gateway_port,
+            broker_port,
             ports,
             services,
             volumes,

@@ -432,37 +432,17 @@ async fn hostile_frames_close_only_their_connection() {
     let addr = broker.bootstrap_servers();
     // A connection that stays open through all of it.
     let mut steady = Raw::connect(&broker).await;
-    let frames: Vec<Vec<u8>> = vec![
-        // Oversized.
-        i32::MAX.to_be_bytes().to_vec(),
-        // Negative size.
-        (-1i32).to_be_bytes().to_vec(),
-        // Too short for a header.
-        [0, 0, 0, 2, 0, 3].to_vec(),
-        // Unknown API key 999.
-        [&[0, 0, 0, 10][..], &[3, 231, 0, 0, 0, 0, 0, 1, 0, 0]].concat(),
-        // Metadata v12 with a truncated body.
-        [&[0, 0, 0, 12][..], &[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 9]].concat(),
-        // Metadata v0 whose topic array claims 54 million entries in 5 bytes (the decoder
-        // reserves them up front; see the crate README on larger claims).
-        [
-            &[0, 0, 0, 15][..],
-            &[0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 3, 0x3c, 0x0c, 0, 0xb6],
-        ]
-        .concat(),
-        // Random bytes.
-        (0..64u8)
-            .map(|i| i.wrapping_mul(37).wrapping_add(11))
-            .collect(),
-    ];
-    for f in &frames {
+    // Each closes its connection and nothing else (the decoder reserves what an array claims up
+    // front: see the crate README on claims larger than testkit's).
+    let frames = testkit::hostile::kafka_frames();
+    for (what, f) in &frames {
         let mut s = TcpStream::connect(&addr).await.unwrap();
         s.write_all(f).await.unwrap();
         let mut buf = [0u8; 64];
         let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
         // Either closed (0 bytes / reset) or nothing: never a crash (checked below).
         if let Ok(Ok(n)) = read {
-            assert!(n == 0, "unexpected answer to {f:?}: {:?}", &buf[..n]);
+            assert!(n == 0, "unexpected answer to {what}: {:?}", &buf[..n]);
         }
     }
     // ApiVersions with a version from the future: UNSUPPORTED_VERSION in v0, with the list.

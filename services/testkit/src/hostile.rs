@@ -25,6 +25,58 @@ pub fn nested_arrays(depth: usize) -> String {
     s
 }
 
+/// Kafka wire-protocol frames a broker must refuse by closing the connection (never by crashing
+/// or allocating what they claim): oversized and negative sizes, a frame too short for a header,
+/// an unknown API key, a truncated Metadata body, array lengths claiming 54 million and 2³¹
+/// entries in a few bytes, and random bytes. kafka-broker's own tests and the end-to-end suite against the
+/// deployed stack send the same ones.
+pub fn kafka_frames() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("a 2 GiB size", i32::MAX.to_be_bytes().to_vec()),
+        ("a negative size", (-1i32).to_be_bytes().to_vec()),
+        ("a frame too short for a header", [0, 0, 0, 2, 0, 3].to_vec()),
+        (
+            "unknown API key 999",
+            [&[0, 0, 0, 10][..], &[3, 231, 0, 0, 0, 0, 0, 1, 0, 0]].concat(),
+        ),
+        (
+            "Metadata v12 with a truncated body",
+            [&[0, 0, 0, 12][..], &[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 9]].concat(),
+        ),
+        (
+            "Metadata v0 whose topic array claims 54 million entries in 5 bytes",
+            [
+                &[0, 0, 0, 15][..],
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 3, 0x3c, 0x0c, 0, 0xb6],
+            ]
+            .concat(),
+        ),
+        (
+            "Metadata v0 whose topic array claims 2^31 - 1 entries in 5 bytes (aborted kafka-broker \
+             before vendor/kafka-protocol)",
+            [
+                &[0, 0, 0, 15][..],
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0],
+            ]
+            .concat(),
+        ),
+        (
+            "a compact (v9+) Metadata topic array claiming 2^31 entries",
+            [
+                &[0, 0, 0, 17][..],
+                &[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x08, 0],
+            ]
+            .concat(),
+        ),
+        (
+            "64 random bytes",
+            (0..64u8)
+                .map(|i| i.wrapping_mul(37).wrapping_add(11))
+                .collect(),
+        ),
+    ]
+}
+
 /// A body of `len` bytes without a Content-Length (sent chunked), generated as it is sent: a
 /// server learns its size only by counting it as it streams.
 pub fn chunked(len: usize) -> reqwest::Body {

@@ -46,7 +46,8 @@ const WRONG_PASSWORDS: usize = 11;
 /// (oversized and pathological uploads to the trace collector and the gateway, over-long URLs
 /// and headers, forged tokens, bad bodies and ids, users reaching for others' data and for
 /// admin and service-to-service endpoints, wrong prices, password guessing), each answered with
-/// its 4xx and a problem+json body; healthy instances stay in rotation; and afterwards every
+/// its 4xx and a problem+json body, and malformed Kafka frames on the broker's published port,
+/// each refused by closing its connection; healthy instances stay in rotation; and afterwards every
 /// container of the stack runs with no restart and no OOM kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_4xx_and_leaves_every_container_running() {
@@ -138,6 +139,20 @@ async fn raw(port: u16, request: &[u8]) -> anyhow::Result<Answer> {
         content_type,
         body: body.to_string(),
     })
+}
+
+/// Writes one Kafka frame to the broker's published port: the broker must close the connection
+/// or say nothing (within 5 s), never answer it.
+async fn kafka_frame(port: u16, frame: &[u8]) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(frame).await?;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => anyhow::bail!("answered {:?}", &buf[..n]),
+        // Closed, reset, or silent: refused without a word.
+        _ => Ok(()),
+    }
 }
 
 /// Collects every case's outcome, so one run reports all mismatches.
@@ -764,6 +779,24 @@ async fn walk(
     );
     // Others are not locked out by carol's lock.
     shop::token(platform, stack, &["--user", "alice"], READ_LIMIT).await?;
+
+    // ---- hostile Kafka frames on the broker's published port: each closes only its own
+    // connection, and the event path still works after them
+    for (what, frame) in testkit::hostile::kafka_frames() {
+        cases.checked += 1;
+        if let Err(e) = kafka_frame(stack.broker_port, &frame).await {
+            cases
+                .failures
+                .push(format!("Kafka frame with {what}: {e:#}"));
+        }
+    }
+    let after_frames = bob_shop.place_order(&sku).await?;
+    eventually(
+        "the notification of an order placed after the hostile Kafka frames",
+        Duration::from_secs(60),
+        || bob_shop.notification_id(&after_frames),
+    )
+    .await;
 
     eprintln!(
         "timing: {} hostile cases {:.1}s",
