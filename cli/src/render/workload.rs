@@ -21,6 +21,8 @@ const MIN_STARTUP: Duration = Duration::from_secs(30);
 /// `app.kubernetes.io/component`: what part of the system a service is.
 pub(crate) fn component(service: &Service) -> &'static str {
     match &service.source {
+        // Our Kafka-API broker is a binary of the workspace like the services, but a broker.
+        ImageSource::Build(Recipe::Binary { name }) if name == "kafka-broker" => "broker",
         ImageSource::Build(Recipe::Binary { .. }) => "service",
         ImageSource::Build(Recipe::Broker { .. }) => "broker",
         ImageSource::Build(Recipe::Mariadb) => "database",
