@@ -44,6 +44,8 @@
 //! `BENCH_STACK_RUST_LOG` (RUST_LOG of every service container; the stack's default is the
 //! services' `info`), `BENCH_HEALTH_INTERVAL` (every `interval = "500ms"` health check of the
 //! stack copy), `BENCH_SAMPLE_RATIO` (both sides' `TRACE_SAMPLE_RATIO`, default 1.0).
+//! `BENCH_BROKER` (`nisshi` or `tansu`: both sides run that broker instead of kafka-broker; the
+//! stack copy's `kafka` service images it by its recipe, as the dev stack did before kafka-broker).
 //! `BENCH_LOOPBACK_RUST_LOG` sets the baseline's services' RUST_LOG (default `warn`).
 //!
 //! Needs the release build (`./install.sh`, or `cargo build --workspace --release`), Docker and
@@ -58,7 +60,7 @@ use bollard::Docker;
 use e2e::shop::{PRICE, Shop};
 use e2e::{Platform, TestStack};
 use testkit::benchmarks::{self, Wrk, env_u64};
-use testkit::loopback;
+use testkit::{BrokerKind, loopback};
 
 const COMMAND_LIMIT: Duration = Duration::from_secs(180);
 const UP_LIMIT: Duration = Duration::from_secs(900);
@@ -122,6 +124,8 @@ struct Knobs {
     loopback_log: String,
     stack_log: Option<String>,
     health_interval: Option<String>,
+    /// The broker of both sides; `None`: kafka-broker, the dev stack's.
+    broker: Option<BrokerKind>,
 }
 
 impl Knobs {
@@ -144,6 +148,11 @@ impl Knobs {
             loopback_log: text("BENCH_LOOPBACK_RUST_LOG").unwrap_or_else(|| "warn".into()),
             stack_log: text("BENCH_STACK_RUST_LOG"),
             health_interval: text("BENCH_HEALTH_INTERVAL"),
+            broker: match text("BENCH_BROKER") {
+                Some(v) => Some(BrokerKind::parse(&v).context("BENCH_BROKER")?)
+                    .filter(|k| *k != BrokerKind::KafkaBroker),
+                None => None,
+            },
         })
     }
 
@@ -158,6 +167,9 @@ impl Knobs {
         }
         if (self.ratio - 1.0).abs() > 1e-9 {
             parts.push(format!("sampling-{}", self.ratio));
+        }
+        if let Some(b) = self.broker {
+            parts.push(format!("broker-{}", b.name()));
         }
         if self.loopback_log != "warn" {
             parts.push(format!("loopback-log-{}", self.loopback_log));
@@ -271,6 +283,7 @@ async fn outside_docker(bin_dir: &Path, knobs: &Knobs) -> anyhow::Result<Side> {
         sample_ratio: knobs.ratio,
         catalog: true,
         env: vec![("RUST_LOG".into(), knobs.loopback_log.clone())],
+        broker: Some(knobs.broker.unwrap_or(BrokerKind::KafkaBroker)),
     };
     let services = loopback::Services::start(&infra, &options).await?;
     let http = reqwest::Client::new();
@@ -539,6 +552,9 @@ fn edit_stack(file: &Path, knobs: &Knobs) -> anyhow::Result<()> {
         }
         text = text.replace(from, &format!("interval = \"{interval}\""));
     }
+    if let Some(broker) = knobs.broker {
+        text = with_broker(&text, broker)?;
+    }
     let mut env = Vec::new();
     if let Some(log) = &knobs.stack_log {
         env.push(format!("RUST_LOG = \"{log}\""));
@@ -556,6 +572,32 @@ fn edit_stack(file: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     }
     std::fs::write(file, text)?;
     Ok(())
+}
+
+/// The stack text with its `kafka` service running `broker` (nisshi or tansu, imaged by their
+/// `recipe`, as the dev stack ran them before kafka-broker) instead of kafka-broker.
+fn with_broker(text: &str, broker: BrokerKind) -> anyhow::Result<String> {
+    let build = "build = { binary = \"kafka-broker\" }";
+    let env = "[services.kafka.env]";
+    if !text.contains(build) || !text.contains(env) {
+        bail!("stacks/dev.toml's kafka service no longer has `{build}` and `{env}`");
+    }
+    Ok(text
+        .replacen(
+            build,
+            &format!("build = {{ recipe = \"{}\" }}\ncommand = [\"broker\"]", broker.name()),
+            1,
+        )
+        .replacen(
+            env,
+            &format!(
+                "{env}\nLISTENER_URL = \"tcp://0.0.0.0:${{self.port}}\"\n\
+                 ADVERTISED_LISTENER_URL = \"tcp://${{self.host}}:${{self.port}}\"\n\
+                 STORAGE_ENGINE = \"sqlite://{}.db\"",
+                broker.name()
+            ),
+            1,
+        ))
 }
 
 /// `mkdir $BENCH_DOCKER_LOCK` (polled every 10 s) while the stack is up; removed when dropped.
@@ -664,7 +706,7 @@ fn report(
          everything below and whatever else runs on the machine; load average {load_before} before, {load_after} after; \
          commit `{commit}`. Knobs: `BENCH_SECS` ({secs}), `BENCH_CONNS` ({conns}), `BENCH_WARMUP_SECS` ({warm}), \
          `BENCH_IDLE_SECS` ({idle}), `BENCH_SKUS` ({skus}), `BENCH_WRITE=0` prints only; variants \
-         `BENCH_STACK_RUST_LOG`, `BENCH_HEALTH_INTERVAL`, `BENCH_SAMPLE_RATIO` write `deployed/<variant>`.\n\n",
+         `BENCH_STACK_RUST_LOG`, `BENCH_HEALTH_INTERVAL`, `BENCH_SAMPLE_RATIO`, `BENCH_BROKER` write `deployed/<variant>`.\n\n",
         secs = knobs.secs,
         conns = knobs.conns,
         warm = knobs.warmup,
@@ -676,9 +718,9 @@ fn report(
          `POST /api/order` through the gateway with alice's token (JWT checked at the edge), one unit of one of \
          {skus} SKUs (listed at {PRICE} in the catalogue, a billion in stock), every service sampling {ratio} % \
          of traces into the trace-collector. **Outside Docker**: processes on loopback (`testkit::loopback`: \
-         MariaDB 10.11 and the broker testkit starts (TESTKIT_BROKER, kafka-broker by default), services at RUST_LOG={llog}). **Deployed**: a copy of \
+         MariaDB 10.11 and {broker} from testkit, services at RUST_LOG={llog}). **Deployed**: a copy of \
          `stacks/dev.toml` up through the release `platform` (ten containers, health checks, json-file logs, \
-         the gateway's published loopback port{slog}{health}). CPU per order = user + system time in the \
+         the gateway's published loopback port, {broker} as `kafka`{slog}{health}). CPU per order = user + system time in the \
          window / orders accepted: processes from `/proc`; deployed, each container's main process from `/proc` \
          and the rest of its cgroup's usage (Docker stats API) as the health checks' execs, the daemon's \
          processes from `/proc` by name (runc: the shims' exited children, execs excluded); \"machine\" is `/proc/stat`'s busy time over the same \
@@ -689,6 +731,7 @@ fn report(
         skus = knobs.skus.len(),
         ratio = knobs.ratio * 100.0,
         llog = knobs.loopback_log,
+        broker = knobs.broker.map_or("kafka-broker", BrokerKind::name),
         slog = knobs
             .stack_log
             .as_ref()

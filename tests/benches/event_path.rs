@@ -83,7 +83,8 @@ async fn run() -> anyhow::Result<()> {
     println!("broker idle: {idle_cpu:.1} % of a core, {idle_rss:.1} MiB");
 
     // Paced orders through the gateway.
-    let sent: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    // (order number, sent at, answered at), ms since the epoch.
+    let sent: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(Mutex::new(0u64));
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
     let mut tasks = tokio::task::JoinSet::new();
@@ -95,7 +96,7 @@ async fn run() -> anyhow::Result<()> {
         tasks.spawn(async move {
             let at = now_millis();
             match shop.place_order(&sku).await {
-                Ok(number) => sent.lock().push((number, at)),
+                Ok(number) => sent.lock().push((number, at, now_millis())),
                 Err(_) => *failed.lock() += 1,
             }
         });
@@ -108,9 +109,12 @@ async fn run() -> anyhow::Result<()> {
 
     // Each order's notification, read back through the gateway.
     let mut latencies = Vec::with_capacity(sent.len());
+    // The two halves: the order's HTTP answer, and from the answer to the notification.
+    let mut answers: Vec<u64> = sent.iter().map(|(_, at, answered)| answered.saturating_sub(*at)).collect();
+    let mut after_answer = Vec::with_capacity(sent.len());
     let mut missing = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
-    for (number, at) in &sent {
+    for (number, at, answered) in &sent {
         loop {
             let url = format!(
                 "{}/api/notifications?orderNumber={number}",
@@ -127,6 +131,7 @@ async fn run() -> anyhow::Result<()> {
             if let Some(sent_at) = page["items"][0]["sentAt"].as_str() {
                 let sent_at = chrono::DateTime::parse_from_rfc3339(sent_at)?.timestamp_millis();
                 latencies.push((sent_at - *at as i64).max(0) as u64);
+                after_answer.push((sent_at - *answered as i64).max(0) as u64);
                 break;
             }
             if Instant::now() > deadline {
@@ -136,14 +141,9 @@ async fn run() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    latencies.sort_unstable();
-    let pct = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(0)
-    };
-    let (p50, p99, max) = (pct(0.5), pct(0.99), pct(1.0));
+    let (p50, p99, max) = percentiles(&mut latencies);
+    let (a50, a99, amax) = percentiles(&mut answers);
+    let (n50, n99, nmax) = percentiles(&mut after_answer);
     println!(
         "{} orders in {took:.1} s, {failed} failed, {missing} without notification; order → notification p50 {p50} ms, p99 {p99} ms, max {max} ms",
         sent.len()
@@ -177,6 +177,8 @@ async fn run() -> anyhow::Result<()> {
          | orders sent / accepted / failed | {} / {} / {failed} |\n\
          | orders/s taken | {:.0} |\n\
          | order → notification p50 / p99 / max | {p50} ms / {p99} ms / {max} ms (goal: p99 ≤ 50 ms) |\n\
+         | of which the order's HTTP answer (sent → 201) p50 / p99 / max | {a50} ms / {a99} ms / {amax} ms |\n\
+         | of which answer → notification (outbox relay, broker, consumer) p50 / p99 / max | {n50} ms / {n99} ms / {nmax} ms |\n\
          | orders without a notification after 120 s | {missing} |\n\
          | broker CPU while idle ({idle_secs} s, one consumer waiting) | {idle_cpu:.1} % of one core (goal ≤ 1 %) |\n\
          | broker RSS while idle | {idle_rss:.1} MiB |\n\
@@ -217,6 +219,17 @@ async fn after_env(platform: &Platform, stack: &str) -> String {
         find("KAFKA_SESSION_TIMEOUT"),
         find("KAFKA_FETCH_WAIT_MAX")
     )
+}
+
+/// p50, p99 and max of `v` (sorted in place), 0 when empty.
+fn percentiles(v: &mut [u64]) -> (u64, u64, u64) {
+    v.sort_unstable();
+    let pct = |q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    (pct(0.5), pct(0.99), pct(1.0))
 }
 
 fn now_millis() -> u64 {

@@ -161,6 +161,7 @@ async fn measure(
         sample_ratio: ratio,
         catalog: false,
         env: Vec::new(),
+        broker: None,
     };
     let services = loopback::Services::start(infra, &options).await?;
     let http = reqwest::Client::new();

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Broker, Error, MariaDb, Result, Started, Starter};
+use crate::{Broker, BrokerKind, Error, MariaDb, Result, Started, Starter};
 
 /// The services a [`Services`] run starts, in start order (product-service only with the
 /// catalogue on).
@@ -171,6 +171,8 @@ pub struct Options {
     pub catalog: bool,
     /// More environment for every service (a later value wins: `RUST_LOG`, ...).
     pub env: Vec<(String, String)>,
+    /// The broker; `None`: the one `TESTKIT_BROKER` names ([`BrokerKind::from_env`]).
+    pub broker: Option<BrokerKind>,
 }
 
 /// One run's broker and services; stopped by [`Services::stop`] (killed when dropped).
@@ -186,7 +188,10 @@ pub struct Services {
 impl Services {
     /// Starts a fresh broker, fresh databases and the services against `infra`.
     pub async fn start(infra: &Infra, options: &Options) -> Result<Services> {
-        let broker = Broker::start().await?;
+        let broker = match options.broker {
+            Some(kind) => Broker::start_kind(kind).await?,
+            None => Broker::start().await?,
+        };
         broker.create_topic("order-placed", 3).await?;
         let bootstrap = broker.bootstrap_servers();
         let mut urls = BTreeMap::new();
