@@ -15,9 +15,12 @@
 //!   is no HTTP equivalent, and an open port is what dependants need: platform's MariaDB
 //!   entrypoint provisions its databases and users on a server without networking and only then
 //!   opens 3306, and the official MySQL and MongoDB entrypoints also initialise on a server that the
-//!   stack network cannot reach. Docker's own check keeps the final word once it has run: an
-//!   `unhealthy` is never overridden.
+//!   stack network cannot reach.
 //! - `http` and `tcp` checks run only here (Docker has none): they are the probe itself.
+//!
+//! The same goes for a container Docker calls `unhealthy` (a healed fault: Docker agrees only at
+//! its next check, up to an `interval` later): a passing probe counts as healthy, so a heal is
+//! seen at once. `up` and `scale` still give up at once on `unhealthy` ([`crate::commands::health`]).
 //!
 //! The target is in the container's [`labels::PROBE`] label (written by `up` from the stack
 //! file), so readers that have only a container listing need no stack file.
@@ -92,14 +95,17 @@ impl ProbeTarget {
     }
 }
 
-/// Docker's health with the CLI's probe folded in (pure): `starting` turns `healthy` when the
-/// probe passed; anything else is Docker's word.
+/// Docker's health with the CLI's probe folded in (pure): `starting` or `unhealthy` turns
+/// `healthy` when the probe passed (Docker agrees at its next check); anything else is Docker's
+/// word.
 pub fn fold(
     docker: Option<DockerHealth>,
     probe: Option<&Result<(), String>>,
 ) -> Option<DockerHealth> {
     match (docker, probe) {
-        (Some(DockerHealth::Starting), Some(Ok(()))) => Some(DockerHealth::Healthy),
+        (Some(DockerHealth::Starting | DockerHealth::Unhealthy), Some(Ok(()))) => {
+            Some(DockerHealth::Healthy)
+        }
         (docker, _) => docker,
     }
 }
@@ -127,12 +133,10 @@ impl Prober {
     }
 
     /// The CLI's probe of `info`, when one is due: the container runs, has an address on its
-    /// stack's network and a [`labels::PROBE`] target, and Docker has no verdict yet (`starting`,
-    /// or no Docker check at all). `None` when not due.
+    /// stack's network and a [`labels::PROBE`] target, and Docker does not say healthy
+    /// (`starting`, `unhealthy`, or no Docker check at all). `None` when not due.
     pub async fn probe(&self, info: &ContainerInfo) -> Option<Result<(), String>> {
-        if !self.reachable
-            || info.state != "running"
-            || !matches!(info.health, None | Some(DockerHealth::Starting))
+        if !self.reachable || info.state != "running" || info.health == Some(DockerHealth::Healthy)
         {
             return None;
         }
@@ -160,11 +164,10 @@ impl Prober {
         })
     }
 
-    /// The container's health as every reader sees it: Docker's, except that `starting` is
-    /// `healthy` once the CLI's own probe passes ([`fold`]). Probes only while Docker says
-    /// `starting`.
+    /// The container's health as every reader sees it: Docker's, except that `starting` and
+    /// `unhealthy` are `healthy` once the CLI's own probe passes ([`fold`]). Probes only then.
     pub async fn health(&self, info: &ContainerInfo) -> Option<DockerHealth> {
-        if info.health != Some(DockerHealth::Starting) {
+        if matches!(info.health, None | Some(DockerHealth::Healthy)) {
             return info.health;
         }
         fold(info.health, self.probe(info).await.as_ref())
@@ -228,7 +231,7 @@ mod tests {
         }
     }
 
-    /// Only `starting` gives way to a passing probe; Docker's verdicts stand.
+    /// `starting` and `unhealthy` give way to a passing probe; a failing one changes nothing.
     #[test]
     fn folding() {
         use DockerHealth::*;
@@ -237,7 +240,8 @@ mod tests {
         assert_eq!(fold(Some(Starting), Some(&ok)), Some(Healthy));
         assert_eq!(fold(Some(Starting), Some(&failed)), Some(Starting));
         assert_eq!(fold(Some(Starting), None), Some(Starting));
-        assert_eq!(fold(Some(Unhealthy), Some(&ok)), Some(Unhealthy));
+        assert_eq!(fold(Some(Unhealthy), Some(&ok)), Some(Healthy));
+        assert_eq!(fold(Some(Unhealthy), Some(&failed)), Some(Unhealthy));
         assert_eq!(fold(Some(Healthy), Some(&failed)), Some(Healthy));
         // No Docker check: the listing keeps "no health status" (CLI-only checks are judged
         // where they are awaited).
