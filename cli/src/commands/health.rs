@@ -1,11 +1,14 @@
 //! Waiting for a container to be ready: Docker's own health status for probes that run inside
 //! the container (`probe`, `exec`), the CLI's HTTP or TCP probe against the container's address
-//! on the stack network for the others, and "running" for services without a probe. A
+//! on the stack network for the others, and "running" for services without a probe. While
+//! Docker still says `starting`, the CLI's probe of the same target ([`crate::observe::ready`])
+//! counts too, so readiness is seen at once even where Docker checks only every `interval`. A
 //! container that exits or turns unhealthy fails at once instead of running out the clock.
 
 use std::fmt;
 use std::time::Duration;
 
+use crate::observe::ready::Prober;
 use crate::runtime::{Health as DockerHealth, Runtime, RuntimeError};
 use crate::stack::{Check, Health};
 
@@ -89,22 +92,20 @@ pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
     let Some(health) = health else {
         return Step::Ready(Readiness::Running);
     };
-    match &health.check {
+    let what = match &health.check {
         Check::Probe | Check::Exec { .. } => match o.docker_health {
-            Some(DockerHealth::Healthy) => Step::Ready(Readiness::Healthy),
-            Some(DockerHealth::Unhealthy) => Step::Fail(FailReason::Unhealthy),
-            Some(DockerHealth::Starting) | None => Step::Wait("health check starting".into()),
+            Some(DockerHealth::Healthy) => return Step::Ready(Readiness::Healthy),
+            Some(DockerHealth::Unhealthy) => return Step::Fail(FailReason::Unhealthy),
+            // Docker has not checked yet (or not passed yet): the CLI's probe may say ready.
+            Some(DockerHealth::Starting) | None => "health check starting".to_string(),
         },
-        Check::Http { path, port } => match &o.probe {
-            Some(Ok(())) => Step::Ready(Readiness::Healthy),
-            Some(Err(e)) => Step::Wait(format!("GET :{port}{path}: {e}")),
-            None => Step::Wait(format!("GET :{port}{path}")),
-        },
-        Check::Tcp { port } => match &o.probe {
-            Some(Ok(())) => Step::Ready(Readiness::Healthy),
-            Some(Err(e)) => Step::Wait(format!("tcp :{port}: {e}")),
-            None => Step::Wait(format!("tcp :{port}")),
-        },
+        Check::Http { path, port } => format!("GET :{port}{path}"),
+        Check::Tcp { port } => format!("tcp :{port}"),
+    };
+    match &o.probe {
+        Some(Ok(())) => Step::Ready(Readiness::Healthy),
+        Some(Err(e)) => Step::Wait(format!("{what}: {e}")),
+        None => Step::Wait(what),
     }
 }
 
@@ -113,7 +114,6 @@ pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
 pub async fn wait_ready(
     rt: &Runtime,
     container: &str,
-    network: &str,
     health: Option<&Health>,
     timeout: Duration,
     on_status: impl Fn(&str),
@@ -127,26 +127,13 @@ pub async fn wait_ready(
         })
         .unwrap_or(Duration::from_millis(100))
         .max(Duration::from_millis(50));
-    let http = reqwest::Client::builder()
-        .build()
-        .map_err(|e| HealthError::Timeout {
-            container: container.to_string(),
-            after: Duration::ZERO,
-            last: e.to_string(),
-        })?;
+    // `up` reaches containers by their address, as the stack's CLI-run checks always did.
+    let prober = Prober::new(true);
     loop {
         let info = rt.inspect_container(container).await?;
-        let ip = info.addresses.get(network).cloned();
-        let probe = match (health.map(|h| &h.check), ip, info.state.as_str()) {
-            (Some(Check::Http { path, port }), Some(ip), "running") => {
-                let timeout = health.map_or(Duration::from_secs(2), |h| h.timeout);
-                Some(http_probe(&http, &ip, *port, path, timeout).await)
-            }
-            (Some(Check::Tcp { port }), Some(ip), "running") => {
-                let timeout = health.map_or(Duration::from_secs(2), |h| h.timeout);
-                Some(tcp_probe(&ip, *port, timeout).await)
-            }
-            _ => None,
+        let probe = match health {
+            Some(_) => prober.probe(&info).await,
+            None => None,
         };
         let observation = Observation {
             state: info.state.clone(),
@@ -179,29 +166,6 @@ pub async fn wait_ready(
             }
         }
         tokio::time::sleep(poll).await;
-    }
-}
-
-async fn http_probe(
-    http: &reqwest::Client,
-    ip: &str,
-    port: u16,
-    path: &str,
-    timeout: Duration,
-) -> Result<(), String> {
-    let url = format!("http://{ip}:{port}{path}");
-    match http.get(&url).timeout(timeout).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-async fn tcp_probe(ip: &str, port: u16, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -261,6 +225,34 @@ mod tests {
         assert_eq!(assess(Some(&h), &o), Step::Ready(Readiness::Healthy));
         o.docker_health = Some(DockerHealth::Unhealthy);
         assert_eq!(assess(Some(&h), &o), Step::Fail(FailReason::Unhealthy));
+    }
+
+    /// While Docker still says starting, the CLI's own probe of the same target decides; it
+    /// never overrides Docker's unhealthy.
+    #[test]
+    fn docker_checks_with_cli_probe() {
+        for h in [
+            health(Check::Probe),
+            health(Check::Exec {
+                command: vec!["ping".into()],
+            }),
+        ] {
+            let mut o = obs("running");
+            o.docker_health = Some(DockerHealth::Starting);
+            o.probe = Some(Err("connection refused".into()));
+            match assess(Some(&h), &o) {
+                Step::Wait(w) => assert!(w.contains("starting") && w.contains("refused"), "{w}"),
+                other => panic!("{other:?}"),
+            }
+            o.probe = Some(Ok(()));
+            assert_eq!(assess(Some(&h), &o), Step::Ready(Readiness::Healthy));
+            o.docker_health = Some(DockerHealth::Unhealthy);
+            assert_eq!(assess(Some(&h), &o), Step::Fail(FailReason::Unhealthy));
+            // Not running: no probe result makes it ready.
+            let mut created = obs("created");
+            created.probe = Some(Ok(()));
+            assert!(matches!(assess(Some(&h), &created), Step::Wait(_)));
+        }
     }
 
     /// CLI-run probes are ready when the probe passed, and say why they wait otherwise.

@@ -355,12 +355,10 @@ async fn wait_new(
     say: &impl Fn(String),
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let network = obs.stack().network_name();
     let waits = names.iter().map(|name| {
         health::wait_ready(
             obs.runtime(),
             name,
-            &network,
             service.health.as_ref(),
             timeout,
             |_| {},

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::Global;
 use super::health::{self, Readiness};
+use crate::observe::ready::ProbeTarget;
 use crate::paths::Workspace;
 use crate::runtime::build::{Builder, context::hex};
 use crate::runtime::{
@@ -117,7 +118,13 @@ pub fn plan_service(stack: &Stack, service: &Service, image: &str) -> Planned {
                 memory_bytes: service.resources.memory_bytes,
                 cpus: service.resources.cpus,
                 restart: service.restart,
-                labels: BTreeMap::new(),
+                // What the CLI probes while Docker's check still says starting.
+                labels: service
+                    .health
+                    .as_ref()
+                    .and_then(|h| ProbeTarget::of(h, service.port))
+                    .map(|t| BTreeMap::from([(labels::PROBE.to_string(), t.label())]))
+                    .unwrap_or_default(),
             };
             let hash = spec_hash(&spec);
             spec.labels.insert(labels::SPEC_HASH.to_string(), hash);
@@ -361,7 +368,7 @@ async fn converge(
             let bar = bar_of[&service.name].clone();
             async move {
                 let since = tokio::time::Instant::now();
-                let result = wait_service(rt, stack, service, plan, args.timeout, &bar).await;
+                let result = wait_service(rt, service, plan, args.timeout, &bar).await;
                 let line = match &result {
                     Ok(r) => format!("{r} ({:.1}s)", since.elapsed().as_secs_f64()),
                     Err(e) => format!("failed: {e}"),
@@ -427,23 +434,16 @@ async fn ensure_service(rt: &Runtime, plan: &Planned, created: &mut Created) -> 
 
 async fn wait_service(
     rt: &Runtime,
-    stack: &Stack,
     service: &Service,
     plan: &Planned,
     timeout: Duration,
     bar: &ProgressBar,
 ) -> Result<Readiness> {
-    let network = stack.network_name();
     let mut last = Readiness::Starting;
     for spec in &plan.specs {
-        last = health::wait_ready(
-            rt,
-            &spec.name,
-            &network,
-            service.health.as_ref(),
-            timeout,
-            |msg| bar.set_message(msg.to_string()),
-        )
+        last = health::wait_ready(rt, &spec.name, service.health.as_ref(), timeout, |msg| {
+            bar.set_message(msg.to_string())
+        })
         .await?;
     }
     Ok(last)

@@ -23,6 +23,7 @@ mod error;
 pub mod kafka;
 pub mod logs;
 pub mod reach;
+pub mod ready;
 pub mod registry;
 pub mod status;
 pub mod traces;
@@ -35,7 +36,7 @@ use url::Url;
 pub use error::ObserveError;
 pub use reach::Route;
 
-use crate::runtime::{ContainerInfo, Health, Runtime};
+use crate::runtime::{ContainerInfo, Runtime};
 use crate::stack::Stack;
 
 /// Result alias for readers of the running system.
@@ -61,8 +62,11 @@ pub struct Observer {
     route: Route,
     /// One pooled client for every read, so repeated reads reuse connections.
     http: reqwest::Client,
-    /// The stack's containers (running or not) at the last [`Observer::refresh`].
+    /// The stack's containers (running or not) at the last [`Observer::refresh`], with their
+    /// health as [`ready::Prober::health`] reads it.
     containers: Vec<ContainerInfo>,
+    /// Checks containers that Docker still calls `starting` ([`ready`]).
+    prober: ready::Prober,
 }
 
 impl Observer {
@@ -79,23 +83,27 @@ impl Observer {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| ObserveError::Setting(format!("cannot make an HTTP client: {e}")))?;
+        let prober = ready::Prober::new(matches!(route, Route::Address));
         let mut me = Self {
             rt,
             stack,
             route,
             http,
             containers: Vec::new(),
+            prober,
         };
         me.refresh().await?;
         Ok(me)
     }
 
-    /// Lists the containers again.
+    /// Lists the containers again, with their health as [`ready::Prober::health`] reads it.
     pub async fn refresh(&mut self) -> Result<()> {
-        self.containers = self
+        let mut containers = self
             .rt
             .list_containers(Some(&self.stack.name), None)
             .await?;
+        self.prober.settle(&mut containers).await;
+        self.containers = containers;
         Ok(())
     }
 
@@ -145,12 +153,7 @@ impl Observer {
             .iter()
             .filter(|c| c.service == service && c.state == "running")
             .collect();
-        list.sort_by_key(|c| {
-            (
-                !matches!(c.health, None | Some(Health::Healthy)),
-                c.instance,
-            )
-        });
+        list.sort_by_key(|c| (!c.is_ready(), c.instance));
         list
     }
 

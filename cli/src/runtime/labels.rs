@@ -16,6 +16,9 @@ pub const SPEC_HASH: &str = "platform.spec-hash";
 /// On containers: the restart policy the stack gave them (`on-failure`, `no`, ...), so that a
 /// fault that suspends the policy can put it back without the stack file.
 pub const RESTART: &str = "platform.restart";
+/// On containers: what the CLI checks from outside while Docker's health check still says
+/// `starting` (`http:<port><path>` or `tcp:<port>`, see `observe::ready`).
+pub const PROBE: &str = "platform.probe";
 /// On images built here: the recipe's image name (`order-service`, `nisshi`, `mariadb`, ...).
 pub const IMAGE: &str = "platform.image";
 /// On images built here: the hash of everything that went into the image.

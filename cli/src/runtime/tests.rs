@@ -93,12 +93,13 @@ fn create_body_carries_everything() {
     let hc = container_body(&none, true).healthcheck.unwrap();
     assert_eq!(hc.test.unwrap(), vec!["NONE"]);
     assert_eq!(hc.interval, None);
-    // An engine without start intervals probes at the start cadence throughout, with as many
-    // more retries as keep the time to "unhealthy" (500 ms × 60 = 30 s at 250 ms: 120).
+    // An engine without start intervals gets the real interval and retries (one exec per
+    // interval, not per start interval: the CLI probes while Docker says starting), and no
+    // start interval it would reject.
     let old = container_body(&spec(), false).healthcheck.unwrap();
     assert_eq!(
         (old.interval, old.retries, old.start_interval),
-        (Some(250_000_000), Some(120), None)
+        (Some(500_000_000), Some(60), None)
     );
     let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
     assert_eq!(
@@ -162,4 +163,27 @@ fn restart_policies_in_docker_form() {
     ] {
         assert_eq!(Restart::parse(&r.to_string()), Ok(r));
     }
+}
+
+/// The dev stack's `probe` timing on both kinds of engine: the same interval and retries (one
+/// exec per 10 s once healthy, unhealthy after three failures), the start interval only where
+/// the engine takes it.
+#[test]
+fn health_timing_by_engine() {
+    let h = HealthcheckSpec {
+        command: vec!["/app/order-service".into(), "--probe".into()],
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(2),
+        retries: 3,
+        start_period: Duration::from_secs(120),
+        start_interval: Duration::from_millis(500),
+    };
+    assert_eq!(
+        engine_health_timing(&h, true),
+        (Duration::from_secs(10), 3, Some(Duration::from_millis(500)))
+    );
+    assert_eq!(
+        engine_health_timing(&h, false),
+        (Duration::from_secs(10), 3, None)
+    );
 }

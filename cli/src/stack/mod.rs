@@ -28,7 +28,9 @@ pub mod validate;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use model::{Check, Condition, Health, ImageSource, Mount, Recipe, Restart, Service, Stack};
+pub use model::{
+    Check, Condition, Health, ImageSource, Mount, Recipe, Restart, Service, Stack, network_name,
+};
 pub use validate::Report;
 
 use crate::paths::Workspace;

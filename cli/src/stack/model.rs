@@ -256,10 +256,15 @@ pub struct Resources {
     pub cpus: Option<f64>,
 }
 
+/// The Docker network every container of the stack named `stack` joins.
+pub fn network_name(stack: &str) -> String {
+    format!("platform-{stack}")
+}
+
 impl Stack {
     /// The Docker network every container of the stack joins.
     pub fn network_name(&self) -> String {
-        format!("platform-{}", self.name)
+        network_name(&self.name)
     }
 
     /// The Docker name of a stack volume.

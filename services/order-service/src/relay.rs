@@ -110,6 +110,9 @@ struct Shared {
     options: RelayOptions,
     /// Woken after every order commit so the event goes out at once.
     wake: Arc<Notify>,
+    /// Woken by workers after a pass that found rows (or failed), so the
+    /// idle depth gauges refresh at once instead of at [`DEPTH_IDLE_REFRESH`].
+    depth_wake: Notify,
     metrics: RelayMetrics,
     /// Whether `order-placed` is known to exist.
     topic_ready: AtomicBool,
@@ -213,6 +216,7 @@ impl Relay {
                 producer: RwLock::new((0, producer)),
                 options,
                 wake: Arc::new(Notify::new()),
+                depth_wake: Notify::new(),
                 metrics: m,
                 topic_ready: AtomicBool::new(false),
             }),
@@ -235,7 +239,7 @@ impl Relay {
         // The depth gauges are refreshed on their own schedule: a pass can
         // wait for deliveries for a long time while the broker is down,
         // which is exactly when the depth matters.
-        let depth = depth_loop(s.pool.clone(), s.metrics.clone(), stop.clone());
+        let depth = depth_loop(self.shared.clone(), stop.clone());
         let workers =
             (0..s.options.workers.max(1)).map(|_| publish_loop(self.shared.clone(), stop.clone()));
         tokio::join!(join_all(workers), depth);
@@ -256,6 +260,9 @@ async fn publish_loop(s: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             r = s.pass() => r,
         };
+        if !matches!(pass, Ok(0)) {
+            s.depth_wake.notify_one();
+        }
         let wait = match pass {
             Ok(n) if n >= s.options.batch_size as usize => {
                 backoff.reset();
@@ -467,23 +474,42 @@ impl Shared {
     }
 }
 
-/// Refreshes the outbox depth gauges every 250 ms until `stop`.
-async fn depth_loop(pool: MySqlPool, metrics: RelayMetrics, stop: CancellationToken) {
+/// How often the depth gauges refresh while rows are pending.
+const DEPTH_REFRESH: Duration = Duration::from_millis(250);
+/// How often they refresh while the outbox is empty and no pass found rows:
+/// an idle instance then costs MariaDB one count per 5 s, not four a second.
+const DEPTH_IDLE_REFRESH: Duration = Duration::from_secs(5);
+
+/// Refreshes the outbox depth gauges until `stop`: every [`DEPTH_REFRESH`]
+/// while rows are pending, and while the outbox is empty at the next pass
+/// that finds rows (or fails), at the latest after [`DEPTH_IDLE_REFRESH`].
+async fn depth_loop(s: Arc<Shared>, stop: CancellationToken) {
+    let (pool, metrics) = (&s.pool, &s.metrics);
     loop {
         let r = sqlx::query(
             "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(6)) FROM outbox WHERE sent_at IS NULL",
         )
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await;
+        let mut idle = false;
         if let Ok(row) = r {
             let n: i64 = row.get(0);
             let age: Option<i64> = row.get(1);
             metrics.pending.set(n);
             metrics.oldest_age.set(age.unwrap_or(0).max(0) as f64 / 1e6);
+            idle = n == 0;
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(DEPTH_REFRESH) => {}
+        }
+        if idle {
+            // A pass that found rows during the sleep left a permit: no wait.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = s.depth_wake.notified() => {}
+                _ = tokio::time::sleep(DEPTH_IDLE_REFRESH - DEPTH_REFRESH) => {}
+            }
         }
     }
 }

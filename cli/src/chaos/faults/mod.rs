@@ -36,8 +36,9 @@ pub use record::{FaultRecord, Mechanism, Revert};
 pub use spec::{FaultSpec, Kind, Layer, Options, Rate, Selection, SpecError};
 pub use store::Store;
 
+use crate::observe::ready::Prober;
 use crate::observe::{ObserveError, Observer, Route};
-use crate::runtime::{ContainerInfo, Health, Runtime, RuntimeError};
+use crate::runtime::{ContainerInfo, Runtime, RuntimeError};
 use crate::stack::Stack;
 use crate::stack::env::Reference;
 
@@ -637,12 +638,15 @@ pub fn refuse_if_stopped_on_purpose(stack: &Stack) -> Result<()> {
     })
 }
 
-/// Waits until the container runs and its health check (if any) says healthy.
+/// Waits until the container runs and its health check (if any) says healthy, as
+/// [`Prober::health`] reads it (the CLI's own probe while Docker still says `starting`).
 pub async fn wait_healthy(rt: &Runtime, container: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
+    let prober = Prober::new(true);
     loop {
-        let info = rt.inspect_container(container).await?;
-        if info.state == "running" && matches!(info.health, None | Some(Health::Healthy)) {
+        let mut info = rt.inspect_container(container).await?;
+        info.health = prober.health(&info).await;
+        if info.is_ready() {
             return Ok(());
         }
         if start.elapsed() > limit {

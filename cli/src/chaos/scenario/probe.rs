@@ -441,10 +441,7 @@ impl Probes {
             .obs
             .containers()
             .iter()
-            .filter(|c| {
-                c.state != "running"
-                    || !matches!(c.health, None | Some(crate::runtime::Health::Healthy))
-            })
+            .filter(|c| !c.is_ready())
             .map(|c| {
                 format!(
                     "{} {}{}",
