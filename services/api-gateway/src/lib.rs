@@ -93,6 +93,11 @@ pub struct Config {
     #[arg(long, env = "RETRY_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub retry_body_limit: usize,
 
+    /// Threads that serve connections, each with its own single-threaded runtime (like nginx's
+    /// worker processes); 0: one per available CPU
+    #[arg(long, env = "IO_THREADS", default_value_t = 0)]
+    pub io_threads: usize,
+
     /// Serve /metrics and /info to anyone. Off by default: the gateway's port is the one
     /// published to users, so they need the admin role (or ADMIN_TOKEN) like /admin
     #[arg(long, env = "PUBLIC_OBSERVABILITY", default_value_t = false)]
@@ -119,6 +124,14 @@ impl Config {
         let mut common = self.common.clone();
         common.private_observability |= !self.public_observability;
         common
+    }
+
+    /// Connection-serving threads: `--io-threads`, or one per available CPU.
+    pub fn io_threads(&self) -> usize {
+        match self.io_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
     }
 
     fn ejection_policy(&self) -> EjectionPolicy {
@@ -218,10 +231,17 @@ pub fn build(
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.enforce_http(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.idle_timeout)
-        .build(upstream_io::Connector::new(connector));
+    // One pooled client per connection-serving thread: an upstream
+    // connection's task runs on the thread that opened it, and a request
+    // served on another thread would wake it across threads.
+    let clients = (0..config.io_threads())
+        .map(|_| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(config.idle_timeout)
+                .build(upstream_io::Connector::new(connector.clone()))
+        })
+        .collect();
     tracing::info!(
         routes = table.routes().len(),
         upstreams = ?upstreams.keys().collect::<Vec<_>>(),
@@ -229,7 +249,7 @@ pub fn build(
     );
     Ok(Gateway {
         proxy: Arc::new(Proxy {
-            client,
+            clients,
             routes: table,
             upstreams,
             auth: EdgeAuth::new(
@@ -249,6 +269,8 @@ pub async fn run(config: Config, routes: Vec<Route>) -> anyhow::Result<()> {
     let service = Service::bind(&SPEC, config.service_args())
         .await
         .context("starting the api-gateway")?;
+    let mut service = service;
+    service.set_io_threads(config.io_threads());
     let gateway = build(&config, routes, &service)?;
     service
         .serve(gateway.api(), gateway.admin())

@@ -82,7 +82,8 @@ pub struct Upstream {
 /// Everything the forwarding path needs; shared by all requests.
 #[derive(Debug)]
 pub struct Proxy {
-    pub client: UpstreamClient,
+    /// One per connection-serving thread (see [`Proxy::client`]).
+    pub clients: Vec<UpstreamClient>,
     pub routes: RouteTable,
     /// Service name → upstream, one per service named by any route.
     pub upstreams: BTreeMap<String, Upstream>,
@@ -335,7 +336,7 @@ impl Proxy {
             }
 
             let sent = Instant::now();
-            let outcome = tokio::time::timeout(route.timeout, self.client.request(req))
+            let outcome = tokio::time::timeout(route.timeout, self.client().request(req))
                 .instrument(span.clone())
                 .await;
             upstream
@@ -413,6 +414,13 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// The pooled client of the thread serving this request (the first
+    /// one off the connection-serving threads: tests, a single runtime).
+    fn client(&self) -> &UpstreamClient {
+        let k = kit::service::io_thread().unwrap_or(0);
+        &self.clients[k % self.clients.len()]
     }
 
     async fn before_retry(&self, route: &Route, upstream: &Upstream, attempt: u32) {

@@ -286,6 +286,12 @@ async fn clear(State(f): State<Faults>) -> StatusCode {
 
 /// The middleware: delays or fails requests the active faults hit.
 pub async fn assault(State(f): State<Faults>, req: Request, next: Next) -> Response {
+    assault_then(&f, req, next).await
+}
+
+/// What [`assault`] does, for a middleware that runs it as part of its own
+/// work (the scaffold's `observe`: one middleware layer less per request).
+pub async fn assault_then(f: &Faults, req: Request, next: Next) -> Response {
     let decision = f.decide(
         req.uri().path(),
         || rand::thread_rng().gen_range(0.0..100.0),

@@ -133,6 +133,72 @@ where
     runtime()?.block_on(run(config))
 }
 
+std::thread_local! {
+    static IO_THREAD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the connection-serving thread this code runs on (see
+/// [`Service::set_io_threads`]), `None` elsewhere.
+pub fn io_thread() -> Option<usize> {
+    IO_THREAD.with(std::cell::Cell::get)
+}
+
+/// Serves `app` from `listener` on `threads` threads, each with a
+/// single-threaded runtime of its own accepting from a clone of the
+/// listener, until `stop` (then each drains its connections). The task
+/// returned ends when every thread has; the first error is its result.
+fn serve_on_threads(
+    listener: TcpListener,
+    app: Router,
+    threads: usize,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServiceError> {
+    let listener = listener.into_std().map_err(ServiceError::Serve)?;
+    let mut finished = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let listener = listener.try_clone().map_err(ServiceError::Serve)?;
+        let app = app.clone();
+        let stop = stop.clone();
+        let (done, finished_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("io-{index}"))
+            .spawn(move || {
+                IO_THREAD.with(|t| t.set(Some(index)));
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            axum::serve(
+                                crate::http::head_errors::ProblemListener(listener),
+                                crate::http::head_errors::WithConnectInfo(app),
+                            )
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await
+                        })
+                    });
+                let _ = done.send(served);
+            })
+            .map_err(ServiceError::Serve)?;
+        finished.push(finished_rx);
+    }
+    Ok(tokio::spawn(async move {
+        let mut result = Ok(());
+        for rx in finished {
+            let served = rx.await.unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "a connection-serving thread panicked",
+                ))
+            });
+            if result.is_ok() {
+                result = served;
+            }
+        }
+        result
+    }))
+}
+
 /// The multi-threaded tokio runtime services run on.
 pub fn runtime() -> Result<tokio::runtime::Runtime, ServiceError> {
     tokio::runtime::Builder::new_multi_thread()
@@ -163,6 +229,9 @@ pub struct Service {
     registry: RegistryHttp,
     discovery: Discovery,
     started_at: chrono::DateTime<chrono::Utc>,
+    /// Threads that serve connections, each with its own single-threaded
+    /// runtime (see [`Service::set_io_threads`]); 0 or 1: the caller's runtime.
+    io_threads: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -229,6 +298,7 @@ impl Service {
             registry,
             discovery,
             started_at: chrono::Utc::now(),
+            io_threads: 0,
         })
     }
 
@@ -267,6 +337,19 @@ impl Service {
     /// validates them with its own keys).
     pub fn set_admin_auth(&mut self, admin: AdminAuth) {
         self.admin = admin;
+    }
+
+    /// Serves connections on `n` threads (n > 1), each running its own
+    /// single-threaded runtime and accepting from the same listener, like
+    /// nginx's worker processes; background tasks stay on the caller's
+    /// runtime. A connection and everything its requests start (the tasks
+    /// of upstream connections made on that thread included) then stay on
+    /// one thread: the multi-threaded scheduler's wake-ups and work
+    /// stealing between workers cost a proxy about a quarter of its CPU per
+    /// request (BENCHMARKS.md, gateway). [`io_thread`] tells a request which
+    /// thread it runs on, so per-thread resources can be chosen.
+    pub fn set_io_threads(&mut self, n: usize) {
+        self.io_threads = n;
     }
 
     /// The service's application faults (`/admin/faults`).
@@ -380,7 +463,9 @@ impl Service {
         };
 
         let stop_accepting = CancellationToken::new();
-        let server = {
+        let server = if self.io_threads > 1 {
+            serve_on_threads(self.listener, app, self.io_threads, stop_accepting.clone())?
+        } else {
             let stop_accepting = stop_accepting.clone();
             tokio::spawn(async move {
                 // Through ProblemListener: hyper's own 400/414/431 answers get problem+json

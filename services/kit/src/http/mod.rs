@@ -15,8 +15,10 @@
 //!    that it also sees requests that inner layers reject. It also applies
 //!    the hard stop, inside the span: requests still running when the
 //!    shutdown drain times out are answered 503 rather than cut without an
-//!    answer (one middleware rather than two: each `from_fn` layer clones
-//!    and boxes the inner service on every request).
+//!    answer, and the application faults (`/admin/faults`) inside the span,
+//!    so injected latency and errors show in metrics, logs and traces like
+//!    real ones (one middleware rather than three: each `from_fn` layer
+//!    clones and boxes the inner service on every request).
 //! 2. catch-panic: a panicking handler becomes a logged 500 problem (inside
 //!    `observe`, so the panic is logged within the request's span and counted).
 //! 3. body limit: bounds what extractors buffer (413 problem via [`Json`]).
@@ -115,26 +117,22 @@ pub fn finish(api: Router, admin: Router, scaffold: Scaffold) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(scaffold.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
-        // Inside `observe`, so injected latency and errors show in metrics, logs and traces
-        // like real ones.
         .layer(middleware::from_fn_with_state(
-            scaffold.faults.clone(),
-            crate::faults::assault,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Observe {
+            // Behind one Arc: the state is cloned for every request.
+            Arc::new(Observe {
                 metrics: scaffold.metrics,
                 hard_stop: scaffold.hard_stop,
-            },
+                faults: scaffold.faults,
+            }),
             observe,
         ))
 }
 
 /// What [`observe`] needs.
-#[derive(Clone)]
 struct Observe {
     metrics: Metrics,
     hard_stop: tokio_util::sync::CancellationToken,
+    faults: crate::faults::Faults,
 }
 
 async fn live() -> impl IntoResponse {
@@ -191,15 +189,16 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     Problem::internal().into_response()
 }
 
-/// Runs the request, or ends it if it is still running when the drain
-/// timeout passes.
+/// Runs the request (through the application faults), or ends it if it is
+/// still running when the drain timeout passes.
 async fn run_until_hard_stop(
     hard_stop: &tokio_util::sync::CancellationToken,
+    faults: &crate::faults::Faults,
     req: Request,
     next: Next,
 ) -> Response {
     tokio::select! {
-        res = next.run(req) => res,
+        res = crate::faults::assault_then(faults, req, next) => res,
         _ = hard_stop.cancelled() => {
             Problem::unavailable("the service is shutting down and this request did not finish in time")
                 .into_response()
@@ -214,11 +213,7 @@ async fn run_until_hard_stop(
 /// once and cloned, the route and path are borrowed from the request's own
 /// (shared) values, and the metric handles are cached per route (see
 /// [`Metrics::observe_http`]).
-async fn observe(
-    State(Observe { metrics, hard_stop }): State<Observe>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+async fn observe(State(state): State<Arc<Observe>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let request_id = req
         .headers()
@@ -264,7 +259,7 @@ async fn observe(
     };
     crate::telemetry::set_parent_from_headers(&span, req.headers());
     let trace_id = crate::telemetry::trace_id_header(&span);
-    let mut res = run_until_hard_stop(&hard_stop, req, next)
+    let mut res = run_until_hard_stop(&state.hard_stop, &state.faults, req, next)
         .instrument(span.clone())
         .await;
     let elapsed = start.elapsed();
@@ -305,7 +300,9 @@ async fn observe(
             }
         });
     }
-    metrics.observe_http(method.as_str(), route, status, elapsed);
+    state
+        .metrics
+        .observe_http(method.as_str(), route, status, elapsed);
     res.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     if let Some(v) = trace_id {
         res.headers_mut().insert(X_TRACE_ID.clone(), v);
