@@ -543,7 +543,7 @@ impl<'a> Driver<'a> {
                 break;
             }
             for ev in events.iter() {
-                self.on_event(ev.token().0);
+                self.on_event(ev.token().0, ev.is_read_closed() || ev.is_error());
             }
         }
     }
@@ -674,8 +674,9 @@ impl<'a> Driver<'a> {
         })
     }
 
-    /// Something happened on `slot`'s connection.
-    fn on_event(&mut self, slot: usize) {
+    /// Something happened on `slot`'s connection; `closed` when the server ended it (or it
+    /// failed).
+    fn on_event(&mut self, slot: usize, closed: bool) {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -709,7 +710,7 @@ impl<'a> Driver<'a> {
         if conn.written < conn.out.len() {
             self.flush(slot);
         }
-        self.receive(slot);
+        self.receive(slot, closed);
     }
 
     /// Writes what is left of `slot`'s request.
@@ -733,8 +734,8 @@ impl<'a> Driver<'a> {
     }
 
     /// Reads what has arrived on `slot`'s connection and ends its request when the answer is
-    /// complete.
-    fn receive(&mut self, slot: usize) {
+    /// complete; `closed` reads on to the end of the connection.
+    fn receive(&mut self, slot: usize, closed: bool) {
         loop {
             let Some(conn) = self.conns[slot].as_mut() else {
                 return;
@@ -774,8 +775,9 @@ impl<'a> Driver<'a> {
                         }
                     }
                     // Edge-triggered: a read that did not fill the buffer emptied the socket,
-                    // and whatever arrives next is a new event.
-                    if n < spare {
+                    // and whatever arrives next is a new event; but the end of the connection
+                    // may have come with the data, and then no event follows.
+                    if n < spare && !closed {
                         return;
                     }
                 }
