@@ -257,10 +257,13 @@ impl Targets {
     }
 }
 
+/// A user's token and its `Authorization` line (`None` when it cannot stand in a header).
+type Bearer = (Arc<str>, Option<Vec<u8>>);
+
 /// A driver's `Authorization` lines, one per user, remade only when the token changes.
 #[derive(Default)]
 struct Bearers {
-    cached: Vec<Option<(Arc<str>, Option<Vec<u8>>)>>,
+    cached: Vec<Option<Bearer>>,
 }
 
 impl Bearers {
