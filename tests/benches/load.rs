@@ -37,6 +37,8 @@ struct Row {
     p99_ms: f64,
     max_ms: f64,
     failed: u64,
+    /// What the failures were, when known.
+    why: String,
     cpu_us_per_request: f64,
 }
 
@@ -66,7 +68,7 @@ async fn run() -> anyhow::Result<()> {
         "`cargo bench -p e2e --bench load` (BENCH_SECS={secs}); {}; load average before {load_before}, after {load_after}.\n\n\
          Against the gateway's `/health/live` only (api-gateway and its dependencies of a dev stack copy, published on loopback). \
          wrk is closed-loop (32 connections, 2 threads) and shows the most the gateway answers here; `platform load` is open-loop \
-         at a share of that rate, its latency measured from each request's due time. CPU is the generator's own user+system time per request.\n\n\
+         at a share of that rate, its latency measured from each request's due time. Failed requests are split into dropped (due while `max_in_flight`, 1024, were out: the generator's own limit), transport failures by cause and non-2xx answers by status. CPU is the generator's own user+system time per request.\n\n\
          | generator | target req/s | achieved req/s | p50 ms | p99 ms | max ms | failed | generator CPU µs/req |\n\
          |---|---|---|---|---|---|---|---|\n",
         testkit::benchmarks::cpu_model().unwrap_or_else(|| "unknown CPU".into())
@@ -80,7 +82,11 @@ async fn run() -> anyhow::Result<()> {
             r.p50_ms,
             r.p99_ms,
             r.max_ms,
-            r.failed,
+            if r.why.is_empty() {
+                r.failed.to_string()
+            } else {
+                format!("{} ({})", r.failed, r.why)
+            },
             r.cpu_us_per_request
         ));
     }
@@ -131,6 +137,7 @@ fn wrk(url: &str, secs: u64) -> anyhow::Result<Row> {
         p99_ms: field("99%").unwrap_or(0.0),
         max_ms: max,
         failed: errors,
+        why: String::new(),
         cpu_us_per_request: cpu * 1e6 / total.max(1.0),
     })
 }
@@ -166,6 +173,29 @@ fn platform_load(platform: &Platform, s: &str, rate: f64, secs: u64) -> anyhow::
         p99_ms: num(&["latency_ms", "p99"]),
         max_ms: num(&["latency_ms", "max"]),
         failed: num(&["counts", "total"]) as u64 - num(&["counts", "ok"]) as u64,
+        why: failures(&r),
         cpu_us_per_request: cpu * 1e6 / sent.max(1.0),
     })
+}
+
+/// `2 dropped, 3 timeout, 1 status 502` from a `--json` report; empty without failures.
+fn failures(r: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    let dropped = r["counts"]["dropped"].as_u64().unwrap_or(0);
+    if dropped > 0 {
+        parts.push(format!("{dropped} dropped"));
+    }
+    if let Some(t) = r["transport_errors"].as_object() {
+        for (cause, n) in t {
+            parts.push(format!("{} {cause}", n.as_u64().unwrap_or(0)));
+        }
+    }
+    if let Some(st) = r["statuses"].as_object() {
+        for (status, n) in st {
+            if !status.starts_with('2') {
+                parts.push(format!("{} status {status}", n.as_u64().unwrap_or(0)));
+            }
+        }
+    }
+    parts.join(", ")
 }

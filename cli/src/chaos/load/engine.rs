@@ -1,48 +1,58 @@
 //! The schedule and the requests: request `i` is due at `start + i / rate`. Drivers (one
-//! thread each, with its own single-threaded runtime, HTTP client and connections, like wrk's
-//! threads: one per 10,000 requests/s, at most one per core) take the next index from a shared
+//! thread each with its own event loop and connections, like wrk's threads: one per
+//! [`RATE_PER_DRIVER`] requests/s, at most one per core) take the next index from a shared
 //! counter, wait for its due time (batching the ones already due), start the request or count
-//! it as dropped, and move on, so a slow answer never delays the next request: each driver
-//! keeps its requests in flight in its own set and polls them between due times, with no task
-//! spawned per request and no wake-up crossing threads. Each request measures from its due
-//! time to the end of the answer's body; each driver records outcomes in its own counters (a
-//! lock only it and the readers take), which [`LoadHandle`] merges while the run goes on.
+//! it as dropped, and move on, so a slow answer never delays the next request. Each request
+//! measures from its due time to the end of the answer's body; each driver records outcomes in
+//! its own counters (a lock only it and the readers take), which [`LoadHandle`] merges while
+//! the run goes on.
 //!
-//! Requests are built from parts made once per run (parsed URIs, static headers, a bearer
-//! header per user, rebuilt only when the user's token changes) and sent with a plain
-//! HTTP/1 client, so the generator's own CPU per request stays well below the gateway's.
+//! **The client.** Each driver is an `epoll` loop (mio) over keep-alive HTTP/1.1 connections
+//! to the gateway: a request is written whole from bytes made once per run (request line,
+//! `Host`, each product's order body, each user's `Authorization` line, remade only when the
+//! token changes), and the answer is read in place by [`super::http::Answer`], which looks at
+//! the status line and the headers that frame the body and keeps the body only when it
+//! matters (a 503 problem+json for fallback detection, an accepted order's number). A request
+//! takes an idle connection, else opens one, so the pool is as large as the requests in flight
+//! at once (rate × latency), at most `max_in_flight`; nothing is allocated per request and
+//! there is no task, future or timer per request: timeouts are a queue in send order. This
+//! keeps the generator's CPU per request near wrk's, so on a small machine the generator does
+//! not take the CPU the system under test needs.
+//!
+//! **Failures are the server's or the network's.** A request only fails when its answer is not
+//! complete within the timeout (`timeout`; `connect` when the connection was never made), the
+//! connection is refused or breaks (`connect`, `broken`), or the answer is not HTTP/1.1
+//! (`protocol`: a malformed or oversized head, bad chunked framing, bytes after the answer). A
+//! kept-alive connection the server closed while it was idle is opened again and the request
+//! sent once more, as browsers do (the request was never read). Requests due while
+//! `max_in_flight` are out are `dropped`, counted apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::{Method, Request, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::http::{Answer, MAX_HEAD};
 use super::report::{
     self, AcceptedOrder, Counts, KindReport, Latency, LoadReport, Outcome, SecondReport,
 };
 use super::{Fixture, Kind, LoadConfig, LoadError, TokenPool};
 
-/// The HTTP client of the hot path.
-type Http = Client<HttpConnector, Full<Bytes>>;
-
 /// Most driver threads, whatever the rate and the cores.
 const MAX_DRIVERS: usize = 8;
 /// Requests per second one driver thread is planned for.
-const RATE_PER_DRIVER: f64 = 10_000.0;
+const RATE_PER_DRIVER: f64 = 20_000.0;
+/// Longest a driver sleeps without looking at the schedule and the stop signal.
+const MAX_WAIT: Duration = Duration::from_millis(50);
 
 /// What one kind has measured so far.
 struct KindStats {
@@ -93,7 +103,7 @@ impl Stats {
 struct Shared {
     config: LoadConfig,
     fixture: Fixture,
-    /// Request parts made once, so a request parses and formats next to nothing.
+    /// Request bytes made once, so a request formats next to nothing.
     targets: Targets,
     /// The due time of request 0.
     start: Instant,
@@ -103,7 +113,7 @@ struct Shared {
     next: AtomicU64,
     /// Requests whose due time has come (sent or dropped).
     scheduled: AtomicU64,
-    /// Requests handed to the HTTP client.
+    /// Requests written to a connection (or being connected for).
     sent: AtomicU64,
     /// Requests sent and not yet ended.
     outstanding: AtomicU64,
@@ -135,74 +145,144 @@ impl Shared {
     }
 }
 
-/// Request targets, parsed once.
+/// The requests of one product: its `GET`, its stock's `GET` and an order of it, each up to
+/// the headers that change per request, and the order's body.
+struct ProductRequests {
+    get: Vec<u8>,
+    stock: Vec<u8>,
+    order: Vec<u8>,
+    body: Vec<u8>,
+}
+
+/// Where requests go and their bytes, made once per run.
 struct Targets {
-    orders: Uri,
-    order_reads: Uri,
-    health: Uri,
-    /// Per product: `GET` of the product, of its stock, and the order body.
-    products: Vec<(Uri, Uri, Bytes)>,
-    /// `load-{run id}-`, the prefix of every idempotency key.
-    key_prefix: String,
+    addr: SocketAddr,
+    /// `GET /health/live`, whole.
+    health: Vec<u8>,
+    /// `GET` of the user's latest orders, up to the `Authorization` line.
+    order_reads: Vec<u8>,
+    products: Vec<ProductRequests>,
+    /// `Idempotency-Key: load-{run id}-`, completed by the request's index.
+    key_prefix: Vec<u8>,
+}
+
+/// Whether `s` may stand in a request target as it is (no space, control or non-ASCII
+/// byte, nothing that ends the path).
+fn plain_target(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@".contains(&b))
+}
+
+/// Whether `s` may stand in a header value as it is.
+fn plain_header(s: &[u8]) -> bool {
+    s.iter()
+        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b) || *b >= 0x80)
 }
 
 impl Targets {
     fn new(f: &Fixture) -> Result<Targets, LoadError> {
+        let bad = |m: String| Err(LoadError::Config(m));
         if f.gateway.scheme() != "http" {
-            return Err(LoadError::Config(format!(
+            return bad(format!(
                 "load sends plain HTTP; `{}` is not an http:// URL",
                 f.gateway
-            )));
+            ));
         }
-        let base = f.gateway.as_str().trim_end_matches('/');
-        let uri = |s: String| {
-            s.parse::<Uri>()
-                .map_err(|e| LoadError::Config(format!("`{s}` is not a request target: {e}")))
+        let Some(host) = f.gateway.host_str() else {
+            return bad(format!("`{}` names no host", f.gateway));
         };
-        let products = f
-            .products
+        let port = f.gateway.port_or_known_default().unwrap_or(80);
+        let addrs = f
+            .gateway
+            .socket_addrs(|| Some(80))
+            .map_err(|e| LoadError::Config(format!("cannot resolve `{}`: {e}", f.gateway)))?;
+        let Some(addr) = addrs
             .iter()
-            .map(|p| {
-                let body = serde_json::json!({
-                    "lines": [{ "skuCode": p.sku, "price": super::fixture::PRICE, "quantity": 1 }]
-                });
-                Ok((
-                    uri(format!("{base}/api/product/{}", p.id))?,
-                    uri(format!("{base}/api/inventory/{}", p.sku))?,
-                    Bytes::from(body.to_string()),
-                ))
+            .find(|a| a.is_ipv4())
+            .or_else(|| addrs.first())
+            .copied()
+        else {
+            return bad(format!("`{}` resolves to no address", f.gateway));
+        };
+        let base = f.gateway.path().trim_end_matches('/');
+        let head = |method: &str, path: &str| -> Vec<u8> {
+            format!("{method} {base}{path} HTTP/1.1\r\nHost: {host}:{port}\r\n").into_bytes()
+        };
+        let mut products = Vec::with_capacity(f.products.len());
+        for p in &f.products {
+            for part in [&p.id, &p.sku] {
+                if !plain_target(part) {
+                    return bad(format!(
+                        "product `{part}` cannot stand in a request path as it is"
+                    ));
+                }
+            }
+            let body = serde_json::json!({
+                "lines": [{ "skuCode": p.sku, "price": super::fixture::PRICE, "quantity": 1 }]
             })
-            .collect::<Result<Vec<_>, LoadError>>()?;
+            .to_string()
+            .into_bytes();
+            let mut order = head("POST", "/api/order");
+            order.extend_from_slice(
+                format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            products.push(ProductRequests {
+                get: head("GET", &format!("/api/product/{}", p.id)),
+                stock: head("GET", &format!("/api/inventory/{}", p.sku)),
+                order,
+                body,
+            });
+        }
+        let key_prefix = format!("Idempotency-Key: load-{}-", f.run_id).into_bytes();
+        if !plain_header(&key_prefix) {
+            return bad(format!(
+                "run id `{}` cannot stand in a header as it is",
+                f.run_id
+            ));
+        }
+        let mut health = head("GET", "/health/live");
+        health.extend_from_slice(b"\r\n");
         Ok(Targets {
-            orders: uri(format!("{base}/api/order"))?,
-            order_reads: uri(format!("{base}/api/order?page=0&size=5"))?,
-            health: uri(format!("{base}/health/live"))?,
+            addr,
+            health,
+            order_reads: head("GET", "/api/order?page=0&size=5"),
             products,
-            key_prefix: format!("load-{}-", f.run_id),
+            key_prefix,
         })
     }
 }
 
-/// A driver's `Authorization` values, one per user, remade only when the token changes.
+/// A user's token and its `Authorization` line (`None` when it cannot stand in a header).
+type Bearer = (Arc<str>, Option<Vec<u8>>);
+
+/// A driver's `Authorization` lines, one per user, remade only when the token changes.
 #[derive(Default)]
 struct Bearers {
-    cached: Vec<Option<(Arc<str>, HeaderValue)>>,
+    cached: Vec<Option<Bearer>>,
 }
 
 impl Bearers {
-    fn header(&mut self, user: usize, token: Arc<str>) -> Option<HeaderValue> {
+    /// User `user`'s `Authorization: Bearer …` line for `token`; `None` when the token
+    /// cannot stand in a header (the request then goes without one).
+    fn line(&mut self, user: usize, token: Arc<str>) -> Option<&[u8]> {
         if self.cached.len() <= user {
             self.cached.resize(user + 1, None);
         }
-        match &self.cached[user] {
-            Some((t, v)) if Arc::ptr_eq(t, &token) || **t == *token => Some(v.clone()),
-            _ => {
-                let value =
-                    HeaderValue::from_maybe_shared(Bytes::from(format!("Bearer {token}"))).ok()?;
-                self.cached[user] = Some((token, value.clone()));
-                Some(value)
-            }
+        let fresh = match &self.cached[user] {
+            Some((t, _)) => !(Arc::ptr_eq(t, &token) || **t == *token),
+            None => true,
+        };
+        if fresh {
+            let line = plain_header(token.as_bytes())
+                .then(|| format!("Authorization: Bearer {token}\r\n").into_bytes());
+            self.cached[user] = Some((token, line));
         }
+        self.cached[user].as_ref().and_then(|(_, l)| l.as_deref())
     }
 }
 
@@ -282,12 +362,10 @@ fn launch(
     }
     let targets = Targets::new(&fixture)?;
     let drivers = drivers.clamp(1, MAX_DRIVERS);
-    let runtimes = (0..drivers)
+    let polls = (0..drivers)
         .map(|_| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| LoadError::Config(format!("cannot make the load runtime: {e}")))
+            Poll::new()
+                .map_err(|e| LoadError::Config(format!("cannot make the load event loop: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let seconds = (config.duration.as_secs() + 2) as usize;
@@ -316,15 +394,13 @@ fn launch(
         stall,
     });
     let mut ended = Vec::with_capacity(drivers);
-    for (d, runtime) in runtimes.into_iter().enumerate() {
+    for (d, poll) in polls.into_iter().enumerate() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("load-{d}"))
             .spawn(move || {
-                // A task rather than the `block_on` future itself: waking the latter from
-                // its own thread signals the runtime's event fd, once per answer.
-                let _ = runtime.block_on(async move { tokio::spawn(drive(sh, d)).await });
+                Driver::new(&sh, d, poll).run();
                 let _ = tx.send(());
             });
         if let Err(e) = spawned {
@@ -354,7 +430,7 @@ async fn schedule(shared: Arc<Shared>, drivers: Vec<tokio::sync::oneshot::Receiv
     shared.drained.notify_waiters();
 }
 
-/// How one request ended, as its future reports it.
+/// How one request ended.
 struct Ended {
     kind: Kind,
     due: Instant,
@@ -364,146 +440,484 @@ struct Ended {
     order: Option<AcceptedOrder>,
 }
 
-/// One driver: takes due request indices from the shared counter, starts each request at its
-/// due time (or counts it as dropped when `max_in_flight` are outstanding) and polls its
-/// requests in flight in between, until the plan is done or the run is stopped and its last
-/// request has ended.
-async fn drive(shared: Arc<Shared>, d: usize) {
-    let shared = &*shared;
-    if !shared.stall.is_zero() {
-        std::thread::sleep(shared.stall);
+/// A request on a connection.
+#[derive(Clone, Copy)]
+struct Req {
+    kind: Kind,
+    due: Instant,
+    user: Option<usize>,
+}
+
+/// One keep-alive connection to the gateway.
+struct Conn {
+    stream: TcpStream,
+    connected: bool,
+    /// Answers completed on it (a reused connection may have been closed while idle).
+    answered: u64,
+    /// Whether its request was already sent once more on a new connection.
+    retried: bool,
+    /// The request's bytes and how many are written.
+    out: Vec<u8>,
+    written: usize,
+    /// Bytes received and not yet taken by `answer` (a head in pieces).
+    buf: Box<[u8]>,
+    filled: usize,
+    answer: Answer,
+    /// The request in flight, if any.
+    req: Option<Req>,
+    /// The request's number on this driver (matches its timeout entry).
+    seq: u64,
+}
+
+/// One driver thread: its event loop, connections and requests in flight.
+struct Driver<'a> {
+    shared: &'a Shared,
+    d: usize,
+    poll: Poll,
+    conns: Vec<Option<Conn>>,
+    /// Slots of `conns` without a connection.
+    free: Vec<usize>,
+    /// Connections without a request, the last used on top.
+    idle: Vec<usize>,
+    /// `(slot, seq, deadline)` of each request sent, in send order (so in deadline order).
+    deadlines: VecDeque<(usize, u64, Instant)>,
+    /// Requests in flight on this driver.
+    busy: usize,
+    seq: u64,
+    bearers: Bearers,
+}
+
+impl<'a> Driver<'a> {
+    fn new(shared: &'a Shared, d: usize, poll: Poll) -> Self {
+        Driver {
+            shared,
+            d,
+            poll,
+            conns: Vec::new(),
+            free: Vec::new(),
+            idle: Vec::new(),
+            deadlines: VecDeque::new(),
+            busy: 0,
+            seq: 0,
+            bearers: Bearers::default(),
+        }
     }
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(3)));
-    let http: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(shared.config.max_in_flight)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_timer(TokioTimer::new())
-        .build(connector);
-    let http = &http;
-    let planned = shared.config.planned();
-    let max = shared.config.max_in_flight as u64;
-    let mut inflight = FuturesUnordered::new();
-    let mut bearers = Bearers::default();
-    let mut next = shared.claim(planned);
-    let sleep = tokio::time::sleep_until(shared.start.into());
-    let cancelled = shared.cancel.cancelled();
-    tokio::pin!(sleep, cancelled);
-    let mut armed: Option<u64> = None;
-    while let Some(i) = next {
-        let at = shared.due(i);
-        if at > Instant::now() {
-            if armed != Some(i) {
-                sleep.as_mut().reset(at.into());
-                armed = Some(i);
+
+    /// Takes due request indices from the shared counter and starts each at its due time (or
+    /// counts it as dropped when `max_in_flight` are outstanding), handling answers in
+    /// between, until the plan is done or the run is stopped and its last request has ended.
+    fn run(mut self) {
+        let shared = self.shared;
+        if !shared.stall.is_zero() {
+            std::thread::sleep(shared.stall);
+        }
+        let planned = shared.config.planned();
+        let mut next = shared.claim(planned);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if next.is_some() && shared.cancel.is_cancelled() {
+                next = None;
             }
-            tokio::select! {
-                biased;
-                () = &mut cancelled => break,
-                () = &mut sleep => {}
-                Some(ended) = inflight.next(), if !inflight.is_empty() => {
-                    record(shared, d, ended);
-                    continue;
+            while let Some(i) = next {
+                let at = shared.due(i);
+                if at > now {
+                    break;
+                }
+                self.schedule(i, at, now);
+                next = shared.claim(planned);
+            }
+            self.expire(now);
+            if next.is_none() && self.busy == 0 {
+                break;
+            }
+            let mut wait = MAX_WAIT;
+            if let Some(i) = next {
+                wait = wait.min(shared.due(i).saturating_duration_since(now));
+            }
+            if let Some((_, _, deadline)) = self.deadlines.front() {
+                wait = wait.min(deadline.saturating_duration_since(now));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                // The event loop itself failed: end what is out and stop.
+                self.abort();
+                break;
+            }
+            for ev in events.iter() {
+                self.on_event(ev.token().0, ev.is_read_closed() || ev.is_error());
+            }
+        }
+    }
+
+    /// Request `i`, due at `at`: sent, or dropped when `max_in_flight` are outstanding.
+    fn schedule(&mut self, i: u64, at: Instant, now: Instant) {
+        let shared = self.shared;
+        let kind = shared.config.mix.pick(i);
+        shared.scheduled.fetch_add(1, Ordering::Relaxed);
+        // Taking the slot first keeps the bound exact with several drivers.
+        if shared.outstanding.fetch_add(1, Ordering::AcqRel) >= shared.config.max_in_flight as u64 {
+            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            record(shared, self.d, ended(kind, at, Outcome::Dropped));
+            return;
+        }
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        let slot = match self.idle.pop() {
+            Some(s) => s,
+            None => match self.open() {
+                Some(s) => s,
+                None => {
+                    record(shared, self.d, ended(kind, at, Outcome::Connect));
+                    return;
+                }
+            },
+        };
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let user = build(shared, &mut self.bearers, &mut conn.out, i, kind);
+        conn.written = 0;
+        conn.filled = 0;
+        conn.retried = false;
+        conn.answer
+            .reset(kind == Kind::Orders && shared.config.record_orders);
+        conn.req = Some(Req {
+            kind,
+            due: at,
+            user,
+        });
+        conn.seq = seq;
+        let connected = conn.connected;
+        self.busy += 1;
+        self.deadlines
+            .push_back((slot, seq, now + shared.config.timeout));
+        if connected {
+            self.flush(slot);
+        }
+    }
+
+    /// Opens a connection in a free slot; `None` when it cannot even be started.
+    fn open(&mut self) -> Option<usize> {
+        let mut stream = TcpStream::connect(self.shared.targets.addr).ok()?;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.free.push(slot);
+            return None;
+        }
+        self.conns[slot] = Some(Conn {
+            stream,
+            connected: false,
+            answered: 0,
+            retried: false,
+            out: Vec::with_capacity(512),
+            written: 0,
+            buf: vec![0; MAX_HEAD].into_boxed_slice(),
+            filled: 0,
+            answer: Answer::default(),
+            req: None,
+            seq: 0,
+        });
+        Some(slot)
+    }
+
+    /// Sends the request of `slot`'s connection again on a new connection (the old one was
+    /// closed by the server before it read the request).
+    fn reopen(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let stream = match TcpStream::connect(self.shared.targets.addr) {
+            Ok(s) => s,
+            Err(_) => return self.fail(slot, Outcome::Connect),
+        };
+        conn.stream = stream;
+        conn.connected = false;
+        conn.answered = 0;
+        conn.retried = true;
+        conn.written = 0;
+        conn.filled = 0;
+        let keep = conn
+            .req
+            .is_some_and(|r| r.kind == Kind::Orders && self.shared.config.record_orders);
+        conn.answer.reset(keep);
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut conn.stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.fail(slot, Outcome::Connect);
+        }
+    }
+
+    /// Whether a failure of `slot`'s request is the server closing a kept-alive connection
+    /// before it read the request, which is worth one more try.
+    fn stale(&self, slot: usize) -> bool {
+        self.conns[slot].as_ref().is_some_and(|c| {
+            c.answered > 0 && !c.retried && c.filled == 0 && c.answer.is_untouched()
+        })
+    }
+
+    /// Something happened on `slot`'s connection; `closed` when the server ended it (or it
+    /// failed).
+    fn on_event(&mut self, slot: usize, closed: bool) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.req.is_none() {
+            // An idle connection: the server closed it, or sent what nobody asked for.
+            let mut byte = [0u8; 1];
+            match conn.stream.read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => {
+                    self.idle.retain(|s| *s != slot);
+                    self.close(slot);
                 }
             }
-        } else if shared.cancel.is_cancelled() {
-            break;
+            return;
         }
-        // Start `i` and every further request already due.
-        let now = Instant::now();
-        let mut i = i;
-        loop {
-            let at = shared.due(i);
-            let kind = shared.config.mix.pick(i);
-            shared.scheduled.fetch_add(1, Ordering::Relaxed);
-            // Taking the slot first keeps the bound exact with several drivers.
-            if shared.outstanding.fetch_add(1, Ordering::AcqRel) >= max {
-                shared.outstanding.fetch_sub(1, Ordering::AcqRel);
-                record(
-                    shared,
-                    d,
-                    Ended {
-                        kind,
-                        due: at,
-                        outcome: Outcome::Dropped,
-                        latency: None,
-                        order: None,
-                    },
-                );
-            } else {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-                let (req, user) = build(shared, &mut bearers, i, kind);
-                inflight.push(one(shared, http, req, user, kind, at));
+        if !conn.connected {
+            match conn.stream.take_error() {
+                Ok(None) => {}
+                _ => return self.fail(slot, Outcome::Connect),
             }
-            next = shared.claim(planned);
-            match next {
-                Some(j) if shared.due(j) <= now => i = j,
-                _ => break,
+            match conn.stream.peer_addr() {
+                Ok(_) => {
+                    conn.connected = true;
+                    let _ = conn.stream.set_nodelay(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => return self.fail(slot, Outcome::Connect),
+            }
+        }
+        if conn.written < conn.out.len() {
+            self.flush(slot);
+        }
+        self.receive(slot, closed);
+    }
+
+    /// Writes what is left of `slot`'s request.
+    fn flush(&mut self, slot: usize) {
+        loop {
+            let Some(conn) = self.conns[slot].as_mut() else {
+                return;
+            };
+            if conn.written >= conn.out.len() {
+                return;
+            }
+            match conn.stream.write(&conn.out[conn.written..]) {
+                Ok(0) => return self.fail(slot, Outcome::Broken),
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.stale(slot) => return self.reopen(slot),
+                Err(_) => return self.fail(slot, Outcome::Broken),
             }
         }
     }
-    // The schedule is over for this driver: wait for its requests still out (each is
-    // bounded by the request timeout).
-    while let Some(ended) = inflight.next().await {
-        record(shared, d, ended);
+
+    /// Reads what has arrived on `slot`'s connection and ends its request when the answer is
+    /// complete; `closed` reads on to the end of the connection.
+    fn receive(&mut self, slot: usize, closed: bool) {
+        loop {
+            let Some(conn) = self.conns[slot].as_mut() else {
+                return;
+            };
+            if conn.req.is_none() {
+                return;
+            }
+            let spare = conn.buf.len() - conn.filled;
+            match conn.stream.read(&mut conn.buf[conn.filled..]) {
+                Ok(0) => {
+                    if self.stale(slot) {
+                        return self.reopen(slot);
+                    }
+                    let Some(conn) = self.conns[slot].as_mut() else {
+                        return;
+                    };
+                    return match conn.answer.eof() {
+                        Ok(()) => self.complete(slot),
+                        Err(_) => self.fail(slot, Outcome::Broken),
+                    };
+                }
+                Ok(n) => {
+                    let total = conn.filled + n;
+                    match conn.answer.feed(&conn.buf[..total]) {
+                        Err(_) => return self.fail(slot, Outcome::Protocol),
+                        Ok(taken) if conn.answer.is_done() => {
+                            // One answer per request: anything more is not HTTP.
+                            return if taken < total {
+                                self.fail(slot, Outcome::Protocol)
+                            } else {
+                                self.complete(slot)
+                            };
+                        }
+                        Ok(taken) => {
+                            conn.buf.copy_within(taken..total, 0);
+                            conn.filled = total - taken;
+                        }
+                    }
+                    // Edge-triggered: a read that did not fill the buffer emptied the socket,
+                    // and whatever arrives next is a new event; but the end of the connection
+                    // may have come with the data, and then no event follows.
+                    if n < spare && !closed {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.stale(slot) => return self.reopen(slot),
+                Err(_) => return self.fail(slot, Outcome::Broken),
+            }
+        }
+    }
+
+    /// `slot`'s answer is complete: records it; the connection goes idle, or is closed when
+    /// the server said so.
+    fn complete(&mut self, slot: usize) {
+        let shared = self.shared;
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let Some(req) = conn.req.take() else {
+            return;
+        };
+        self.busy -= 1;
+        conn.answered += 1;
+        conn.filled = 0;
+        let a = &conn.answer;
+        let status = a.status;
+        let fallback = status == 503 && a.problem && is_fallback(&a.body);
+        let order = (req.kind == Kind::Orders && status == 201 && shared.config.record_orders)
+            .then(|| order_number(&a.body))
+            .flatten()
+            .map(|order_number| AcceptedOrder {
+                order_number,
+                user: req.user.unwrap_or(0),
+            });
+        let close = a.close;
+        record(
+            shared,
+            self.d,
+            Ended {
+                kind: req.kind,
+                due: req.due,
+                outcome: Outcome::Answer { status, fallback },
+                latency: Some(req.due.elapsed()),
+                order,
+            },
+        );
+        if close {
+            self.close(slot);
+        } else {
+            self.idle.push(slot);
+        }
+    }
+
+    /// `slot`'s request failed: records it and closes the connection.
+    fn fail(&mut self, slot: usize, outcome: Outcome) {
+        if let Some(req) = self.conns[slot].as_mut().and_then(|c| c.req.take()) {
+            self.busy -= 1;
+            record(self.shared, self.d, ended(req.kind, req.due, outcome));
+        }
+        self.close(slot);
+    }
+
+    fn close(&mut self, slot: usize) {
+        if self.conns[slot].take().is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    /// Ends requests whose timeout has passed (`connect` when their connection was never
+    /// made), dropping queue entries of requests that already ended.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(slot, seq, deadline)) = self.deadlines.front() {
+            let live = self.conns[slot]
+                .as_ref()
+                .filter(|c| c.seq == seq && c.req.is_some());
+            match live {
+                None => {}
+                Some(_) if deadline > now => return,
+                Some(c) => {
+                    let outcome = if c.connected {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::Connect
+                    };
+                    self.fail(slot, outcome);
+                }
+            }
+            self.deadlines.pop_front();
+        }
+    }
+
+    /// Ends every request in flight as broken (the event loop failed).
+    fn abort(&mut self) {
+        for slot in 0..self.conns.len() {
+            self.fail(slot, Outcome::Broken);
+        }
     }
 }
 
-/// One request, from its due time to its outcome; ends the request's `outstanding` share.
-async fn one(
-    shared: &Shared,
-    http: &Http,
-    req: Request<Full<Bytes>>,
-    user: Option<usize>,
-    kind: Kind,
-    due: Instant,
-) -> Ended {
-    let (outcome, order) = match tokio::time::timeout(
-        shared.config.timeout,
-        send(shared, http, req, user, kind),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(_) => (Outcome::Timeout, None),
-    };
-    let latency = matches!(outcome, Outcome::Answer { .. }).then(|| due.elapsed());
+/// A request that ended without an answer.
+fn ended(kind: Kind, due: Instant, outcome: Outcome) -> Ended {
     Ended {
         kind,
         due,
         outcome,
-        latency,
-        order,
+        latency: None,
+        order: None,
     }
 }
 
-/// Builds request `i` of `kind` from the prepared parts; the user whose token it carries.
+/// Writes request `i` of `kind` into `out` from the prepared parts; the user whose token it
+/// carries.
 fn build(
     shared: &Shared,
     bearers: &mut Bearers,
+    out: &mut Vec<u8>,
     i: u64,
     kind: Kind,
-) -> (Request<Full<Bytes>>, Option<usize>) {
+) -> Option<usize> {
     let t = &shared.targets;
+    out.clear();
     let product =
         (!t.products.is_empty()).then(|| &t.products[(i % t.products.len() as u64) as usize]);
-    let (method, uri, body) = match (kind, product) {
-        (Kind::Orders, Some((_, _, body))) => (Method::POST, &t.orders, body.clone()),
-        (Kind::Products, Some((uri, _, _))) => (Method::GET, uri, Bytes::new()),
-        (Kind::Stock, Some((_, uri, _))) => (Method::GET, uri, Bytes::new()),
-        (Kind::OrderReads, _) => (Method::GET, &t.order_reads, Bytes::new()),
-        _ => (Method::GET, &t.health, Bytes::new()),
-    };
-    let mut req = Request::new(Full::new(body));
-    *req.method_mut() = method;
-    *req.uri_mut() = uri.clone();
-    let headers = req.headers_mut();
-    if kind == Kind::Orders && product.is_some() {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let key = format!("{}{i}", t.key_prefix);
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(key)) {
-            headers.insert(HeaderName::from_static("idempotency-key"), v);
+    let mut body: &[u8] = &[];
+    match (kind, product) {
+        (Kind::Orders, Some(p)) => {
+            out.extend_from_slice(&p.order);
+            out.extend_from_slice(&t.key_prefix);
+            let _ = write!(out, "{i}\r\n");
+            body = &p.body;
+        }
+        (Kind::Products, Some(p)) => out.extend_from_slice(&p.get),
+        (Kind::Stock, Some(p)) => out.extend_from_slice(&p.stock),
+        (Kind::OrderReads, _) => out.extend_from_slice(&t.order_reads),
+        _ => {
+            out.extend_from_slice(&t.health);
+            return None;
         }
     }
     let mut user = None;
@@ -513,56 +927,13 @@ fn build(
         let n = shared.per_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
         let (who, token) = pool.pick(n);
         user = Some(who);
-        if let Some(v) = bearers.header(who, token) {
-            headers.insert(AUTHORIZATION, v);
+        if let Some(line) = bearers.line(who, token) {
+            out.extend_from_slice(line);
         }
     }
-    (req, user)
-}
-
-/// Sends a request and reads its whole answer.
-async fn send(
-    shared: &Shared,
-    http: &Http,
-    req: Request<Full<Bytes>>,
-    user: Option<usize>,
-    kind: Kind,
-) -> (Outcome, Option<AcceptedOrder>) {
-    let res = match http.request(req).await {
-        Ok(res) => res,
-        Err(e) if e.is_connect() => return (Outcome::Connect, None),
-        Err(_) => return (Outcome::Broken, None),
-    };
-    let status = res.status().as_u16();
-    let problem = res
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    let want_order = kind == Kind::Orders && status == 201 && shared.config.record_orders;
-    let want_body = want_order || (status == 503 && problem);
-    let mut body = res.into_body();
-    // Only the answers whose body matters are kept; the rest is read and dropped.
-    let mut kept = Vec::new();
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
-                if want_body && let Some(data) = f.data_ref() {
-                    kept.extend_from_slice(data);
-                }
-            }
-            Err(_) => return (Outcome::Broken, None),
-        }
-    }
-    let fallback = status == 503 && problem && is_fallback(&kept);
-    let order = want_order
-        .then(|| order_number(&kept))
-        .flatten()
-        .map(|order_number| AcceptedOrder {
-            order_number,
-            user: user.unwrap_or(0),
-        });
-    (Outcome::Answer { status, fallback }, order)
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    user
 }
 
 /// Whether a problem+json body is order-service's fallback.
@@ -609,6 +980,7 @@ fn record(shared: &Shared, d: usize, ended: Ended) {
             Outcome::Timeout => *ks.transport.entry("timeout").or_default() += 1,
             Outcome::Connect => *ks.transport.entry("connect").or_default() += 1,
             Outcome::Broken => *ks.transport.entry("broken").or_default() += 1,
+            Outcome::Protocol => *ks.transport.entry("protocol").or_default() += 1,
             Outcome::Dropped => {}
         }
         let us = latency.map(|l| (l.as_micros() as u64).max(1));
@@ -1179,15 +1551,131 @@ mod tests {
         assert_eq!(report.latency_ms.count, 0);
     }
 
-    /// A user's bearer header is made once and made again only when the token changes.
+    /// A server on the loopback that hands every connection to `handle` on its own thread.
+    fn raw_server(handle: fn(std::net::TcpStream)) -> Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || handle(stream));
+            }
+        });
+        Url::parse(&format!("http://{addr}/")).unwrap()
+    }
+
+    /// Reads one request head (ours have no body for `health`); false at the end.
+    fn read_request(s: &mut std::net::TcpStream) -> bool {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+        true
+    }
+
+    async fn run_health(gateway: Url, rate: f64, ms: u64) -> LoadReport {
+        let mut config = LoadConfig::new(rate, Duration::from_millis(ms), Mix::only(Kind::Health));
+        config.timeout = Duration::from_secs(2);
+        let handle = start(config, Fixture::bare(gateway)).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), handle.finish(false))
+            .await
+            .expect("the run ends")
+    }
+
+    /// A server that answers with something that is not HTTP, or with a head that never
+    /// ends, gives `protocol` failures, never a hang or a panic.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broken_answers_are_protocol_failures() {
+        use std::io::Write;
+        let garbage = raw_server(|mut s| {
+            while read_request(&mut s) {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
+            }
+        });
+        let report = run_health(garbage, 20.0, 250).await;
+        assert_eq!(report.counts.total, 5);
+        assert_eq!(
+            report.transport_errors.get("protocol"),
+            Some(&5),
+            "{report:?}"
+        );
+        let endless = raw_server(|mut s| {
+            if read_request(&mut s) {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nx-long: ");
+                let junk = vec![b'a'; 4096];
+                while s.write_all(&junk).is_ok() {}
+            }
+        });
+        let report = run_health(endless, 20.0, 100).await;
+        assert_eq!(report.counts.total, 2);
+        assert_eq!(
+            report.transport_errors.get("protocol"),
+            Some(&2),
+            "{report:?}"
+        );
+        // Two answers for one request.
+        let twice = raw_server(|mut s| {
+            while read_request(&mut s) {
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nUPHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nUP",
+                );
+            }
+        });
+        let report = run_health(twice, 20.0, 100).await;
+        assert_eq!(
+            report.transport_errors.get("protocol"),
+            Some(&2),
+            "{report:?}"
+        );
+    }
+
+    /// A server that closes a kept-alive connection instead of answering its next request
+    /// (an idle timeout racing the request) gets the request again on a new connection; one
+    /// that closes in the middle of an answer gives `broken`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_connections_are_reopened_or_broken() {
+        use std::io::Write;
+        let once = raw_server(|mut s| {
+            if read_request(&mut s) {
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nUP\r\n0\r\n\r\n",
+                );
+            }
+            // The next request on this connection is read and never answered.
+            let _ = read_request(&mut s);
+        });
+        let report = run_health(once, 20.0, 300).await;
+        assert_eq!(report.counts.total, 6);
+        assert_eq!(report.counts.ok, 6, "{report:?}");
+        let cut = raw_server(|mut s| {
+            if read_request(&mut s) {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nUP");
+            }
+        });
+        let report = run_health(cut, 20.0, 100).await;
+        assert_eq!(
+            report.transport_errors.get("broken"),
+            Some(&2),
+            "{report:?}"
+        );
+    }
+
+    /// A user's `Authorization` line is made once and made again only when the token
+    /// changes; a token that cannot stand in a header gives none.
     #[test]
-    fn bearer_headers_follow_the_token() {
+    fn bearer_lines_follow_the_token() {
         let mut b = Bearers::default();
         let a: Arc<str> = Arc::from("t-a");
-        assert_eq!(b.header(1, a.clone()).unwrap(), "Bearer t-a");
-        assert_eq!(b.header(1, a).unwrap(), "Bearer t-a");
-        assert_eq!(b.header(1, Arc::from("t-b")).unwrap(), "Bearer t-b");
-        assert_eq!(b.header(0, Arc::from("t-c")).unwrap(), "Bearer t-c");
-        assert!(b.header(0, Arc::from("bad\nvalue")).is_none());
+        let line = |t: &str| format!("Authorization: Bearer {t}\r\n").into_bytes();
+        assert_eq!(b.line(1, a.clone()).unwrap(), line("t-a"));
+        assert_eq!(b.line(1, a).unwrap(), line("t-a"));
+        assert_eq!(b.line(1, Arc::from("t-b")).unwrap(), line("t-b"));
+        assert_eq!(b.line(0, Arc::from("t-c")).unwrap(), line("t-c"));
+        assert!(b.line(0, Arc::from("bad\nvalue")).is_none());
+        assert!(b.line(0, Arc::from("bad\r\nx: y")).is_none());
     }
 }

@@ -28,6 +28,7 @@
 
 pub mod engine;
 pub mod fixture;
+mod http;
 pub mod report;
 
 use std::fmt;

@@ -27,6 +27,9 @@ pub enum Outcome {
     Connect,
     /// No answer: the connection broke, or the body could not be read.
     Broken,
+    /// No answer: what came back is not HTTP/1.1 (a malformed or oversized head, bad chunked
+    /// framing, bytes after the answer).
+    Protocol,
     /// Not sent: too many requests were outstanding.
     Dropped,
 }
@@ -74,7 +77,9 @@ impl Counts {
                 500 => self.internal += 1,
                 _ => self.server_other += 1,
             },
-            Outcome::Timeout | Outcome::Connect | Outcome::Broken => self.transport += 1,
+            Outcome::Timeout | Outcome::Connect | Outcome::Broken | Outcome::Protocol => {
+                self.transport += 1
+            }
             Outcome::Dropped => self.dropped += 1,
         }
     }
