@@ -585,7 +585,10 @@ fn with_broker(text: &str, broker: BrokerKind) -> anyhow::Result<String> {
     Ok(text
         .replacen(
             build,
-            &format!("build = {{ recipe = \"{}\" }}\ncommand = [\"broker\"]", broker.name()),
+            &format!(
+                "build = {{ recipe = \"{}\" }}\ncommand = [\"broker\"]",
+                broker.name()
+            ),
             1,
         )
         .replacen(

@@ -110,7 +110,10 @@ async fn run() -> anyhow::Result<()> {
     // Each order's notification, read back through the gateway.
     let mut latencies = Vec::with_capacity(sent.len());
     // The two halves: the order's HTTP answer, and from the answer to the notification.
-    let mut answers: Vec<u64> = sent.iter().map(|(_, at, answered)| answered.saturating_sub(*at)).collect();
+    let mut answers: Vec<u64> = sent
+        .iter()
+        .map(|(_, at, answered)| answered.saturating_sub(*at))
+        .collect();
     let mut after_answer = Vec::with_capacity(sent.len());
     let mut missing = 0;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -34,7 +34,10 @@ pub fn kafka_frames() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("a 2 GiB size", i32::MAX.to_be_bytes().to_vec()),
         ("a negative size", (-1i32).to_be_bytes().to_vec()),
-        ("a frame too short for a header", [0, 0, 0, 2, 0, 3].to_vec()),
+        (
+            "a frame too short for a header",
+            [0, 0, 0, 2, 0, 3].to_vec(),
+        ),
         (
             "unknown API key 999",
             [&[0, 0, 0, 10][..], &[3, 231, 0, 0, 0, 0, 0, 1, 0, 0]].concat(),
@@ -64,7 +67,9 @@ pub fn kafka_frames() -> Vec<(&'static str, Vec<u8>)> {
             "a compact (v9+) Metadata topic array claiming 2^31 entries",
             [
                 &[0, 0, 0, 17][..],
-                &[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x08, 0],
+                &[
+                    0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x08, 0,
+                ],
             ]
             .concat(),
         ),
