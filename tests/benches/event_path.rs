@@ -136,7 +136,8 @@ async fn run() -> anyhow::Result<()> {
                 let sent_at = chrono::DateTime::parse_from_rfc3339(sent_at)?.timestamp_millis();
                 latencies.push((sent_at - *at as i64).max(0) as u64);
                 if let Some(occurred) = page["items"][0]["occurredAt"].as_str() {
-                    let occurred = chrono::DateTime::parse_from_rfc3339(occurred)?.timestamp_millis();
+                    let occurred =
+                        chrono::DateTime::parse_from_rfc3339(occurred)?.timestamp_millis();
                     event_path.push((sent_at - occurred).max(0) as u64);
                 }
                 break;

@@ -253,6 +253,25 @@ pub fn instance_urls(status: &Value, service: &str, port: u16) -> BTreeMap<Strin
         .collect()
 }
 
+/// Whether each container is ready as `platform` sees it, by container name, from
+/// `platform status --json`: running, and healthy when it has a check. `platform` folds its own
+/// probe into Docker's health status (an engine without a health-check start interval says
+/// `starting` for a whole interval after a start or a heal, while the service already answers),
+/// so this is what `up`, `heal` and scenarios wait for; Docker's raw status
+/// ([`crate::docker::state`]) may lag it by an interval.
+pub fn ready_containers(status: &Value) -> BTreeMap<String, bool> {
+    status["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let ready =
+                c["state"] == "running" && (c["health"].is_null() || c["health"] == "healthy");
+            Some((c["container"].as_str()?.to_string(), ready))
+        })
+        .collect()
+}
+
 /// The value of a counter line (`name{labels} value`) in Prometheus text; 0 when absent (a
 /// counter with labels appears only once incremented).
 pub fn counter(text: &str, series: &str) -> u64 {

@@ -295,10 +295,17 @@ async fn walk(
             .is_some_and(|r| r.len() == 1 && r[0]["healed"] == true),
         "{reports}"
     );
+    // Ready as `platform` sees it (what `heal` verified): Docker's own status may say starting
+    // or unhealthy for up to a health-check interval longer on engines without a start interval.
+    let status = platform
+        .run(&["status", "--json", "--stack", &s], LIMIT)
+        .await?
+        .success()?
+        .json()?;
+    let product = container("product-service", 1);
     anyhow::ensure!(
-        docker::state(docker, &container("product-service", 1))
-            .await?
-            .is_ready()
+        e2e::shop::ready_containers(&status).get(&product) == Some(&true),
+        "{product} is not ready after `heal --all`: {status}"
     );
     eprintln!("timing: heal --all {:.1}s", t.elapsed().as_secs_f64());
     anyhow::ensure!(faults(platform, &s).await?.is_empty());
