@@ -9,7 +9,8 @@
 //! free loopback port), in one run:
 //! - the baseline: `wrk -t2 -c32 --latency` for `BENCH_SECS`: the most the gateway answers on
 //!   this machine, with wrk's CPU time per request;
-//! - `platform load --mix health` at 25 %, 50 % and 90 % of wrk's rate for the same time:
+//! - `platform load --mix health --connections 32` at 25 %, 50 %, 80 % and 90 % of wrk's rate
+//!   for the same time:
 //!   achieved rate against the target, latency percentiles (from each request's due time, so
 //!   including any delay of the generator itself) and the generator's CPU time per request.
 //!
@@ -23,6 +24,8 @@ use e2e::{Platform, TestStack};
 use testkit::benchmarks::env_u64;
 
 const UP_LIMIT: Duration = Duration::from_secs(600);
+/// wrk's connections, and `platform load`'s bound in this bench.
+const CONNECTIONS: u32 = 32;
 
 fn main() -> anyhow::Result<()> {
     e2e::measure::block_on(run())
@@ -58,7 +61,7 @@ async fn run() -> anyhow::Result<()> {
     let wrk = wrk(&url, secs)?;
     let max = wrk.achieved;
     rows.push(wrk);
-    for share in [0.25, 0.5, 0.9] {
+    for share in [0.25, 0.5, 0.8, 0.9] {
         let rate = (max * share).round().max(1.0);
         rows.push(platform_load(&platform, &s, rate, secs)?);
     }
@@ -67,8 +70,8 @@ async fn run() -> anyhow::Result<()> {
     let mut report = format!(
         "`cargo bench -p e2e --bench load` (BENCH_SECS={secs}); {}; load average before {load_before}, after {load_after}.\n\n\
          Against the gateway's `/health/live` only (api-gateway and its dependencies of a dev stack copy, published on loopback). \
-         wrk is closed-loop (32 connections, 2 threads) and shows the most the gateway answers here; `platform load` is open-loop \
-         at a share of that rate, its latency measured from each request's due time. Failed requests are split into dropped (due while `max_in_flight`, 1024, were out: the generator's own limit), transport failures by cause and non-2xx answers by status. CPU is the generator's own user+system time per request.\n\n\
+         wrk is closed-loop ({CONNECTIONS} connections, 2 threads) and shows the most the gateway answers here; `platform load` is open-loop \
+         at a share of that rate over at most {CONNECTIONS} connections like wrk's (`--connections {CONNECTIONS}`: a request due while all are busy waits, and the wait counts in its latency), its latency measured from each request's due time. Failed requests are split into dropped (due while `max_in_flight`, 1024, were out: the generator's own limit), transport failures by cause and non-2xx answers by status. CPU is the generator's own user+system time per request (for `platform load`, the whole command: start, stack lookup and report included).\n\n\
          | generator | target req/s | achieved req/s | p50 ms | p99 ms | max ms | failed | generator CPU µs/req |\n\
          |---|---|---|---|---|---|---|---|\n",
         testkit::benchmarks::cpu_model().unwrap_or_else(|| "unknown CPU".into())
@@ -100,7 +103,8 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn wrk(url: &str, secs: u64) -> anyhow::Result<Row> {
-    let (out, cpu) = e2e::measure::timed(&format!("wrk -t2 -c32 -d{secs}s --latency {url}"))?;
+    let (out, cpu) =
+        e2e::measure::timed(&format!("wrk -t2 -c{CONNECTIONS} -d{secs}s --latency {url}"))?;
     let field = |prefix: &str| -> Option<f64> {
         out.lines()
             .find(|l| l.trim_start().starts_with(prefix))
@@ -159,7 +163,7 @@ fn platform_load(platform: &Platform, s: &str, rate: f64, secs: u64) -> anyhow::
     let bin = platform.bin().display().to_string();
     let root = platform.root().display().to_string();
     let (out, cpu) = e2e::measure::timed(&format!(
-        "cd {root} && {bin} load --stack {s} --mix health --rate {rate} --duration {secs}s --json 2>/dev/null"
+        "cd {root} && {bin} load --stack {s} --mix health --rate {rate} --duration {secs}s --connections {CONNECTIONS} --json 2>/dev/null"
     ))?;
     let r: serde_json::Value =
         serde_json::from_str(&out).with_context(|| format!("platform load printed:\n{out}"))?;

@@ -45,6 +45,10 @@ pub struct LoadArgs {
     /// dropped (a failure), never delayed.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_in_flight: u32,
+    /// Most connections open at once (wrk2's `-c`); a request due while every one is busy waits
+    /// for one, and the wait counts in its latency.
+    #[arg(long, default_value_t = load::DEFAULT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
     /// Longest wait for one answer.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -55,6 +59,7 @@ impl LoadArgs {
     pub fn config(&self) -> LoadConfig {
         let mut c = LoadConfig::new(self.rate, self.duration, self.mix.clone());
         c.max_in_flight = self.max_in_flight as usize;
+        c.connections = self.connections as usize;
         c.timeout = self.timeout;
         c
     }

@@ -13,8 +13,12 @@
 //! token changes), and the answer is read in place by [`super::http::Answer`], which looks at
 //! the status line and the headers that frame the body and keeps the body only when it
 //! matters (a 503 problem+json for fallback detection, an accepted order's number). A request
-//! takes an idle connection, else opens one, so the pool is as large as the requests in flight
-//! at once (rate × latency), at most `max_in_flight`; nothing is allocated per request and
+//! takes an idle connection, else opens one while the driver has fewer than its share of
+//! `connections` open, else waits in the driver's queue (in due order) for the next connection
+//! that frees up; so the pool is as large as the requests in flight at once (rate × latency), at
+//! most `connections`, and a stall of the server does not open hundreds of connections through
+//! Docker's proxy just as it recovers (wrk2 keeps a fixed `-c` for the same reason). Queued
+//! requests count as in flight and time out like sent ones. Nothing is allocated per request and
 //! there is no task, future or timer per request: timeouts are a queue in send order. This
 //! keeps the generator's CPU per request near wrk's, so on a small machine the generator does
 //! not take the CPU the system under test needs.
@@ -481,14 +485,20 @@ struct Driver<'a> {
     idle: Vec<usize>,
     /// `(slot, seq, deadline)` of each request sent, in send order (so in deadline order).
     deadlines: VecDeque<(usize, u64, Instant)>,
-    /// Requests in flight on this driver.
+    /// Requests in flight on this driver (sent, not queued).
     busy: usize,
+    /// Requests due while every connection this driver may open was busy: `(i, kind, due)`, in
+    /// due order.
+    waiting: VecDeque<(u64, Kind, Instant)>,
+    /// Most connections this driver keeps open (its share of `connections`).
+    max_conns: usize,
     seq: u64,
     bearers: Bearers,
 }
 
 impl<'a> Driver<'a> {
     fn new(shared: &'a Shared, d: usize, poll: Poll) -> Self {
+        let drivers = shared.stats.len().max(1);
         Driver {
             shared,
             d,
@@ -498,6 +508,8 @@ impl<'a> Driver<'a> {
             idle: Vec::new(),
             deadlines: VecDeque::new(),
             busy: 0,
+            waiting: VecDeque::new(),
+            max_conns: shared.config.connections.div_ceil(drivers).max(1),
             seq: 0,
             bearers: Bearers::default(),
         }
@@ -524,11 +536,12 @@ impl<'a> Driver<'a> {
                 if at > now {
                     break;
                 }
-                self.schedule(i, at, now);
+                self.schedule(i, at);
                 next = shared.claim(planned);
             }
             self.expire(now);
-            if next.is_none() && self.busy == 0 {
+            self.start_waiting();
+            if next.is_none() && self.busy == 0 && self.waiting.is_empty() {
                 break;
             }
             let mut wait = MAX_WAIT;
@@ -537,6 +550,9 @@ impl<'a> Driver<'a> {
             }
             if let Some((_, _, deadline)) = self.deadlines.front() {
                 wait = wait.min(deadline.saturating_duration_since(now));
+            }
+            if let Some((_, _, due)) = self.waiting.front() {
+                wait = wait.min((*due + shared.config.timeout).saturating_duration_since(now));
             }
             if let Err(e) = self.poll.poll(&mut events, Some(wait))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -548,11 +564,38 @@ impl<'a> Driver<'a> {
             for ev in events.iter() {
                 self.on_event(ev.token().0, ev.is_read_closed() || ev.is_error());
             }
+            // Connections freed by those answers take the queued requests first.
+            self.start_waiting();
+        }
+    }
+
+    /// Connections open on this driver.
+    fn open_conns(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// Starts queued requests while a connection is idle or may be opened.
+    fn start_waiting(&mut self) {
+        while let Some(&(i, kind, at)) = self.waiting.front() {
+            let slot = match self.idle.pop() {
+                Some(s) => s,
+                None if self.open_conns() < self.max_conns => match self.open() {
+                    Some(s) => s,
+                    None => {
+                        self.waiting.pop_front();
+                        record(self.shared, self.d, ended(kind, at, Outcome::Connect));
+                        continue;
+                    }
+                },
+                None => return,
+            };
+            self.waiting.pop_front();
+            self.send(slot, i, kind, at);
         }
     }
 
     /// Request `i`, due at `at`: sent, or dropped when `max_in_flight` are outstanding.
-    fn schedule(&mut self, i: u64, at: Instant, now: Instant) {
+    fn schedule(&mut self, i: u64, at: Instant) {
         let shared = self.shared;
         let kind = shared.config.mix.pick(i);
         shared.scheduled.fetch_add(1, Ordering::Relaxed);
@@ -562,17 +605,29 @@ impl<'a> Driver<'a> {
             record(shared, self.d, ended(kind, at, Outcome::Dropped));
             return;
         }
-        shared.sent.fetch_add(1, Ordering::Relaxed);
+        // Requests queued earlier go first: wait behind them.
+        if !self.waiting.is_empty() {
+            return self.waiting.push_back((i, kind, at));
+        }
         let slot = match self.idle.pop() {
             Some(s) => s,
-            None => match self.open() {
+            None if self.open_conns() < self.max_conns => match self.open() {
                 Some(s) => s,
                 None => {
                     record(shared, self.d, ended(kind, at, Outcome::Connect));
                     return;
                 }
             },
+            None => return self.waiting.push_back((i, kind, at)),
         };
+        self.send(slot, i, kind, at);
+    }
+
+    /// Sends request `i` of `kind`, due at `at`, on `slot`'s connection (idle or just opened).
+    /// Requests are sent in due order, so their deadlines queue in order too.
+    fn send(&mut self, slot: usize, i: u64, kind: Kind, at: Instant) {
+        let shared = self.shared;
+        shared.sent.fetch_add(1, Ordering::Relaxed);
         self.seq += 1;
         let seq = self.seq;
         let Some(conn) = self.conns[slot].as_mut() else {
@@ -592,8 +647,10 @@ impl<'a> Driver<'a> {
         conn.seq = seq;
         let connected = conn.connected;
         self.busy += 1;
+        // The timeout runs from the due time, like the latency: a request that waited for a
+        // connection has that much less left.
         self.deadlines
-            .push_back((slot, seq, now + shared.config.timeout));
+            .push_back((slot, seq, at + shared.config.timeout));
         if connected {
             self.flush(slot);
         }
@@ -850,8 +907,17 @@ impl<'a> Driver<'a> {
     }
 
     /// Ends requests whose timeout has passed (`connect` when their connection was never
-    /// made), dropping queue entries of requests that already ended.
+    /// made; `timeout` for queued ones, from their due time), dropping queue entries of
+    /// requests that already ended.
     fn expire(&mut self, now: Instant) {
+        let timeout = self.shared.config.timeout;
+        while let Some(&(_, kind, at)) = self.waiting.front() {
+            if at + timeout > now {
+                break;
+            }
+            self.waiting.pop_front();
+            record(self.shared, self.d, ended(kind, at, Outcome::Timeout));
+        }
         while let Some(&(slot, seq, deadline)) = self.deadlines.front() {
             let live = self.conns[slot]
                 .as_ref()
@@ -876,6 +942,9 @@ impl<'a> Driver<'a> {
     fn abort(&mut self) {
         for slot in 0..self.conns.len() {
             self.fail(slot, Outcome::Broken);
+        }
+        while let Some((_, kind, at)) = self.waiting.pop_front() {
+            record(self.shared, self.d, ended(kind, at, Outcome::Broken));
         }
     }
 }
@@ -1532,6 +1601,46 @@ mod tests {
         assert_eq!(report.counts.ok, 3, "{:?}", report.counts);
         assert!(report.latency_ms.max >= 399.0, "{:?}", report.latency_ms);
         assert!(report.latency_ms.p50 >= 299.0, "{:?}", report.latency_ms);
+    }
+
+    /// At most `connections` are opened: requests due while every one is busy wait for one (none
+    /// dropped, none failed) and their latency includes the wait; a queued request that cannot
+    /// get a connection within the timeout times out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_bounded_and_waits_count() {
+        use std::io::Write;
+        static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+        let slow = raw_server(|mut s| {
+            ACCEPTED.fetch_add(1, Ordering::SeqCst);
+            while read_request(&mut s) {
+                std::thread::sleep(Duration::from_millis(100));
+                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nUP").is_err() {
+                    return;
+                }
+            }
+        });
+        let mut config = LoadConfig::new(50.0, Duration::from_millis(200), Mix::only(Kind::Health));
+        config.connections = 2;
+        let handle = launch(config.clone(), Fixture::bare(slow.clone()), 1, Duration::ZERO).unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(10), handle.finish(false))
+            .await
+            .expect("the run ends");
+        assert_eq!(report.scheduled, 10);
+        assert_eq!(report.sent, 10);
+        assert_eq!(report.counts.ok, 10, "{:?}", report.counts);
+        assert_eq!(ACCEPTED.load(Ordering::SeqCst), 2);
+        // Ten answers of 100 ms on two connections: the last is answered ~500 ms after the
+        // first was due, ~320 ms after its own due time.
+        assert!(report.latency_ms.max >= 250.0, "{:?}", report.latency_ms);
+        // With a timeout shorter than the queue, the requests at its end time out waiting.
+        config.timeout = Duration::from_millis(250);
+        let handle = launch(config, Fixture::bare(slow), 1, Duration::ZERO).unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(10), handle.finish(false))
+            .await
+            .expect("the run ends");
+        assert_eq!(report.counts.total, 10, "{:?}", report.counts);
+        assert!(report.counts.ok >= 4, "{:?}", report.counts);
+        assert!(report.transport_errors.get("timeout").copied().unwrap_or(0) >= 2, "{report:?}");
     }
 
     /// A request that outlives the timeout ends as a transport failure (`timeout`), without

@@ -6,7 +6,9 @@
 //! measures its latency *from that due time*, so a stalled system shows as the latency its
 //! users would see (wrk2's and Gil Tene's point), not as fewer, faster samples. Requests that
 //! cannot even be started because `max_in_flight` are outstanding are counted as `dropped`
-//! (failures), never silently skipped.
+//! (failures), never silently skipped. Requests go over at most `connections` keep-alive
+//! connections (wrk2's `-c`); a request due while all are busy waits for one, and that wait is
+//! part of its latency, so a stall never becomes a storm of new connections.
 //!
 //! **Real traffic.** Every request but `health` carries a real access token from the stack's
 //! identity provider, for several users in turn ([`fixture::TokenPool`]), refreshed before it
@@ -311,6 +313,12 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// Connections `platform load` opens at most when not told: enough for every request in flight
+/// at the rates and latencies of the shipped scenarios (100 orders/s answered within 2 s), few
+/// enough that a stall of the system under test does not turn into a storm of new connections
+/// (each a new connection through Docker's userland proxy and the gateway) just as it recovers.
+pub const DEFAULT_CONNECTIONS: usize = 256;
+
 /// The mix `platform load` sends when none is given.
 pub const DEFAULT_MIX: &str = "orders=80,products=20";
 
@@ -326,6 +334,9 @@ pub struct LoadConfig {
     /// Most requests outstanding at once; a request due while this many are outstanding is
     /// counted as dropped.
     pub max_in_flight: usize,
+    /// Most connections open at once (over all driver threads, like wrk2's `-c`); a request due
+    /// while every one is busy waits for one, its latency still counted from its due time.
+    pub connections: usize,
     /// Longest wait for one whole answer.
     #[serde(serialize_with = "report::seconds")]
     pub timeout: Duration,
@@ -334,13 +345,15 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// `rate` per second for `duration` with `mix`; 1024 in flight, 10 s timeout.
+    /// `rate` per second for `duration` with `mix`; 1024 in flight over at most
+    /// [`DEFAULT_CONNECTIONS`] connections, 10 s timeout.
     pub fn new(rate: f64, duration: Duration, mix: Mix) -> LoadConfig {
         LoadConfig {
             rate,
             duration,
             mix,
             max_in_flight: 1024,
+            connections: DEFAULT_CONNECTIONS,
             timeout: Duration::from_secs(10),
             record_orders: false,
         }
@@ -391,6 +404,12 @@ impl LoadConfig {
             return bad(format!(
                 "max in flight must be 1 to {MAX_IN_FLIGHT}, got {}",
                 self.max_in_flight
+            ));
+        }
+        if self.connections == 0 || self.connections > MAX_IN_FLIGHT {
+            return bad(format!(
+                "connections must be 1 to {MAX_IN_FLIGHT}, got {}",
+                self.connections
             ));
         }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {

@@ -91,6 +91,7 @@ pub struct LoadStep {
     pub duration: Duration,
     pub mix: Mix,
     pub max_in_flight: usize,
+    pub connections: usize,
 }
 
 /// Which faults a `heal` step reverts.

@@ -99,6 +99,8 @@ struct RawLoad {
     mix: Option<Spanned<String>>,
     #[serde(default)]
     max_in_flight: Option<Spanned<i64>>,
+    #[serde(default)]
+    connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -564,8 +566,13 @@ impl Validator<'_> {
             Some(n) => usize::try_from(*n.get_ref()).unwrap_or(0),
             None => 1024,
         };
+        let connections = match &r.connections {
+            Some(n) => usize::try_from(*n.get_ref()).unwrap_or(0),
+            None => crate::chaos::load::DEFAULT_CONNECTIONS,
+        };
         let mut config = LoadConfig::new(*r.rate.get_ref(), duration, mix.clone());
         config.max_in_flight = max_in_flight;
+        config.connections = connections;
         if let Err(e) = config.validate() {
             self.error(l.span(), key, e.to_string());
             return None;
@@ -575,6 +582,7 @@ impl Validator<'_> {
             duration,
             mix,
             max_in_flight,
+            connections,
         })
     }
 

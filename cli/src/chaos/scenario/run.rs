@@ -286,6 +286,7 @@ impl Runner<'_> {
     async fn start_load(&mut self, l: &super::model::LoadStep) -> Result<String, String> {
         let mut config = LoadConfig::new(l.rate, l.duration, l.mix.clone());
         config.max_in_flight = l.max_in_flight;
+        config.connections = l.connections;
         config.record_orders = true;
         let opts = FixtureOptions {
             gateway: Some(self.probes.gateway.clone()),
