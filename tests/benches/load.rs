@@ -103,8 +103,9 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn wrk(url: &str, secs: u64) -> anyhow::Result<Row> {
-    let (out, cpu) =
-        e2e::measure::timed(&format!("wrk -t2 -c{CONNECTIONS} -d{secs}s --latency {url}"))?;
+    let (out, cpu) = e2e::measure::timed(&format!(
+        "wrk -t2 -c{CONNECTIONS} -d{secs}s --latency {url}"
+    ))?;
     let field = |prefix: &str| -> Option<f64> {
         out.lines()
             .find(|l| l.trim_start().starts_with(prefix))

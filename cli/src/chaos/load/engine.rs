@@ -1614,14 +1614,22 @@ mod tests {
             ACCEPTED.fetch_add(1, Ordering::SeqCst);
             while read_request(&mut s) {
                 std::thread::sleep(Duration::from_millis(100));
-                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nUP").is_err() {
+                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nUP")
+                    .is_err()
+                {
                     return;
                 }
             }
         });
         let mut config = LoadConfig::new(50.0, Duration::from_millis(200), Mix::only(Kind::Health));
         config.connections = 2;
-        let handle = launch(config.clone(), Fixture::bare(slow.clone()), 1, Duration::ZERO).unwrap();
+        let handle = launch(
+            config.clone(),
+            Fixture::bare(slow.clone()),
+            1,
+            Duration::ZERO,
+        )
+        .unwrap();
         let report = tokio::time::timeout(Duration::from_secs(10), handle.finish(false))
             .await
             .expect("the run ends");
@@ -1640,7 +1648,10 @@ mod tests {
             .expect("the run ends");
         assert_eq!(report.counts.total, 10, "{:?}", report.counts);
         assert!(report.counts.ok >= 4, "{:?}", report.counts);
-        assert!(report.transport_errors.get("timeout").copied().unwrap_or(0) >= 2, "{report:?}");
+        assert!(
+            report.transport_errors.get("timeout").copied().unwrap_or(0) >= 2,
+            "{report:?}"
+        );
     }
 
     /// A request that outlives the timeout ends as a transport failure (`timeout`), without
