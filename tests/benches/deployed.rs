@@ -42,8 +42,9 @@
 //! a shared machine's convention). Variants of the deployed stack, to measure one candidate cost
 //! each (the report says which are set, and is written to the sub-section `deployed/<variant>`):
 //! `BENCH_STACK_RUST_LOG` (RUST_LOG of every service container; the stack's default is the
-//! services' `info`), `BENCH_HEALTH_INTERVAL` (every `interval = "500ms"` health check of the
-//! stack copy), `BENCH_SAMPLE_RATIO` (both sides' `TRACE_SAMPLE_RATIO`, default 1.0).
+//! services' `info`), `BENCH_DOCKER_HEALTH=<interval>` (the checks that the dev stack runs from
+//! outside, `docker = false`, are run by Docker inside the containers instead, every
+//! `<interval>`: what the stack's own checks used to cost), `BENCH_SAMPLE_RATIO` (both sides' `TRACE_SAMPLE_RATIO`, default 1.0).
 //! `BENCH_BROKER` (`nisshi` or `tansu`: both sides run that broker instead of kafka-broker; the
 //! stack copy's `kafka` service images it by its recipe, as the dev stack did before kafka-broker).
 //! `BENCH_LOOPBACK_RUST_LOG` sets the baseline's services' RUST_LOG (default `warn`).
@@ -123,7 +124,8 @@ struct Knobs {
     ratio: f64,
     loopback_log: String,
     stack_log: Option<String>,
-    health_interval: Option<String>,
+    /// `BENCH_DOCKER_HEALTH`: Docker runs the checks, every this often.
+    docker_health: Option<String>,
     /// The broker of both sides; `None`: kafka-broker, the dev stack's.
     broker: Option<BrokerKind>,
 }
@@ -147,7 +149,7 @@ impl Knobs {
             ratio,
             loopback_log: text("BENCH_LOOPBACK_RUST_LOG").unwrap_or_else(|| "warn".into()),
             stack_log: text("BENCH_STACK_RUST_LOG"),
-            health_interval: text("BENCH_HEALTH_INTERVAL"),
+            docker_health: text("BENCH_DOCKER_HEALTH"),
             broker: match text("BENCH_BROKER") {
                 Some(v) => Some(BrokerKind::parse(&v).context("BENCH_BROKER")?)
                     .filter(|k| *k != BrokerKind::KafkaBroker),
@@ -162,8 +164,8 @@ impl Knobs {
         if let Some(log) = &self.stack_log {
             parts.push(format!("rust-log-{log}"));
         }
-        if let Some(i) = &self.health_interval {
-            parts.push(format!("health-{i}"));
+        if let Some(i) = &self.docker_health {
+            parts.push(format!("docker-health-{i}"));
         }
         if (self.ratio - 1.0).abs() > 1e-9 {
             parts.push(format!("sampling-{}", self.ratio));
@@ -545,8 +547,8 @@ fn proc_times(pid: u32) -> Option<(String, f64, f64)> {
 /// The knobs' edits of the stack copy.
 fn edit_stack(file: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(file)?;
-    if let Some(interval) = &knobs.health_interval {
-        let from = "interval = \"500ms\"";
+    if let Some(interval) = &knobs.docker_health {
+        let from = "docker = false, interval = \"10s\"";
         if !text.contains(from) {
             bail!("stacks/dev.toml has no `{from}` health checks any more");
         }
@@ -709,7 +711,7 @@ fn report(
          everything below and whatever else runs on the machine; load average {load_before} before, {load_after} after; \
          commit `{commit}`. Knobs: `BENCH_SECS` ({secs}), `BENCH_CONNS` ({conns}), `BENCH_WARMUP_SECS` ({warm}), \
          `BENCH_IDLE_SECS` ({idle}), `BENCH_SKUS` ({skus}), `BENCH_WRITE=0` prints only; variants \
-         `BENCH_STACK_RUST_LOG`, `BENCH_HEALTH_INTERVAL`, `BENCH_SAMPLE_RATIO`, `BENCH_BROKER` write `deployed/<variant>`.\n\n",
+         `BENCH_STACK_RUST_LOG`, `BENCH_DOCKER_HEALTH`, `BENCH_SAMPLE_RATIO`, `BENCH_BROKER` write `deployed/<variant>`.\n\n",
         secs = knobs.secs,
         conns = knobs.conns,
         warm = knobs.warmup,
@@ -722,7 +724,7 @@ fn report(
          {skus} SKUs (listed at {PRICE} in the catalogue, a billion in stock), every service sampling {ratio} % \
          of traces into the trace-collector. **Outside Docker**: processes on loopback (`testkit::loopback`: \
          MariaDB 10.11 and {broker} from testkit, services at RUST_LOG={llog}). **Deployed**: a copy of \
-         `stacks/dev.toml` up through the release `platform` (ten containers, health checks, json-file logs, \
+         `stacks/dev.toml` up through the release `platform` (ten containers, health checked from outside by `platform` unless a variant says otherwise, json-file logs, \
          the gateway's published loopback port, {broker} as `kafka`{slog}{health}). CPU per order = user + system time in the \
          window / orders accepted: processes from `/proc`; deployed, each container's main process from `/proc` \
          and the rest of its cgroup's usage (Docker stats API) as the health checks' execs, the daemon's \
@@ -741,9 +743,9 @@ fn report(
             .map(|l| format!(", RUST_LOG={l} in every service"))
             .unwrap_or_else(|| ", the services' default log level `info`".into()),
         health = knobs
-            .health_interval
+            .docker_health
             .as_ref()
-            .map(|i| format!(", health checks every {i}"))
+            .map(|i| format!(", health checks run by Docker in the containers every {i}"))
             .unwrap_or_default(),
     ));
 

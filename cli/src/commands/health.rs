@@ -93,7 +93,7 @@ pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
         return Step::Ready(Readiness::Running);
     };
     let what = match &health.check {
-        Check::Probe | Check::Exec { .. } => match o.docker_health {
+        Check::Probe | Check::Exec { .. } if health.run_by_docker() => match o.docker_health {
             Some(DockerHealth::Healthy) => return Step::Ready(Readiness::Healthy),
             Some(DockerHealth::Unhealthy) => return Step::Fail(FailReason::Unhealthy),
             // Docker has not checked yet (or not passed yet): the CLI's probe may say ready.
@@ -101,6 +101,10 @@ pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
         },
         Check::Http { path, port } => format!("GET :{port}{path}"),
         Check::Tcp { port } => format!("tcp :{port}"),
+        // Checked from outside (`docker = false`): the probe's target is in the container's
+        // label, so [`Prober::probe`] knows it; this text is for the progress line only.
+        Check::Probe => format!("GET {}", crate::observe::ready::PROBE_PATH),
+        Check::Exec { .. } => "tcp (service port)".to_string(),
     };
     match &o.probe {
         Some(Ok(())) => Step::Ready(Readiness::Healthy),
@@ -181,6 +185,7 @@ mod tests {
             retries: 10,
             start_period: Duration::ZERO,
             start_interval: Duration::from_millis(500),
+            docker: true,
         }
     }
 
@@ -276,5 +281,28 @@ mod tests {
         let mut dead = obs("dead");
         dead.probe = Some(Ok(()));
         assert!(matches!(assess(Some(&t), &dead), Step::Fail(_)));
+        // `docker = false`: `probe` and `exec` checks are the CLI's, whatever Docker says (it
+        // has no check, so it says nothing).
+        for check in [
+            Check::Probe,
+            Check::Exec {
+                command: vec!["ping".into()],
+            },
+        ] {
+            let h = Health {
+                docker: false,
+                ..health(check)
+            };
+            let mut o = obs("running");
+            o.probe = Some(Err("connection refused".into()));
+            match assess(Some(&h), &o) {
+                Step::Wait(w) => assert!(w.contains("refused"), "{w}"),
+                other => panic!("{other:?}"),
+            }
+            o.probe = None;
+            assert!(matches!(assess(Some(&h), &o), Step::Wait(_)));
+            o.probe = Some(Ok(()));
+            assert_eq!(assess(Some(&h), &o), Step::Ready(Readiness::Healthy));
+        }
     }
 }

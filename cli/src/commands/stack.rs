@@ -189,14 +189,17 @@ impl StackView {
                         .collect::<Vec<_>>()
                         .join(",")
                 },
-                match s.health.as_ref().map(|h| &h.check) {
+                match s.health.as_ref().map(|h| (&h.check, h.docker)) {
                     None => "-".into(),
-                    Some(Check::Probe) => "probe".into(),
-                    Some(Check::Http { path, port }) => format!("http :{port}{path}"),
-                    Some(Check::Tcp { port }) => format!("tcp :{port}"),
-                    Some(Check::Exec { command }) => {
-                        format!("exec {}", command.first().cloned().unwrap_or_default())
-                    }
+                    Some((Check::Probe, true)) => "probe".into(),
+                    Some((Check::Probe, false)) => "probe (from outside)".into(),
+                    Some((Check::Http { path, port }, _)) => format!("http :{port}{path}"),
+                    Some((Check::Tcp { port }, _)) => format!("tcp :{port}"),
+                    Some((Check::Exec { command }, docker)) => format!(
+                        "exec {}{}",
+                        command.first().cloned().unwrap_or_default(),
+                        if docker { "" } else { " (from outside)" }
+                    ),
                 },
                 s.restart.to_string(),
                 if s.depends_on.is_empty() {

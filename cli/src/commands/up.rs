@@ -138,12 +138,15 @@ pub fn plan_service(stack: &Stack, service: &Service, image: &str) -> Planned {
 }
 
 /// The health check Docker runs, for probes that run inside the container. HTTP and TCP
-/// probes are run by the CLI from outside (official images may have no client to run); for
+/// probes, and `probe`/`exec` checks with `docker = false`, are run by the CLI from outside
+/// (official images may have no client to run; an exec costs the engine about 0.1 s of CPU); for
 /// those the image's own HEALTHCHECK is switched off (an empty command: Docker's `NONE`), so the
 /// stack's check is the only one and no exec runs in the container for nothing.
 fn docker_healthcheck(service: &Service) -> Option<HealthcheckSpec> {
     let health = service.health.as_ref()?;
     let command = match (&health.check, &service.source) {
+        // `docker = false`: the CLI checks from outside, as for `http` and `tcp`.
+        _ if !health.run_by_docker() => Vec::new(),
         (Check::Probe, ImageSource::Build(Recipe::Binary { name })) => {
             vec![format!("/app/{name}"), "--probe".to_string()]
         }

@@ -213,6 +213,19 @@ pub struct Health {
     /// within `start_period`, until the first success); `interval` when not given.
     #[serde(with = "humantime_serde_compat")]
     pub start_interval: Duration,
+    /// Whether Docker runs the check inside the container (`probe` and `exec`; the default). With
+    /// `docker = false` Docker runs nothing and `platform` checks the container from outside over
+    /// the stack network, as kubelet's HTTP probes do: `GET /health/ready` for `probe`, a TCP
+    /// connection to the service's port for `exec`. Always `false` for `http` and `tcp`, which
+    /// Docker cannot run.
+    pub docker: bool,
+}
+
+impl Health {
+    /// Whether the check runs inside the container, by Docker (an exec at every check).
+    pub fn run_by_docker(&self) -> bool {
+        self.docker && matches!(self.check, Check::Probe | Check::Exec { .. })
+    }
 }
 
 /// What a probe does.

@@ -94,6 +94,8 @@ pub struct RawHealth {
     pub start_period: Option<Spanned<String>>,
     #[serde(default)]
     pub start_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub docker: Option<Spanned<bool>>,
 }
 
 /// `resources = { memory = "128m", cpus = 0.5 }`.

@@ -563,6 +563,20 @@ impl Validator<'_> {
                 60
             }
         };
+        let docker = match (raw.docker, &check) {
+            (None, Check::Probe | Check::Exec { .. }) => true,
+            (Some(d), Check::Probe | Check::Exec { .. }) => d.into_inner(),
+            (Some(d), Check::Http { .. } | Check::Tcp { .. }) if *d.get_ref() => {
+                self.error(
+                    d.span(),
+                    key("docker"),
+                    "Docker cannot run `http` or `tcp` checks: platform runs them from outside \
+                     the container; remove `docker`",
+                );
+                false
+            }
+            (_, Check::Http { .. } | Check::Tcp { .. }) => false,
+        };
         Some(Health {
             check,
             interval,
@@ -570,6 +584,7 @@ impl Validator<'_> {
             retries,
             start_period,
             start_interval,
+            docker,
         })
     }
 

@@ -219,8 +219,10 @@ pub fn event(e: &ContainerEvent) -> Option<Event> {
         "pause" => (Severity::Bad, format!("{who} paused")),
         "unpause" => (Severity::Good, format!("{who} unpaused")),
         "destroy" => (Severity::Info, format!("{who} removed")),
-        "health_status: healthy" => (Severity::Good, format!("{who} healthy")),
-        "health_status: unhealthy" => (Severity::Bad, format!("{who} unhealthy")),
+        // Health changes come from platform's own view ([`health_changes`]): Docker's status
+        // alone says `starting`/`unhealthy` for up to an interval after the fact, and has none for
+        // containers it does not check (the dev stack's `docker = false`).
+        a if a.starts_with("health_status") => return None,
         "network_disconnect" | "disconnect" => (Severity::Bad, format!("{who} disconnected")),
         "network_connect" | "connect" => (Severity::Good, format!("{who} connected")),
         other => (Severity::Info, format!("{who} {other}")),
@@ -231,6 +233,46 @@ pub fn event(e: &ContainerEvent) -> Option<Event> {
         severity,
         text,
     })
+}
+
+/// Timeline events for containers whose health changed since the last look, as every reader of
+/// health sees it (Docker's status with the CLI's probe folded in, `observe::ready`): `healthy`
+/// and `unhealthy` transitions. `seen` holds each container's health from the last look and is
+/// updated; a container seen for the first time gives no event (its start already did).
+pub fn health_changes(
+    seen: &mut HashMap<String, Option<Health>>,
+    view: &StatusView,
+    at: DateTime<Utc>,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut now = HashMap::with_capacity(view.containers.len());
+    for c in &view.containers {
+        // Only a running container's health means anything (a stopped one has none).
+        let health = (c.state == "running").then_some(c.health).flatten();
+        if let Some(before) = seen.get(&c.container)
+            && *before != health
+        {
+            let who = format!("{}-{}", c.service, c.instance);
+            match health {
+                Some(Health::Healthy) => events.push(Event {
+                    at,
+                    kind: EventKind::Container,
+                    severity: Severity::Good,
+                    text: format!("{who} healthy"),
+                }),
+                Some(Health::Unhealthy) => events.push(Event {
+                    at,
+                    kind: EventKind::Container,
+                    severity: Severity::Bad,
+                    text: format!("{who} unhealthy"),
+                }),
+                Some(Health::Starting) | None => {}
+            }
+        }
+        now.insert(c.container.clone(), health);
+    }
+    *seen = now;
+    events
 }
 
 /// Docker reports signals by number (`9`) or name (`SIGKILL`, `KILL`).

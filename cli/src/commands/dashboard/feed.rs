@@ -168,6 +168,7 @@ where
 async fn services(c: Ctx, route: Route, observer_tx: Arc<watch::Sender<Option<Observer>>>) {
     let mut obs: Option<Observer> = None;
     let mut watch: Option<(String, RegistryWatch)> = None;
+    let mut healths = std::collections::HashMap::new();
     loop {
         let fresh = match obs.take() {
             Some(mut o) => o.refresh().await.map(|()| o),
@@ -180,6 +181,9 @@ async fn services(c: Ctx, route: Route, observer_tx: Arc<watch::Sender<Option<Ob
             Ok(o) => {
                 c.up(Source::Docker);
                 let (view, apps) = crate::commands::status::view_with_apps(&o).await;
+                for event in convert::health_changes(&mut healths, &view, chrono::Utc::now()) {
+                    c.send(Update::Event(event));
+                }
                 match (&view.registry.reachable, &view.registry.error) {
                     (true, _) => c.up(Source::Registry),
                     (false, error) => c.down(

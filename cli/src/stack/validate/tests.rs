@@ -280,6 +280,25 @@ fn health_rules() {
         "[services.a]\nimage = \"x\"\nhealth = { tcp = 80, start_interval = \"often\" }\n",
     );
     assert_diag(&d, 5, "services.a.health.start_interval", "not a duration");
+    // Who runs the check: Docker for `exec` unless `docker = false`; never for `tcp`/`http`.
+    let h = |text: &str| {
+        check(text).stack.unwrap().services["a"]
+            .health
+            .clone()
+            .unwrap()
+    };
+    let exec = h("[services.a]\nimage = \"x\"\nhealth = { exec = [\"true\"] }\n");
+    assert!(exec.docker && exec.run_by_docker());
+    let outside = h(
+        "[services.a]\nimage = \"x\"\nport = 5\nhealth = { exec = [\"true\"], docker = false }\n",
+    );
+    assert!(!outside.docker && !outside.run_by_docker());
+    let tcp = h("[services.a]\nimage = \"x\"\nhealth = { tcp = 80 }\n");
+    assert!(!tcp.run_by_docker());
+    let d = one_error("[services.a]\nimage = \"x\"\nhealth = { tcp = 80, docker = true }\n");
+    assert_diag(&d, 5, "services.a.health.docker", "Docker cannot run");
+    let d = one_error("[services.a]\nimage = \"x\"\nhealth = { tcp = 80, docker = \"no\" }\n");
+    assert_diag(&d, 5, "services.a.health.docker", "expected a boolean");
 }
 
 /// Mounts: syntax, absolute targets, volume names; a missing bind source only warns.

@@ -227,16 +227,62 @@ fn events_from_docker() {
         event(&docker("kill", None, Some("9"))).unwrap().text,
         "order-service-2 sent SIGKILL"
     );
-    assert_eq!(
-        event(&docker("health_status: healthy", None, None))
-            .unwrap()
-            .severity,
-        Severity::Good
-    );
+    // Health transitions come from platform's view (`health_changes`), not Docker's events.
+    assert!(event(&docker("health_status: healthy", None, None)).is_none());
     assert!(event(&docker("exec_start: /probe", None, None)).is_none());
     assert_eq!(
         event(&docker("oom", None, None)).unwrap().text,
         "order-service-2 killed: out of memory"
+    );
+}
+
+/// Health transitions as platform sees them: healthy and unhealthy, never for a first sight.
+#[test]
+fn health_transitions() {
+    let s = stack();
+    let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let look = |healths: &[Option<Health>]| {
+        let containers: Vec<_> = healths
+            .iter()
+            .enumerate()
+            .map(|(i, h)| ContainerInfo {
+                health: *h,
+                ..container("order-service", i as u32 + 1)
+            })
+            .collect();
+        StatusView::join(&s, "address", &containers, Err((None, "not read".into())))
+    };
+    let mut seen = HashMap::new();
+    let first = health_changes(&mut seen, &look(&[Some(Health::Healthy), None]), at);
+    assert!(first.is_empty(), "{first:?}");
+    let texts = |v: Vec<Event>| {
+        v.into_iter()
+            .map(|e| (e.severity, e.text))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        texts(health_changes(
+            &mut seen,
+            &look(&[Some(Health::Unhealthy), Some(Health::Healthy)]),
+            at
+        )),
+        vec![
+            (Severity::Bad, "order-service-1 unhealthy".to_string()),
+            (Severity::Good, "order-service-2 healthy".to_string())
+        ]
+    );
+    // Unchanged: nothing; starting: nothing.
+    let again = look(&[Some(Health::Unhealthy), Some(Health::Healthy)]);
+    assert!(health_changes(&mut seen, &again, at).is_empty());
+    let starting = look(&[Some(Health::Starting), Some(Health::Healthy)]);
+    assert!(health_changes(&mut seen, &starting, at).is_empty());
+    assert_eq!(
+        texts(health_changes(
+            &mut seen,
+            &look(&[Some(Health::Healthy)]),
+            at
+        )),
+        vec![(Severity::Good, "order-service-1 healthy".to_string())]
     );
 }
 
