@@ -205,6 +205,9 @@ fn bad_scenarios_and_load_arguments_exit_2() {
         &["load", "--mix", "orders=80,carts=20"],
         &["load", "--duration", "soon"],
         &["load", "--max-in-flight", "0"],
+        &["load", "--connections", "0"],
+        &["load", "--connections", "10001"],
+        &["load", "--connections", "many"],
         &["load", "--users", " , "],
         &["load", "--rate", "50000", "--duration", "1h"],
     ] {

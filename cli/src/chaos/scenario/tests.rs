@@ -198,6 +198,23 @@ fn structure_rules() {
         "{GOOD}\n[[step]]\nload = {{ rate = 1, duration = \"1s\" }}\n"
     ));
     assert!(e.iter().any(|d| d.contains("at most one `load`")), "{e:?}");
+    // The load's connection bound: the engine's own limits, with the step's key.
+    let load = "load = { rate = 10, duration = \"20s\", mix = \"orders=50,products=50\" }";
+    for bad in ["0", "10001", "-1"] {
+        let e = errors(&GOOD.replace(
+            load,
+            &format!("load = {{ rate = 10, duration = \"20s\", connections = {bad} }}"),
+        ));
+        assert!(
+            e.iter().any(|d| d.contains("connections must be 1 to")),
+            "{bad}: {e:?}"
+        );
+    }
+    let e = errors(&GOOD.replace(
+        load,
+        "load = { rate = 10, duration = \"20s\", connections = \"many\" }",
+    ));
+    assert!(e.iter().any(|d| d.contains("connections")), "{e:?}");
     let e = errors(
         "[scenario]\nname = \"Bad Name\"\n[steady_state]\nchecks=[{smoke=true}]\n[[step]]\nwait=\"1s\"\n",
     );
