@@ -16,7 +16,7 @@
 //!    own stack name, the gateway on a free loopback port), the same load through the published
 //!    port with a token from `platform token`.
 //! 3. **Idle**: after each load has drained (`BENCH_DRAIN_SECS`, default 5), `BENCH_IDLE_SECS`
-//!    (default 20) with no requests: CPU share of one core per process / container and of the
+//!    (default 60: /proc counts in 10 ms ticks, so one tick is 0.017 % of a core in 60 s) with no requests: CPU share of one core per process / container and of the
 //!    Docker daemon's processes.
 //!
 //! Load, the same for both: wrk with `BENCH_CONNS` (default 32) connections, `POST /api/order`
@@ -26,8 +26,9 @@
 //!
 //! CPU per order: user + system time during the measured window divided by the orders accepted.
 //! Outside Docker from `/proc/<pid>/stat` of each process; deployed from each container's cgroup
-//! (the Docker stats API's `cpu_usage.total_usage`: every process in the container, health-check
-//! execs included) and, for the Docker daemon's own processes (dockerd, containerd, the
+//! (its own file under `/sys/fs/cgroup`, where the daemon's layout is known, else the Docker stats
+//! API: every process in the container, health-check execs included; a stats call costs the
+//! daemon's processes CPU that the idle rows would count) and, for the Docker daemon's own processes (dockerd, containerd, the
 //! containerd-shims, docker-proxy, fuse-overlayfs), `/proc` by name. A container's row is its main
 //! process (`/proc`); what its cgroup used besides is the health checks' execs, one row for all.
 //! A shim's exited children (runc for each exec, and the exec'd probe, counted in the execs' row)
@@ -141,7 +142,7 @@ impl Knobs {
             secs: env_u64("BENCH_SECS", 20).max(1),
             conns: env_u64("BENCH_CONNS", 32).clamp(1, 10_000) as u32,
             warmup: env_u64("BENCH_WARMUP_SECS", 5),
-            idle: env_u64("BENCH_IDLE_SECS", 20).max(1),
+            idle: env_u64("BENCH_IDLE_SECS", 60).max(1),
             drain: env_u64("BENCH_DRAIN_SECS", 5),
             skus: (0..env_u64("BENCH_SKUS", 20).max(1))
                 .map(|i| format!("bench-sku-{i}"))
@@ -727,7 +728,7 @@ fn report(
          `stacks/dev.toml` up through the release `platform` (ten containers, health checked from outside by `platform` unless a variant says otherwise, json-file logs, \
          the gateway's published loopback port, {broker} as `kafka`{slog}{health}). CPU per order = user + system time in the \
          window / orders accepted: processes from `/proc`; deployed, each container's main process from `/proc` \
-         and the rest of its cgroup's usage (Docker stats API) as the health checks' execs, the daemon's \
+         and the rest of its cgroup's usage (read from the cgroup's file, without asking the daemon) as the health checks' execs, the daemon's \
          processes from `/proc` by name (runc: the shims' exited children, execs excluded); \"machine\" is `/proc/stat`'s busy time over the same \
          window (everything, kernel included).\n\n",
         conns = knobs.conns,

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::observe::ready::Prober;
+use crate::observe::ready::{ProbeTarget, Prober};
 use crate::runtime::{Health as DockerHealth, Runtime, RuntimeError};
 use crate::stack::{Check, Health};
 
@@ -60,6 +60,9 @@ pub struct Observation {
     pub docker_health: Option<DockerHealth>,
     /// The outcome of the CLI's own HTTP/TCP probe, when it ran one.
     pub probe: Option<Result<(), String>>,
+    /// What that probe checks (the container's [`crate::runtime::labels::PROBE`] label), for the
+    /// progress text.
+    pub target: Option<ProbeTarget>,
 }
 
 /// What to do after an observation.
@@ -99,12 +102,16 @@ pub fn assess(health: Option<&Health>, o: &Observation) -> Step {
             // Docker has not checked yet (or not passed yet): the CLI's probe may say ready.
             Some(DockerHealth::Starting) | None => "health check starting".to_string(),
         },
-        Check::Http { path, port } => format!("GET :{port}{path}"),
-        Check::Tcp { port } => format!("tcp :{port}"),
-        // Checked from outside (`docker = false`): the probe's target is in the container's
-        // label, so [`Prober::probe`] knows it; this text is for the progress line only.
-        Check::Probe => format!("GET {}", crate::observe::ready::PROBE_PATH),
-        Check::Exec { .. } => "tcp (service port)".to_string(),
+        // Checked by the CLI: the target the probe used (`probe` and `exec` checks from outside
+        // take the service's port, which only the container's label has here).
+        _ => o
+            .target
+            .clone()
+            .or_else(|| ProbeTarget::of(health, None))
+            .map_or_else(
+                || "its probe (the container has no probe label)".to_string(),
+                |t| t.describe(),
+            ),
     };
     match &o.probe {
         Some(Ok(())) => Step::Ready(Readiness::Healthy),
@@ -144,6 +151,10 @@ pub async fn wait_ready(
             exit_code: info.exit_code,
             docker_health: info.health,
             probe,
+            target: info
+                .labels
+                .get(crate::runtime::labels::PROBE)
+                .and_then(|l| ProbeTarget::parse(l)),
         };
         match assess(health, &observation) {
             Step::Ready(r) => return Ok(r),
@@ -195,6 +206,7 @@ mod tests {
             exit_code: None,
             docker_health: None,
             probe: None,
+            target: None,
         }
     }
 
@@ -301,6 +313,13 @@ mod tests {
             }
             o.probe = None;
             assert!(matches!(assess(Some(&h), &o), Step::Wait(_)));
+            // The progress text names the target from the container's label.
+            o.target = ProbeTarget::of(&h, Some(3306));
+            let want = match h.check {
+                Check::Probe => "GET :3306/health/ready",
+                _ => "tcp :3306",
+            };
+            assert_eq!(assess(Some(&h), &o), Step::Wait(want.to_string()));
             o.probe = Some(Ok(()));
             assert_eq!(assess(Some(&h), &o), Step::Ready(Readiness::Healthy));
         }

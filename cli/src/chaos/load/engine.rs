@@ -576,22 +576,31 @@ impl<'a> Driver<'a> {
 
     /// Starts queued requests while a connection is idle or may be opened.
     fn start_waiting(&mut self) {
-        while let Some(&(i, kind, at)) = self.waiting.front() {
-            let slot = match self.idle.pop() {
-                Some(s) => s,
-                None if self.open_conns() < self.max_conns => match self.open() {
-                    Some(s) => s,
-                    None => {
-                        self.waiting.pop_front();
-                        record(self.shared, self.d, ended(kind, at, Outcome::Connect));
-                        continue;
-                    }
-                },
-                None => return,
-            };
-            self.waiting.pop_front();
-            self.send(slot, i, kind, at);
+        while let Some((i, kind, at)) = self.waiting.pop_front() {
+            if !self.dispatch(i, kind, at) {
+                self.waiting.push_front((i, kind, at));
+                return;
+            }
         }
+    }
+
+    /// Request `i` of `kind`, due at `at`, on a connection: the last idle one, or a new one while
+    /// fewer than `max_conns` are open (a connection that cannot be opened ends the request as a
+    /// connect failure). `false`, and nothing done, when every connection is busy at the cap.
+    fn dispatch(&mut self, i: u64, kind: Kind, at: Instant) -> bool {
+        let slot = match self.idle.pop() {
+            Some(s) => s,
+            None if self.open_conns() < self.max_conns => match self.open() {
+                Some(s) => s,
+                None => {
+                    record(self.shared, self.d, ended(kind, at, Outcome::Connect));
+                    return true;
+                }
+            },
+            None => return false,
+        };
+        self.send(slot, i, kind, at);
+        true
     }
 
     /// Request `i`, due at `at`: sent, or dropped when `max_in_flight` are outstanding.
@@ -606,21 +615,9 @@ impl<'a> Driver<'a> {
             return;
         }
         // Requests queued earlier go first: wait behind them.
-        if !self.waiting.is_empty() {
-            return self.waiting.push_back((i, kind, at));
+        if !self.waiting.is_empty() || !self.dispatch(i, kind, at) {
+            self.waiting.push_back((i, kind, at));
         }
-        let slot = match self.idle.pop() {
-            Some(s) => s,
-            None if self.open_conns() < self.max_conns => match self.open() {
-                Some(s) => s,
-                None => {
-                    record(shared, self.d, ended(kind, at, Outcome::Connect));
-                    return;
-                }
-            },
-            None => return self.waiting.push_back((i, kind, at)),
-        };
-        self.send(slot, i, kind, at);
     }
 
     /// Sends request `i` of `kind`, due at `at`, on `slot`'s connection (idle or just opened).

@@ -274,7 +274,10 @@ pub fn consumer(
 /// topic, partition and offset, which identify it.
 pub struct DeadLetters {
     producer: FutureProducer<LogCtx>,
-    admin: AdminClient<LogCtx>,
+    /// The admin client's settings: one is made for each topic creation and dropped after it,
+    /// rather than kept for the rare creation (a client idle for the process's life costs three
+    /// threads, two of them waking ten times a second).
+    admin: ClientConfig,
     topic: String,
     /// Set once the topic is known to exist, so creation is tried until it succeeds, then never.
     ensured: AtomicBool,
@@ -302,7 +305,9 @@ impl DeadLetters {
             .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .create_with_context(LogCtx)?;
-        let admin = base_config(bootstrap_servers, client_id).create_with_context(LogCtx)?;
+        let admin = base_config(bootstrap_servers, client_id);
+        // Refused settings show here, at start, rather than at the first creation.
+        let _: AdminClient<LogCtx> = admin.create_with_context(LogCtx)?;
         Ok(DeadLetters {
             producer,
             admin,
@@ -321,7 +326,8 @@ impl DeadLetters {
         if self.ensured.load(Ordering::Acquire) {
             return Ok(());
         }
-        if events::kafka::ensure_topic(&self.admin, &self.topic, partitions, self.timeout).await? {
+        let admin: AdminClient<LogCtx> = self.admin.create_with_context(LogCtx)?;
+        if events::kafka::ensure_topic(&admin, &self.topic, partitions, self.timeout).await? {
             tracing::info!(topic = %self.topic, partitions, "dead-letter topic created");
         }
         self.ensured.store(true, Ordering::Release);
