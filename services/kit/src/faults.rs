@@ -48,6 +48,7 @@ fn exit_process(id: &str) {
     );
     let _ = std::thread::spawn(|| {
         std::thread::sleep(Duration::from_millis(100));
+        crate::telemetry::output::flush();
         std::process::exit(1);
     });
 }

@@ -28,10 +28,11 @@ use tracing_subscriber::fmt::format::{DefaultFields, Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::output::Batched;
 use crate::config::LogFormat;
 
-/// The log layer for `format`, writing to stdout.
-pub fn layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+/// The log layer for `format`, writing to `out`.
+pub fn layer<S>(format: LogFormat, out: Batched) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -39,10 +40,12 @@ where
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .fmt_fields(DefaultFields::new())
             .event_format(PrettyWithIds(Format::default().with_target(true)))
+            .with_writer(out)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(JsonSpanFields)
             .event_format(JsonWithIds)
+            .with_writer(out)
             .boxed(),
     }
 }

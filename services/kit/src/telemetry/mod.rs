@@ -25,6 +25,7 @@
 
 pub mod export;
 mod format;
+pub mod output;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -95,10 +96,14 @@ pub enum TelemetryError {
     Exporter { endpoint: String, detail: String },
 }
 
-/// What [`init`] needs: the log format, and trace export settings.
+/// How long log lines below WARN may wait to be written with others ([`output`]).
+pub const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What [`init`] needs: the log format and batching, and trace export settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub format: LogFormat,
+    pub log_flush_interval: Duration,
     pub trace: TraceArgs,
 }
 
@@ -106,6 +111,7 @@ impl From<LogFormat> for Settings {
     fn from(format: LogFormat) -> Settings {
         Settings {
             format,
+            log_flush_interval: DEFAULT_LOG_FLUSH_INTERVAL,
             trace: TraceArgs::default(),
         }
     }
@@ -115,12 +121,14 @@ impl From<&CommonArgs> for Settings {
     fn from(c: &CommonArgs) -> Settings {
         Settings {
             format: c.log_format,
+            log_flush_interval: c.log_flush_interval,
             trace: c.tracing.clone(),
         }
     }
 }
 
-/// Keeps telemetry alive; dropping it flushes the spans still queued.
+/// Keeps telemetry alive; dropping it writes the log lines still collected and flushes the spans
+/// still queued.
 #[must_use = "dropping the guard stops trace export"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
@@ -138,6 +146,7 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
+        output::flush();
         if let Some(p) = self.provider.take() {
             let _ = p.shutdown_with_timeout(Duration::from_secs(3));
         }
@@ -214,11 +223,18 @@ pub fn init(
         .with_tracked_inactivity(false)
         .with_context_activation(false)
         .with_filter(LevelFilter::INFO);
+    let out = output::Batched::stdout(settings.log_flush_interval);
     tracing_subscriber::registry()
-        .with(format::layer::<Registry>(settings.format).with_filter(filter()?))
+        .with(format::layer::<Registry>(settings.format, out).with_filter(filter()?))
         .with(otel)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    // The lines logged before a panic come out before its message.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        output::try_flush();
+        previous(info);
+    }));
     if let Some(e) = &settings.trace.zipkin_endpoint {
         tracing::info!(endpoint = %e, ratio = settings.trace.trace_sample_ratio, "exporting traces to Zipkin");
     }
