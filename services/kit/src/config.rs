@@ -391,19 +391,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 5s, 250ms or 1m: {e}"))
 }
 
-/// Longest accepted `--log-flush-interval`: `info` lines later than that look lost to whoever
-/// follows the logs.
-const MAX_LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Parses `--log-flush-interval`: a duration from 0 (every line at once) to 10 s.
-pub fn parse_log_flush_interval(s: &str) -> Result<Duration, String> {
+/// Parses a duration from `min` to `max` (both included), for options whose useful range is
+/// bounded; the error names the range.
+pub fn parse_duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
-    if d > MAX_LOG_FLUSH_INTERVAL {
+    if d < min || d > max {
+        let text = |d: Duration| {
+            if d.is_zero() {
+                "0".to_string()
+            } else {
+                format!("{d:?}")
+            }
+        };
         return Err(format!(
-            "`{s}` is longer than the longest log flush interval, {MAX_LOG_FLUSH_INTERVAL:?}"
+            "`{s}` must be between {} and {}",
+            text(min),
+            text(max)
         ));
     }
     Ok(d)
+}
+
+/// Parses `--log-flush-interval`: a duration from 0 (every line at once) to 10 s; `info` lines
+/// later than that look lost to whoever follows the logs.
+pub fn parse_log_flush_interval(s: &str) -> Result<Duration, String> {
+    parse_duration_within(s, Duration::ZERO, Duration::from_secs(10))
 }
 
 /// Parses an absolute http(s) URL.

@@ -119,11 +119,7 @@ const MAX_FETCH_WAIT: Duration = Duration::from_secs(300);
 /// Parses `--fetch-wait-max`: a duration from 1 ms to 300 s. Zero is refused: with a broker
 /// that answers an empty fetch at once, the consumer would fetch in a busy loop.
 pub fn parse_fetch_wait(s: &str) -> Result<Duration, String> {
-    let d = kit::config::parse_duration(s)?;
-    if d < Duration::from_millis(1) || d > MAX_FETCH_WAIT {
-        return Err(format!("`{s}` must be between 1ms and 300s"));
-    }
-    Ok(d)
+    kit::config::parse_duration_within(s, Duration::from_millis(1), MAX_FETCH_WAIT)
 }
 
 /// librdkafka's debug contexts (its `debug` property), for `--kafka-debug`.
@@ -305,12 +301,10 @@ impl DeadLetters {
             .set("acks", "all")
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .create_with_context(LogCtx)?;
-        let admin = base_config(bootstrap_servers, client_id);
-        // Refused settings show here, at start, rather than at the first creation.
-        let _: AdminClient<LogCtx> = admin.create_with_context(LogCtx)?;
         Ok(DeadLetters {
             producer,
-            admin,
+            // Its settings are the producer's base ones, which were just accepted.
+            admin: base_config(bootstrap_servers, client_id),
             topic: topic.to_string(),
             ensured: AtomicBool::new(false),
             timeout,
