@@ -244,11 +244,14 @@ async fn observe(State(state): State<Arc<Observe>>, mut req: Request, next: Next
                 otel.name = %crate::telemetry::SpaceJoined(&method, route),
                 otel.kind = "server",
                 otel.status_code = tracing::field::Empty,
-                http.request.method = %method,
-                http.route = %route,
-                url.path = %path,
+                // Text fields as `&str`, not `%`: the OpenTelemetry layer copies
+                // a `&str` into its attribute, where a `Display` value goes
+                // through `format!` (about 500 instructions each).
+                http.request.method = method.as_str(),
+                http.route = route,
+                url.path = path,
                 http.response.status_code = tracing::field::Empty,
-                request_id = %request_id_text,
+                request_id = request_id_text,
             )
         };
     }

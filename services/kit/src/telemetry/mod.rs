@@ -478,8 +478,9 @@ pub fn client_span(peer: &str, method: &str, url: impl std::fmt::Display) -> tra
         otel.name = %SpaceJoined(method, peer),
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
-        peer.service = %peer,
-        http.request.method = %method,
+        // `&str` rather than `%`: no `format!` in the OpenTelemetry layer.
+        peer.service = peer,
+        http.request.method = method,
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
     )
@@ -500,12 +501,12 @@ impl<A: std::fmt::Display, B: std::fmt::Display> std::fmt::Display for SpaceJoin
 pub fn db_span(system: &str, operation: &str, statement: &str) -> tracing::Span {
     tracing::info_span!(
         "db.query",
-        otel.name = %operation,
+        otel.name = operation,
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
-        db.system = %system,
-        db.statement = %statement,
-        peer.service = %system,
+        db.system = system,
+        db.statement = statement,
+        peer.service = system,
     )
 }
 
@@ -537,11 +538,11 @@ where
 pub fn producer_span(topic: &str) -> tracing::Span {
     tracing::info_span!(
         "kafka.produce",
-        otel.name = %format!("send {topic}"),
+        otel.name = %SpaceJoined("send", topic),
         otel.kind = "producer",
         otel.status_code = tracing::field::Empty,
         messaging.system = "kafka",
-        messaging.destination.name = %topic,
+        messaging.destination.name = topic,
         peer.service = "kafka",
     )
 }
@@ -551,11 +552,11 @@ pub fn producer_span(topic: &str) -> tracing::Span {
 pub fn consumer_span(topic: &str, parent: &HashMap<String, String>) -> tracing::Span {
     let span = tracing::info_span!(
         "kafka.consume",
-        otel.name = %format!("receive {topic}"),
+        otel.name = %SpaceJoined("receive", topic),
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
         messaging.system = "kafka",
-        messaging.destination.name = %topic,
+        messaging.destination.name = topic,
     );
     set_parent(&span, context_from_map(parent));
     span
