@@ -96,7 +96,7 @@ impl BoundedBatchProcessor {
 
 fn export_loop<E: SpanExporter>(exporter: E, rx: Receiver<Message>, options: BatchOptions) {
     let mut batch: Vec<SpanData> = Vec::with_capacity(options.max_batch);
-    let mut deadline = Instant::now() + options.delay;
+    let mut deadline = Instant::now();
     let send = |batch: &mut Vec<SpanData>| {
         if batch.is_empty() {
             return;
@@ -109,14 +109,23 @@ fn export_loop<E: SpanExporter>(exporter: E, rx: Receiver<Message>, options: Bat
         };
     };
     loop {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
+        // A batch goes out `delay` after its first span at the latest. With none waiting, the
+        // thread sleeps until a span arrives: an idle service's export thread never wakes
+        // (it woke every `delay` to send nothing, twice a second in each service).
+        let received = if batch.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        };
+        match received {
             Ok(Message::Span(span)) => {
                 EXPORT_STATS.queued.fetch_sub(1, Ordering::Relaxed);
+                if batch.is_empty() {
+                    deadline = Instant::now() + options.delay;
+                }
                 batch.push(*span);
                 if batch.len() >= options.max_batch {
                     send(&mut batch);
-                    deadline = Instant::now() + options.delay;
                 }
             }
             Ok(Message::Flush(done)) => {
@@ -131,10 +140,7 @@ fn export_loop<E: SpanExporter>(exporter: E, rx: Receiver<Message>, options: Bat
                 let _ = done.send(());
                 return;
             }
-            Err(RecvTimeoutError::Timeout) => {
-                send(&mut batch);
-                deadline = Instant::now() + options.delay;
-            }
+            Err(RecvTimeoutError::Timeout) => send(&mut batch),
             Err(RecvTimeoutError::Disconnected) => {
                 send(&mut batch);
                 return;

@@ -83,13 +83,24 @@ impl Pending {
 impl Batched {
     /// The process's stdout, batched every `interval` (made once; later calls return the first).
     pub fn stdout(interval: Duration) -> Batched {
+        // Kept for the life of the process: its writer thread never needs to wake without lines.
         STDOUT
-            .get_or_init(|| Batched::new(io::stdout(), interval))
+            .get_or_init(|| Batched::start(io::stdout(), interval, None))
             .clone()
     }
 
     /// Output to `sink`, batched every `interval`; a zero interval writes each line at once.
     pub fn new(sink: impl Write + Send + 'static, interval: Duration) -> Batched {
+        Batched::start(sink, interval, Some(Duration::from_secs(1)))
+    }
+
+    /// [`Batched::new`]; with no lines, the writer thread wakes every `idle_wake` to notice the
+    /// output was dropped, or never (`None`: an output that is never dropped).
+    fn start(
+        sink: impl Write + Send + 'static,
+        interval: Duration,
+        idle_wake: Option<Duration>,
+    ) -> Batched {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 bytes: Vec::new(),
@@ -103,7 +114,7 @@ impl Batched {
             // Without the thread every line is written at once, which is still correct.
             let _ = std::thread::Builder::new()
                 .name("log-writer".into())
-                .spawn(move || writer_loop(weak));
+                .spawn(move || writer_loop(weak, idle_wake));
         }
         Batched { shared }
     }
@@ -122,18 +133,27 @@ impl Shared {
 }
 
 /// The background writer: waits for a first line, lets `interval` pass, writes the batch. Ends
-/// when the output is dropped.
-fn writer_loop(weak: std::sync::Weak<Shared>) {
+/// when the output is dropped (noticed within `idle_wake`; `None`: never dropped, never woken
+/// without a line).
+fn writer_loop(weak: std::sync::Weak<Shared>, idle_wake: Option<Duration>) {
     loop {
         let Some(shared) = weak.upgrade() else { return };
         let interval = shared.interval;
         {
             let pending = shared.lock();
-            // Wakes up now and then even without lines, to notice the output was dropped.
-            let (pending, _) = shared
-                .arrived
-                .wait_timeout_while(pending, Duration::from_secs(1), |p| p.bytes.is_empty())
-                .unwrap_or_else(PoisonError::into_inner);
+            let pending = match idle_wake {
+                Some(wake) => {
+                    shared
+                        .arrived
+                        .wait_timeout_while(pending, wake, |p| p.bytes.is_empty())
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => shared
+                    .arrived
+                    .wait_while(pending, |p| p.bytes.is_empty())
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
             if pending.bytes.is_empty() {
                 continue;
             }
