@@ -364,21 +364,43 @@ where
         loop {
             let event = self.client().poll_event(&self.queue, &deadline);
             if let EventPollResult::Event(ev) = event {
-                let evtype = unsafe { rdsys::rd_kafka_event_type(ev.ptr()) };
-                match evtype {
-                    rdsys::RD_KAFKA_EVENT_DR => self.handle_delivery_report_event(ev),
-                    rdsys::RD_KAFKA_EVENT_ERROR => self.handle_error_event(ev),
-                    _ => {
-                        let evname = unsafe {
-                            let evname = rdsys::rd_kafka_event_name(ev.ptr());
-                            CStr::from_ptr(evname).to_string_lossy()
-                        };
-                        warn!("Ignored event '{}' on base producer poll", evname);
-                    }
-                }
+                self.handle_event(ev);
             }
             if deadline.elapsed() {
                 break;
+            }
+        }
+    }
+
+    /// (platform's patch) Waits at most `timeout` for one event of the producer's queue and
+    /// handles it: returns at the first event, at the timeout, or when [`BaseProducer::wake`]
+    /// is called, where [`BaseProducer::poll`] goes on until its deadline.
+    fn poll_once(&self, timeout: Duration) {
+        if let EventPollResult::Event(ev) = self
+            .client()
+            .poll_event(&self.queue, Timeout::After(timeout))
+        {
+            self.handle_event(ev);
+        }
+    }
+
+    /// (platform's patch) Makes a [`BaseProducer::poll_once`] waiting now, or the next one,
+    /// return at once (`rd_kafka_queue_yield`).
+    fn wake(&self) {
+        unsafe { rdsys::rd_kafka_queue_yield(self.queue.ptr()) }
+    }
+
+    fn handle_event(&self, ev: NativePtr<RDKafkaEvent>) {
+        let evtype = unsafe { rdsys::rd_kafka_event_type(ev.ptr()) };
+        match evtype {
+            rdsys::RD_KAFKA_EVENT_DR => self.handle_delivery_report_event(ev),
+            rdsys::RD_KAFKA_EVENT_ERROR => self.handle_error_event(ev),
+            _ => {
+                let evname = unsafe {
+                    let evname = rdsys::rd_kafka_event_name(ev.ptr());
+                    CStr::from_ptr(evname).to_string_lossy()
+                };
+                warn!("Ignored event '{}' on base producer poll", evname);
             }
         }
     }
@@ -662,6 +684,10 @@ where
     handle: Option<Arc<JoinHandle<()>>>,
 }
 
+/// (platform's patch) Longest wait of the polling thread for an event: it bounds how long a
+/// stop takes should the wake-up from `drop` be lost, nothing else.
+const POLL_WAIT: Duration = Duration::from_secs(1);
+
 impl FromClientConfig for ThreadedProducer<DefaultProducerContext, NoCustomPartitioner> {
     fn from_config(config: &ClientConfig) -> KafkaResult<ThreadedProducer<DefaultProducerContext>> {
         ThreadedProducer::from_config_and_context(config, DefaultProducerContext)
@@ -686,11 +712,12 @@ where
                 .name("producer polling thread".to_string())
                 .spawn(move || {
                     trace!("Polling thread loop started");
+                    // (platform's patch) One wait per event, at most POLL_WAIT: events wake
+                    // the wait at once, and `drop` wakes it to stop. The published crate
+                    // polled for 100 ms at a time: ten wake-ups a second of an idle producer.
                     loop {
-                        producer.poll(Duration::from_millis(100));
+                        producer.poll_once(POLL_WAIT);
                         if should_stop.load(Ordering::Relaxed) {
-                            // We received nothing and the thread should
-                            // stop, so break the loop.
                             break;
                         }
                     }
@@ -805,6 +832,8 @@ where
         if let Some(handle) = self.handle.take().and_then(Arc::into_inner) {
             trace!("Stopping polling");
             self.should_stop.store(true, Ordering::Relaxed);
+            // (platform's patch) The thread may be waiting for an event: end that wait.
+            self.producer.wake();
             trace!("Waiting for polling thread termination");
             match handle.join() {
                 Ok(()) => trace!("Polling stopped"),
