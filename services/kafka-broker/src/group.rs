@@ -334,6 +334,12 @@ impl Group {
 /// Why a JoinGroup or SyncGroup was answered at once.
 pub type Immediate<T> = Result<oneshot::Receiver<T>, T>;
 
+/// Shortest wait between two [`Coordinator::tick`]s: while a group prepares a rebalance.
+pub const TICK_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two ticks: a member that joins after one is checked by the next at
+/// the latest, so its session expires at most this late.
+pub const TICK_MAX: Duration = Duration::from_secs(1);
+
 /// The group coordinator.
 #[derive(Debug)]
 pub struct Coordinator {
@@ -560,9 +566,12 @@ impl Coordinator {
         None
     }
 
-    /// Session expiry and rebalance timeouts; call periodically.
-    pub fn tick(&self) {
+    /// Session expiry and rebalance timeouts. Returns how long the caller may wait before the
+    /// next call: until the earliest session can expire, at most [`TICK_MAX`]; [`TICK_MIN`]
+    /// while a group prepares a rebalance (a tick may complete its join).
+    pub fn tick(&self) -> Duration {
         let now = Instant::now();
+        let mut next = TICK_MAX;
         let mut groups = self.groups.lock();
         for (id, g) in groups.iter_mut() {
             let expired: Vec<String> = g
@@ -587,7 +596,17 @@ impl Coordinator {
             {
                 g.complete_join(id);
             }
+            if g.state == GroupState::PreparingRebalance {
+                next = next.min(TICK_MIN);
+            }
+            for m in g.members.values() {
+                if m.join_waiter.is_none() && m.sync_waiter.is_none() {
+                    next =
+                        next.min((m.last_seen + m.session_timeout).saturating_duration_since(now));
+                }
+            }
         }
+        next.max(TICK_MIN)
     }
 
     /// (group id, protocol type, state) of every group with members or a history here.
@@ -728,6 +747,21 @@ mod tests {
         // Leaving empties the group.
         assert_eq!(c.leave("g", std::slice::from_ref(&a)), vec![None]);
         assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
+    }
+
+    /// The ticker waits a second with nothing to watch, and no longer than the earliest
+    /// session expiry (never under TICK_MIN) once a member is in a stable group.
+    #[test]
+    fn tick_says_how_long_to_wait() {
+        let c = Coordinator::new(Duration::ZERO);
+        assert_eq!(c.tick(), TICK_MAX);
+        let _ = joined(join(&c, "a"));
+        c.sync("g", 1, "a", vec![]).unwrap();
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+        // a's session (100 ms) expires within TICK_MIN.
+        assert_eq!(c.tick(), TICK_MIN);
+        assert_eq!(c.leave("g", &["a".to_string()]), vec![None]);
+        assert_eq!(c.tick(), TICK_MAX);
     }
 
     #[test]

@@ -162,12 +162,12 @@ pub async fn run(
     }
     let ticker = {
         let broker = broker.clone();
+        // As often as the groups need (every 100 ms during a rebalance, else at the next
+        // session expiry, at most a second): an idle broker wakes once a second, not ten times.
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(100));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
-                broker.groups().tick();
+                let wait = broker.groups().tick();
+                tokio::time::sleep(wait).await;
             }
         })
     };
