@@ -59,11 +59,13 @@ GW=$(free_port); UP=$(free_port)
 export RUST_LOG=${RUST_LOG:-warn} # as bench/run.sh; RUST_LOG=info shows the default level's cost
 start_registry_and_idp
 TOKEN=$(token alice alice)
+ADMIN=$(token admin admin)
 
 bench_routes
 
 requests_of() { # port -> http_requests_total summed over non-probe routes
-    curl -sf "http://127.0.0.1:$1/metrics" |
+    # The gateway's /metrics is private: an admin's token (the upstream's is open).
+    curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$1/metrics" |
         awk '/^http_requests_total\{/ && !/route="\/(metrics|health)/ {s += $NF} END {printf "%d\n", s}'
 }
 # Each process's dumps are numbered from 1 ($OUT/<process>.out.<n>).
