@@ -358,7 +358,7 @@ async fn run() -> anyhow::Result<()> {
     let mut sides = vec![Side::default(); targets.len()];
     if let Some(i) = targets
         .iter()
-        .position(|t| matches!(t.kind, Kind::Deployed { .. }))
+        .position(|t| matches!(t.kind, Kind::Deployed(_)))
     {
         sides[i].daemon_before = daemon_before;
     }
@@ -426,22 +426,26 @@ struct Target {
     _dir: tempfile::TempDir,
 }
 
+/// What a side is made of.
+#[allow(clippy::large_enum_variant)] // two values in all, one per side
 enum Kind {
     Outside {
         pids: Vec<(String, u32)>,
         services: loopback::Services,
         infra: loopback::Infra,
     },
-    Deployed {
-        docker: Docker,
-        /// (service, container id)
-        containers: Vec<(String, String)>,
-        /// Each container's main process, to tell it from the health checks' execs.
-        mains: Vec<(String, u32)>,
-        /// Taken down when dropped.
-        stack: TestStack,
-        _lock: DockerLock,
-    },
+    Deployed(Deployed),
+}
+
+struct Deployed {
+    docker: Docker,
+    /// (service, container id)
+    containers: Vec<(String, String)>,
+    /// Each container's main process, to tell it from the health checks' execs.
+    mains: Vec<(String, u32)>,
+    /// Taken down when dropped.
+    stack: TestStack,
+    _lock: DockerLock,
 }
 
 impl Target {
@@ -468,14 +472,9 @@ impl Target {
     async fn read(&self) -> anyhow::Result<Reading> {
         match &self.kind {
             Kind::Outside { pids, .. } => Ok(process_cpu(pids)),
-            Kind::Deployed {
-                docker,
-                containers,
-                mains,
-                ..
-            } => {
-                let mut cpu = container_cpu(docker, containers).await?;
-                cpu.extend(process_cpu(mains));
+            Kind::Deployed(d) => {
+                let mut cpu = container_cpu(&d.docker, &d.containers).await?;
+                cpu.extend(process_cpu(&d.mains));
                 cpu.extend(daemon_cpu());
                 Ok(cpu)
             }
@@ -490,8 +489,9 @@ impl Target {
                 services.stop().await;
                 drop(infra);
             }
-            Kind::Deployed { stack, _lock, .. } => {
+            Kind::Deployed(d) => {
                 // `platform down` when dropped; blocking, so off the runtime's threads.
+                let Deployed { stack, _lock, .. } = d;
                 let _ = tokio::task::spawn_blocking(move || drop(stack)).await;
                 drop(_lock);
             }
@@ -596,13 +596,13 @@ async fn deployed(platform: &Platform, knobs: &Knobs) -> anyhow::Result<Target> 
         url,
         &user,
         knobs,
-        Kind::Deployed {
+        Kind::Deployed(Deployed {
             docker,
             containers,
             mains,
             stack,
             _lock: lock,
-        },
+        }),
     )
 }
 
@@ -905,11 +905,16 @@ fn print_side(name: &str, side: &Side) {
         eprintln!("  {row}: {:.3} ms/order", s * 1000.0 / side.orders());
     }
     eprintln!(
-        "{name} idle: {:.2} % of a core (machine {:.2} %), the daemon's processes before the stack was up {:.2} %",
+        "{name} idle: {:.2} % of a core (machine {:.2} %)",
         side.idle.values().sum::<f64>() * 100.0,
         side.idle_machine * 100.0,
-        side.daemon_before.values().sum::<f64>() * 100.0
     );
+    if !side.daemon_before.is_empty() {
+        eprintln!(
+            "  the daemon's processes before the stack was up: {:.2} %",
+            side.daemon_before.values().sum::<f64>() * 100.0
+        );
+    }
     for (row, s) in &side.idle {
         eprintln!("  {row}: {:.2} %", s * 100.0);
     }
