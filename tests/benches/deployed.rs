@@ -980,7 +980,7 @@ fn report(
          `POST /api/order` through the gateway with alice's token (JWT checked at the edge), one unit of one of \
          {skus} SKUs (listed at {PRICE} in the catalogue, a billion in stock), every service sampling {ratio} % \
          of traces into the trace-collector. **Outside Docker**: processes on loopback (`testkit::loopback`: \
-         MariaDB 10.11 (`innodb_flush_log_at_trx_commit=2`, as the dev stack's) and {broker} from testkit, services at RUST_LOG={llog}). **Deployed**: a copy of \
+         MariaDB 10.11 (`innodb_flush_log_at_trx_commit=2`, as the dev stack's) and {broker} from testkit (kafka-broker: the same release build), services at RUST_LOG={llog}). **Deployed**: a copy of \
          `stacks/dev.toml` up through the release `platform` (ten containers, health checked from outside by `platform` unless a variant says otherwise, json-file logs, \
          the gateway's published loopback port, {broker} as `kafka`{slog}{health}{flush}). CPU per order = user + system time in the \
          window / orders accepted: processes from `/proc`; deployed, each container's main process from `/proc` \

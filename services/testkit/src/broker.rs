@@ -182,7 +182,11 @@ impl Broker {
     /// Starts a `kind` broker on a free port with empty storage and waits until it answers a Kafka
     /// metadata request.
     pub async fn start_kind(kind: BrokerKind) -> Result<Self> {
-        let bin = kind.binary()?;
+        Broker::start_binary(kind, kind.binary()?).await
+    }
+
+    /// [`Broker::start_kind`] with the program `bin` (a build of `kind` chosen by the caller).
+    pub async fn start_binary(kind: BrokerKind, bin: std::path::PathBuf) -> Result<Self> {
         let dir = new_instance_dir(&format!("testkit-{}-", kind.name()))?;
         let instance = Instance::start(BrokerServer { kind, bin }, dir).await?;
         Ok(Self { kind, instance })

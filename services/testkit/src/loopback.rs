@@ -172,6 +172,7 @@ pub struct Options {
     /// More environment for every service (a later value wins: `RUST_LOG`, ...).
     pub env: Vec<(String, String)>,
     /// The broker; `None`: the one `TESTKIT_BROKER` names ([`BrokerKind::from_env`]).
+    /// kafka-broker is the one in [`Infra`]'s binary directory when it has one.
     pub broker: Option<BrokerKind>,
 }
 
@@ -188,7 +189,13 @@ pub struct Services {
 impl Services {
     /// Starts a fresh broker, fresh databases and the services against `infra`.
     pub async fn start(infra: &Infra, options: &Options) -> Result<Services> {
+        // kafka-broker is one of the workspace's binaries: the build in `bin_dir`, like the
+        // services (testkit's own lookup takes the newest build, which may be a debug one).
         let broker = match options.broker {
+            Some(BrokerKind::KafkaBroker) if infra.bin_dir.join("kafka-broker").is_file() => {
+                Broker::start_binary(BrokerKind::KafkaBroker, infra.bin_dir.join("kafka-broker"))
+                    .await?
+            }
             Some(kind) => Broker::start_kind(kind).await?,
             None => Broker::start().await?,
         };
