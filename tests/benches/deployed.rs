@@ -293,7 +293,7 @@ impl Side {
 
     /// The median over the loads of `f`.
     fn median(&self, f: impl Fn(&Load) -> f64) -> f64 {
-        median(self.loads.iter().map(f).collect())
+        benchmarks::median(self.loads.iter().map(f)).unwrap_or(0.0)
     }
 
     /// Every row's CPU per order, ms.
@@ -303,20 +303,6 @@ impl Side {
 
     fn total_ms(&self) -> f64 {
         self.cpu.values().sum::<f64>() * 1000.0 / self.orders()
-    }
-}
-
-/// The middle value (the mean of the two middle ones for an even count); 0 for none.
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -643,10 +629,7 @@ async fn idle(knobs: &Knobs, targets: &[Target], sides: &mut [Side]) -> anyhow::
     }
     let (machine1, secs) = (machine_busy()?, t0.elapsed().as_secs_f64());
     for ((side, b), a) in sides.iter_mut().zip(&before).zip(&after) {
-        side.idle = split_execs(delta(b, a))
-            .into_iter()
-            .map(|(k, v)| (k, v / secs))
-            .collect();
+        side.idle = split_execs(per_second(delta(b, a), secs));
         side.idle_machine = (machine1 - machine0) / secs;
         side.idle_secs = secs;
     }
@@ -668,6 +651,11 @@ fn delta(before: &Reading, after: &Reading) -> Reading {
             )
         })
         .collect()
+}
+
+/// Every row of `r`, seconds of CPU over `secs`, as a share of one core.
+fn per_second(r: Reading, secs: f64) -> Reading {
+    r.into_iter().map(|(k, v)| (k, v / secs)).collect()
 }
 
 /// A container's row becomes its main process's time; what its cgroup used besides (the health
@@ -1052,7 +1040,7 @@ fn report(
     }
 
     let ratios = round_ratios(outside, deployed);
-    let ratio = median(ratios.clone());
+    let ratio = benchmarks::median(ratios.iter().copied()).unwrap_or(0.0);
     let (p99_d, p99_o) = (
         deployed.median(|l| l.wrk.p99_ms),
         outside.median(|l| l.wrk.p99_ms),
@@ -1187,8 +1175,5 @@ async fn daemon_idle(knobs: &Knobs) -> Reading {
     let (before, t0) = (daemon_cpu(), Instant::now());
     tokio::time::sleep(Duration::from_secs(knobs.idle)).await;
     let (after, secs) = (daemon_cpu(), t0.elapsed().as_secs_f64());
-    delta(&before, &after)
-        .into_iter()
-        .map(|(k, v)| (k, v / secs))
-        .collect()
+    per_second(delta(&before, &after), secs)
 }

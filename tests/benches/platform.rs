@@ -59,7 +59,7 @@ const WARM_GOAL_SECS: f64 = 15.0;
 const MEMORY_GOAL_MB: f64 = 100.0;
 const MIB: f64 = 1024.0 * 1024.0;
 
-use testkit::benchmarks::env_u64;
+use testkit::benchmarks::{self, env_u64};
 
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -74,28 +74,19 @@ struct Timings(Vec<f64>);
 
 impl Timings {
     fn row(&self, what: &str) -> String {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        if v.is_empty() {
+        let Some(median) = self.median() else {
             return format!("| {what} | 0 | not measured | | |");
-        }
-        let median = if v.len() % 2 == 1 {
-            v[v.len() / 2]
-        } else {
-            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
         };
+        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         format!(
-            "| {what} | {} | {median:.1} s | {:.1} s | {:.1} s |",
-            v.len(),
-            v[0],
-            v[v.len() - 1]
+            "| {what} | {} | {median:.1} s | {min:.1} s | {max:.1} s |",
+            self.0.len()
         )
     }
 
     fn median(&self) -> Option<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
+        benchmarks::median(self.0.iter().copied())
     }
 }
 

@@ -272,13 +272,7 @@ fn metric(text: &str, name: &str) -> u64 {
 
 /// The median of `f` over `runs` (the mean of the middle two for an even count).
 fn median(runs: &[&Run], f: impl Fn(&Run) -> f64) -> f64 {
-    let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    benchmarks::median(runs.iter().map(|r| f(r))).unwrap_or(0.0)
 }
 
 fn report(runs: &[Run], duration: &str, conns: u32, loadavg: &str) -> String {

@@ -19,6 +19,19 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The middle value of `values` (the mean of the two middle ones for an even count); `None`
+/// for none.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 /// CPU time (user + system) `pid` has used so far, in seconds; `None` when its `/proc` entry
 /// cannot be read (the process is gone).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -305,6 +318,13 @@ mod tests {
         assert_eq!(load_average().unwrap().split(' ').count(), 3);
         assert!(cpu_seconds(u32::MAX).is_none());
         assert!(status_bytes(me, "NoSuchField").is_none());
+    }
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median([]), None);
     }
 
     const DOC: &str = "# B\n<!-- BEGIN a -->\nold\n<!-- END a -->\n<!-- BEGIN t -->\n<!-- BEGIN t/x -->\nx1\n<!-- END t/x -->\n<!-- END t -->\n";
