@@ -312,7 +312,7 @@ impl Proxy {
                     service: route.upstream.clone(),
                 });
             };
-            let uri = upstream_uri(pick.instance(), &path_and_query).ok_or_else(|| {
+            let (uri, url) = upstream_url(pick.instance(), &path_and_query).ok_or_else(|| {
                 ProxyError::Unreachable {
                     service: route.upstream.clone(),
                 }
@@ -320,7 +320,7 @@ impl Proxy {
             // One CLIENT span per attempt, so a retry shows as a second
             // call to another instance; its context replaces the caller's
             // trace headers (our server span already continued them).
-            let span = kit::telemetry::client_span(&route.upstream, method.as_str(), &uri);
+            let span = kit::telemetry::client_span(&route.upstream, method.as_str(), url.as_str());
             let mut req = http::Request::new(body);
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
@@ -346,7 +346,7 @@ impl Proxy {
             match outcome {
                 Ok(Ok(res)) => {
                     let status = res.status();
-                    span.record("http.response.status_code", status.as_u16());
+                    kit::telemetry::record_status(&span, status.as_u16());
                     if status.is_server_error() {
                         kit::telemetry::mark_error(&span);
                         pick.record_failure(Failure::ServerError);
@@ -467,10 +467,11 @@ impl Proxy {
     }
 }
 
-/// `http://host:port/path?query` of an instance; IPv6 hosts get brackets.
-/// Written into one string that becomes the URI's buffer (no `format!`, no
-/// copy on parsing): this runs for every attempt.
-fn upstream_uri(instance: &ServiceInstance, path_and_query: &str) -> Option<Uri> {
+/// `http://host:port/path?query` of an instance (IPv6 hosts get brackets), as a `Uri` and as
+/// text. Written into one string that becomes the URI's buffer, shared with the text (no
+/// `format!`, no copy on parsing): this runs for every attempt, and the text is the client
+/// span's `url.full` (formatting the `Uri` would cost a `format!`).
+fn upstream_url(instance: &ServiceInstance, path_and_query: &str) -> Option<(Uri, UrlText)> {
     let host = instance.host.as_str();
     let bracket = host.contains(':') && !host.starts_with('[');
     let mut text = String::with_capacity(16 + host.len() + path_and_query.len());
@@ -483,7 +484,19 @@ fn upstream_uri(instance: &ServiceInstance, path_and_query: &str) -> Option<Uri>
     text.push(':');
     push_decimal(&mut text, instance.port);
     text.push_str(path_and_query);
-    Uri::try_from(text).ok()
+    let bytes = Bytes::from(text);
+    let uri = Uri::from_maybe_shared(bytes.clone()).ok()?;
+    Some((uri, UrlText(bytes)))
+}
+
+/// The text of an [`upstream_url`]: bytes that came from a `String`.
+struct UrlText(Bytes);
+
+impl UrlText {
+    fn as_str(&self) -> &str {
+        // Built from a `String`; the check costs a pass over a short URL, never fails.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// The `Host` header hyper's client would write for `uri` (`host:port`, the
@@ -1000,6 +1013,13 @@ mod tests {
         }
     }
 
+    /// The upstream URI, checked to read as its text does.
+    fn url_of(i: &ServiceInstance, path_and_query: &str) -> String {
+        let (uri, text) = upstream_url(i, path_and_query).unwrap();
+        assert_eq!(uri.to_string(), text.as_str());
+        uri.to_string()
+    }
+
     /// IPv6 instance hosts are bracketed in the upstream URI.
     #[test]
     fn upstream_uris() {
@@ -1011,21 +1031,12 @@ mod tests {
             status: kit::registry::model::InstanceStatus::Up,
             metadata: Default::default(),
         };
-        assert_eq!(
-            upstream_uri(&i, "/a?b=1").unwrap().to_string(),
-            "http://10.0.0.1:8081/a?b=1"
-        );
+        assert_eq!(url_of(&i, "/a?b=1"), "http://10.0.0.1:8081/a?b=1");
         i.host = "fd00::1".into();
-        assert_eq!(
-            upstream_uri(&i, "/").unwrap().to_string(),
-            "http://[fd00::1]:8081/"
-        );
+        assert_eq!(url_of(&i, "/"), "http://[fd00::1]:8081/");
         for port in [0, 7, 80, 65535] {
             i.port = port;
-            assert_eq!(
-                upstream_uri(&i, "/x").unwrap().to_string(),
-                format!("http://[fd00::1]:{port}/x")
-            );
+            assert_eq!(url_of(&i, "/x"), format!("http://[fd00::1]:{port}/x"));
         }
     }
 }

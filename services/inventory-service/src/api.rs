@@ -195,7 +195,9 @@ impl ReserveRequest {
     }
 }
 
-#[tracing::instrument(skip(s, req), fields(order_number = %req.order_number, lines = req.lines.len()))]
+// Fields as `&str` and `i64`: the OpenTelemetry layer formats `%` and unsigned values
+// (kit::telemetry::space_joined).
+#[tracing::instrument(skip(s, req), fields(order_number = req.order_number.as_str(), lines = req.lines.len() as i64))]
 async fn reserve(State(s): State<AppState>, Json(req): Json<ReserveRequest>) -> Response {
     if let Err(e) = req.validate() {
         return e.into_response();

@@ -140,7 +140,7 @@ impl CatalogClient {
             }
         };
         let status = res.status();
-        span.record("http.response.status_code", status.as_u16());
+        kit::telemetry::record_status(&span, status.as_u16());
         if !status.is_success() {
             kit::telemetry::mark_error(&span);
         }

@@ -289,7 +289,7 @@ impl InventoryClient {
                 format!("no answer within {}", humantime_ms(timeout)),
             ),
             Ok(Ok((status, body))) => {
-                span.record("http.response.status_code", status.as_u16());
+                kit::telemetry::record_status(&span, status.as_u16());
                 Attempt::Answer(status, body)
             }
             Ok(Err(e)) if e.is_connect() => Attempt::Refused(e.to_string()),

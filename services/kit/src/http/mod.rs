@@ -237,11 +237,12 @@ async fn observe(State(state): State<Arc<Observe>>, mut req: Request, next: Next
     let probe = route.starts_with("/health") || route == "/metrics";
     // The server span of this request: a child of the caller's trace when
     // it sent one (traceparent or B3), else the root of a new trace.
+    let span_name = crate::telemetry::space_joined(method.as_str(), route);
     macro_rules! server_span {
         ($make:ident) => {
             tracing::$make!(
                 "http.request",
-                otel.name = %crate::telemetry::SpaceJoined(&method, route),
+                otel.name = span_name.as_str(),
                 otel.kind = "server",
                 otel.status_code = tracing::field::Empty,
                 // Text fields as `&str`, not `%`: the OpenTelemetry layer copies
@@ -267,7 +268,7 @@ async fn observe(State(state): State<Arc<Observe>>, mut req: Request, next: Next
         .await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
-    span.record("http.response.status_code", status);
+    crate::telemetry::record_status(&span, status);
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }

@@ -98,7 +98,7 @@ impl Received {
             "order-placed process",
             otel.kind = "consumer",
             messaging.system = "kafka",
-            messaging.destination.name = %origin.topic,
+            messaging.destination.name = origin.topic.as_str(),
             messaging.kafka.partition = origin.partition,
             messaging.kafka.offset = origin.offset,
             order_number = tracing::field::Empty,
@@ -296,8 +296,12 @@ impl Worker {
             match events::decode(payload) {
                 Ok(event) => {
                     r.span.record("order_number", event.order_number.as_str());
-                    r.span
-                        .record("event_id", tracing::field::display(event.event_id));
+                    // As `&str`: a `Display` field costs a `format!` in the OpenTelemetry layer.
+                    let mut id = uuid::Uuid::encode_buffer();
+                    r.span.record(
+                        "event_id",
+                        &*event.event_id.hyphenated().encode_lower(&mut id),
+                    );
                     pending.push((r, email::render(&event, r.origin.clone())));
                 }
                 Err(e) => {
