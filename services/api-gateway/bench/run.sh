@@ -16,12 +16,18 @@
 #    a second gateway process). Besides wrk's figures, the CPU time the proxy
 #    (or, for "direct", the upstream) spent per request is read from /proc:
 #    on a shared 2-core machine it is steadier than req/s.
+#    The paths take the load in turns, $ROUNDS rounds, the order reversed every
+#    other round (direct, nginx, ..., then ..., nginx, direct): a host whose
+#    speed drifts during the run then weighs on every path alike. Each figure
+#    is the median over the rounds; the gateway-to-nginx ratios are the
+#    medians of the rounds' own ratios (one run each, one after the other,
+#    had nginx's req/s differ by a third between two runs of the script).
 # 2. Failover: three instances behind the gateway, wrk at fixed concurrency,
 #    one instance killed with kill -9 in the middle: time from the kill to its
 #    ejection (the gateway's log), failed requests (wrk's non-2xx and socket
 #    errors), and how many attempts were retried onto live instances.
 #
-# Usage: services/api-gateway/bench/run.sh   (DURATION=10s CONNS=32 to change)
+# Usage: services/api-gateway/bench/run.sh   (DURATION=10s CONNS=32 ROUNDS=3 to change)
 # Needs: wrk, nginx (nginx-light), curl, python3; builds the release binaries.
 set -euo pipefail
 
@@ -29,6 +35,8 @@ ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$ROOT"
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
+ROUNDS=${ROUNDS:-3}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number ≥ 1, not '$ROUNDS'" >&2; exit 2; }
 FAIL_DURATION=${FAIL_DURATION:-8}
 
 echo "building release binaries..." >&2
@@ -110,31 +118,46 @@ cpu_ticks() { # pids... -> utime+stime in clock ticks (1/100 s)
     for p in "$@"; do sum=$((sum + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
     echo "$sum"
 }
-run_wrk() { # label connections pids url [header]
-    local label=$1 conns=$2 pids=$3 url=$4 threads=2
+run_wrk() { # label connections round pids url [header]
+    local label=$1 conns=$2 round=$3 pids=$4 url=$5 threads=2
     ((conns < threads)) && threads=$conns
     local args=(-t"$threads" -c"$conns" --latency)
-    [[ $# -ge 5 ]] && args+=(-H "$5")
+    [[ $# -ge 6 ]] && args+=(-H "$6")
     wrk "${args[@]}" -d2s "$url" >/dev/null # warm-up
-    echo "wrk $label c=$conns..." >&2
+    echo "wrk $label c=$conns (round $round of $ROUNDS)..." >&2
     local t0 t1
     t0=$(cpu_ticks $pids)
-    wrk "${args[@]}" -d"$DURATION" "$url" >"$WORK/wrk-$label-$conns.txt"
+    wrk "${args[@]}" -d"$DURATION" "$url" >"$WORK/wrk-$label-$conns-$round.txt"
     t1=$(cpu_ticks $pids)
-    echo "$((t1 - t0))" >"$WORK/cpu-$label-$conns.txt"
+    echo "$((t1 - t0))" >"$WORK/cpu-$label-$conns-$round.txt"
 }
 UP_PID=$(cat "$WORK/upstream.pid"); GW_PID=$(cat "$WORK/gateway.pid"); GW0_PID=$(cat "$WORK/gateway-nocache.pid")
 NGX_PIDS=$(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')
-for conns in 1 "$CONNS"; do
-    run_wrk direct "$conns" "$UP_PID" "http://127.0.0.1:$UP/hello"
-    run_wrk nginx "$conns" "$NGX_PIDS" "http://127.0.0.1:$NGX/api/bench/hello"
-    run_wrk gateway-public "$conns" "$GW_PID" "http://127.0.0.1:$GW/api/public/hello"
-    run_wrk gateway-jwt "$conns" "$GW_PID" "http://127.0.0.1:$GW/api/bench/hello" "Authorization: Bearer $TOKEN"
-    run_wrk gateway-jwt-nocache "$conns" "$GW0_PID" "http://127.0.0.1:$GW0/api/bench/hello" "Authorization: Bearer $TOKEN"
+run_path() { # path connections round
+    case $1 in
+    direct) run_wrk direct "$2" "$3" "$UP_PID" "http://127.0.0.1:$UP/hello" ;;
+    nginx) run_wrk nginx "$2" "$3" "$NGX_PIDS" "http://127.0.0.1:$NGX/api/bench/hello" ;;
+    gateway-public) run_wrk gateway-public "$2" "$3" "$GW_PID" "http://127.0.0.1:$GW/api/public/hello" ;;
+    gateway-jwt) run_wrk gateway-jwt "$2" "$3" "$GW_PID" "http://127.0.0.1:$GW/api/bench/hello" "Authorization: Bearer $TOKEN" ;;
+    gateway-jwt-nocache) run_wrk gateway-jwt-nocache "$2" "$3" "$GW0_PID" "http://127.0.0.1:$GW0/api/bench/hello" "Authorization: Bearer $TOKEN" ;;
+    esac
+}
+PATHS=(direct nginx gateway-public gateway-jwt gateway-jwt-nocache)
+for ((round = 1; round <= ROUNDS; round++)); do
+    TOKEN=$(token alice alice) # a fresh one each round: the realm's tokens live 5 minutes
+    order=("${PATHS[@]}")
+    if ((round % 2 == 0)); then
+        order=()
+        for ((k = ${#PATHS[@]} - 1; k >= 0; k--)); do order+=("${PATHS[k]}"); done
+    fi
+    for conns in 1 "$CONNS"; do
+        for path in "${order[@]}"; do run_path "$path" "$conns" "$round"; done
+    done
 done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$WORK/gateway.pid")/status")
 
 # Failover: kill -9 one of three instances in the middle of the load.
+TOKEN=$(token alice alice); ADMIN=$(token admin admin) # the first ones may have expired by now
 curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$GW/admin/upstreams" >"$WORK/upstreams-before.json"
 echo "failover run..." >&2
 wrk -t2 -c"$CONNS" -d"${FAIL_DURATION}s" --latency -H "Authorization: Bearer $TOKEN" \
@@ -146,9 +169,10 @@ kill -9 "$(cat "$WORK/fail-2.pid")"
 wait "$WRK_PID"
 curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$GW/admin/upstreams" >"$WORK/upstreams-after.json"
 
-python3 - "$WORK" "$ROOT/BENCHMARKS.md" "$KILLED_AT" "$CONNS" "$DURATION" "$FAIL_DURATION" "$RSS_KB" "$LOADAVG" <<'PY'
-import json, re, sys, datetime, subprocess
-work, bench_md, killed_at, conns, duration, fail_duration, rss_kb, loadavg = sys.argv[1:9]
+python3 - "$WORK" "$ROOT/BENCHMARKS.md" "$KILLED_AT" "$CONNS" "$DURATION" "$FAIL_DURATION" "$RSS_KB" "$LOADAVG" "$ROUNDS" <<'PY'
+import json, re, sys, datetime, subprocess, statistics
+work, bench_md, killed_at, conns, duration, fail_duration, rss_kb, loadavg, rounds = sys.argv[1:10]
+rounds = int(rounds)
 killed_at = float(killed_at)
 
 def us(text):
@@ -172,18 +196,42 @@ labels = [("direct", "upstream directly"), ("nginx", "nginx proxy_pass (keepaliv
           ("gateway-public", "api-gateway, public route (no token)"),
           ("gateway-jwt", "api-gateway, JWT validated (verdict remembered, default)"),
           ("gateway-jwt-nocache", "api-gateway, JWT signature verified on every request")]
+# runs[(key, c)]: one parsed wrk run per round, in round order.
+runs = {}
+for c in ("1", conns):
+    for key, _ in labels:
+        runs[(key, c)] = []
+        for k in range(1, rounds + 1):
+            r = parse(f"{work}/wrk-{key}-{c}-{k}.txt")
+            ticks = int(open(f"{work}/cpu-{key}-{c}-{k}.txt").read())
+            r["cpu_us"] = ticks * 10_000 / r["requests"]
+            runs[(key, c)].append(r)
+
+def med(key, c, field):
+    return statistics.median(r[field] for r in runs[(key, c)])
+
+def per_round(f):
+    return [f(k) for k in range(rounds)]
+
 rows, res = [], {}
 for c in ("1", conns):
     for key, name in labels:
-        r = parse(f"{work}/wrk-{key}-{c}.txt")
-        ticks = int(open(f"{work}/cpu-{key}-{c}.txt").read())
-        r["cpu_us"] = ticks * 10_000 / r["requests"]
-        res[(key, c)] = r
-        errs = r["non2xx"] + r["socket_errors"]
+        res[(key, c)] = {f: med(key, c, f) for f in ("rps", "p50", "p99", "cpu_us")}
+        r = res[(key, c)]
+        errs = sum(x["non2xx"] + x["socket_errors"] for x in runs[(key, c)])
         rows.append(f"| {c} | {name} | {r['rps']:,.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['cpu_us']:.0f} | {errs} |")
 
+def added_rounds(key, c):
+    return per_round(lambda k: runs[(key, c)][k]["p50"] - runs[("direct", c)][k]["p50"])
+
 def added(key, c):
-    return res[(key, c)]["p50"] - res[("direct", c)]["p50"]
+    return statistics.median(added_rounds(key, c))
+
+def listed(values, fmt):
+    return ", ".join(format(v, fmt) for v in values)
+
+rps_ratios = per_round(lambda k: runs[("gateway-jwt", conns)][k]["rps"] / runs[("nginx", conns)][k]["rps"])
+cpu_ratios = per_round(lambda k: runs[("gateway-jwt", conns)][k]["cpu_us"] / runs[("nginx", conns)][k]["cpu_us"])
 
 fo = parse(f"{work}/wrk-failover.txt")
 before = json.load(open(f"{work}/upstreams-before.json"))["fail-service"]["instances"]
@@ -217,15 +265,20 @@ lines = [
     f"`GET /hello`, 13-byte body) behind every proxy; wrk with {duration} per run after a 2 s warm-up, 1 thread",
     "at c=1, 2 threads otherwise. Latencies are wrk's, in µs. CPU µs/req is the CPU time (user + system, from",
     "/proc) of the proxy's processes (for \"directly\": the upstream's) divided by the requests served.",
+    f"The paths take the load in turns, {rounds} rounds, the order reversed every other round; every figure is",
+    "the median over the rounds (errors: the sum), and each ratio the median of the rounds' own ratios.",
     "",
     "| conns | path | req/s | p50 µs | p99 µs | CPU µs/req | errors |",
     "|---:|---|---:|---:|---:|---:|---:|",
     *rows,
     "",
-    f"- Added p50 over direct at c=1: gateway with JWT {added('gateway-jwt', '1'):+.0f} µs, public route "
+    f"- Added p50 over direct at c=1 (median of the rounds' differences): gateway with JWT {added('gateway-jwt', '1'):+.0f} µs "
+    f"(rounds: {listed(added_rounds('gateway-jwt', '1'), '+.0f')}), public route "
     f"{added('gateway-public', '1'):+.0f} µs, nginx {added('nginx', '1'):+.0f} µs (goal: gateway ≤ +100 µs).",
-    f"- At c={conns}: gateway with JWT {gw_c['rps']:,.0f} req/s vs nginx {ngx_c['rps']:,.0f} req/s "
-    f"({gw_c['rps'] / ngx_c['rps'] * 100:.0f} % of nginx; goal: at least nginx's). CPU per request: gateway "
+    f"- At c={conns}: gateway with JWT {statistics.median(rps_ratios) * 100:.0f} % of nginx's req/s "
+    f"(rounds: {listed([x * 100 for x in rps_ratios], '.0f')} %; goal: at least nginx's), "
+    f"{statistics.median(cpu_ratios):.2f} times its CPU per request (rounds: {listed(cpu_ratios, '.2f')}). "
+    f"Medians: gateway with JWT {gw_c['rps']:,.0f} req/s vs nginx {ngx_c['rps']:,.0f} req/s. CPU per request: gateway "
     f"{gw_c['cpu_us']:.0f} µs (public route {res[('gateway-public', conns)]['cpu_us']:.0f} µs, signature verified every time "
     f"{res[('gateway-jwt-nocache', conns)]['cpu_us']:.0f} µs), nginx {ngx_c['cpu_us']:.0f} µs, the upstream itself "
     f"{res[('direct', conns)]['cpu_us']:.0f} µs.",
